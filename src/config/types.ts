@@ -1,0 +1,199 @@
+/**
+ * The validated, normalized configuration. Everything downstream of `config/` consumes these types and
+ * never the raw YAML: durations are milliseconds, listen addresses are split, references are checked.
+ */
+
+export interface GatewayConfig {
+  /** Absolute path of the file this config was loaded from (used for reload and messages). */
+  readonly file: string;
+  readonly server: ServerConfig;
+  readonly admin: AdminConfig;
+  readonly store: StoreConfig;
+  readonly logging: LoggingConfig;
+  /** Where the access token is looked for, in order. */
+  readonly tokens: readonly TokenSource[];
+  /** Keyed by issuer name, in file order. */
+  readonly issuers: ReadonlyMap<string, IssuerConfig>;
+  readonly upstreams: ReadonlyMap<string, UpstreamConfig>;
+  readonly identity: IdentityConfig;
+  readonly rateLimits: ReadonlyMap<string, RateLimitConfig>;
+  readonly cors: CorsConfig | undefined;
+  /** In file order; first match wins. */
+  readonly routes: readonly RouteConfig[];
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ServerConfig {
+  readonly listen: ListenAddress;
+  readonly tls: ServerTlsConfig | undefined;
+  /** CIDR strings, already validated (IPv4 and IPv6). */
+  readonly trustedProxies: readonly string[];
+  /** Exact hosts or `*.suffix` wildcards, lower-cased. Undefined = any Host. */
+  readonly allowedHosts: readonly string[] | undefined;
+  readonly pathCase: 'sensitive' | 'insensitive';
+  readonly workers: number | 'auto';
+  readonly shutdownGraceMs: number;
+  /** Starts with `/`, no trailing slash, e.g. `/_authgate`. */
+  readonly reservedPrefix: string;
+}
+
+export interface ServerTlsConfig {
+  /** Absolute paths (resolved against the config file's directory). */
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export interface AdminConfig {
+  readonly listen: ListenAddress;
+  /** Empty string = write endpoints answer 403. */
+  readonly token: string;
+}
+
+export interface StoreConfig {
+  /** redis:// or rediss:// URL; undefined = in-memory store. */
+  readonly redis: string | undefined;
+  readonly prefix: string;
+}
+
+export interface LoggingConfig {
+  readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  readonly accessLog: boolean;
+}
+
+export type TokenSource =
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string }
+  /** Only honoured on WebSocket upgrade requests. */
+  | { readonly kind: 'query'; readonly name: string };
+
+export type IssuerKeySource =
+  | { readonly kind: 'discovery' }
+  | { readonly kind: 'jwks_uri'; readonly url: string }
+  /** Absolute path. */
+  | { readonly kind: 'jwks_file'; readonly path: string }
+  /** HS256/384/512 shared secret, >= 32 bytes (UTF-8). */
+  | { readonly kind: 'secret'; readonly secret: string };
+
+/** Claim value as written in `require_claims` or `require.claims`. */
+export type ClaimValue = string | number | boolean;
+
+export interface IssuerClaimPaths {
+  readonly subject: string;
+  readonly email: string;
+  readonly roles: string;
+  readonly permissions: string;
+  readonly scopes: string;
+  readonly clientId: string;
+}
+
+export interface JwksCacheConfig {
+  readonly maxAgeMs: number;
+  readonly minRefetchIntervalMs: number;
+  readonly staleIfErrorMs: number;
+}
+
+export interface IssuerConfig {
+  /** The key under `issuers:`. */
+  readonly name: string;
+  /** Expected `iss`, compared exactly. */
+  readonly issuer: string;
+  readonly keys: IssuerKeySource;
+  readonly audiences: readonly string[];
+  readonly algorithms: readonly string[];
+  readonly clockSkewMs: number;
+  readonly maxTokenAgeMs: number | undefined;
+  readonly tokenTypes: readonly string[] | undefined;
+  readonly requireClaims: Readonly<Record<string, ClaimValue>> | undefined;
+  readonly claims: IssuerClaimPaths;
+  readonly jwksCache: JwksCacheConfig;
+}
+
+export interface UpstreamConfig {
+  readonly name: string;
+  readonly url: URL;
+  readonly timeoutMs: number;
+  readonly tls: { readonly caFile: string | undefined; readonly serverName: string | undefined } | undefined;
+}
+
+export type IdentityField =
+  | { readonly kind: 'subject' | 'email' | 'roles' | 'permissions' | 'scopes' | 'issuer' | 'client_id' }
+  | { readonly kind: 'claim'; readonly path: string };
+
+export interface IdentityHeader {
+  /** As written in the config (canonical case for the upstream). */
+  readonly name: string;
+  readonly field: IdentityField;
+}
+
+export interface IdentityConfig {
+  readonly headers: readonly IdentityHeader[];
+  readonly listSeparator: string;
+  /** Header-name patterns; `*` matches any run of characters. */
+  readonly strip: readonly string[];
+  readonly forwardToken: boolean;
+}
+
+export type RateLimitKey =
+  | { readonly kind: 'ip' | 'subject' | 'client_id' }
+  | { readonly kind: 'claim'; readonly path: string }
+  | { readonly kind: 'header'; readonly name: string };
+
+export interface RateLimitConfig {
+  readonly name: string;
+  readonly key: RateLimitKey;
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+export interface CorsConfig {
+  /** Exact origins; `*` allowed only without credentials. */
+  readonly origins: readonly string[];
+  readonly methods: readonly string[];
+  readonly headers: readonly string[];
+  readonly credentials: boolean;
+  readonly maxAgeMs: number;
+}
+
+/** `{ any: [...] }` or `{ all: [...] }`; plain lists are normalized to the key's default mode. */
+export interface ListRule {
+  readonly mode: 'any' | 'all';
+  readonly values: readonly string[];
+}
+
+export interface RequireRules {
+  readonly roles: ListRule | undefined;
+  readonly permissions: ListRule | undefined;
+  readonly scopes: ListRule | undefined;
+  /** Claim path → required value (equal, or contained when the claim is an array). */
+  readonly claims: Readonly<Record<string, ClaimValue>> | undefined;
+}
+
+export type AuthMode = 'none' | 'optional' | 'required';
+
+export interface RouteMatchConfig {
+  /** Exact host or `*.suffix`, lower-cased; undefined = any host. */
+  readonly host: string | undefined;
+  /** Pattern: `/a/b`, `/a/*`, `/a/{id}`, `/a/**`. */
+  readonly path: string;
+  /** Upper-cased; undefined = every method. */
+  readonly methods: readonly string[] | undefined;
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  readonly match: RouteMatchConfig;
+  readonly upstream: string;
+  readonly auth: AuthMode;
+  /** Issuer names allowed on this route; undefined = all configured issuers. */
+  readonly issuers: readonly string[] | undefined;
+  readonly require: RequireRules | undefined;
+  /** Names of `rate_limits` entries, in order. */
+  readonly rateLimit: readonly string[];
+  /** Route-level CORS; undefined = the global `cors` (if any), false = CORS off for this route. */
+  readonly cors: CorsConfig | false | undefined;
+}

@@ -1,0 +1,22 @@
+import { pino, type Logger } from 'pino';
+import type { LoggingConfig } from '../config/types.js';
+
+export type { Logger };
+
+/**
+ * JSON logs on stdout. Redaction is a second line of defence: no stage should put a token, cookie or
+ * Authorization header into a log call in the first place.
+ */
+export function createLogger(level: LoggingConfig['level'] = 'info', destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'authgate' },
+      redact: {
+        paths: ['token', '*.token', 'authorization', '*.authorization', 'cookie', '*.cookie', 'headers.authorization', 'headers.cookie'],
+        censor: '[redacted]',
+      },
+    },
+    destination ?? pino.destination({ sync: false }),
+  );
+}

@@ -1,0 +1,69 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric of SPEC §11 in one registry that is passed to the stages that report to it.
+ * Labels are bounded (route names, issuer names, fixed reasons), never paths or subjects.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'authgate_requests_total',
+    help: 'Requests handled, by route name, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'authgate_request_duration_seconds',
+    help: 'Time from request to response head, by route name',
+    labelNames: ['route'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly authDenied = new Counter({
+    name: 'authgate_auth_denied_total',
+    help: 'Requests denied by authentication or authorization, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly jwksRefresh = new Counter({
+    name: 'authgate_jwks_refresh_total',
+    help: 'JWKS fetches, by issuer and result (ok, error)',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly tokenCache = new Counter({
+    name: 'authgate_token_cache_total',
+    help: 'Verified-token cache lookups, by result (hit, miss)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimited = new Counter({
+    name: 'authgate_rate_limited_total',
+    help: 'Requests refused by a rate limit, by limit name',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
+  readonly storeErrors = new Counter({
+    name: 'authgate_store_errors_total',
+    help: 'Errors talking to the shared store',
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'authgate_upstream_errors_total',
+    help: 'Upstream failures, by upstream and kind (refused, timeout, reset, tls)',
+    labelNames: ['upstream', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'authgate_process_' });
+  }
+}

@@ -1,0 +1,46 @@
+/** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
+
+export interface RevocationSubject {
+  /** Issuer name (the key under `issuers:`). */
+  readonly issuer: string;
+  readonly jti: string | undefined;
+  readonly subject: string | undefined;
+  readonly iat: number | undefined;
+}
+
+export interface RevocationStore {
+  /** Synchronous: answered from the local mirror, never a round trip. */
+  isRevoked(token: RevocationSubject): boolean;
+  /** `issuer` undefined = that jti under every issuer. Held until `exp` (epoch seconds). */
+  revokeJti(jti: string, exp: number, issuer?: string): Promise<void>;
+  /** Every token of `subject` with `iat <= before` (epoch seconds); `issuer` undefined = every issuer. */
+  revokeSubject(subject: string, before: number, issuer?: string): Promise<void>;
+  isJtiRevoked(jti: string, issuer?: string): boolean;
+}
+
+export interface RateLimitDecision {
+  readonly allowed: boolean;
+  readonly limit: number;
+  readonly remaining: number;
+  /** Milliseconds until the window resets. */
+  readonly resetMs: number;
+}
+
+export interface RateLimitStore {
+  /** Consume one point of the named `rate_limits` entry for `key`. */
+  consume(limitName: string, key: string): Promise<RateLimitDecision>;
+}
+
+export type StoreHealth =
+  | { readonly status: 'memory' }
+  | { readonly status: 'ok' }
+  | { readonly status: 'degraded'; readonly error: string };
+
+export interface Store {
+  readonly revocations: RevocationStore;
+  readonly rateLimits: RateLimitStore;
+  health(): StoreHealth;
+  /** Resolves when the first sync is done (or failed and fell back); never rejects. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
