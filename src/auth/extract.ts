@@ -1,0 +1,186 @@
+import type { TokenSource } from '../config/types.js';
+
+/**
+ * Finding the access token in a request (SPEC §4, RFC 6750 §2). Pure: headers and query in, a decision out.
+ *
+ * The rule that matters for security is "at most one token": when a request carries credentials in two places,
+ * the gateway and the upstream could each pick a different one, so the request is refused instead of guessing.
+ */
+export type TokenExtraction =
+  /** No credentials at all, including a non-Bearer scheme such as `Authorization: Basic …`. */
+  | { readonly kind: 'none' }
+  | { readonly kind: 'token'; readonly token: string; readonly source: TokenSource }
+  /** → 400 invalid_request: two Authorization headers, a token in two places, bad Bearer syntax. */
+  | { readonly kind: 'invalid_request'; readonly reason: string }
+  /** → 401 invalid_token before any decoding. */
+  | { readonly kind: 'too_long' };
+
+export type TokenExtractor = (
+  headersDistinct: NodeJS.Dict<string[]>,
+  query: string,
+  isUpgrade: boolean,
+) => TokenExtraction;
+
+/** Longest token accepted (SPEC §4: 8 KiB). Checked before any decoding. */
+export const MAX_TOKEN_LENGTH = 8192;
+
+/** Query parameter refused on ordinary requests when no query source is configured (RFC 6750 §2.3's name). */
+const DEFAULT_QUERY_PARAMETER = 'access_token';
+
+/** RFC 6750 §2.1: `Bearer` 1*SP b64token, nothing after. Node already trims the header value's outer whitespace. */
+const BEARER_CREDENTIALS = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
+/** The scheme is `Bearer` when the next character cannot continue an RFC 9110 token (so `Bearerx` is another scheme). */
+const BEARER_SCHEME = /^bearer(?![!#$%&'*+\-.^_`|~0-9a-z])/i;
+/** A bare token in a custom header: b64token only. */
+const BARE_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+const NONE: { readonly kind: 'none' } = Object.freeze({ kind: 'none' });
+const TOO_LONG: TokenExtraction = Object.freeze({ kind: 'too_long' });
+
+function invalid(reason: string): { readonly kind: 'invalid_request'; readonly reason: string } {
+  return { kind: 'invalid_request', reason };
+}
+
+/** What one source holds: nothing, one token, or a reason to refuse the request. */
+type Found =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'token'; readonly token: string }
+  | { readonly kind: 'invalid_request'; readonly reason: string };
+
+/** RFC 6750 §2.1 credentials. A scheme other than Bearer means "no token here". */
+function fromAuthorization(value: string): Found {
+  if (!BEARER_SCHEME.test(value)) return NONE;
+  const match = BEARER_CREDENTIALS.exec(value);
+  if (match === null) return invalid('malformed_bearer');
+  return { kind: 'token', token: match[1] as string };
+}
+
+/** A custom header carries the token itself, without a scheme (Envoy `from_headers` without a prefix). */
+function fromBareHeader(value: string): Found {
+  if (value === '') return NONE;
+  if (!BARE_TOKEN.test(value)) return invalid('malformed_token_header');
+  return { kind: 'token', token: value };
+}
+
+function fromHeader(lines: string[] | undefined, isAuthorization: boolean): Found {
+  if (lines === undefined || lines.length === 0) return NONE;
+  if (lines.length > 1) return invalid(isAuthorization ? 'multiple_authorization_headers' : 'multiple_token_headers');
+  const value = lines[0] as string;
+  return isAuthorization ? fromAuthorization(value) : fromBareHeader(value);
+}
+
+/**
+ * The value of cookie `name` across every Cookie header line, scanning in place (no split/array per request).
+ * Two cookies of that name are refused: browsers send both when paths differ and servers disagree on which wins.
+ */
+function fromCookies(lines: string[] | undefined, name: string): Found {
+  if (lines === undefined) return NONE;
+  let found: string | undefined;
+  for (const line of lines) {
+    let start = 0;
+    while (start < line.length) {
+      let end = line.indexOf(';', start);
+      if (end === -1) end = line.length;
+      const equals = line.indexOf('=', start);
+      if (equals !== -1 && equals < end && line.slice(start, equals).trim() === name) {
+        if (found !== undefined) return invalid('multiple_token_cookies');
+        found = line.slice(equals + 1, end).trim();
+      }
+      start = end + 1;
+    }
+  }
+  // An empty value is how a browser "deletes" a cookie: treat it as absent.
+  if (found === undefined || found === '') return NONE;
+  return { kind: 'token', token: found };
+}
+
+function decodeQueryComponent(text: string): string | undefined {
+  if (!text.includes('%') && !text.includes('+')) return text;
+  try {
+    return decodeURIComponent(text.replaceAll('+', ' '));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every value of parameter `name` in a raw query string (with or without the leading `?`); names are decoded first. */
+function fromQuery(query: string, name: string): Found {
+  let found: string | undefined;
+  let start = query.startsWith('?') ? 1 : 0;
+  while (start < query.length) {
+    let end = query.indexOf('&', start);
+    if (end === -1) end = query.length;
+    let equals = query.indexOf('=', start);
+    if (equals === -1 || equals > end) equals = end;
+    const rawName = query.slice(start, equals);
+    // Decode names so `access%5Ftoken` cannot slip a token past the gateway to an upstream that decodes it.
+    if (decodeQueryComponent(rawName) === name) {
+      if (found !== undefined) return invalid('multiple_query_tokens');
+      const value = decodeQueryComponent(query.slice(Math.min(equals + 1, end), end));
+      if (value === undefined) return invalid('malformed_query_token');
+      found = value;
+    }
+    start = end + 1;
+  }
+  if (found === undefined) return NONE;
+  return { kind: 'token', token: found };
+}
+
+interface CompiledSource {
+  readonly source: TokenSource;
+  /** Lower-cased header name, or the cookie/query name as configured. */
+  readonly key: string;
+  readonly isAuthorization: boolean;
+}
+
+/**
+ * Compiles the `tokens:` list once per config. The returned function is the per-request hot path.
+ *
+ * A query-string token is honoured only on WebSocket upgrades and only when a query source is configured; any other
+ * query token is refused (400) rather than ignored, since an upstream might still read it. With no query source,
+ * `access_token` in the query is refused the same way.
+ */
+export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExtractor {
+  const compiled: CompiledSource[] = sources.map((source) => {
+    const key = source.kind === 'header' ? source.name.toLowerCase() : source.name;
+    return { source, key, isAuthorization: source.kind === 'header' && key === 'authorization' };
+  });
+  const querySource = compiled.find((entry) => entry.source.kind === 'query');
+  const watchedQueryName = querySource?.key ?? DEFAULT_QUERY_PARAMETER;
+  const others = compiled.filter((entry) => entry.source.kind !== 'query');
+
+  return (headersDistinct, query, isUpgrade) => {
+    let token: string | undefined;
+    let tokenSource: TokenSource | undefined;
+
+    for (const entry of others) {
+      const found =
+        entry.source.kind === 'header'
+          ? fromHeader(headersDistinct[entry.key], entry.isAuthorization)
+          : fromCookies(headersDistinct.cookie, entry.key);
+      if (found.kind === 'none') continue;
+      if (found.kind !== 'token') return found;
+      if (token !== undefined) return invalid('multiple_token_sources');
+      token = found.token;
+      tokenSource = entry.source;
+    }
+
+    // Cheap pre-check; `%` covers a percent-encoded parameter name.
+    if (query.length > 1 && (query.includes(watchedQueryName) || query.includes('%'))) {
+      const found = fromQuery(query, watchedQueryName);
+      if (found.kind === 'invalid_request') return found;
+      if (found.kind === 'token') {
+        if (querySource === undefined) return invalid('query_token_not_enabled');
+        if (!isUpgrade) return invalid('query_token_not_upgrade');
+        if (token !== undefined) return invalid('multiple_token_sources');
+        if (!BARE_TOKEN.test(found.token)) return invalid('malformed_query_token');
+        token = found.token;
+        tokenSource = querySource.source;
+      }
+    }
+
+    if (token === undefined || tokenSource === undefined) return NONE;
+    if (token.length > MAX_TOKEN_LENGTH) return TOO_LONG;
+    return { kind: 'token', token, source: tokenSource };
+  };
+}

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { compileTokenExtractor, MAX_TOKEN_LENGTH, type TokenExtraction } from '../../src/auth/extract.js';
+import type { TokenSource } from '../../src/config/types.js';
+
+const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl';
+const OTHER = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIyIn0.c2ln';
+
+const header: TokenSource = { kind: 'header', name: 'Authorization' };
+const cookie: TokenSource = { kind: 'cookie', name: 'access_token' };
+const query: TokenSource = { kind: 'query', name: 'access_token' };
+const customHeader: TokenSource = { kind: 'header', name: 'X-Access-Token' };
+
+const defaultSources = [header, cookie];
+const withQuery = [header, cookie, query];
+
+interface Case {
+  readonly name: string;
+  readonly sources?: readonly TokenSource[];
+  readonly headers?: NodeJS.Dict<string[]>;
+  readonly query?: string;
+  readonly upgrade?: boolean;
+  readonly expected: TokenExtraction | 'invalid_request';
+}
+
+const token = (value: string, source: TokenSource): TokenExtraction => ({ kind: 'token', token: value, source });
+const none: TokenExtraction = { kind: 'none' };
+
+const cases: Case[] = [
+  { name: 'no credentials', expected: none },
+  { name: 'Bearer token', headers: { authorization: [`Bearer ${JWT}`] }, expected: token(JWT, header) },
+  { name: 'scheme in lower case', headers: { authorization: [`bearer ${JWT}`] }, expected: token(JWT, header) },
+  { name: 'scheme in odd case', headers: { authorization: [`BeArEr ${JWT}`] }, expected: token(JWT, header) },
+  { name: 'several spaces after the scheme', headers: { authorization: [`Bearer    ${JWT}`] }, expected: token(JWT, header) },
+  { name: 'b64token with = padding', headers: { authorization: ['Bearer abc+/~-._=='] }, expected: token('abc+/~-._==', header) },
+  { name: 'Basic is not a token', headers: { authorization: ['Basic dXNlcjpwYXNz'] }, expected: none },
+  { name: 'Digest is not a token', headers: { authorization: ['Digest username="a"'] }, expected: none },
+  { name: 'a scheme that only starts with Bearer', headers: { authorization: [`Bearerx ${JWT}`] }, expected: none },
+  { name: 'empty Authorization', headers: { authorization: [''] }, expected: none },
+  { name: 'Bearer alone', headers: { authorization: ['Bearer'] }, expected: 'invalid_request' },
+  { name: 'Bearer with trailing space only', headers: { authorization: ['Bearer '] }, expected: 'invalid_request' },
+  { name: 'extra words after the token', headers: { authorization: [`Bearer ${JWT} extra`] }, expected: 'invalid_request' },
+  { name: 'two tokens in one header', headers: { authorization: [`Bearer ${JWT}, Bearer ${OTHER}`] }, expected: 'invalid_request' },
+  { name: 'a colon after the scheme', headers: { authorization: [`Bearer: ${JWT}`] }, expected: 'invalid_request' },
+  { name: 'a colon inside the token', headers: { authorization: [`Bearer a:${JWT}`] }, expected: 'invalid_request' },
+  { name: 'quoted token', headers: { authorization: [`Bearer "${JWT}"`] }, expected: 'invalid_request' },
+  { name: 'tab instead of space', headers: { authorization: [`Bearer\t${JWT}`] }, expected: 'invalid_request' },
+  { name: 'padding in the middle', headers: { authorization: ['Bearer ab=c'] }, expected: 'invalid_request' },
+  { name: 'two Authorization headers', headers: { authorization: [`Bearer ${JWT}`, `Bearer ${OTHER}`] }, expected: 'invalid_request' },
+  { name: 'two Authorization headers, Basic first', headers: { authorization: ['Basic dXNlcjpwYXNz', `Bearer ${JWT}`] }, expected: 'invalid_request' },
+  { name: 'two Authorization headers, Basic second', headers: { authorization: [`Bearer ${JWT}`, 'Basic dXNlcjpwYXNz'] }, expected: 'invalid_request' },
+  { name: 'token in the cookie', headers: { cookie: [`a=1; access_token=${JWT}; b=2`] }, expected: token(JWT, cookie) },
+  { name: 'token cookie in a second Cookie line', headers: { cookie: ['a=1', `access_token=${JWT}`] }, expected: token(JWT, cookie) },
+  { name: 'cookie name is case-sensitive', headers: { cookie: [`Access_Token=${JWT}`] }, expected: none },
+  { name: 'a cookie whose name ends with the token name', headers: { cookie: [`my_access_token=${JWT}`] }, expected: none },
+  { name: 'empty token cookie is absent', headers: { cookie: ['access_token='] }, expected: none },
+  { name: 'two token cookies in one line', headers: { cookie: [`access_token=${JWT}; access_token=${OTHER}`] }, expected: 'invalid_request' },
+  { name: 'two token cookies on two lines', headers: { cookie: [`access_token=${JWT}`, `access_token=${OTHER}`] }, expected: 'invalid_request' },
+  { name: 'header and cookie', headers: { authorization: [`Bearer ${JWT}`], cookie: [`access_token=${JWT}`] }, expected: 'invalid_request' },
+  { name: 'Basic header and a token cookie', headers: { authorization: ['Basic dXNlcjpwYXNz'], cookie: [`access_token=${JWT}`] }, expected: token(JWT, cookie) },
+  { name: 'cookie source not configured', sources: [header], headers: { cookie: [`access_token=${JWT}`] }, expected: none },
+  { name: 'query token on an upgrade', sources: withQuery, query: `access_token=${JWT}`, upgrade: true, expected: token(JWT, query) },
+  { name: 'query token with leading ?', sources: withQuery, query: `?x=1&access_token=${JWT}`, upgrade: true, expected: token(JWT, query) },
+  { name: 'query token on an ordinary request', sources: withQuery, query: `access_token=${JWT}`, expected: 'invalid_request' },
+  { name: 'query token when no query source is configured', query: `access_token=${JWT}`, upgrade: true, expected: 'invalid_request' },
+  { name: 'query token on a plain request without a query source', query: `a=1&access_token=${JWT}`, expected: 'invalid_request' },
+  { name: 'percent-encoded query parameter name', query: `access%5Ftoken=${JWT}`, expected: 'invalid_request' },
+  { name: 'an unrelated parameter containing the name', query: `my_access_token=${JWT}&x=access_token`, expected: none },
+  { name: 'header and query on an upgrade', sources: withQuery, headers: { authorization: [`Bearer ${JWT}`] }, query: `access_token=${JWT}`, upgrade: true, expected: 'invalid_request' },
+  { name: 'cookie and query on an upgrade', sources: withQuery, headers: { cookie: [`access_token=${JWT}`] }, query: `access_token=${JWT}`, upgrade: true, expected: 'invalid_request' },
+  { name: 'two query tokens', sources: withQuery, query: `access_token=${JWT}&access_token=${OTHER}`, upgrade: true, expected: 'invalid_request' },
+  { name: 'empty query token', sources: withQuery, query: 'access_token=', upgrade: true, expected: 'invalid_request' },
+  { name: 'bad percent-encoding in the query token', sources: withQuery, query: 'access_token=%zz', upgrade: true, expected: 'invalid_request' },
+  { name: 'query source with another name', sources: [header, { kind: 'query', name: 'token' }], query: `token=${JWT}`, upgrade: true, expected: token(JWT, { kind: 'query', name: 'token' }) },
+  { name: 'custom header carries a bare token', sources: [customHeader], headers: { 'x-access-token': [JWT] }, expected: token(JWT, customHeader) },
+  { name: 'custom header with a scheme is malformed', sources: [customHeader], headers: { 'x-access-token': [`Bearer ${JWT}`] }, expected: 'invalid_request' },
+  { name: 'custom header twice', sources: [customHeader], headers: { 'x-access-token': [JWT, JWT] }, expected: 'invalid_request' },
+  { name: 'custom header and Authorization both configured and sent', sources: [header, customHeader], headers: { authorization: [`Bearer ${JWT}`], 'x-access-token': [JWT] }, expected: 'invalid_request' },
+  { name: 'token of exactly 8 KiB', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH)}`] }, expected: token('a'.repeat(MAX_TOKEN_LENGTH), header) },
+  { name: 'token over 8 KiB in the header', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { kind: 'too_long' } },
+  { name: 'token over 8 KiB in the cookie', headers: { cookie: [`access_token=${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { kind: 'too_long' } },
+];
+
+describe('compileTokenExtractor', () => {
+  it.each(cases)('$name', ({ sources = defaultSources, headers = {}, query: rawQuery = '', upgrade = false, expected }) => {
+    const result = compileTokenExtractor(sources)(headers, rawQuery, upgrade);
+    if (expected === 'invalid_request') {
+      expect(result.kind).toBe('invalid_request');
+      if (result.kind === 'invalid_request') expect(result.reason).not.toContain(JWT);
+    } else {
+      expect(result).toEqual(expected);
+    }
+  });
+});
