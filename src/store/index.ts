@@ -1,0 +1,20 @@
+import type { RateLimitConfig, StoreConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { createMemoryStore } from './memory.js';
+import { createRedisStore } from './redis.js';
+import type { Store } from './types.js';
+
+export type * from './types.js';
+export { JTI_RETENTION_GRACE_S, SUBJECT_RETENTION_S } from './revocation-mirror.js';
+
+/** Redis when `store.redis` is set (shared by every replica), memory otherwise (one instance only). */
+export function createStore(
+  config: StoreConfig,
+  rateLimits: ReadonlyMap<string, RateLimitConfig>,
+  deps: { logger: Logger; metrics: Metrics; now?: () => number },
+): Store {
+  const nowMs = deps.now ?? Date.now;
+  if (config.redis === undefined || config.redis === '') return createMemoryStore(config.prefix, rateLimits, nowMs);
+  return createRedisStore(config.redis, config.prefix, rateLimits, { logger: deps.logger, metrics: deps.metrics, nowMs });
+}

@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import type { RateLimitConfig } from '../config/types.js';
+import type { RateLimitDecision, RateLimitStore } from './types.js';
+
+/** What one `rate_limits` entry becomes in rate-limiter-flexible, whose windows are whole seconds. */
+export interface LimiterShape {
+  readonly points: number;
+  readonly durationS: number;
+}
+
+/**
+ * Windows of a second or more are rounded up to whole seconds (never laxer than configured).
+ * A window under a second keeps its rate over one second: `10 per 100ms` becomes `100 per 1s`
+ * (the same sustained rate; a burst may take the whole second's budget at once).
+ */
+export function limiterShape(config: Pick<RateLimitConfig, 'limit' | 'windowMs'>): LimiterShape {
+  if (config.windowMs >= 1000) return { points: config.limit, durationS: Math.ceil(config.windowMs / 1000) };
+  return { points: Math.max(1, Math.floor((config.limit * 1000) / config.windowMs)), durationS: 1 };
+}
+
+/** Keys are client-controlled (header values, claims); long ones are hashed to bound Redis key size. */
+const MAX_PLAIN_KEY_LENGTH = 200;
+
+function storageKey(key: string): string {
+  return key.length > MAX_PLAIN_KEY_LENGTH ? `sha256:${createHash('sha256').update(key).digest('base64url')}` : key;
+}
+
+/**
+ * One limiter per `rate_limits` entry. With Redis, an in-memory insurance limiter answers while
+ * Redis is unreachable, and keys already over their limit are refused from memory until their
+ * window ends, without a Redis round trip.
+ */
+export function createRateLimitStore(
+  rateLimits: ReadonlyMap<string, RateLimitConfig>,
+  prefix: string,
+  redis: Redis | undefined,
+): RateLimitStore {
+  const limiters = new Map<string, { limiter: RateLimiterAbstract; points: number }>();
+  for (const [name, config] of rateLimits) {
+    const { points, durationS } = limiterShape(config);
+    const options = { points, duration: durationS, keyPrefix: `${prefix}rl:${name}` };
+    const memory = new RateLimiterMemory(options);
+    const limiter =
+      redis === undefined
+        ? memory
+        : new RateLimiterRedis({
+            ...options,
+            storeClient: redis,
+            rejectIfRedisNotReady: true,
+            inMemoryBlockOnConsumed: points + 1,
+            insuranceLimiter: memory,
+          });
+    limiters.set(name, { limiter, points });
+  }
+
+  return {
+    async consume(limitName: string, key: string): Promise<RateLimitDecision> {
+      const entry = limiters.get(limitName);
+      if (entry === undefined) throw new Error(`unknown rate limit "${limitName}"`);
+      try {
+        return decision(true, entry.points, await entry.limiter.consume(storageKey(key)));
+      } catch (refusal) {
+        if (refusal instanceof RateLimiterRes) return decision(false, entry.points, refusal);
+        // Only reachable if the insurance limiter itself failed; refusing traffic over it would be worse.
+        return { allowed: true, limit: entry.points, remaining: entry.points, resetMs: 0 };
+      }
+    },
+  };
+}
+
+function decision(allowed: boolean, limit: number, res: RateLimiterRes): RateLimitDecision {
+  return { allowed, limit, remaining: res.remainingPoints, resetMs: Math.max(0, res.msBeforeNext) };
+}

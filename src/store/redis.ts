@@ -1,0 +1,200 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { RateLimitConfig } from '../config/types.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/log.js';
+import { PRUNE_INTERVAL_MS } from './memory.js';
+import { createRateLimitStore } from './rate-limits.js';
+import { jtiEntry, parseRevocationEntry, RevocationMirror, subjectEntry, type RevocationEntry } from './revocation-mirror.js';
+import type { Store, StoreHealth } from './types.js';
+
+/** A hung Redis must not hold requests: hot-path commands give up after this and the insurance limiter answers. */
+const COMMAND_TIMEOUT_MS = 500;
+const CONNECT_TIMEOUT_MS = 2_000;
+const RECONNECT_BASE_MS = 100;
+const RECONNECT_CAP_MS = 2_000;
+/** Revocations written while Redis was down, replayed on reconnect; beyond this they stay local only. */
+const MAX_UNREPLICATED = 10_000;
+
+/** Exponential backoff with jitter, so N replicas do not reconnect in lock step after an outage. */
+export function reconnectDelayMs(attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt, 16));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+export interface RedisStoreDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly nowMs: () => number;
+}
+
+/**
+ * Revocations live in one sorted set (member = the JSON entry, score = when it may be forgotten) and
+ * travel on one pub/sub channel. Each instance applies its own writes at once, applies what others
+ * publish, and re-reads the whole set whenever its connections come (back) up, so nothing published
+ * while it was away is missed. The subscription is confirmed before the re-read starts, which closes
+ * the window between the two.
+ */
+export function createRedisStore(
+  url: string,
+  prefix: string,
+  rateLimits: ReadonlyMap<string, RateLimitConfig>,
+  deps: RedisStoreDeps,
+): Store {
+  const { logger, metrics } = deps;
+  const nowS = (): number => Math.floor(deps.nowMs() / 1000);
+  const revocationsKey = `${prefix}revocations`;
+  const channel = `${prefix}revocations`;
+  const mirror = new RevocationMirror(nowS);
+  const unreplicated = new Map<string, RevocationEntry>();
+
+  const options: RedisOptions = {
+    connectionName: 'authgate',
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    autoResubscribe: false,
+    retryStrategy: (attempt) => reconnectDelayMs(attempt),
+  };
+  const commands = new Redis(url, options);
+  const subscriber = new Redis(url, options);
+
+  let health: StoreHealth | { status: 'starting' } = { status: 'starting' };
+  let closing = false;
+  let subscribed = false;
+  let settleReady: () => void = () => {};
+  const readiness = new Promise<void>((resolve) => (settleReady = resolve));
+
+  function markDown(error: string): void {
+    if (closing) return;
+    if (health.status !== 'degraded') {
+      logger.warn({ error }, 'store: Redis unreachable; serving the last known revocations, rate limits per instance');
+    }
+    health = { status: 'degraded', error };
+    settleReady();
+  }
+
+  function markUp(): void {
+    if (health.status !== 'ok') {
+      logger.info(health.status === 'starting' ? 'store: Redis connected' : 'store: Redis reachable again, resynced');
+    }
+    health = { status: 'ok' };
+    settleReady();
+  }
+
+  function onError(error: Error): void {
+    metrics.storeErrors.inc();
+    markDown(error.message);
+  }
+
+  async function persist(entry: RevocationEntry): Promise<void> {
+    const member = JSON.stringify(entry);
+    await commands.multi().zadd(revocationsKey, entry.expiresAt, member).publish(channel, member).exec();
+  }
+
+  async function replicate(entry: RevocationEntry): Promise<void> {
+    mirror.apply(entry);
+    try {
+      await persist(entry);
+    } catch (error) {
+      metrics.storeErrors.inc();
+      if (unreplicated.size < MAX_UNREPLICATED) unreplicated.set(JSON.stringify(entry), entry);
+      else logger.error({ entry }, 'store: too many revocations waiting for Redis; this one stays local');
+      throw new Error(`revocation holds on this instance only until Redis is back: ${(error as Error).message}`);
+    }
+  }
+
+  async function resync(): Promise<void> {
+    if (commands.status !== 'ready' || !subscribed) return;
+    for (const [member, entry] of unreplicated) {
+      await persist(entry);
+      unreplicated.delete(member);
+    }
+    const now = nowS();
+    const replies = await commands
+      .multi()
+      .zremrangebyscore(revocationsKey, '-inf', now)
+      .zrangebyscore(revocationsKey, `(${now}`, '+inf')
+      .exec();
+    const members = replies?.[1]?.[1];
+    if (!Array.isArray(members)) throw new Error('unexpected reply to the revocation resync');
+    for (const member of members) applyReceived(String(member));
+    markUp();
+  }
+
+  let resyncRunning = false;
+  let resyncWanted = false;
+  /** Single flight: a request during a running resync triggers one more run after it. */
+  function requestResync(): void {
+    if (resyncRunning) {
+      resyncWanted = true;
+      return;
+    }
+    resyncRunning = true;
+    resync()
+      .catch((error: Error) => onError(error))
+      .finally(() => {
+        resyncRunning = false;
+        if (resyncWanted && !closing) {
+          resyncWanted = false;
+          requestResync();
+        }
+      });
+  }
+
+  function applyReceived(text: string): void {
+    const entry = parseRevocationEntry(text);
+    if (entry === undefined) logger.warn('store: ignoring a malformed revocation entry from Redis');
+    else mirror.apply(entry);
+  }
+
+  for (const client of [commands, subscriber]) {
+    client.on('error', onError);
+    client.on('close', () => markDown('connection to Redis lost'));
+  }
+  commands.on('ready', requestResync);
+  subscriber.on('close', () => (subscribed = false));
+  subscriber.on('ready', () => {
+    subscriber
+      .subscribe(channel)
+      .then(() => {
+        subscribed = true;
+        requestResync();
+      })
+      .catch(onError);
+  });
+  subscriber.on('message', (_channel: string, message: string) => applyReceived(message));
+
+  const pruner = setInterval(() => mirror.prune(), PRUNE_INTERVAL_MS).unref();
+
+  return {
+    revocations: {
+      isRevoked: (token) => mirror.isRevoked(token),
+      isJtiRevoked: (jti, issuer) => mirror.isJtiRevoked(jti, issuer),
+      revokeJti: (jti, exp, issuer) => replicate(jtiEntry(jti, exp, issuer)),
+      revokeSubject: (subject, before, issuer) => replicate(subjectEntry(subject, before, issuer, nowS())),
+    },
+    rateLimits: createRateLimitStore(rateLimits, prefix, commands),
+    health: () => (health.status === 'starting' ? { status: 'degraded', error: 'connecting to Redis' } : health),
+    ready: () => readiness,
+    async close(): Promise<void> {
+      closing = true;
+      clearInterval(pruner);
+      settleReady();
+      await Promise.all([shutDown(commands), shutDown(subscriber)]);
+    },
+  };
+}
+
+async function shutDown(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  // Between attempts there is no socket: cancelling the pending reconnect is all there is to close.
+  if (client.status === 'reconnecting' || client.status === 'close') {
+    client.disconnect();
+    return;
+  }
+  const ended = new Promise<void>((resolve) => client.once('end', resolve));
+  if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+  else client.disconnect();
+  await ended;
+}

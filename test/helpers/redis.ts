@@ -1,0 +1,137 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+export interface RedisServer {
+  readonly url: string;
+  readonly port: number;
+  /** Kills the server (SIGKILL: clients see the connection drop, as in a crash). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  restart(): Promise<void>;
+}
+
+const START_DEADLINE_MS = 10_000;
+const PING_RETRY_MS = 20;
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** One PING over a raw socket: true on +PONG, false when nothing listens yet. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.setTimeout(1000, () => socket.destroy());
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => {
+      socket.destroy();
+      resolve(data.toString().startsWith('+PONG'));
+    });
+    socket.once('close', () => resolve(false));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function spawnRedis(port: number): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'ENOENT'
+          ? new Error('redis-server is not installed; run `apt-get install redis-server` to run the store tests')
+          : error,
+      ),
+    );
+    child.once('spawn', () => resolve(child));
+  });
+}
+
+async function waitForPong(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + START_DEADLINE_MS;
+  while (!(await ping(port))) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} on port ${port}`);
+    if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on port ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, PING_RETRY_MS));
+  }
+}
+
+function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGKILL');
+  return exited;
+}
+
+/** A real, empty, non-persistent redis-server on a free loopback port. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort();
+  let child = await spawnRedis(port);
+  await waitForPong(port, child);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () => kill(child),
+    async restart() {
+      await kill(child);
+      child = await spawnRedis(port);
+      await waitForPong(port, child);
+    },
+  };
+}
+
+export interface TcpProxy {
+  readonly port: number;
+  /** Drops every connection and refuses new ones until `restore`, like a network partition. */
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/** A loopback TCP relay to `targetPort` that a test can cut, to disconnect one client while Redis stays up. */
+export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const server: Server = createServer((client) => {
+    track(client);
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+    track(upstream);
+    client.pipe(upstream).pipe(client);
+    client.once('close', () => upstream.destroy());
+    upstream.once('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const dropAll = (): void => {
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    port: (server.address() as AddressInfo).port,
+    cut() {
+      open = false;
+      dropAll();
+    },
+    restore() {
+      open = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        dropAll();
+        server.close(() => resolve());
+      }),
+  };
+}
