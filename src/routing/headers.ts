@@ -1,0 +1,181 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IdentityConfig, TokenSource } from '../config/types.js';
+
+/**
+ * Header hygiene (SPEC §1 step 3): the headers an upstream gets, built fresh from the client's. Runs on every
+ * route, `auth: none` included, so an upstream can trust that identity and forwarding headers come from authgate.
+ *
+ * Names are compared lower-case and with `_` read as `-`: CGI/WSGI upstreams fold `X_User_Id` into `X-User-Id`,
+ * so a client must not be able to smuggle an identity header past the gateway by spelling it with underscores.
+ * Node already merges repeated lines of one name into one `req.headers` entry, so dropping the entry drops them all.
+ */
+export interface HeaderPolicy {
+  /** Canonical name → how it is treated; names not listed are kept unless `strip` matches them. */
+  readonly dispositions: ReadonlyMap<string, Disposition>;
+  /** identity.strip patterns as one regex over canonical names; undefined when there are none. */
+  readonly strip: RegExp | undefined;
+  /** Cookie names that carry the token, removed from Cookie unless the token is forwarded. */
+  readonly tokenCookies: readonly string[];
+}
+
+export interface UpstreamHeaderContext {
+  /** The TCP peer is in trusted_proxies. */
+  readonly trustedPeer: boolean;
+  readonly clientIp: string;
+  readonly peerIp: string;
+  /** Of the connection to authgate. */
+  readonly proto: 'http' | 'https';
+  /** The Host the client sent. */
+  readonly host: string;
+  readonly requestId: string;
+  /** WebSocket upgrade: keep Connection: upgrade / Upgrade. */
+  readonly upgrade: boolean;
+  /** Keep Authorization / the token header / the token cookie. */
+  readonly forwardToken: boolean;
+}
+
+type Disposition = 'drop' | 'trusted-only' | 'token' | 'cookie' | 'upgrade';
+
+/**
+ * Always dropped: hop-by-hop headers (RFC 9110 §7.6.1), method overrides, URL rewrites and the original-request
+ * headers authgate consumes itself for forward-auth, and the forwarding headers rebuilt below.
+ */
+const ALWAYS_DROPPED = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'proxy-authorization',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-original-method',
+  'x-forwarded-uri',
+  'x-forwarded-method',
+  'x-forwarded-prefix',
+  'x-request-id',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+];
+
+/** Believed only from a trusted proxy. */
+const TRUSTED_ONLY = ['forwarded', 'x-real-ip'];
+
+/** Connection values that list no header names, so the common request needs no parsing. */
+const PLAIN_CONNECTION_VALUES = new Set(['keep-alive', 'close', 'upgrade']);
+
+function canonicalName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+}
+
+function stripRegex(patterns: readonly string[]): RegExp | undefined {
+  if (patterns.length === 0) return undefined;
+  const alternatives = patterns.map((pattern) =>
+    canonicalName(pattern)
+      .split('*')
+      .map((literal) => literal.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*'),
+  );
+  return new RegExp(`^(?:${alternatives.join('|')})$`);
+}
+
+export function compileHeaderPolicy(options: {
+  identity: IdentityConfig;
+  tokenSources: readonly TokenSource[];
+}): HeaderPolicy {
+  const dispositions = new Map<string, Disposition>();
+  dispositions.set('authorization', 'token');
+  dispositions.set('cookie', 'cookie');
+  dispositions.set('upgrade', 'upgrade');
+  const tokenCookies: string[] = [];
+  for (const source of options.tokenSources) {
+    if (source.kind === 'header') dispositions.set(canonicalName(source.name), 'token');
+    if (source.kind === 'cookie') tokenCookies.push(source.name);
+  }
+  for (const name of TRUSTED_ONLY) dispositions.set(name, 'trusted-only');
+  // Set last: authgate's own headers win over any other treatment of the same name.
+  for (const name of ALWAYS_DROPPED) dispositions.set(name, 'drop');
+  for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
+  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies };
+}
+
+export function buildUpstreamHeaders(
+  incoming: IncomingHttpHeaders,
+  policy: HeaderPolicy,
+  ctx: UpstreamHeaderContext,
+): OutgoingHttpHeaders {
+  const connectionListed = connectionListedNames(incoming.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined) continue;
+    const canonical = canonicalName(name);
+    if (connectionListed?.has(canonical) || policy.strip?.test(canonical)) continue;
+    switch (policy.dispositions.get(canonical)) {
+      case undefined:
+        out[name] = value;
+        break;
+      case 'drop':
+        break;
+      case 'trusted-only':
+        if (ctx.trustedPeer) out[name] = value;
+        break;
+      case 'token':
+        if (ctx.forwardToken) out[name] = value;
+        break;
+      case 'cookie': {
+        const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy.tokenCookies);
+        if (kept !== '') out[name] = kept;
+        break;
+      }
+      case 'upgrade':
+        if (ctx.upgrade) {
+          out.connection = 'upgrade';
+          out[name] = value;
+        }
+        break;
+    }
+  }
+
+  out['x-request-id'] = ctx.requestId;
+  const forwardedFor = incoming['x-forwarded-for'];
+  out['x-forwarded-for'] = !ctx.trustedPeer
+    ? ctx.clientIp
+    : forwardedFor
+      ? `${forwardedFor}, ${ctx.peerIp}`
+      : ctx.peerIp;
+  out['x-forwarded-proto'] = (ctx.trustedPeer && incoming['x-forwarded-proto']) || ctx.proto;
+  const forwardedHost = (ctx.trustedPeer && incoming['x-forwarded-host']) || ctx.host;
+  if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
+  return out;
+}
+
+/** Canonical names a Connection header lists as hop-by-hop (RFC 9110 §7.6.1); undefined for the usual values. */
+function connectionListedNames(connection: string | undefined): ReadonlySet<string> | undefined {
+  if (connection === undefined || PLAIN_CONNECTION_VALUES.has(connection.toLowerCase())) return undefined;
+  const names = new Set<string>();
+  for (const option of connection.split(',')) {
+    const name = canonicalName(option.trim());
+    if (name !== '' && !PLAIN_CONNECTION_VALUES.has(name)) names.add(name);
+  }
+  return names;
+}
+
+/** The Cookie header without the named cookies (other cookies keep their order and text). */
+function withoutCookies(cookie: string, names: readonly string[]): string {
+  if (!names.some((name) => cookie.includes(name))) return cookie;
+  const kept: string[] = [];
+  for (const pair of cookie.split(';')) {
+    const equals = pair.indexOf('=');
+    const name = (equals < 0 ? pair : pair.slice(0, equals)).trim();
+    if (name !== '' && !names.includes(name)) kept.push(pair.trim());
+  }
+  return kept.join('; ');
+}
