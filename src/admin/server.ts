@@ -1,0 +1,124 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AdminConfig } from '../config/types.js';
+import type { Runtime } from '../gateway/runtime.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Store } from '../store/types.js';
+import { createRevocationApi } from './revocations.js';
+
+export interface AdminServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface ReadinessSource {
+  readonly ready: boolean;
+  readonly draining: boolean;
+  readonly runtime: Runtime;
+  readonly store: Store;
+}
+
+export interface AdminDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readiness(): ReadinessSource;
+  store(): Store;
+}
+
+export interface ReadinessReport {
+  readonly status: 'ready' | 'not_ready';
+  readonly checks: {
+    readonly config: 'ok' | 'draining';
+    readonly issuers: Record<string, { state: string; last_refresh?: string; error?: string }>;
+    readonly store: { status: string; error?: string };
+  };
+}
+
+/**
+ * Ready when the gateway is not draining, every issuer has usable keys (fresh or within stale_if_error) and the
+ * store is not degraded. A degraded store still serves traffic (SPEC §8) but is reported so operators see it.
+ */
+export function readinessReport(source: ReadinessSource): ReadinessReport {
+  const issuers: ReadinessReport['checks']['issuers'] = {};
+  let issuersOk = true;
+  for (const [name, status] of source.runtime.authenticator.issuerStatus()) {
+    if (status.state !== 'ok' && status.state !== 'stale') issuersOk = false;
+    issuers[name] = {
+      state: status.state,
+      ...(status.lastRefresh !== undefined ? { last_refresh: new Date(status.lastRefresh).toISOString() } : {}),
+      ...(status.error !== undefined ? { error: status.error } : {}),
+    };
+  }
+  const health = source.store.health();
+  const store = health.status === 'degraded' ? { status: 'degraded', error: health.error } : { status: health.status };
+  const ready = source.ready && !source.draining && issuersOk && health.status !== 'degraded';
+  return {
+    status: ready ? 'ready' : 'not_ready',
+    checks: { config: source.draining ? 'draining' : 'ok', issuers, store },
+  };
+}
+
+/** The admin listener (SPEC §11): health, readiness, metrics and the revocation API, on its own address. */
+export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Promise<AdminServer> {
+  let revocations: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let revocationStore: Store | undefined;
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    if (path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (path === '/readyz') {
+      const report = readinessReport(deps.readiness());
+      return json(res, report.status === 'ready' ? 200 : 503, report);
+    }
+    if (path === '/metrics') {
+      deps.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          deps.logger.error({ err }, 'metrics collection failed');
+          json(res, 500, { error: 'server_error' });
+        },
+      );
+      return;
+    }
+    if (path === '/revocations' || path.startsWith('/revocations/')) {
+      const store = deps.store();
+      if (store !== revocationStore) {
+        revocationStore = store;
+        revocations = createRevocationApi({ store, adminToken: config.token, logger: deps.logger });
+      }
+      return revocations?.(req, res);
+    }
+    json(res, 404, { error: 'not_found', error_description: 'No such admin endpoint' });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  res.end(text);
+}

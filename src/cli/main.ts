@@ -1,0 +1,79 @@
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { runCheck } from './check.js';
+import { runDemo } from './demo.js';
+import { runExplain } from './explain.js';
+import { runRevoke } from './revoke.js';
+import { runStart } from './start.js';
+
+const USAGE = `usage:
+  authgate start   [-c FILE]
+  authgate check   [-c FILE]
+  authgate explain [-c FILE] (--token JWT | --claims JSON) METHOD URL
+  authgate revoke  --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]
+  authgate demo
+
+FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. Exit codes: 0 ok, 1 invalid config or failed command, 2 usage.`;
+
+const io = { stdout: process.stdout, stderr: process.stderr };
+
+/** Thrown for a command line that does not parse; main turns it into exit code 2 with the usage text. */
+export class UsageError extends Error {}
+
+export function configFile(explicit: string | undefined): string {
+  return resolve(explicit ?? process.env.AUTHGATE_CONFIG ?? 'gateway.yaml');
+}
+
+/** The bundled demo config, next to package.json whether run from src (tsx) or dist. */
+export function bundledConfig(): string {
+  return fileURLToPath(new URL('../../gateway.yaml', import.meta.url));
+}
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+const configOption = { config: { type: 'string', short: 'c' } } as const;
+
+/** Returns the exit code, or undefined for a long-running command that exits on a signal. */
+export async function main(argv: string[]): Promise<number | undefined> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'start':
+        return await runStart(configFile(parse(rest, configOption).values.config), io);
+      case 'check':
+        return await runCheck(configFile(parse(rest, configOption).values.config), io);
+      case 'explain':
+        return await runExplain(rest, io);
+      case 'revoke':
+        return await runRevoke(rest, io, process.env);
+      case 'demo': {
+        parse(rest, {});
+        const demo = await runDemo({ configFile: bundledConfig(), stdout: process.stdout });
+        for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+          process.once(signal, () => void demo.close().then(() => process.exit(0)));
+        }
+        return undefined;
+      }
+      case '-h':
+      case '--help':
+      case 'help':
+        io.stdout.write(`${USAGE}\n`);
+        return 0;
+      default:
+        throw new UsageError(command ? `unknown command "${command}"` : 'missing command');
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`authgate: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

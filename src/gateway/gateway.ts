@@ -1,0 +1,252 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { GatewayConfig } from '../config/types.js';
+import { createLogger, type Logger } from '../observability/log.js';
+import { Metrics } from '../observability/metrics.js';
+import { createStore } from '../store/index.js';
+import type { Store } from '../store/types.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { sendError, sendErrorOnSocket, Errors, type GatewayError } from './errors.js';
+import { decide, type Outcome, type RequestFacts } from './pipeline.js';
+import { handleReserved } from './reserved.js';
+import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
+
+export interface RunningGateway {
+  readonly url: string;
+  readonly adminUrl: string;
+  reload(config: GatewayConfig): Promise<void>;
+  /** Stop accepting, let in-flight requests finish within `shutdown_grace`, then close everything. */
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Start the gateway listener and the admin listener for one config. */
+export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
+  const logger = options.logger ?? createLogger(config.logging.level);
+  const metrics = options.metrics ?? new Metrics({ defaultMetrics: true });
+  const gateway = new Gateway(config, logger, metrics);
+  await gateway.start();
+  return gateway;
+}
+
+class Gateway implements RunningGateway {
+  private runtime: Runtime;
+  private store: Store;
+  private server: Server | undefined;
+  private admin: AdminServer | undefined;
+  private draining = false;
+  private readonly inFlight = new Set<ServerResponse>();
+  url = '';
+  adminUrl = '';
+
+  constructor(
+    config: GatewayConfig,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.runtime = buildRuntime(config, { logger, metrics });
+    this.store = createStore(config.store, config.rateLimits, { logger, metrics });
+  }
+
+  async start(): Promise<void> {
+    const config = this.runtime.config;
+    this.admin = await startAdminServer(config.admin, {
+      logger: this.logger,
+      metrics: this.metrics,
+      readiness: () => this.readiness(),
+      store: () => this.store,
+    });
+    this.adminUrl = this.admin.url;
+    await Promise.all([this.runtime.authenticator.start(), this.store.ready()]);
+
+    const tls = config.server.tls;
+    const server = tls
+      ? createHttpsServer({
+          cert: await readFile(tls.certFile),
+          key: await readFile(tls.keyFile),
+          minVersion: tls.minVersion,
+        })
+      : createHttpServer();
+    // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
+    server.on('request', (req, res) => this.onRequest(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    server.headersTimeout = 20_000;
+    server.requestTimeout = 0; // bodies stream for as long as the upstream allows
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.server.listen.port, config.server.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    this.url = `${tls ? 'https' : 'http'}://${host}:${address.port}`;
+    this.logger.info({ url: this.url, admin: this.adminUrl, routes: config.routes.length }, 'authgate listening');
+  }
+
+  async reload(config: GatewayConfig): Promise<void> {
+    const previous = this.runtime;
+    const next = buildRuntime(config, { logger: this.logger, metrics: this.metrics }, previous);
+    await next.authenticator.start();
+    this.runtime = next;
+    // Requests in flight hold `previous`; its agents and timers go once they have had time to finish.
+    setTimeout(() => void closeRuntime(previous), previous.config.server.shutdownGraceMs).unref();
+    this.logger.info({ routes: config.routes.length }, 'configuration reloaded');
+  }
+
+  async close(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    const server = this.server;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, this.runtime.config.server.shutdownGraceMs).unref());
+      await Promise.race([closed, grace]);
+      server.closeAllConnections();
+    }
+    await closeRuntime(this.runtime);
+    await this.store.close();
+    await this.admin?.close();
+  }
+
+  private readiness(): { ready: boolean; runtime: Runtime; store: Store; draining: boolean } {
+    return { ready: !this.draining, runtime: this.runtime, store: this.store, draining: this.draining };
+  }
+
+  private facts(req: IncomingMessage, upgrade: boolean, trustedPeer: boolean, peerIp: string): RequestFacts {
+    const incomingId = req.headers['x-request-id'];
+    return {
+      method: req.method ?? 'GET',
+      target: req.url ?? '',
+      host: req.headers.host ?? '',
+      headers: req.headers,
+      headersDistinct: req.headersDistinct,
+      peerIp,
+      trustedPeer,
+      proto: (req.socket as TLSSocket).encrypted ? 'https' : 'http',
+      upgrade,
+      requestId: trustedPeer && typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID(),
+    };
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const runtime = this.runtime;
+    const peerIp = peerAddress(req.socket);
+    const facts = this.facts(req, false, runtime.trustedProxies.isTrusted(peerIp), peerIp);
+    this.inFlight.add(res);
+    let decision: Outcome | undefined;
+    res.once('close', () => {
+      this.inFlight.delete(res);
+      this.record(facts, decision, res.statusCode, started);
+    });
+    if (this.draining) res.setHeader('connection', 'close');
+
+    const reserved = handleReserved(req, res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
+    if (reserved) {
+      reserved.then((d) => (decision = d)).catch((err: unknown) => this.fail(res, facts.requestId, err));
+      return;
+    }
+    decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
+      (d) => {
+        decision = d;
+        if (!d.allow) {
+          sendError(res, d.error, facts.requestId);
+          return;
+        }
+        if (d.rateLimitHeaders) for (const name in d.rateLimitHeaders) res.setHeader(name, d.rateLimitHeaders[name] as string);
+        runtime.forwarder.web(req, res, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, (error) =>
+          sendError(res, error, facts.requestId),
+        );
+      },
+      (err: unknown) => this.fail(res, facts.requestId, err),
+    );
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const started = performance.now();
+    const runtime = this.runtime;
+    const peerIp = peerAddress(req.socket);
+    const facts = this.facts(req, true, runtime.trustedProxies.isTrusted(peerIp), peerIp);
+    socket.on('error', () => socket.destroy());
+    if (this.draining || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+      sendErrorOnSocket(socket, this.draining ? Errors.unavailable : Errors.badTarget, facts.requestId);
+      return;
+    }
+    decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
+      (d) => {
+        this.record(facts, d, d.allow ? 101 : d.error.status, started);
+        if (!d.allow) {
+          sendErrorOnSocket(socket, d.error, facts.requestId);
+          return;
+        }
+        runtime.forwarder.ws(req, socket, head, d.route.upstream, d.path + d.query, d.upstreamHeaders, (error) =>
+          sendErrorOnSocket(socket, error, facts.requestId),
+        );
+      },
+      (err: unknown) => {
+        this.logger.error({ err, requestId: facts.requestId }, 'upgrade pipeline failed');
+        sendErrorOnSocket(socket, internalError, facts.requestId);
+      },
+    );
+  }
+
+  /** A bug, never a client's doing: answer 500 without detail and keep serving. */
+  private fail(res: ServerResponse, requestId: string, err: unknown): void {
+    this.logger.error({ err, requestId }, 'request pipeline failed');
+    sendError(res, internalError, requestId);
+  }
+
+  private record(facts: RequestFacts, decision: Outcome | undefined, status: number, started: number): void {
+    const ms = performance.now() - started;
+    const route = decision?.route?.name ?? '-';
+    this.metrics.requests.inc({ route, method: facts.method, status });
+    this.metrics.requestDuration.observe({ route }, ms / 1000);
+    if (decision && !decision.allow && (decision.stage === 'authenticate' || decision.stage === 'revocation' || decision.stage === 'authorize')) {
+      this.metrics.authDenied.inc({ reason: decision.reason });
+    }
+    if (!this.runtime.config.logging.accessLog) return;
+    const identity = decision?.identity;
+    this.logger.info(
+      {
+        requestId: facts.requestId,
+        route,
+        method: facts.method,
+        path: decision?.path,
+        status,
+        decision: decision ? (decision.allow ? 'allow' : 'deny') : 'error',
+        reason: decision && !decision.allow ? decision.reason : undefined,
+        subject: identity?.subject,
+        issuer: identity?.issuer.name,
+        upstream: decision?.allow ? decision.route?.upstream : undefined,
+        ms: Math.round(ms * 1000) / 1000,
+      },
+      'request',
+    );
+  }
+}
+
+const internalError: GatewayError = { status: 500, code: 'server_error', description: 'The gateway failed to handle the request' };
+
+function peerAddress(socket: Socket): string {
+  return socket.remoteAddress ?? '';
+}

@@ -1,0 +1,253 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { RateLimitConfig, RouteConfig } from '../config/types.js';
+import type { Identity } from '../auth/types.js';
+import { readClaim } from '../policy/claim-path.js';
+import { evaluateRules } from '../policy/rules.js';
+import { resolveClientIp } from '../routing/client-ip.js';
+import { buildUpstreamHeaders } from '../routing/headers.js';
+import { normalizeTarget } from '../routing/normalize.js';
+import type { RateLimitDecision, Store } from '../store/types.js';
+import type { Metrics } from '../observability/metrics.js';
+import {
+  Errors,
+  insufficientScope,
+  invalidRequest,
+  invalidToken,
+  keysUnavailable,
+  missingToken,
+  type GatewayError,
+} from './errors.js';
+import type { RoutePlan, Runtime } from './runtime.js';
+
+/** The facts of one request the chain decides on: a proxied request, an upgrade, or a forward-auth check. */
+export interface RequestFacts {
+  readonly method: string;
+  /** The raw request target, before normalization. */
+  readonly target: string;
+  readonly host: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly headersDistinct: NodeJS.Dict<string[]>;
+  readonly peerIp: string;
+  readonly trustedPeer: boolean;
+  readonly proto: 'http' | 'https';
+  readonly upgrade: boolean;
+  readonly requestId: string;
+}
+
+export type Stage = 'host' | 'normalize' | 'route' | 'rate_limit' | 'authenticate' | 'revocation' | 'authorize';
+
+export interface Denied {
+  readonly allow: false;
+  readonly stage: Stage;
+  readonly error: GatewayError;
+  /** Short machine reason for the access log and `authgate_auth_denied_total`. */
+  readonly reason: string;
+  readonly route: RouteConfig | undefined;
+  readonly identity: Identity | undefined;
+  readonly path: string | undefined;
+}
+
+export interface Allowed {
+  readonly allow: true;
+  readonly route: RouteConfig;
+  readonly identity: Identity | undefined;
+  /** Normalized path: what the policy checked and what is forwarded. */
+  readonly path: string;
+  readonly query: string;
+  /** The complete header set for the upstream, identity headers included. */
+  readonly upstreamHeaders: OutgoingHttpHeaders;
+  /** RateLimit-* headers for the client, when the route has limits. */
+  readonly rateLimitHeaders: OutgoingHttpHeaders | undefined;
+}
+
+export type Decision = Allowed | Denied;
+
+/** What the access log and metrics need to know of any handled request, proxied or answered here. */
+export interface Outcome {
+  readonly allow: boolean;
+  readonly stage?: Stage;
+  readonly reason?: string;
+  readonly route: RouteConfig | undefined;
+  readonly identity: Identity | undefined;
+  readonly path: string | undefined;
+}
+
+export interface PipelineDeps {
+  readonly store: Store;
+  readonly metrics: Metrics;
+}
+
+/**
+ * The filter chain of SPEC §1, steps 1–8 short of forwarding: a function of the request facts, the compiled
+ * config and the store. Every transport (HTTP, WebSocket, forward-auth, logout) runs the same chain.
+ */
+export async function decide(facts: RequestFacts, runtime: Runtime, deps: PipelineDeps): Promise<Decision> {
+  if (runtime.allowedHost && !runtime.allowedHost(facts.host)) {
+    return deny('host', Errors.misdirected, 'host_not_allowed');
+  }
+  const target = normalizeTarget(facts.target);
+  if (!target.ok) return deny('normalize', Errors.badTarget, 'bad_target');
+
+  const route = runtime.routes.match(facts.host, facts.method, target.path);
+  if (!route) return deny('route', Errors.notFound, 'no_route', undefined, undefined, target.path);
+  const plan = runtime.plans.get(route) as RoutePlan;
+
+  const clientIp = resolveClientIp(facts.peerIp, headerValue(facts.headers['x-forwarded-for']), runtime.trustedProxies);
+  let limitState: RateLimitDecision | undefined;
+  if (plan.clientLimits.length > 0) {
+    const limited = await consumeLimits(plan.clientLimits, facts, clientIp, undefined, deps);
+    if (limited.denied) return denyLimited(limited.decision, limited.limit, route, undefined, target.path);
+    limitState = limited.decision;
+  }
+
+  let identity: Identity | undefined;
+  if (route.auth !== 'none') {
+    const extracted = runtime.extractToken(facts.headersDistinct, target.query, facts.upgrade);
+    switch (extracted.kind) {
+      case 'invalid_request':
+        return deny('authenticate', invalidRequest('The request carries credentials in an invalid way'), extracted.reason, route, undefined, target.path);
+      case 'too_long':
+        return deny('authenticate', invalidToken('The access token is too long'), 'token_too_long', route, undefined, target.path);
+      case 'none':
+        if (route.auth === 'required') return deny('authenticate', missingToken, 'no_token', route, undefined, target.path);
+        break;
+      case 'token': {
+        const verified = await runtime.authenticator.verify(extracted.token, route.issuers);
+        if (!verified.ok) {
+          const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
+          return deny('authenticate', error, verified.reason, route, undefined, target.path);
+        }
+        identity = verified.identity;
+        if (deps.store.revocations.isRevoked(revocationKey(identity))) {
+          return deny('revocation', invalidToken('The access token has been revoked'), 'revoked', route, identity, target.path);
+        }
+      }
+    }
+  }
+
+  if (route.require) {
+    // Rules need a verified identity: an anonymous request on an `auth: optional` route with rules is refused.
+    if (!identity) return deny('authenticate', missingToken, 'no_token', route, undefined, target.path);
+    const outcome = evaluateRules(route.require, identity);
+    if (!outcome.ok) {
+      return deny('authorize', insufficientScope(outcome.requiredScopes), `rule_${outcome.rule}`, route, identity, target.path);
+    }
+  }
+
+  if (plan.identityLimits.length > 0) {
+    const limited = await consumeLimits(plan.identityLimits, facts, clientIp, identity, deps);
+    if (limited.denied) return denyLimited(limited.decision, limited.limit, route, identity, target.path);
+    if (!limitState || limited.decision.remaining < limitState.remaining) limitState = limited.decision;
+  }
+
+  const upstreamHeaders = buildUpstreamHeaders(facts.headers, runtime.headerPolicy, {
+    trustedPeer: facts.trustedPeer,
+    clientIp,
+    peerIp: facts.peerIp,
+    proto: facts.proto,
+    host: facts.host,
+    requestId: facts.requestId,
+    upgrade: facts.upgrade,
+    forwardToken: runtime.config.identity.forwardToken,
+  });
+  if (identity) runtime.identityHeaders.write(identity, upstreamHeaders);
+
+  return {
+    allow: true,
+    route,
+    identity,
+    path: target.path,
+    query: target.query,
+    upstreamHeaders,
+    rateLimitHeaders: limitState ? rateLimitHeaders(limitState) : undefined,
+  };
+}
+
+export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
+  return { issuer: identity.issuer.name, jti: identity.jti, subject: identity.subject, iat: identity.iat };
+}
+
+function deny(
+  stage: Stage,
+  error: GatewayError,
+  reason: string,
+  route?: RouteConfig,
+  identity?: Identity,
+  path?: string,
+): Denied {
+  return { allow: false, stage, error, reason, route, identity, path };
+}
+
+type LimitOutcome =
+  | { readonly denied: false; readonly decision: RateLimitDecision }
+  | { readonly denied: true; readonly decision: RateLimitDecision; readonly limit: RateLimitConfig };
+
+/** Consume every limit; the answer carries the tightest decision so the client sees the binding limit. */
+async function consumeLimits(
+  limits: readonly RateLimitConfig[],
+  facts: RequestFacts,
+  clientIp: string,
+  identity: Identity | undefined,
+  deps: PipelineDeps,
+): Promise<LimitOutcome> {
+  let tightest: RateLimitDecision | undefined;
+  for (const limit of limits) {
+    const decision = await deps.store.rateLimits.consume(limit.name, limitKey(limit, facts, clientIp, identity));
+    if (!decision.allowed) {
+      deps.metrics.rateLimited.inc({ limit: limit.name });
+      return { denied: true, decision, limit };
+    }
+    if (!tightest || decision.remaining < tightest.remaining) tightest = decision;
+  }
+  return { denied: false, decision: tightest as RateLimitDecision };
+}
+
+/**
+ * The bucket a request counts against. Identity keys come only from the verified identity; a request
+ * without one (anonymous on an `auth: optional` route) counts against its client IP instead, so it is
+ * still limited.
+ */
+function limitKey(limit: RateLimitConfig, facts: RequestFacts, clientIp: string, identity: Identity | undefined): string {
+  const key = limit.key;
+  switch (key.kind) {
+    case 'ip':
+      return `ip:${clientIp}`;
+    case 'header':
+      return `h:${headerValue(facts.headers[key.name]) ?? ''}`;
+    case 'subject':
+      return identity?.subject !== undefined ? `sub:${identity.issuer.name}:${identity.subject}` : `anon:${clientIp}`;
+    case 'client_id':
+      return identity?.clientId !== undefined ? `cid:${identity.issuer.name}:${identity.clientId}` : `anon:${clientIp}`;
+    case 'claim': {
+      const value = identity ? readClaim(identity.claims, key.path) : undefined;
+      return value !== undefined && value !== null && typeof value !== 'object'
+        ? `claim:${identity?.issuer.name}:${String(value)}`
+        : `anon:${clientIp}`;
+    }
+  }
+}
+
+function denyLimited(
+  decision: RateLimitDecision,
+  limit: RateLimitConfig,
+  route: RouteConfig,
+  identity: Identity | undefined,
+  path: string,
+): Denied {
+  const headers = rateLimitHeaders(decision);
+  headers['retry-after'] = String(Math.max(1, Math.ceil(decision.resetMs / 1000)));
+  const error: GatewayError = { status: 429, code: 'rate_limited', description: 'Too many requests', headers };
+  return deny('rate_limit', error, `rate_limit_${limit.name}`, route, identity, path);
+}
+
+function rateLimitHeaders(decision: RateLimitDecision): OutgoingHttpHeaders {
+  return {
+    'ratelimit-limit': String(decision.limit),
+    'ratelimit-remaining': String(Math.max(0, decision.remaining)),
+    'ratelimit-reset': String(Math.max(0, Math.ceil(decision.resetMs / 1000))),
+  };
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}

@@ -1,0 +1,129 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { normalizeTarget } from '../routing/normalize.js';
+import type { Store } from '../store/types.js';
+import { Errors, invalidRequest, invalidToken, keysUnavailable, missingToken, sendError, type GatewayError } from './errors.js';
+import { decide, revocationKey, type Outcome, type RequestFacts } from './pipeline.js';
+import type { Runtime } from './runtime.js';
+
+export interface ReservedDeps {
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+const forbidden: GatewayError = {
+  status: 403,
+  code: 'forbidden',
+  description: 'Forward-auth requests are accepted only from trusted proxies',
+};
+
+/**
+ * Endpoints under `server.reserved_prefix`: logout (SPEC §8) and forward-auth verify (SPEC §10). Returns
+ * undefined when the request is not for one of them, so the proxy path costs one `startsWith`.
+ */
+export function handleReserved(
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: RequestFacts,
+  runtime: Runtime,
+  deps: ReservedDeps,
+): Promise<Outcome> | undefined {
+  const prefix = runtime.config.server.reservedPrefix;
+  if (!facts.target.startsWith(prefix)) return undefined;
+  const target = normalizeTarget(facts.target);
+  if (!target.ok) return undefined; // the main chain answers 400 for it
+  const endpoint = target.path.slice(prefix.length);
+  if (endpoint === '/verify') {
+    if (facts.method !== 'GET' && facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
+    return verify(res, facts, runtime, deps);
+  }
+  if (endpoint === '/logout') {
+    if (facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
+    return logout(res, facts, runtime, deps);
+  }
+  return undefined;
+}
+
+async function respond(res: ServerResponse, facts: RequestFacts, error: GatewayError, reason: string): Promise<Outcome> {
+  sendError(res, error, facts.requestId);
+  return { allow: false, reason, route: undefined, identity: undefined, path: undefined };
+}
+
+/**
+ * Forward-auth: the ingress asks whether the original request may pass. The original method, URI and host are
+ * believed only from a trusted proxy; the original request then runs the same chain as a proxied one.
+ */
+async function verify(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> {
+  if (!facts.trustedPeer) return respond(res, facts, forbidden, 'untrusted_forward_auth');
+  const h = facts.headers;
+  const originalUrl = single(h['x-original-url']);
+  const uri = single(h['x-forwarded-uri']) ?? single(h['x-original-uri']) ?? pathOfUrl(originalUrl);
+  if (uri === undefined) return respond(res, facts, invalidRequest('The original request URI is missing'), 'no_original_uri');
+  const original: RequestFacts = {
+    ...facts,
+    method: (single(h['x-forwarded-method']) ?? single(h['x-original-method']) ?? 'GET').toUpperCase(),
+    target: uri,
+    host: single(h['x-forwarded-host']) ?? hostOfUrl(originalUrl) ?? facts.host,
+    proto: single(h['x-forwarded-proto']) === 'https' ? 'https' : facts.proto,
+  };
+  const decision = await decide(original, runtime, deps);
+  if (!decision.allow) {
+    sendError(res, decision.error, facts.requestId);
+    return decision;
+  }
+  const headers: OutgoingHttpHeaders = { ...decision.rateLimitHeaders, 'cache-control': 'no-store', 'x-request-id': facts.requestId };
+  if (decision.identity) runtime.identityHeaders.write(decision.identity, headers);
+  res.writeHead(200, headers);
+  res.end();
+  return decision;
+}
+
+/** Revoke the presented token: by `jti` until it expires, else every token of its subject issued up to its `iat`. */
+async function logout(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> {
+  const extracted = runtime.extractToken(facts.headersDistinct, '', false);
+  if (extracted.kind === 'none') return respond(res, facts, missingToken, 'no_token');
+  if (extracted.kind === 'invalid_request') return respond(res, facts, invalidRequest('The request carries credentials in an invalid way'), extracted.reason);
+  if (extracted.kind === 'too_long') return respond(res, facts, invalidToken('The access token is too long'), 'token_too_long');
+  const verified = await runtime.authenticator.verify(extracted.token, undefined);
+  if (!verified.ok) {
+    const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
+    return respond(res, facts, error, verified.reason);
+  }
+  const identity = verified.identity;
+  if (deps.store.revocations.isRevoked(revocationKey(identity))) {
+    return respond(res, facts, invalidToken('The access token has been revoked'), 'revoked');
+  }
+  if (identity.jti !== undefined) {
+    await deps.store.revocations.revokeJti(identity.jti, identity.exp, identity.issuer.name);
+  } else if (identity.subject !== undefined) {
+    await deps.store.revocations.revokeSubject(identity.subject, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.name);
+  } else {
+    return respond(res, facts, invalidToken('The access token claims are not accepted'), 'logout_unidentifiable');
+  }
+  deps.logger.info({ requestId: facts.requestId, subject: identity.subject, issuer: identity.issuer.name }, 'token revoked by logout');
+  res.writeHead(204, { 'cache-control': 'no-store', 'x-request-id': facts.requestId });
+  res.end();
+  return { allow: true, reason: 'logout', route: undefined, identity, path: facts.target };
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+const ABSOLUTE_URL_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/**
+ * The request target of an absolute URL, taken verbatim: WHATWG URL parsing would resolve dot segments and
+ * encoded dots before our normalizer could refuse them.
+ */
+function pathOfUrl(url: string | undefined): string | undefined {
+  const prefix = url === undefined ? null : ABSOLUTE_URL_PREFIX.exec(url);
+  if (!url || !prefix) return undefined;
+  return url.slice(prefix[0].length) || '/';
+}
+
+function hostOfUrl(url: string | undefined): string | undefined {
+  return url !== undefined && URL.canParse(url) ? new URL(url).host : undefined;
+}

@@ -1,0 +1,77 @@
+import type { GatewayConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
+import { Authenticator } from '../auth/authenticator.js';
+import { compileTokenExtractor } from '../auth/extract.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { compileIdentityHeaders, type IdentityHeaderWriter } from '../policy/identity-headers.js';
+import { Forwarder } from '../proxy/forwarder.js';
+import { compileTrustedProxies, type TrustedProxies } from '../routing/client-ip.js';
+import { compileHeaderPolicy, type HeaderPolicy } from '../routing/headers.js';
+import { compileHostMatcher } from '../routing/hosts.js';
+import { compileRoutes, type RouteTable } from '../routing/route-table.js';
+
+/** Per-route work that depends only on the config, split once so the hot path only iterates. */
+export interface RoutePlan {
+  readonly route: RouteConfig;
+  /** Limits keyed by the client (ip, header): applied before authentication. */
+  readonly clientLimits: readonly RateLimitConfig[];
+  /** Limits keyed by the verified identity: applied after authorization. */
+  readonly identityLimits: readonly RateLimitConfig[];
+}
+
+/**
+ * Everything compiled from one config. A reload builds a new Runtime and swaps one reference; requests in
+ * flight keep the Runtime they started with.
+ */
+export interface Runtime {
+  readonly config: GatewayConfig;
+  readonly routes: RouteTable;
+  readonly plans: ReadonlyMap<RouteConfig, RoutePlan>;
+  readonly headerPolicy: HeaderPolicy;
+  readonly extractToken: ReturnType<typeof compileTokenExtractor>;
+  readonly trustedProxies: TrustedProxies;
+  readonly allowedHost: ((host: string) => boolean) | undefined;
+  readonly identityHeaders: IdentityHeaderWriter;
+  readonly authenticator: Authenticator;
+  readonly forwarder: Forwarder;
+}
+
+export interface RuntimeDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** Compile a config. `previous` lets unchanged issuers keep their cached keys across a reload. */
+export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?: Runtime): Runtime {
+  const plans = new Map<RouteConfig, RoutePlan>();
+  for (const route of config.routes) plans.set(route, planRoute(route, config));
+  return {
+    config,
+    routes: compileRoutes(config.routes, config.server.pathCase),
+    plans,
+    headerPolicy: compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens }),
+    extractToken: compileTokenExtractor(config.tokens),
+    trustedProxies: compileTrustedProxies(config.server.trustedProxies),
+    allowedHost: config.server.allowedHosts ? compileHostMatcher(config.server.allowedHosts) : undefined,
+    identityHeaders: compileIdentityHeaders(config.identity),
+    authenticator: new Authenticator(config.issuers, deps, previous?.authenticator),
+    forwarder: new Forwarder(config.upstreams, deps.metrics),
+  };
+}
+
+function planRoute(route: RouteConfig, config: GatewayConfig): RoutePlan {
+  const clientLimits: RateLimitConfig[] = [];
+  const identityLimits: RateLimitConfig[] = [];
+  for (const name of route.rateLimit) {
+    const limit = config.rateLimits.get(name);
+    if (!limit) continue; // validated by config; a dangling name cannot get here
+    if (limit.key.kind === 'ip' || limit.key.kind === 'header') clientLimits.push(limit);
+    else identityLimits.push(limit);
+  }
+  return { route, clientLimits, identityLimits };
+}
+
+export async function closeRuntime(runtime: Runtime): Promise<void> {
+  runtime.authenticator.close();
+  runtime.forwarder.close();
+}
