@@ -15,7 +15,7 @@ export function compileTrustedProxies(cidrs: readonly string[]): TrustedProxies 
   const list = new BlockList();
   for (const cidr of cidrs) {
     const slash = cidr.indexOf('/');
-    const address = canonicalIp(slash < 0 ? cidr : cidr.slice(0, slash));
+    const address = slash < 0 ? cidr : cidr.slice(0, slash);
     const family = isIP(address);
     if (family === 0) throw new Error(`trusted proxy "${cidr}" is not an IP address or CIDR`);
     const prefix = slash < 0 ? (family === 4 ? 32 : 128) : Number(cidr.slice(slash + 1));

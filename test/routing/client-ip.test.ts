@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { canonicalIp, compileTrustedProxies, resolveClientIp } from '../../src/routing/client-ip.js';
+
+const trusted = compileTrustedProxies(['127.0.0.1/32', '10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
+
+describe('compileTrustedProxies', () => {
+  it.each([
+    ['127.0.0.1', true],
+    ['127.0.0.2', false],
+    ['10.1.2.3', true],
+    ['11.0.0.1', false],
+    ['192.0.2.7', true],
+    ['192.0.2.8', false],
+    ['::ffff:10.9.9.9', true],
+    ['::FFFF:10.9.9.9', true],
+    ['::ffff:127.0.0.1', true],
+    ['::ffff:8.8.8.8', false],
+    ['fd12:3456::1', true],
+    ['fe80::1', false],
+    ['::1', false],
+    ['', false],
+    ['unknown', false],
+    ['10.0.0.1:80', false],
+    ['[fd00::1]', false],
+  ])('%j → %s', (ip, expected) => {
+    expect(trusted.isTrusted(ip)).toBe(expected);
+  });
+
+  it('trusts IPv4 peers of a v4-mapped range', () => {
+    expect(compileTrustedProxies(['::ffff:10.0.0.0/104']).isTrusted('10.3.2.1')).toBe(true);
+  });
+
+  it('refuses a malformed entry', () => {
+    expect(() => compileTrustedProxies(['10.0.0.0/8', 'intranet'])).toThrow('trusted proxy "intranet"');
+  });
+
+  it('trusts nobody when the list is empty', () => {
+    expect(compileTrustedProxies([]).isTrusted('127.0.0.1')).toBe(false);
+  });
+});
+
+describe('canonicalIp', () => {
+  it.each([
+    ['1.2.3.4', '1.2.3.4'],
+    ['::ffff:1.2.3.4', '1.2.3.4'],
+    ['::FFFF:1.2.3.4', '1.2.3.4'],
+    ['2001:DB8::1', '2001:db8::1'],
+    ['::ffff:abcd', '::ffff:abcd'],
+  ])('%j → %j', (ip, expected) => {
+    expect(canonicalIp(ip)).toBe(expected);
+  });
+});
+
+describe('resolveClientIp', () => {
+  const cases: ReadonlyArray<readonly [peer: string, xff: string | undefined, client: string, why: string]> = [
+    ['203.0.113.9', undefined, '203.0.113.9', 'untrusted peer, no header'],
+    ['203.0.113.9', '1.1.1.1', '203.0.113.9', 'untrusted peer: a spoofed header is ignored'],
+    ['203.0.113.9', '1.1.1.1, 10.0.0.1', '203.0.113.9', 'untrusted peer claiming a trusted chain'],
+    ['::ffff:203.0.113.9', '1.1.1.1', '203.0.113.9', 'untrusted v4-mapped peer, canonical form'],
+    ['2001:db8::9', '1.1.1.1', '2001:db8::9', 'untrusted IPv6 peer'],
+    ['10.0.0.1', undefined, '10.0.0.1', 'trusted peer without a header is the client'],
+    ['10.0.0.1', '198.51.100.4', '198.51.100.4', 'one trusted hop'],
+    ['::ffff:10.0.0.1', '198.51.100.4', '198.51.100.4', 'trusted v4-mapped peer'],
+    ['10.0.0.1', '6.6.6.6, 198.51.100.4', '198.51.100.4', 'client-supplied entries left of the real client are ignored'],
+    ['10.0.0.1', '6.6.6.6, 198.51.100.4, 10.0.0.2, 127.0.0.1', '198.51.100.4', 'several trusted hops'],
+    ['10.0.0.1', '6.6.6.6,198.51.100.4,10.0.0.2', '198.51.100.4', 'no spaces after commas'],
+    ['10.0.0.1', '  198.51.100.4  ,\t10.0.0.2 ', '198.51.100.4', 'whitespace around entries'],
+    ['10.0.0.1', '10.0.0.3, 10.0.0.2', '10.0.0.3', 'all trusted: the leftmost'],
+    ['10.0.0.1', '2001:db8::7', '2001:db8::7', 'IPv6 client'],
+    ['fd00::1', '2001:DB8::7, fd00::2', '2001:db8::7', 'IPv6 chain, lower-cased'],
+    ['10.0.0.1', '::ffff:198.51.100.4', '198.51.100.4', 'v4-mapped client'],
+    ['10.0.0.1', '[2001:db8::7]:4711', '2001:db8::7', 'bracketed IPv6 with port'],
+    ['10.0.0.1', '198.51.100.4:4711', '198.51.100.4', 'IPv4 with port'],
+    ['10.0.0.1', '6.6.6.6, unknown', '10.0.0.1', 'a hop that did not know its client ends the walk'],
+    ['10.0.0.1', '6.6.6.6, garbage, 10.0.0.2', '10.0.0.2', 'garbage ends the walk at the trusted hop that wrote it'],
+    ['10.0.0.1', '6.6.6.6, , 10.0.0.2', '10.0.0.2', 'empty entry'],
+    ['10.0.0.1', '', '10.0.0.1', 'empty header'],
+    ['10.0.0.1', ',', '10.0.0.1', 'only a comma'],
+    ['10.0.0.1', '198.51.100.4,', '10.0.0.1', 'trailing comma'],
+    ['10.0.0.1', '<script>, 1.1.1.1', '1.1.1.1', 'garbage left of the client is never reached'],
+    ['10.0.0.1', '[2001:db8::7', '10.0.0.1', 'unclosed bracket'],
+    ['10.0.0.1', '999.1.1.1', '10.0.0.1', 'not an address'],
+  ];
+  it.each(cases)('peer %j, X-Forwarded-For %j → %j (%s)', (peer, xff, client) => {
+    expect(resolveClientIp(peer, xff, trusted)).toBe(client);
+  });
+});
