@@ -78,26 +78,43 @@ export interface PipelineDeps {
 }
 
 /**
+ * Receives every step's verdict, for `authgate explain`. Called with optional chaining so that on the proxy path,
+ * where no trace is given, not even the detail strings are built.
+ */
+export type Trace = (stage: Stage | 'inject', ok: boolean, detail: string) => void;
+
+/**
  * The filter chain of SPEC §1, steps 1–8 short of forwarding: a function of the request facts, the compiled
  * config and the store. Every transport (HTTP, WebSocket, forward-auth, logout) runs the same chain.
  */
-export async function decide(facts: RequestFacts, runtime: Runtime, deps: PipelineDeps): Promise<Decision> {
+export async function decide(facts: RequestFacts, runtime: Runtime, deps: PipelineDeps, trace?: Trace): Promise<Decision> {
   if (runtime.allowedHost && !runtime.allowedHost(facts.host)) {
+    trace?.('host', false, `host ${JSON.stringify(facts.host)} is not in server.allowed_hosts`);
     return deny('host', Errors.misdirected, 'host_not_allowed');
   }
   const target = normalizeTarget(facts.target);
-  if (!target.ok) return deny('normalize', Errors.badTarget, 'bad_target');
+  if (!target.ok) {
+    trace?.('normalize', false, target.reason);
+    return deny('normalize', Errors.badTarget, 'bad_target');
+  }
+  trace?.('normalize', true, `path ${target.path}`);
 
   const route = runtime.routes.match(facts.host, facts.method, target.path);
-  if (!route) return deny('route', Errors.notFound, 'no_route', undefined, undefined, target.path);
+  if (!route) {
+    trace?.('route', false, `no route matches ${facts.method} ${target.path}`);
+    return deny('route', Errors.notFound, 'no_route', undefined, undefined, target.path);
+  }
+  trace?.('route', true, `${route.name} → upstream ${route.upstream} (auth: ${route.auth})`);
   const plan = runtime.plans.get(route) as RoutePlan;
 
   const clientIp = resolveClientIp(facts.peerIp, headerValue(facts.headers['x-forwarded-for']), runtime.trustedProxies);
   let limitState: RateLimitDecision | undefined;
   if (plan.clientLimits.length > 0) {
     const limited = await consumeLimits(plan.clientLimits, facts, clientIp, undefined, deps);
+    if (limited.denied) trace?.('rate_limit', false, `limit ${limited.limit.name} exhausted`);
     if (limited.denied) return denyLimited(limited.decision, limited.limit, route, undefined, target.path);
     limitState = limited.decision;
+    trace?.('rate_limit', true, `client limits [${plan.clientLimits.map((l) => l.name).join(', ')}] have room`);
   }
 
   let identity: Identity | undefined;
@@ -105,39 +122,54 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
     const extracted = runtime.extractToken(facts.headersDistinct, target.query, facts.upgrade);
     switch (extracted.kind) {
       case 'invalid_request':
+        trace?.('authenticate', false, `invalid request: ${extracted.reason}`);
         return deny('authenticate', invalidRequest('The request carries credentials in an invalid way'), extracted.reason, route, undefined, target.path);
       case 'too_long':
+        trace?.('authenticate', false, 'token longer than 8 KiB');
         return deny('authenticate', invalidToken('The access token is too long'), 'token_too_long', route, undefined, target.path);
       case 'none':
+        trace?.('authenticate', route.auth === 'optional', 'no token presented');
         if (route.auth === 'required') return deny('authenticate', missingToken, 'no_token', route, undefined, target.path);
         break;
       case 'token': {
         const verified = await runtime.authenticator.verify(extracted.token, route.issuers);
         if (!verified.ok) {
+          trace?.('authenticate', false, `${verified.reason} (${extracted.source.kind} ${extracted.source.name})`);
           const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
           return deny('authenticate', error, verified.reason, route, undefined, target.path);
         }
-        identity = verified.identity;
-        if (deps.store.revocations.isRevoked(revocationKey(identity))) {
-          return deny('revocation', invalidToken('The access token has been revoked'), 'revoked', route, identity, target.path);
+        const bearer: Identity = verified.identity;
+        trace?.('authenticate', true, `issuer ${bearer.issuer.name}, subject ${bearer.subject ?? '(none)'}`);
+        if (deps.store.revocations.isRevoked(revocationKey(bearer))) {
+          trace?.('revocation', false, 'token or subject revoked');
+          return deny('revocation', invalidToken('The access token has been revoked'), 'revoked', route, bearer, target.path);
         }
+        identity = bearer;
+        trace?.('revocation', true, 'not revoked');
       }
     }
   }
 
   if (route.require) {
     // Rules need a verified identity: an anonymous request on an `auth: optional` route with rules is refused.
-    if (!identity) return deny('authenticate', missingToken, 'no_token', route, undefined, target.path);
+    if (!identity) {
+      trace?.('authorize', false, 'rules need a token');
+      return deny('authenticate', missingToken, 'no_token', route, undefined, target.path);
+    }
     const outcome = evaluateRules(route.require, identity);
     if (!outcome.ok) {
+      trace?.('authorize', false, outcome.reason);
       return deny('authorize', insufficientScope(outcome.requiredScopes), `rule_${outcome.rule}`, route, identity, target.path);
     }
+    trace?.('authorize', true, 'every rule holds');
   }
 
   if (plan.identityLimits.length > 0) {
     const limited = await consumeLimits(plan.identityLimits, facts, clientIp, identity, deps);
+    if (limited.denied) trace?.('rate_limit', false, `limit ${limited.limit.name} exhausted`);
     if (limited.denied) return denyLimited(limited.decision, limited.limit, route, identity, target.path);
     if (!limitState || limited.decision.remaining < limitState.remaining) limitState = limited.decision;
+    trace?.('rate_limit', true, `identity limits [${plan.identityLimits.map((l) => l.name).join(', ')}] have room`);
   }
 
   const upstreamHeaders = buildUpstreamHeaders(facts.headers, runtime.headerPolicy, {
@@ -151,6 +183,7 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
     forwardToken: runtime.config.identity.forwardToken,
   });
   if (identity) runtime.identityHeaders.write(identity, upstreamHeaders);
+  trace?.('inject', true, identity ? 'identity headers set' : 'anonymous: no identity headers');
 
   return {
     allow: true,

@@ -19,6 +19,9 @@ export interface RoutePlan {
   readonly identityLimits: readonly RateLimitConfig[];
 }
 
+/** What the chain needs of token verification; `authgate explain --claims` substitutes a dry-run verifier. */
+export type TokenVerifier = Pick<Authenticator, 'start' | 'verify' | 'issuerStatus' | 'close'>;
+
 /**
  * Everything compiled from one config. A reload builds a new Runtime and swaps one reference; requests in
  * flight keep the Runtime they started with.
@@ -32,7 +35,7 @@ export interface Runtime {
   readonly trustedProxies: TrustedProxies;
   readonly allowedHost: ((host: string) => boolean) | undefined;
   readonly identityHeaders: IdentityHeaderWriter;
-  readonly authenticator: Authenticator;
+  readonly authenticator: TokenVerifier;
   readonly forwarder: Forwarder;
 }
 
@@ -54,7 +57,11 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
     trustedProxies: compileTrustedProxies(config.server.trustedProxies),
     allowedHost: config.server.allowedHosts ? compileHostMatcher(config.server.allowedHosts) : undefined,
     identityHeaders: compileIdentityHeaders(config.identity),
-    authenticator: new Authenticator(config.issuers, deps, previous?.authenticator),
+    authenticator: new Authenticator(
+      config.issuers,
+      deps,
+      previous?.authenticator instanceof Authenticator ? previous.authenticator : undefined,
+    ),
     forwarder: new Forwarder(config.upstreams, deps.metrics),
   };
 }
