@@ -150,7 +150,8 @@ export function createRedisStore(
 
   for (const client of [commands, subscriber]) {
     client.on('error', onError);
-    client.on('close', () => markDown('connection to Redis lost'));
+    // The error that came with the drop says more than the drop itself, so it is kept.
+    client.on('close', () => health.status !== 'degraded' && markDown('connection to Redis lost'));
   }
   commands.on('ready', requestResync);
   subscriber.on('close', () => (subscribed = false));
@@ -186,15 +187,13 @@ export function createRedisStore(
   };
 }
 
+/** Closes a client without waiting on a peer that may never answer (a hung Redis keeps a FIN unanswered). */
 async function shutDown(client: Redis): Promise<void> {
+  if (client.status === 'ready') await client.quit().catch(() => undefined);
   if (client.status === 'end') return;
-  // Between attempts there is no socket: cancelling the pending reconnect is all there is to close.
-  if (client.status === 'reconnecting' || client.status === 'close') {
-    client.disconnect();
-    return;
-  }
-  const ended = new Promise<void>((resolve) => client.once('end', resolve));
-  if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
-  else client.disconnect();
+  // Between reconnect attempts there is no socket: cancelling the pending attempt is all there is to close.
+  const ended = client.status === 'reconnecting' ? Promise.resolve() : new Promise<void>((resolve) => client.once('end', resolve));
+  client.disconnect();
+  client.stream?.destroy();
   await ended;
 }

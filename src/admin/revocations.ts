@@ -1,0 +1,203 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendError, type GatewayError } from '../gateway/errors.js';
+import type { Logger } from '../observability/log.js';
+import type { Store } from '../store/types.js';
+
+/** Revocation requests are a few hundred bytes; anything near this is not one. */
+export const MAX_BODY_BYTES = 16 * 1024;
+const MAX_ID_LENGTH = 1024;
+const JTI_PATH_PREFIX = '/revocations/jti/';
+
+const ADMIN_REALM = 'Bearer realm="authgate-admin"';
+const Refusals = {
+  unauthorized: { status: 401, code: 'unauthorized', description: 'A valid admin token is required', headers: { 'www-authenticate': ADMIN_REALM } },
+  writesDisabled: { status: 403, code: 'forbidden', description: 'Write endpoints are disabled: no admin token is configured' },
+  notFound: { status: 404, code: 'not_found', description: 'No such revocation endpoint' },
+  notRevoked: { status: 404, code: 'not_found', description: 'This token identifier is not revoked' },
+  badJson: { status: 400, code: 'invalid_request', description: 'The body is not valid JSON' },
+  badShape: {
+    status: 400,
+    code: 'invalid_request',
+    description: 'Expected {"jti", "exp", "issuer"?} or {"subject", "issuer"?, "before"?}',
+  },
+  badPath: { status: 400, code: 'invalid_request', description: 'The token identifier in the path is invalid' },
+  tooLarge: { status: 413, code: 'payload_too_large', description: 'The body is larger than 16 KiB' },
+  storeUnavailable: {
+    status: 503,
+    code: 'service_unavailable',
+    description: 'The shared store is unreachable; the revocation holds on this instance and is replicated when it is back',
+    headers: { 'retry-after': '5' },
+  },
+} as const satisfies Record<string, GatewayError>;
+
+function methodNotAllowed(methods: readonly string[]): { methods: readonly string[]; refusal: GatewayError } {
+  return {
+    methods,
+    refusal: { status: 405, code: 'method_not_allowed', description: 'Method not allowed', headers: { allow: methods.join(', ') } },
+  };
+}
+const COLLECTION_METHODS = methodNotAllowed(['POST']);
+const LOOKUP_METHODS = methodNotAllowed(['GET', 'HEAD']);
+
+export type RevocationRequest =
+  | { readonly kind: 'jti'; readonly jti: string; readonly exp: number; readonly issuer: string | undefined }
+  | { readonly kind: 'subject'; readonly subject: string; readonly before: number | undefined; readonly issuer: string | undefined };
+
+const JTI_KEYS = new Set(['jti', 'exp', 'issuer']);
+const SUBJECT_KEYS = new Set(['subject', 'before', 'issuer']);
+
+/** Validates a POST body; undefined when it is not exactly one of the two documented shapes. */
+export function parseRevocationRequest(body: unknown): RevocationRequest | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const fields = body as Record<string, unknown>;
+  const keys = Object.keys(fields);
+  const issuer = fields['issuer'];
+  if (issuer !== undefined && !isId(issuer)) return undefined;
+  if ('jti' in fields) {
+    const { jti, exp } = fields;
+    if (!keys.every((key) => JTI_KEYS.has(key)) || !isId(jti) || !isEpochSeconds(exp)) return undefined;
+    return { kind: 'jti', jti, exp, issuer };
+  }
+  if ('subject' in fields) {
+    const { subject, before } = fields;
+    if (!keys.every((key) => SUBJECT_KEYS.has(key)) || !isId(subject)) return undefined;
+    if (before !== undefined && !isEpochSeconds(before)) return undefined;
+    return { kind: 'subject', subject, before, issuer };
+  }
+  return undefined;
+}
+
+function isId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH;
+}
+
+function isEpochSeconds(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * The admin revocation API (SPEC §8), mounted under `/revocations` by the admin listener.
+ * Writes need `Authorization: Bearer <admin.token>` and are refused with 403 when no token is configured.
+ * Reads need the same token when one is configured; without one they are open like the rest of the
+ * admin listener (which binds to loopback by default), since they reveal no more than yes or no.
+ */
+export function createRevocationApi(deps: {
+  store: Store;
+  adminToken: string;
+  logger: Logger;
+}): (req: IncomingMessage, res: ServerResponse) => void {
+  const { store, logger } = deps;
+  const tokenDigest = deps.adminToken === '' ? undefined : sha256(deps.adminToken);
+
+  function authorized(req: IncomingMessage): boolean {
+    if (tokenDigest === undefined) return false;
+    const presented = bearerToken(req.headers.authorization);
+    return presented !== undefined && timingSafeEqual(sha256(presented), tokenDigest);
+  }
+
+  async function handlePost(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    if (tokenDigest === undefined) return sendError(res, Refusals.writesDisabled, requestId);
+    if (!authorized(req)) return sendError(res, Refusals.unauthorized, requestId);
+    const body = await readBody(req);
+    if (body === 'too_large') {
+      res.setHeader('connection', 'close');
+      return sendError(res, Refusals.tooLarge, requestId);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return sendError(res, Refusals.badJson, requestId);
+    }
+    const request = parseRevocationRequest(parsed);
+    if (request === undefined) return sendError(res, Refusals.badShape, requestId);
+    const revocation =
+      request.kind === 'jti' ? request : { ...request, before: request.before ?? Math.floor(Date.now() / 1000) };
+    try {
+      if (revocation.kind === 'jti') await store.revocations.revokeJti(revocation.jti, revocation.exp, revocation.issuer);
+      else await store.revocations.revokeSubject(revocation.subject, revocation.before, revocation.issuer);
+    } catch (error) {
+      logger.error({ requestId, revocation, error: (error as Error).message }, 'admin: revocation not replicated');
+      return sendError(res, Refusals.storeUnavailable, requestId);
+    }
+    logger.info({ requestId, revocation }, 'admin: revoked');
+    sendJson(res, 201, { revoked: { ...revocation, issuer: revocation.issuer ?? null } }, requestId);
+  }
+
+  function handleGetJti(req: IncomingMessage, res: ServerResponse, requestId: string, url: URL): void {
+    if (tokenDigest !== undefined && !authorized(req)) return sendError(res, Refusals.unauthorized, requestId);
+    let jti: string;
+    try {
+      jti = decodeURIComponent(url.pathname.slice(JTI_PATH_PREFIX.length));
+    } catch {
+      return sendError(res, Refusals.badPath, requestId);
+    }
+    const issuer = url.searchParams.get('issuer') ?? undefined;
+    if (!isId(jti) || (issuer !== undefined && !isId(issuer))) return sendError(res, Refusals.badPath, requestId);
+    if (!store.revocations.isJtiRevoked(jti, issuer)) return sendError(res, Refusals.notRevoked, requestId);
+    sendJson(res, 200, { jti, issuer: issuer ?? null, revoked: true }, requestId);
+  }
+
+  return (req, res) => {
+    const requestId = randomUUID();
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const collection = url.pathname === '/revocations';
+    const jtiLookup = url.pathname.startsWith(JTI_PATH_PREFIX) && url.pathname.length > JTI_PATH_PREFIX.length;
+    if (!collection && !jtiLookup) return sendError(res, Refusals.notFound, requestId);
+    const allowed = collection ? COLLECTION_METHODS : LOOKUP_METHODS;
+    if (!allowed.methods.includes(req.method ?? '')) return sendError(res, allowed.refusal, requestId);
+    if (jtiLookup) return handleGetJti(req, res, requestId, url);
+    handlePost(req, res, requestId).catch((error: unknown) => {
+      logger.error({ requestId, error: (error as Error).message }, 'admin: revocation request failed');
+      if (!res.headersSent) sendError(res, { status: 500, code: 'server_error', description: 'Internal error' }, requestId);
+    });
+  };
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** RFC 6750 §2.1: scheme case-insensitive, one or more spaces, the token, nothing after it. */
+function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const space = header.indexOf(' ');
+  if (space < 0 || header.slice(0, space).toLowerCase() !== 'bearer') return undefined;
+  const token = header.slice(space).trimStart();
+  return token === '' || token.includes(' ') ? undefined : token;
+}
+
+/** The body as text, or 'too_large' as soon as it passes MAX_BODY_BYTES (the rest is not read). */
+function readBody(req: IncomingMessage): Promise<string | 'too_large'> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > MAX_BODY_BYTES) return Promise.resolve('too_large');
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        req.removeAllListeners('data');
+        req.pause();
+        resolve('too_large');
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'x-request-id': requestId,
+  });
+  res.end(text);
+}

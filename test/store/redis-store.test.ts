@@ -1,0 +1,216 @@
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RateLimitConfig } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/log.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { createStore, type RevocationSubject, type Store } from '../../src/store/index.js';
+import { startRedis, startTcpProxy, type RedisServer, type TcpProxy } from '../helpers/redis.js';
+
+const HOUR = 3600;
+const nowS = (): number => Math.floor(Date.now() / 1000);
+const limits = new Map<string, RateLimitConfig>([
+  ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000 }],
+]);
+const within = (timeout: number) => ({ timeout, interval: 10 });
+
+interface Instance {
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly logs: { level: number; msg: string }[];
+}
+
+let redis: RedisServer;
+const stores: Store[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
+});
+
+let prefixCounter = 0;
+/** Each test gets its own key space on the shared redis-server. */
+function freshPrefix(): string {
+  prefixCounter += 1;
+  return `t${prefixCounter}:`;
+}
+
+async function instance(prefix: string, url = redis.url): Promise<Instance> {
+  const logs: Instance['logs'] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(JSON.parse(chunk.toString()) as Instance['logs'][number]);
+      done();
+    },
+  });
+  const metrics = new Metrics();
+  const store = createStore({ redis: url, prefix }, limits, { logger: createLogger('info', sink), metrics });
+  stores.push(store);
+  await store.ready();
+  return { store, metrics, logs };
+}
+
+function rawClient(): Redis {
+  const client = new Redis(redis.url);
+  cleanups.push(async () => {
+    await client.quit();
+  });
+  return client;
+}
+
+const token = (overrides: Partial<RevocationSubject>): RevocationSubject => ({
+  issuer: 'auth0',
+  jti: undefined,
+  subject: undefined,
+  iat: undefined,
+  ...overrides,
+});
+
+async function storeErrors(metrics: Metrics): Promise<number> {
+  return (await metrics.storeErrors.get()).values[0]?.value ?? 0;
+}
+
+describe('Redis store, connected', () => {
+  it('is healthy once ready', async () => {
+    const { store, logs } = await instance(freshPrefix());
+    expect(store.health()).toEqual({ status: 'ok' });
+    expect(logs.filter((line) => line.level >= 40)).toEqual([]);
+  });
+
+  it('shares a revocation made on one instance with another within a second', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = await Promise.all([instance(prefix), instance(prefix)]);
+    await a.store.revocations.revokeJti('jti-1', nowS() + HOUR, 'auth0');
+    expect(a.store.revocations.isRevoked(token({ jti: 'jti-1' }))).toBe(true);
+    await vi.waitFor(() => expect(b.store.revocations.isRevoked(token({ jti: 'jti-1' }))).toBe(true), within(1000));
+
+    await b.store.revocations.revokeSubject('alice', nowS(), 'auth0');
+    await vi.waitFor(
+      () => expect(a.store.revocations.isRevoked(token({ subject: 'alice', iat: nowS() - 60 }))).toBe(true),
+      within(1000),
+    );
+    expect(a.store.revocations.isRevoked(token({ subject: 'alice', iat: nowS() + 60 }))).toBe(false);
+    expect(a.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'alice', iat: nowS() - 60 }))).toBe(false);
+  });
+
+  it('loads the revocations already in Redis when it starts', async () => {
+    const prefix = freshPrefix();
+    const first = await instance(prefix);
+    await first.store.revocations.revokeJti('early', nowS() + HOUR);
+    const late = await instance(prefix);
+    expect(late.store.revocations.isJtiRevoked('early')).toBe(true);
+  });
+
+  it('keeps instances with different prefixes apart', async () => {
+    const a = await instance(freshPrefix());
+    const b = await instance(freshPrefix());
+    await a.store.revocations.revokeJti('mine', nowS() + HOUR);
+    await a.store.rateLimits.consume('login', '192.0.2.9');
+    const c = await instance(freshPrefix());
+    expect([b.store.revocations.isJtiRevoked('mine'), c.store.revocations.isJtiRevoked('mine')]).toEqual([false, false]);
+    expect((await b.store.rateLimits.consume('login', '192.0.2.9')).remaining).toBe(2);
+  });
+
+  it('ignores malformed entries published on the channel', async () => {
+    const prefix = freshPrefix();
+    const { store, logs } = await instance(prefix);
+    const publisher = rawClient();
+    await publisher.publish(`${prefix}revocations`, '{"kind":"jti","jti":42}');
+    await publisher.publish(
+      `${prefix}revocations`,
+      JSON.stringify({ kind: 'jti', issuer: null, jti: 'well-formed', expiresAt: nowS() + HOUR }),
+    );
+    await vi.waitFor(() => expect(store.revocations.isJtiRevoked('well-formed')).toBe(true), within(1000));
+    expect(logs.filter((line) => line.msg.includes('malformed'))).toHaveLength(1);
+  });
+
+  it('shares rate limits between instances', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = await Promise.all([instance(prefix), instance(prefix)]);
+    const order = [a, b, a, b].map((i) => i.store);
+    const decisions = [];
+    for (const store of order) decisions.push(await store.rateLimits.consume('login', '198.51.100.7'));
+    expect(decisions.map((d) => [d.allowed, d.remaining])).toEqual([
+      [true, 2],
+      [true, 1],
+      [true, 0],
+      [false, 0],
+    ]);
+    expect(decisions[3]?.resetMs).toBeGreaterThan(0);
+    expect(decisions[3]?.resetMs).toBeLessThanOrEqual(60_000);
+    expect((await a.store.rateLimits.consume('login', '198.51.100.8')).allowed).toBe(true);
+  });
+});
+
+describe('Redis store, connection lost', () => {
+  let proxy: TcpProxy;
+  beforeAll(async () => {
+    proxy = await startTcpProxy(redis.port);
+  });
+  afterAll(async () => {
+    await proxy.close();
+  });
+
+  it('resyncs on reconnect what was revoked while it was cut off', async () => {
+    const prefix = freshPrefix();
+    const cutOff = await instance(prefix, `redis://127.0.0.1:${proxy.port}`);
+    const other = await instance(prefix);
+    expect(cutOff.store.health()).toEqual({ status: 'ok' });
+
+    proxy.cut();
+    await vi.waitFor(() => expect(cutOff.store.health().status).toBe('degraded'), within(2000));
+    await other.store.revocations.revokeJti('while-away', nowS() + HOUR, 'auth0');
+    await other.store.revocations.revokeSubject('mallory', nowS(), undefined);
+    expect(cutOff.store.revocations.isJtiRevoked('while-away')).toBe(false);
+
+    proxy.restore();
+    await vi.waitFor(() => expect(cutOff.store.health()).toEqual({ status: 'ok' }), within(5000));
+    expect(cutOff.store.revocations.isRevoked(token({ jti: 'while-away' }))).toBe(true);
+    expect(cutOff.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'mallory' }))).toBe(true);
+  });
+});
+
+describe('Redis store, Redis down and back', () => {
+  it('serves from the mirror and memory limits while down, then recovers', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = await Promise.all([instance(prefix), instance(prefix)]);
+    await a.store.revocations.revokeJti('before-outage', nowS() + HOUR);
+    await vi.waitFor(() => expect(b.store.revocations.isJtiRevoked('before-outage')).toBe(true), within(1000));
+
+    await redis.stop();
+    await vi.waitFor(() => expect(a.store.health().status).toBe('degraded'), within(2000));
+    const degraded = a.store.health();
+    expect(degraded.status === 'degraded' && degraded.error.length > 0).toBe(true);
+    expect(a.store.revocations.isRevoked(token({ jti: 'before-outage' }))).toBe(true);
+
+    // The insurance limiter counts per instance: a's limit is its own now.
+    const decisions = await Promise.all([1, 2, 3, 4].map(() => a.store.rateLimits.consume('login', '203.0.113.5')));
+    expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, false]);
+
+    // A write while down holds locally at once and is replayed to Redis on reconnect.
+    await expect(a.store.revocations.revokeJti('during-outage', nowS() + HOUR)).rejects.toThrow(/this instance only/);
+    expect(a.store.revocations.isJtiRevoked('during-outage')).toBe(true);
+    expect(await storeErrors(a.metrics)).toBeGreaterThan(0);
+
+    await redis.restart();
+    await vi.waitFor(() => expect([a.store.health(), b.store.health()]).toEqual([{ status: 'ok' }, { status: 'ok' }]), within(5000));
+    // Whichever reconnected first may have resynced before a's replay; the replay's publish reaches it then.
+    await vi.waitFor(() => expect(b.store.revocations.isJtiRevoked('during-outage')).toBe(true), within(1000));
+    const late = await instance(prefix);
+    expect(late.store.revocations.isJtiRevoked('during-outage')).toBe(true);
+
+    for (const { logs } of [a, b]) {
+      expect(logs.filter((line) => line.level === 40).map((line) => line.msg)).toEqual([
+        expect.stringContaining('Redis unreachable'),
+      ]);
+      expect(logs.filter((line) => line.msg.includes('reachable again'))).toHaveLength(1);
+    }
+  });
+});
