@@ -1,0 +1,162 @@
+import type { Named, Reader, Section, Slot } from './reader.js';
+import { existingFile } from './files.js';
+import { didYouMean } from './suggest.js';
+import type { ClaimValue, IssuerClaimPaths, IssuerConfig, IssuerKeySource, JwksCacheConfig } from './types.js';
+import { parseKeyServerUrl } from './values.js';
+
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+
+/** RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
+const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
+const HMAC_ALGORITHMS = Object.keys(HMAC_MIN_BYTES);
+const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+const ALGORITHMS = [...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS];
+const HTTP_URL = /^https?:\/\//i;
+const KEY_SOURCES = ['discovery', 'jwks_uri', 'jwks_file', 'secret'] as const;
+
+const DEFAULT_CLAIMS: IssuerClaimPaths = {
+  subject: 'sub',
+  email: 'email',
+  roles: 'roles',
+  permissions: 'permissions',
+  scopes: 'scope',
+  clientId: 'client_id',
+};
+
+export function readIssuers(r: Reader, slot: Slot, baseDir: string): Named<IssuerConfig> {
+  return r.named(slot, (name, entry) => readIssuer(r, name, entry, baseDir));
+}
+
+function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string): IssuerConfig | undefined {
+  const s = r.section(slot, [
+    'issuer', 'discovery', 'jwks_uri', 'jwks_file', 'secret', 'audiences', 'algorithms', 'clock_skew',
+    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache',
+  ]);
+  const keys = readKeySource(r, s, slot, baseDir);
+  const issuerSlot = s.slot('issuer');
+  const issuer = r.required(issuerSlot) ? readIssuerIdentifier(r, issuerSlot, s.has('discovery')) : undefined;
+  const algorithms = readAlgorithms(r, s.slot('algorithms'), keys);
+  if (keys?.kind === 'secret' && algorithms !== undefined) checkSecretLength(r, s.slot('secret'), keys.secret, algorithms);
+  const audiencesSlot = s.slot('audiences');
+  const audiences = r.required(audiencesSlot) ? r.stringList(audiencesSlot, { nonEmpty: true }) : undefined;
+  const config: Omit<IssuerConfig, 'issuer' | 'keys' | 'audiences' | 'algorithms'> = {
+    name,
+    clockSkewMs: r.duration(s.slot('clock_skew')) ?? 30 * SECOND,
+    maxTokenAgeMs: r.duration(s.slot('max_token_age'), { positive: true }),
+    tokenTypes: r.stringList(s.slot('token_types'), { nonEmpty: true }),
+    requireClaims: s.has('require_claims') ? readClaimValues(r, s.slot('require_claims')) : undefined,
+    claims: readClaimPaths(r, s.slot('claims')),
+    jwksCache: readJwksCache(r, s.slot('jwks_cache')),
+  };
+  if (issuer === undefined || keys === undefined || audiences === undefined || algorithms === undefined) return undefined;
+  return { ...config, issuer, keys, audiences, algorithms };
+}
+
+/** Exactly one of `discovery: true`, `jwks_uri`, `jwks_file`, `secret`. */
+function readKeySource(r: Reader, s: Section, slot: Slot, baseDir: string): IssuerKeySource | undefined {
+  const given = KEY_SOURCES.filter((key) => s.has(key) && (key !== 'discovery' || r.boolean(s.slot(key)) === true));
+  const [source, second] = given;
+  if (source === undefined) {
+    return r.problem({ ...slot, node: undefined }, 'needs a key source: one of discovery: true, jwks_uri, jwks_file or secret');
+  }
+  if (second !== undefined) {
+    return r.problem(s.slot(second), `only one key source is allowed, "${source}" is already set`);
+  }
+  const sourceSlot = s.slot(source);
+  switch (source) {
+    case 'discovery':
+      return { kind: 'discovery' };
+    case 'jwks_uri': {
+      const text = r.string(sourceSlot);
+      if (text === undefined) return undefined;
+      const url = parseKeyServerUrl(text);
+      return typeof url === 'string' ? r.problem(sourceSlot, url) : { kind: 'jwks_uri', url: url.href };
+    }
+    case 'jwks_file': {
+      const path = existingFile(r, sourceSlot, baseDir);
+      return path === undefined ? undefined : { kind: 'jwks_file', path };
+    }
+    case 'secret': {
+      const secret = r.string(sourceSlot);
+      return secret === undefined ? undefined : { kind: 'secret', secret };
+    }
+  }
+}
+
+/**
+ * The expected `iss`. Discovery needs a URL; any issuer written as an http(s) URL must be https (or loopback
+ * http, for development). Other strings (`urn:…`, a service name) are fine for static keys and secrets.
+ */
+function readIssuerIdentifier(r: Reader, slot: Slot, discovery: boolean): string | undefined {
+  const text = r.string(slot);
+  if (text === undefined) return undefined;
+  if (!discovery && !HTTP_URL.test(text)) return text;
+  const url = parseKeyServerUrl(text);
+  return typeof url === 'string' ? r.problem(slot, url) : text;
+}
+
+function readAlgorithms(r: Reader, slot: Slot, keys: IssuerKeySource | undefined): string[] | undefined {
+  const secret = keys?.kind === 'secret';
+  if (slot.node === undefined) return [secret ? 'HS256' : 'RS256'];
+  return r.items(slot, (item) => {
+    const algorithm = r.string(item);
+    if (algorithm === undefined) return undefined;
+    if (algorithm.toLowerCase() === 'none') return r.problem(item, '"none" is never accepted (unsigned tokens)');
+    if (!ALGORITHMS.includes(algorithm)) {
+      return r.problem(item, `unknown algorithm "${algorithm}"${didYouMean(algorithm, ALGORITHMS)}`);
+    }
+    const hmac = HMAC_ALGORITHMS.includes(algorithm);
+    if (secret && !hmac) {
+      return r.problem(item, `"${algorithm}" needs a public key; an issuer with a secret allows only ${HMAC_ALGORITHMS.join(', ')}`);
+    }
+    if (keys !== undefined && !secret && hmac) {
+      return r.problem(item, `"${algorithm}" cannot be used with ${keys.kind} (HS* may not be mixed with asymmetric keys: key confusion)`);
+    }
+    return algorithm;
+  }, { nonEmpty: true });
+}
+
+function checkSecretLength(r: Reader, slot: Slot, secret: string, algorithms: readonly string[]): void {
+  const bytes = Buffer.byteLength(secret, 'utf8');
+  for (const algorithm of algorithms) {
+    const needed = HMAC_MIN_BYTES[algorithm] ?? 0;
+    if (bytes < needed) {
+      r.problem(slot, `must be at least ${needed} bytes for ${algorithm} (RFC 7518 §3.2), got ${bytes}`);
+      return;
+    }
+  }
+}
+
+export function readClaimValues(r: Reader, slot: Slot): Record<string, ClaimValue> | undefined {
+  const values: Array<[string, ClaimValue]> = [];
+  let valid = true;
+  for (const { name, slot: entry } of r.entries(slot)) {
+    const value = r.claimValue(entry);
+    if (value === undefined) valid = false;
+    else values.push([name, value]);
+  }
+  return valid && values.length > 0 ? Object.fromEntries(values) : undefined;
+}
+
+function readClaimPaths(r: Reader, slot: Slot): IssuerClaimPaths {
+  const s = r.section(slot, ['subject', 'email', 'roles', 'permissions', 'scopes', 'client_id']);
+  return {
+    subject: r.string(s.slot('subject')) ?? DEFAULT_CLAIMS.subject,
+    email: r.string(s.slot('email')) ?? DEFAULT_CLAIMS.email,
+    roles: r.string(s.slot('roles')) ?? DEFAULT_CLAIMS.roles,
+    permissions: r.string(s.slot('permissions')) ?? DEFAULT_CLAIMS.permissions,
+    scopes: r.string(s.slot('scopes')) ?? DEFAULT_CLAIMS.scopes,
+    clientId: r.string(s.slot('client_id')) ?? DEFAULT_CLAIMS.clientId,
+  };
+}
+
+function readJwksCache(r: Reader, slot: Slot): JwksCacheConfig {
+  const s = r.section(slot, ['max_age', 'min_refetch_interval', 'stale_if_error']);
+  return {
+    maxAgeMs: r.duration(s.slot('max_age'), { positive: true }) ?? 10 * MINUTE,
+    minRefetchIntervalMs: r.duration(s.slot('min_refetch_interval')) ?? 30 * SECOND,
+    staleIfErrorMs: r.duration(s.slot('stale_if_error')) ?? 24 * HOUR,
+  };
+}

@@ -1,0 +1,149 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { findShadowedRoutes } from '../routing/shadow.js';
+import { applyReferences, maskReferences } from './interpolate.js';
+import { readIssuers } from './issuers.js';
+import { formatProblem, ProblemSink, type ConfigProblem } from './problems.js';
+import { Reader, type Named, type Slot } from './reader.js';
+import { readRoutes, type RoutesRead } from './routes.js';
+import {
+  readAdmin,
+  readCors,
+  readIdentity,
+  readLogging,
+  readRateLimits,
+  readServer,
+  readStore,
+  readTokens,
+  readUpstreams,
+} from './sections.js';
+import type { GatewayConfig, IssuerConfig } from './types.js';
+
+export { formatProblem, type ConfigProblem };
+
+export interface LoadResult {
+  /** Defined exactly when `problems` is empty. */
+  config: GatewayConfig | undefined;
+  problems: ConfigProblem[];
+  warnings: ConfigProblem[];
+}
+
+const TOP_LEVEL_KEYS = [
+  'version', 'server', 'admin', 'store', 'logging', 'tokens', 'issuers', 'upstreams', 'identity', 'rate_limits',
+  'cors', 'routes',
+];
+
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    return { config: undefined, problems: [{ file, line: 1, col: 1, path: '', message: `cannot read the file (${reason})` }], warnings: [] };
+  }
+  return parseConfig(text, file, env);
+}
+
+/**
+ * Parses and validates config text. `${…}` references are resolved inside scalars after parsing (see
+ * interpolate.ts), so every position reported is a position in the file as written.
+ */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+  const lineCounter = new LineCounter();
+  const sink = new ProblemSink(file, lineCounter);
+  const masked = maskReferences(text);
+  const doc = parseDocument(masked.text, { lineCounter, prettyErrors: false, uniqueKeys: false });
+  for (const error of doc.errors) sink.problem(error.pos[0], '', `invalid YAML: ${error.message}`);
+  if (doc.errors.length > 0) return finish(undefined, sink);
+  for (const warning of doc.warnings) sink.warning(warning.pos[0], '', warning.message);
+
+  const reader = new Reader(doc, sink, applyReferences(doc, masked, env, sink));
+  const absoluteFile = resolve(file);
+  const read = readGateway(reader, absoluteFile);
+  if (sink.problems.length > 0) return finish(undefined, sink);
+  warnAboutShadowedRoutes(reader, read.routes, read.config.server.pathCase);
+  warnAboutUnusedIssuers(reader, read.config.routes, read.issuers);
+  return finish(read.config, sink);
+}
+
+function finish(config: GatewayConfig | undefined, sink: ProblemSink): LoadResult {
+  return { config, problems: byPosition(sink.problems), warnings: byPosition(sink.warnings) };
+}
+
+function byPosition(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+interface GatewayRead {
+  readonly config: GatewayConfig;
+  readonly routes: RoutesRead;
+  readonly issuers: Named<IssuerConfig>;
+}
+
+function readGateway(r: Reader, file: string): GatewayRead {
+  const baseDir = dirname(file);
+  const root = r.section(r.root(), TOP_LEVEL_KEYS);
+  const versionSlot = root.slot('version');
+  const version = r.required(versionSlot) ? r.integer(versionSlot, 1) : undefined;
+  if (version !== undefined && version !== 1) r.problem(versionSlot, 'unsupported version (this authgate reads version 1)');
+  const server = readServer(r, root.slot('server'), baseDir);
+  const issuers = readIssuers(r, root.slot('issuers'), baseDir);
+  const upstreams = readUpstreams(r, root.slot('upstreams'), baseDir);
+  const rateLimits = readRateLimits(r, root.slot('rate_limits'));
+  const routes = readRoutes(r, root.slot('routes'), {
+    server,
+    upstreams: upstreams.names,
+    issuers: issuers.names,
+    rateLimitNames: rateLimits.names,
+    rateLimits: rateLimits.values,
+  });
+  if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
+  const config: GatewayConfig = {
+    file,
+    server,
+    admin: readAdmin(r, root.slot('admin'), server),
+    store: readStore(r, root.slot('store')),
+    logging: readLogging(r, root.slot('logging')),
+    tokens: readTokens(r, root.slot('tokens')),
+    issuers: issuers.values,
+    upstreams: upstreams.values,
+    identity: readIdentity(r, root.slot('identity')),
+    rateLimits: rateLimits.values,
+    cors: root.has('cors') ? readCors(r, root.slot('cors')) : undefined,
+    routes: routes.routes,
+  };
+  return { config, routes, issuers };
+}
+
+function requireIssuerForProtectedRoutes(r: Reader, { routes, slots }: RoutesRead): void {
+  const index = routes.findIndex((route) => route.auth !== 'none');
+  const route = routes[index];
+  const slot = slots[index];
+  if (route === undefined || slot === undefined) return;
+  r.problem(slot, `route "${route.name}" has auth: ${route.auth}, but no issuers are configured`);
+}
+
+function warnAboutShadowedRoutes(r: Reader, { routes, slots }: RoutesRead, pathCase: 'sensitive' | 'insensitive'): void {
+  for (const { index, by } of findShadowedRoutes(routes, pathCase)) {
+    const slot = slots[index];
+    const route = routes[index];
+    const earlier = routes[by];
+    if (slot === undefined || route === undefined || earlier === undefined) continue;
+    r.warning(slot, `route "${route.name}" is never reached: route "${earlier.name}" (routes[${by}]) takes every request it would`);
+  }
+}
+
+function warnAboutUnusedIssuers(r: Reader, routes: GatewayConfig['routes'], issuers: Named<IssuerConfig>): void {
+  const protectedRoutes = routes.filter((route) => route.auth !== 'none');
+  for (const [name, slot] of issuers.slots) {
+    if (protectedRoutes.some((route) => route.issuers === undefined || route.issuers.includes(name))) continue;
+    const why = protectedRoutes.length === 0 ? 'every route has auth: none' : 'every protected route lists other issuers';
+    r.warning(keyOf(slot), `no route can use this issuer (${why})`);
+  }
+}
+
+/** Points at the entry's key rather than its value. */
+function keyOf(slot: Slot): Slot {
+  return { ...slot, node: undefined };
+}

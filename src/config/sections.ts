@@ -1,0 +1,332 @@
+import { METHODS } from 'node:http';
+import { isScalar } from 'yaml';
+import { parseCidr } from './cidr.js';
+import { existingFile } from './files.js';
+import type { Named, Reader, Slot } from './reader.js';
+import { didYouMean } from './suggest.js';
+import type {
+  AdminConfig,
+  CorsConfig,
+  IdentityConfig,
+  IdentityField,
+  IdentityHeader,
+  ListenAddress,
+  LoggingConfig,
+  RateLimitConfig,
+  RateLimitKey,
+  ServerConfig,
+  StoreConfig,
+  TokenSource,
+  UpstreamConfig,
+} from './types.js';
+import { isHostname, isOrigin, isToken, parseHostPattern, parseListen } from './values.js';
+
+const MINUTE = 60_000;
+const SECOND = 1_000;
+
+export const DEFAULT_IDENTITY_HEADERS: readonly IdentityHeader[] = [
+  { name: 'X-User-Id', field: { kind: 'subject' } },
+  { name: 'X-User-Email', field: { kind: 'email' } },
+  { name: 'X-User-Roles', field: { kind: 'roles' } },
+  { name: 'X-User-Permissions', field: { kind: 'permissions' } },
+  { name: 'X-User-Scopes', field: { kind: 'scopes' } },
+  { name: 'X-Auth-Issuer', field: { kind: 'issuer' } },
+];
+
+const DEFAULT_TOKENS: readonly TokenSource[] = [
+  { kind: 'header', name: 'Authorization' },
+  { kind: 'cookie', name: 'access_token' },
+];
+
+const RESERVED_PREFIX = /^(\/[A-Za-z0-9._~-]+)+$/;
+const VISIBLE_ASCII = /^[\x20-\x7e]+$/;
+const HEADER_PATTERN = /^[!#$%&'+.^_`|~0-9A-Za-z*-]+$/;
+const OBSOLETE_TLS = new Set(['TLSv1', 'TLSv1.0', 'TLSv1.1']);
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+const IDENTITY_KINDS = ['subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'client_id'] as const;
+const RATE_LIMIT_KINDS = ['ip', 'subject', 'client_id'] as const;
+/** Headers an identity header must not overwrite: transport, credentials and what the gateway sets itself. */
+const PROTECTED_HEADERS = new Set([
+  'authorization', 'connection', 'content-length', 'content-type', 'cookie', 'forwarded', 'host', 'keep-alive',
+  'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'x-forwarded-for', 'x-forwarded-host',
+  'x-forwarded-proto', 'x-request-id',
+]);
+
+export function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
+  const parsed = parseListen(r.string(slot) ?? fallback);
+  if (typeof parsed !== 'string') return parsed;
+  r.problem(slot, parsed);
+  return { host: '0.0.0.0', port: 0 };
+}
+
+export function readServer(r: Reader, slot: Slot, baseDir: string): ServerConfig {
+  const s = r.section(slot, [
+    'listen', 'tls', 'trusted_proxies', 'allowed_hosts', 'path_case', 'workers', 'shutdown_grace', 'reserved_prefix',
+  ]);
+  return {
+    listen: readListen(r, s.slot('listen'), '0.0.0.0:8080'),
+    tls: s.has('tls') ? readServerTls(r, s.slot('tls'), baseDir) : undefined,
+    trustedProxies: r.items(s.slot('trusted_proxies'), (item) => {
+      const text = r.string(item);
+      if (text === undefined) return undefined;
+      return parseCidr(text) ?? r.problem(item, `"${text}" is not an IP address or CIDR range`);
+    }) ?? [],
+    allowedHosts: r.items(s.slot('allowed_hosts'), (item) => readHostPattern(r, item)),
+    pathCase: r.oneOf(s.slot('path_case'), ['sensitive', 'insensitive'] as const) ?? 'sensitive',
+    workers: readWorkers(r, s.slot('workers')),
+    shutdownGraceMs: r.duration(s.slot('shutdown_grace')) ?? 10 * SECOND,
+    reservedPrefix: readReservedPrefix(r, s.slot('reserved_prefix')),
+  };
+}
+
+export function readHostPattern(r: Reader, slot: Slot): string | undefined {
+  const text = r.string(slot);
+  if (text === undefined) return undefined;
+  const host = parseHostPattern(text);
+  return typeof host === 'string' ? host : r.problem(slot, host.error);
+}
+
+function readServerTls(r: Reader, slot: Slot, baseDir: string): ServerConfig['tls'] {
+  const s = r.section(slot, ['cert_file', 'key_file', 'min_version']);
+  const certSlot = s.slot('cert_file');
+  const keySlot = s.slot('key_file');
+  const certFile = r.required(certSlot) ? existingFile(r, certSlot, baseDir) : undefined;
+  const keyFile = r.required(keySlot) ? existingFile(r, keySlot, baseDir) : undefined;
+  const versionSlot = s.slot('min_version');
+  const version = r.string(versionSlot);
+  if (version !== undefined && OBSOLETE_TLS.has(version)) {
+    r.problem(versionSlot, `${version} is obsolete (RFC 8996), use "TLSv1.2" or "TLSv1.3"`);
+  }
+  const minVersion = version === undefined || OBSOLETE_TLS.has(version)
+    ? 'TLSv1.2'
+    : r.oneOf(versionSlot, ['TLSv1.2', 'TLSv1.3'] as const) ?? 'TLSv1.2';
+  return { certFile: certFile ?? '', keyFile: keyFile ?? '', minVersion };
+}
+
+function readWorkers(r: Reader, slot: Slot): number | 'auto' {
+  const { node } = slot;
+  if (isScalar(node) && node.value === 'auto') return 'auto';
+  if (isScalar(node) && typeof node.value === 'string') {
+    r.problem(slot, `expected a number of workers or "auto", got "${node.value}"`);
+    return 1;
+  }
+  return r.integer(slot, 1) ?? 1;
+}
+
+function readReservedPrefix(r: Reader, slot: Slot): string {
+  const text = r.string(slot);
+  if (text === undefined) return '/_authgate';
+  if (RESERVED_PREFIX.test(text)) return text;
+  r.problem(slot, 'expected a path like /_authgate (leading "/", no trailing "/", no wildcards)');
+  return '/_authgate';
+}
+
+export function readAdmin(r: Reader, slot: Slot, server: ServerConfig): AdminConfig {
+  const s = r.section(slot, ['listen', 'token']);
+  const listen = readListen(r, s.slot('listen'), '127.0.0.1:9090');
+  const overlaps =
+    listen.port !== 0 &&
+    listen.port === server.listen.port &&
+    (listen.host === server.listen.host || [listen.host, server.listen.host].some(isWildcardAddress));
+  if (overlaps) r.problem(s.slot('listen'), 'must not share the address of server.listen');
+  return { listen, token: r.optionalString(s.slot('token')) ?? '' };
+}
+
+function isWildcardAddress(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+export function readStore(r: Reader, slot: Slot): StoreConfig {
+  const s = r.section(slot, ['redis', 'prefix']);
+  const redisSlot = s.slot('redis');
+  const redis = r.string(redisSlot);
+  if (redis !== undefined && !isRedisUrl(redis)) r.problem(redisSlot, 'expected a redis:// or rediss:// URL');
+  return { redis, prefix: r.string(s.slot('prefix')) ?? 'authgate:' };
+}
+
+function isRedisUrl(text: string): boolean {
+  if (!URL.canParse(text)) return false;
+  const url = new URL(text);
+  return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+}
+
+export function readLogging(r: Reader, slot: Slot): LoggingConfig {
+  const s = r.section(slot, ['level', 'access_log']);
+  return {
+    level: r.oneOf(s.slot('level'), LOG_LEVELS) ?? 'info',
+    accessLog: r.boolean(s.slot('access_log')) ?? true,
+  };
+}
+
+export function readTokens(r: Reader, slot: Slot): readonly TokenSource[] {
+  const items = r.list(slot);
+  if (items === undefined) return DEFAULT_TOKENS;
+  if (items.length === 0) r.problem(slot, 'must list at least one place to look for the token');
+  const seen = new Set<string>();
+  const sources: TokenSource[] = [];
+  for (const item of items) {
+    const s = r.section(item, ['header', 'cookie', 'query']);
+    const kinds = (['header', 'cookie', 'query'] as const).filter((kind) => s.has(kind));
+    const [kind, extra] = kinds;
+    if (kind === undefined || extra !== undefined) {
+      r.problem(item, 'expected exactly one of header, cookie or query');
+      continue;
+    }
+    const nameSlot = s.slot(kind);
+    const name = r.string(nameSlot);
+    if (name === undefined) continue;
+    if (!isToken(name)) {
+      r.problem(nameSlot, `"${name}" is not a valid ${kind} name`);
+      continue;
+    }
+    const identity = `${kind}:${kind === 'header' ? name.toLowerCase() : name}`;
+    if (seen.has(identity)) r.problem(nameSlot, `${kind} "${name}" is listed twice`);
+    seen.add(identity);
+    sources.push({ kind, name });
+  }
+  return sources;
+}
+
+export function readUpstreams(r: Reader, slot: Slot, baseDir: string): Named<UpstreamConfig> {
+  return r.named(slot, (name, entry) => {
+    const s = r.section(entry, ['url', 'timeout', 'tls']);
+    const urlSlot = s.slot('url');
+    const url = r.required(urlSlot) ? readUpstreamUrl(r, urlSlot) : undefined;
+    const timeoutMs = r.duration(s.slot('timeout'), { positive: true }) ?? 30 * SECOND;
+    const tls = s.has('tls') ? readUpstreamTls(r, s.slot('tls'), baseDir) : undefined;
+    return url === undefined ? undefined : { name, url, timeoutMs, tls };
+  });
+}
+
+function readUpstreamUrl(r: Reader, slot: Slot): URL | undefined {
+  const text = r.string(slot);
+  if (text === undefined) return undefined;
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') {
+    return r.problem(slot, `"${text}" is not an http:// or https:// URL`);
+  }
+  if (url.username !== '' || url.password !== '') return r.problem(slot, 'must not contain credentials');
+  if (url.search !== '' || url.hash !== '') return r.problem(slot, 'must not have a query or fragment');
+  return url;
+}
+
+function readUpstreamTls(r: Reader, slot: Slot, baseDir: string): UpstreamConfig['tls'] {
+  const s = r.section(slot, ['ca_file', 'server_name']);
+  const caFile = s.has('ca_file') ? existingFile(r, s.slot('ca_file'), baseDir) : undefined;
+  const serverNameSlot = s.slot('server_name');
+  const serverName = r.string(serverNameSlot);
+  if (serverName !== undefined && !isHostname(serverName.toLowerCase())) {
+    r.problem(serverNameSlot, `"${serverName}" is not a host name`);
+  }
+  return { caFile, serverName };
+}
+
+export function readIdentity(r: Reader, slot: Slot): IdentityConfig {
+  const s = r.section(slot, ['headers', 'list_separator', 'strip', 'forward_token']);
+  const separatorSlot = s.slot('list_separator');
+  const listSeparator = r.string(separatorSlot) ?? ',';
+  if (!VISIBLE_ASCII.test(listSeparator)) r.problem(separatorSlot, 'must be visible ASCII characters');
+  return {
+    headers: s.has('headers') ? readIdentityHeaders(r, s.slot('headers')) : DEFAULT_IDENTITY_HEADERS,
+    listSeparator,
+    strip: r.items(s.slot('strip'), (item) => {
+      const pattern = r.string(item);
+      if (pattern === undefined || HEADER_PATTERN.test(pattern)) return pattern;
+      return r.problem(item, `"${pattern}" is not a header name pattern (header characters and "*")`);
+    }) ?? [],
+    forwardToken: r.boolean(s.slot('forward_token')) ?? false,
+  };
+}
+
+function readIdentityHeaders(r: Reader, slot: Slot): IdentityHeader[] {
+  const headers: IdentityHeader[] = [];
+  const seen = new Set<string>();
+  for (const { name, slot: entry } of r.entries(slot)) {
+    const keySlot = { ...entry, node: undefined };
+    const lower = name.toLowerCase();
+    if (!isToken(name)) r.problem(keySlot, `"${name}" is not a valid header name`);
+    else if (PROTECTED_HEADERS.has(lower)) r.problem(keySlot, `"${name}" cannot be an identity header`);
+    else if (seen.has(lower)) r.problem(keySlot, `header "${name}" is listed twice (names are case-insensitive)`);
+    seen.add(lower);
+    const field = readIdentityField(r, entry);
+    if (field !== undefined) headers.push({ name, field });
+  }
+  return headers;
+}
+
+function readIdentityField(r: Reader, slot: Slot): IdentityField | undefined {
+  const text = r.required(slot) ? r.string(slot) : undefined;
+  if (text === undefined) return undefined;
+  const claimPath = claimPathAfter(text, 'claims.');
+  if (claimPath !== undefined) return { kind: 'claim', path: claimPath };
+  const kind = r.oneOf(slot, [...IDENTITY_KINDS, 'claims.<path>']);
+  return kind === undefined || kind === 'claims.<path>' ? undefined : { kind };
+}
+
+/** The rest of `text` after `prefix` when it starts with it and something follows. */
+function claimPathAfter(text: string, prefix: string): string | undefined {
+  return text.startsWith(prefix) && text.length > prefix.length ? text.slice(prefix.length) : undefined;
+}
+
+export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
+  return r.named(slot, (name, entry) => {
+    const s = r.section(entry, ['key', 'limit', 'window']);
+    const keySlot = s.slot('key');
+    const limitSlot = s.slot('limit');
+    const windowSlot = s.slot('window');
+    const key = r.required(keySlot) ? readRateLimitKey(r, keySlot) : undefined;
+    const limit = r.required(limitSlot) ? r.integer(limitSlot, 1) : undefined;
+    const windowMs = r.required(windowSlot) ? r.duration(windowSlot, { positive: true }) : undefined;
+    if (key === undefined || limit === undefined || windowMs === undefined) return undefined;
+    return { name, key, limit, windowMs };
+  });
+}
+
+function readRateLimitKey(r: Reader, slot: Slot): RateLimitKey | undefined {
+  const text = r.string(slot);
+  if (text === undefined) return undefined;
+  const claimPath = claimPathAfter(text, 'claims.');
+  if (claimPath !== undefined) return { kind: 'claim', path: claimPath };
+  const header = claimPathAfter(text, 'header.');
+  if (header !== undefined) {
+    return isToken(header) ? { kind: 'header', name: header } : r.problem(slot, `"${header}" is not a valid header name`);
+  }
+  const kind = r.oneOf(slot, [...RATE_LIMIT_KINDS, 'claims.<path>', 'header.<Name>']);
+  return kind === 'ip' || kind === 'subject' || kind === 'client_id' ? { kind } : undefined;
+}
+
+export function readCors(r: Reader, slot: Slot): CorsConfig {
+  const s = r.section(slot, ['origins', 'methods', 'headers', 'credentials', 'max_age']);
+  const originsSlot = s.slot('origins');
+  const credentials = r.boolean(s.slot('credentials')) ?? false;
+  const origins = r.required(originsSlot)
+    ? r.items(originsSlot, (item) => {
+        const origin = r.string(item);
+        if (origin === undefined) return undefined;
+        if (!isOrigin(origin)) return r.problem(item, `"${origin}" is not an origin like https://app.example.com`);
+        if (origin === '*' && credentials) return r.problem(item, '"*" cannot be combined with credentials: true');
+        return origin.toLowerCase();
+      }, { nonEmpty: true })
+    : undefined;
+  return {
+    origins: origins ?? [],
+    methods: r.items(s.slot('methods'), (item) => readMethod(r, item)) ?? ['GET', 'HEAD', 'POST'],
+    headers: r.items(s.slot('headers'), (item) => readHeaderName(r, item)) ?? ['Authorization', 'Content-Type'],
+    credentials,
+    maxAgeMs: r.duration(s.slot('max_age')) ?? 10 * MINUTE,
+  };
+}
+
+/** Upper-cased and checked against the methods Node's HTTP parser accepts (nothing else can arrive). */
+export function readMethod(r: Reader, slot: Slot): string | undefined {
+  const text = r.string(slot);
+  if (text === undefined) return undefined;
+  const method = text.toUpperCase();
+  return METHODS.includes(method) ? method : r.problem(slot, `unknown method "${text}"${didYouMean(method, METHODS)}`);
+}
+
+function readHeaderName(r: Reader, slot: Slot): string | undefined {
+  const name = r.string(slot);
+  if (name === undefined || isToken(name)) return name;
+  return r.problem(slot, `"${name}" is not a valid header name`);
+}
