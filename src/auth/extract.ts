@@ -1,4 +1,7 @@
 import type { TokenSource } from '../config/types.js';
+import { MAX_TOKEN_LENGTH } from './jws.js';
+
+export { MAX_TOKEN_LENGTH };
 
 /**
  * Finding the access token in a request (SPEC §4, RFC 6750 §2). Pure: headers and query in, a decision out.
@@ -20,9 +23,6 @@ export type TokenExtractor = (
   query: string,
   isUpgrade: boolean,
 ) => TokenExtraction;
-
-/** Longest token accepted (SPEC §4: 8 KiB). Checked before any decoding. */
-export const MAX_TOKEN_LENGTH = 8192;
 
 /** Query parameter refused on ordinary requests when no query source is configured (RFC 6750 §2.3's name). */
 const DEFAULT_QUERY_PARAMETER = 'access_token';

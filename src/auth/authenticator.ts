@@ -1,0 +1,192 @@
+import { compactVerify, errors as joseErrors } from 'jose';
+import type { IssuerConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
+import { DEFAULT_FETCH_LIMITS, type FetchLimits } from './fetch-json.js';
+import { parseCompactJws, type JwsFailure } from './jws.js';
+import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
+import { TokenCache } from './token-cache.js';
+import { InvalidTokenDescription, type Identity, type IssuerStatus, type VerifyResult } from './types.js';
+
+export interface AuthenticatorDeps {
+  logger: Logger;
+  metrics: Metrics;
+  /** Epoch ms; defaults to Date.now. */
+  now?: () => number;
+  /** JWKS/discovery fetch limits; defaults to 5 s and 1 MiB. */
+  fetchLimits?: FetchLimits;
+  /** Verified-token cache size; defaults to 10,000 entries, 0 disables the cache. */
+  tokenCacheEntries?: number;
+}
+
+export type DenyReason =
+  | JwsFailure
+  | ClaimsFailure
+  | 'unknown_issuer'
+  | 'issuer_not_allowed'
+  | 'alg_not_allowed'
+  | 'unknown_kid'
+  | 'bad_signature'
+  | 'keys_unavailable';
+
+const DESCRIPTIONS: Readonly<Record<Exclude<DenyReason, 'keys_unavailable'>, InvalidTokenDescription>> = {
+  too_long: InvalidTokenDescription.tooLong,
+  malformed: InvalidTokenDescription.malformed,
+  non_canonical: InvalidTokenDescription.malformed,
+  invalid_utf8: InvalidTokenDescription.malformed,
+  unsupported_header: InvalidTokenDescription.malformed,
+  embedded_key: InvalidTokenDescription.malformed,
+  bad_kid: InvalidTokenDescription.malformed,
+  duplicate_claims: InvalidTokenDescription.malformed,
+  too_complex: InvalidTokenDescription.malformed,
+  alg_none: InvalidTokenDescription.algorithm,
+  alg_not_allowed: InvalidTokenDescription.algorithm,
+  unknown_issuer: InvalidTokenDescription.issuer,
+  issuer_not_allowed: InvalidTokenDescription.issuer,
+  unknown_kid: InvalidTokenDescription.signature,
+  bad_signature: InvalidTokenDescription.signature,
+  expired: InvalidTokenDescription.expired,
+  not_yet_valid: InvalidTokenDescription.notYetValid,
+  audience: InvalidTokenDescription.audience,
+  type: InvalidTokenDescription.type,
+  claims: InvalidTokenDescription.claims,
+  too_old: InvalidTokenDescription.tooOld,
+};
+
+/** One frozen result per reason: denying allocates nothing. */
+const DENIALS = new Map<DenyReason, VerifyResult>([
+  ...Object.entries(DESCRIPTIONS).map(
+    ([reason, description]) => [reason as DenyReason, Object.freeze({ ok: false, status: 401, description, reason })] as const,
+  ),
+  ['keys_unavailable', Object.freeze({ ok: false, status: 503, description: 'The token issuer keys are unavailable', reason: 'keys_unavailable' })],
+]);
+
+function deny(reason: DenyReason): VerifyResult {
+  return DENIALS.get(reason) as VerifyResult;
+}
+
+interface IssuerRuntime {
+  readonly config: IssuerConfig;
+  readonly algorithms: ReadonlySet<string>;
+  readonly keys: IssuerKeySet;
+  readonly validateClaims: ClaimsValidator;
+}
+
+/**
+ * Token verification (SPEC §4): canonical-JWS and header checks, issuer by exact `iss`, then that issuer's keys
+ * alone with jose, then the claims. Successful results are cached until the token lapses.
+ */
+export class Authenticator {
+  private readonly runtimes = new Map<string, IssuerRuntime>();
+  /** Exact `iss` value → issuers with that value, in config order (two names may share one IdP). */
+  private readonly byIss = new Map<string, IssuerRuntime[]>();
+  private readonly cache: TokenCache<Identity>;
+  private readonly now: () => number;
+  private readonly logger: Logger;
+  private readonly cacheHits;
+  private readonly cacheMisses;
+
+  constructor(issuers: ReadonlyMap<string, IssuerConfig>, deps: AuthenticatorDeps, reuse?: Authenticator) {
+    this.now = deps.now ?? Date.now;
+    this.logger = deps.logger;
+    this.cache = new TokenCache(deps.tokenCacheEntries);
+    this.cacheHits = deps.metrics.tokenCache.labels('hit');
+    this.cacheMisses = deps.metrics.tokenCache.labels('miss');
+    const keySetDeps = { logger: deps.logger, metrics: deps.metrics, now: this.now, fetchLimits: deps.fetchLimits ?? DEFAULT_FETCH_LIMITS };
+    for (const [name, config] of issuers) {
+      const reusable = reuse?.runtimes.get(name)?.keys;
+      const keys = reusable !== undefined && reusable.identity === keySetIdentity(config)
+        ? reusable.retain()
+        : new IssuerKeySet(config, keySetDeps);
+      const runtime: IssuerRuntime = {
+        config,
+        algorithms: new Set(config.algorithms),
+        keys,
+        validateClaims: compileClaimsValidator(config),
+      };
+      this.runtimes.set(name, runtime);
+      const sameIss = this.byIss.get(config.issuer);
+      if (sameIss) sameIss.push(runtime);
+      else this.byIss.set(config.issuer, [runtime]);
+    }
+  }
+
+  /** First load of every issuer's keys; resolves when all settled, whether they worked or not. */
+  async start(): Promise<void> {
+    await Promise.all([...this.runtimes.values()].map((runtime) => runtime.keys.start()));
+  }
+
+  issuerStatus(): ReadonlyMap<string, IssuerStatus> {
+    const status = new Map<string, IssuerStatus>();
+    for (const [name, runtime] of this.runtimes) status.set(name, runtime.keys.status());
+    return status;
+  }
+
+  /** Stops background refreshes of key sets no newer Authenticator shares. */
+  close(): void {
+    for (const runtime of this.runtimes.values()) runtime.keys.release();
+  }
+
+  /** `allowedIssuers`: issuer names the route accepts; undefined = every configured issuer. */
+  async verify(token: string, allowedIssuers: readonly string[] | undefined): Promise<VerifyResult> {
+    const cached = this.cache.get(token, this.now());
+    if (cached !== undefined) {
+      this.cacheHits.inc();
+      if (allowedIssuers !== undefined && !allowedIssuers.includes(cached.issuer.name)) return deny('issuer_not_allowed');
+      return { ok: true, identity: cached };
+    }
+    this.cacheMisses.inc();
+
+    const parsed = parseCompactJws(token);
+    if (!parsed.ok) return deny(parsed.reason);
+    const { header, payload } = parsed;
+
+    const runtime = this.issuerFor(payload.iss, allowedIssuers);
+    if (typeof runtime === 'string') return deny(runtime);
+    if (!runtime.algorithms.has(header.alg)) return deny('alg_not_allowed');
+
+    let keys = runtime.keys.lookup(header.alg, header.kid, this.now());
+    if (keys === 'unknown_kid' && (await runtime.keys.refetchForUnknownKid())) {
+      keys = runtime.keys.lookup(header.alg, header.kid, this.now());
+    }
+    if (keys === 'unavailable') return deny('keys_unavailable');
+    if (keys === 'unknown_kid') return deny('unknown_kid');
+    // Noted before the await: a token verified against keys replaced meanwhile must not be cached as current.
+    const generation = runtime.keys.generation;
+    if (!(await this.signatureHolds(token, header.alg, keys, runtime.config.name))) return deny('bad_signature');
+
+    const now = this.now();
+    const claims = runtime.validateClaims(payload, header.typ, now);
+    if (!claims.ok) return deny(claims.reason);
+
+    const identity = buildIdentity(runtime.config, payload);
+    if (generation === runtime.keys.generation) {
+      this.cache.set(token, identity, claims.validUntilMs, runtime.keys);
+    }
+    return { ok: true, identity };
+  }
+
+  private issuerFor(iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerRuntime | DenyReason {
+    if (typeof iss !== 'string') return 'unknown_issuer';
+    const candidates = this.byIss.get(iss);
+    if (candidates === undefined) return 'unknown_issuer';
+    if (allowedIssuers === undefined) return candidates[0] as IssuerRuntime;
+    return candidates.find((runtime) => allowedIssuers.includes(runtime.config.name)) ?? 'issuer_not_allowed';
+  }
+
+  private async signatureHolds(token: string, alg: string, keys: readonly VerificationKey[], issuer: string): Promise<boolean> {
+    for (const key of keys) {
+      try {
+        await compactVerify(token, key, { algorithms: [alg] });
+        return true;
+      } catch (error) {
+        if (!(error instanceof joseErrors.JWSSignatureVerificationFailed)) {
+          // Not a plain mismatch (e.g. a key jose refuses for this alg): worth a log line, never the token.
+          this.logger.debug({ issuer, alg, error: (error as Error).message }, 'signature check error');
+        }
+      }
+    }
+    return false;
+  }
+}

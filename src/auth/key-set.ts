@@ -1,0 +1,323 @@
+import type { webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { importJWK, type JWK } from 'jose';
+import type { IssuerConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { fetchJson, isAcceptableKeyUrl, type FetchLimits } from './fetch-json.js';
+import type { IssuerStatus } from './types.js';
+
+/**
+ * The verification keys of one issuer and their lifecycle (SPEC §4): loaded at start-up, refreshed in the
+ * background before they go stale, refetched once (single-flight, rate-limited) when a token names an unknown
+ * `kid`, and kept through IdP outages for `stale_if_error`. Keys come only from configuration: never from a token.
+ */
+export interface KeySetDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Epoch ms. */
+  readonly now: () => number;
+  readonly fetchLimits: FetchLimits;
+}
+
+type CryptoKey = webcrypto.CryptoKey;
+/** What jose verifies with: an imported public key or HMAC secret, bound to one algorithm. */
+export type VerificationKey = CryptoKey;
+
+export type KeyLookup = readonly VerificationKey[] | 'unknown_kid' | 'unavailable';
+
+interface AlgorithmKeys {
+  readonly byKid: Map<string, CryptoKey[]>;
+  readonly all: CryptoKey[];
+}
+
+type KeyIndex = ReadonlyMap<string, AlgorithmKeys>;
+
+const MIN_RSA_BITS = 2048;
+/** Floor for any scheduled fetch, so `max-age=0` or a tiny interval cannot turn into a fetch loop. */
+const MIN_REFRESH_DELAY_MS = 250;
+const MAX_RETRY_DELAY_MS = 5 * 60_000;
+/** setTimeout fires at once for anything longer than this (2^31 - 1 ms). */
+const MAX_TIMER_DELAY_MS = 2_147_483_647;
+/** Refresh when this share of the freshness lifetime has passed, so a slow IdP never leaves us on expired keys. */
+const REFRESH_AT = 0.8;
+
+/** Which JWK shapes can verify which JWS algorithm (RFC 7518 §3, RFC 8037). */
+function jwkFitsAlgorithm(jwk: JWK, alg: string): boolean {
+  switch (alg) {
+    case 'RS256': case 'RS384': case 'RS512': case 'PS256': case 'PS384': case 'PS512':
+      return jwk.kty === 'RSA';
+    case 'ES256':
+      return jwk.kty === 'EC' && jwk.crv === 'P-256';
+    case 'ES384':
+      return jwk.kty === 'EC' && jwk.crv === 'P-384';
+    case 'ES512':
+      return jwk.kty === 'EC' && jwk.crv === 'P-521';
+    case 'EdDSA': case 'Ed25519':
+      return jwk.kty === 'OKP' && jwk.crv === 'Ed25519';
+    default:
+      return false;
+  }
+}
+
+const HMAC_HASHES: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384: 'SHA-384', HS512: 'SHA-512' };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function addKey(index: Map<string, AlgorithmKeys>, alg: string, kid: string | undefined, key: CryptoKey): void {
+  let entry = index.get(alg);
+  if (entry === undefined) {
+    entry = { byKid: new Map(), all: [] };
+    index.set(alg, entry);
+  }
+  entry.all.push(key);
+  if (kid !== undefined) {
+    const sameKid = entry.byKid.get(kid);
+    if (sameKid) sameKid.push(key);
+    else entry.byKid.set(kid, [key]);
+  }
+}
+
+/**
+ * Imports every usable signing key of a JWKS for the issuer's allowed algorithms. Skipped: `use` other than `sig`,
+ * `key_ops` without `verify`, symmetric and unknown key types, RSA under 2048 bits, and a key whose own `alg`
+ * is not allowed. Returns the index and a fingerprint of what was accepted (to notice real key changes).
+ */
+export async function importJwks(
+  jwks: unknown,
+  algorithms: readonly string[],
+  onSkip: (kid: string | undefined, why: string) => void,
+): Promise<{ index: KeyIndex; fingerprint: string; count: number }> {
+  if (!isObject(jwks) || !Array.isArray(jwks.keys)) throw new Error('not a JWK Set (no "keys" array)');
+  const index = new Map<string, AlgorithmKeys>();
+  const accepted: string[] = [];
+  for (const candidate of jwks.keys as unknown[]) {
+    if (!isObject(candidate)) continue;
+    const jwk = candidate as JWK;
+    const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
+    if (jwk.use !== undefined && jwk.use !== 'sig') { onSkip(kid, `use "${String(jwk.use)}"`); continue; }
+    if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) {
+      onSkip(kid, 'key_ops without verify');
+      continue;
+    }
+    // Only public parts are imported, whatever else the document carries.
+    const publicJwk: JWK = { kty: jwk.kty, crv: jwk.crv, n: jwk.n, e: jwk.e, x: jwk.x, y: jwk.y };
+    const fits = algorithms.filter((alg) => (jwk.alg === undefined || jwk.alg === alg) && jwkFitsAlgorithm(jwk, alg));
+    if (fits.length === 0) { onSkip(kid, `no allowed algorithm for kty "${String(jwk.kty)}"`); continue; }
+    let imported = 0;
+    for (const alg of fits) {
+      let key: CryptoKey;
+      try {
+        key = (await importJWK(publicJwk, alg)) as CryptoKey;
+      } catch (error) {
+        onSkip(kid, `import failed: ${(error as Error).message}`);
+        break;
+      }
+      const { modulusLength } = key.algorithm as Partial<webcrypto.RsaHashedKeyAlgorithm>;
+      if (jwk.kty === 'RSA' && !(typeof modulusLength === 'number' && modulusLength >= MIN_RSA_BITS)) {
+        onSkip(kid, `RSA key of ${String(modulusLength)} bits`);
+        break;
+      }
+      addKey(index, alg, kid, key);
+      imported++;
+    }
+    if (imported > 0) accepted.push(JSON.stringify([kid, jwk.alg, publicJwk]));
+  }
+  return { index, fingerprint: accepted.sort().join('\n'), count: accepted.length };
+}
+
+async function importSecret(secret: string, algorithms: readonly string[]): Promise<KeyIndex> {
+  const bytes = new TextEncoder().encode(secret);
+  const index = new Map<string, AlgorithmKeys>();
+  for (const alg of algorithms) {
+    const hash = HMAC_HASHES[alg];
+    if (hash === undefined) continue;
+    addKey(index, alg, undefined, await crypto.subtle.importKey('raw', bytes, { name: 'HMAC', hash }, false, ['verify']));
+  }
+  return index;
+}
+
+/** What must stay equal across a config reload for a loaded key set to be reused as is. */
+export function keySetIdentity(issuer: IssuerConfig): string {
+  return JSON.stringify([issuer.issuer, issuer.keys, [...issuer.algorithms].sort(), issuer.jwksCache]);
+}
+
+export class IssuerKeySet {
+  readonly identity: string;
+  /** Bumped whenever the usable keys change, so verified-token cache entries made with older keys lapse. */
+  generation = 0;
+  /** Epoch ms until which the current keys may be used (fresh or stale); 0 = no usable keys. */
+  usableUntilMs = 0;
+
+  private index: KeyIndex = new Map();
+  private fingerprint = '';
+  private readonly ignoresKid: boolean;
+  private lastAttemptMs = Number.NEGATIVE_INFINITY;
+  private lastSuccessMs: number | undefined;
+  private freshUntilMs = 0;
+  private lastError: string | undefined;
+  private settled = false;
+  private consecutiveFailures = 0;
+  private inflight: Promise<void> | undefined;
+  private jwksUri: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private owners = 1;
+
+  constructor(
+    private readonly issuer: IssuerConfig,
+    private readonly deps: KeySetDeps,
+  ) {
+    this.identity = keySetIdentity(issuer);
+    this.ignoresKid = issuer.keys.kind === 'secret';
+    if (issuer.keys.kind === 'jwks_uri') this.jwksUri = issuer.keys.url;
+  }
+
+  /** First load. Resolves when it settled, whether it worked or not (never rejects). */
+  start(): Promise<void> {
+    if (this.settled) return Promise.resolve();
+    return this.refresh();
+  }
+
+  /** Another Authenticator (after a reload) shares this key set; it stays alive until every owner released it. */
+  retain(): this {
+    this.owners++;
+    return this;
+  }
+
+  release(): void {
+    if (--this.owners > 0) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Candidate keys for `alg` and `kid`, best first. A secret issuer ignores `kid`. */
+  lookup(alg: string, kid: string | undefined, nowMs: number): KeyLookup {
+    if (nowMs >= this.usableUntilMs) return 'unavailable';
+    const entry = this.index.get(alg);
+    if (entry === undefined) return 'unknown_kid';
+    if (kid === undefined || this.ignoresKid) return entry.all.length > 0 ? entry.all : 'unknown_kid';
+    return entry.byKid.get(kid) ?? 'unknown_kid';
+  }
+
+  /**
+   * A token named a kid we do not have: refetch once, unless a fetch ran within `min_refetch_interval`.
+   * Concurrent callers share one fetch. Resolves true when a fetch happened (so the lookup is worth retrying).
+   */
+  async refetchForUnknownKid(): Promise<boolean> {
+    if (this.inflight) {
+      await this.inflight;
+      return true;
+    }
+    if (this.ignoresKid) return false;
+    if (this.deps.now() - this.lastAttemptMs < this.issuer.jwksCache.minRefetchIntervalMs) return false;
+    await this.refresh();
+    return true;
+  }
+
+  status(): IssuerStatus {
+    const now = this.deps.now();
+    let state: IssuerStatus['state'];
+    if (!this.settled) state = 'loading';
+    else if (now >= this.usableUntilMs) state = 'unavailable';
+    else if (this.lastError !== undefined || now >= this.freshUntilMs) state = 'stale';
+    else state = 'ok';
+    return { state, lastRefresh: this.lastSuccessMs, error: this.lastError };
+  }
+
+  private refresh(): Promise<void> {
+    this.inflight ??= this.load().finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  private async load(): Promise<void> {
+    const { metrics, logger, now } = this.deps;
+    const { name, jwksCache } = this.issuer;
+    this.lastAttemptMs = now();
+    clearTimeout(this.timer);
+    try {
+      const { index, fingerprint, maxAgeMs } = await this.fetchKeys();
+      const loadedAt = now();
+      const freshMs =
+        this.issuer.keys.kind === 'secret'
+          ? Number.POSITIVE_INFINITY
+          : Math.min(jwksCache.maxAgeMs, maxAgeMs ?? Number.POSITIVE_INFINITY);
+      if (fingerprint !== this.fingerprint) {
+        if (this.fingerprint !== '') logger.info({ issuer: name }, 'issuer keys changed');
+        this.index = index;
+        this.fingerprint = fingerprint;
+        this.generation++;
+      }
+      this.lastSuccessMs = loadedAt;
+      this.freshUntilMs = loadedAt + freshMs;
+      this.usableUntilMs = loadedAt + Math.max(freshMs, jwksCache.staleIfErrorMs);
+      this.lastError = undefined;
+      this.consecutiveFailures = 0;
+      metrics.jwksRefresh.inc({ issuer: name, result: 'ok' });
+      this.schedule(freshMs * REFRESH_AT);
+    } catch (error) {
+      this.lastError = (error as Error).message;
+      this.consecutiveFailures++;
+      metrics.jwksRefresh.inc({ issuer: name, result: 'error' });
+      logger.warn({ issuer: name, error: this.lastError, staleUntil: this.usableUntilMs || undefined }, 'issuer key refresh failed');
+      // A failed refresh resets the discovered jwks_uri: the IdP may have moved it.
+      if (this.issuer.keys.kind === 'discovery') this.jwksUri = undefined;
+      const backoff = jwksCache.minRefetchIntervalMs * 2 ** (this.consecutiveFailures - 1);
+      this.schedule(Math.min(backoff, MAX_RETRY_DELAY_MS));
+    } finally {
+      this.settled = true;
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.owners <= 0 || this.issuer.keys.kind === 'secret') return;
+    const delay = Math.min(Math.max(delayMs, MIN_REFRESH_DELAY_MS), MAX_TIMER_DELAY_MS);
+    this.timer = setTimeout(() => void this.refresh(), delay);
+    this.timer.unref();
+  }
+
+  private async fetchKeys(): Promise<{ index: KeyIndex; fingerprint: string; maxAgeMs: number | undefined }> {
+    const source = this.issuer.keys;
+    const { algorithms, name } = this.issuer;
+    if (source.kind === 'secret') {
+      return { index: await importSecret(source.secret, algorithms), fingerprint: 'secret', maxAgeMs: undefined };
+    }
+    let document: unknown;
+    let maxAgeMs: number | undefined;
+    if (source.kind === 'jwks_file') {
+      const text = await readFile(source.path, 'utf8');
+      if (text.length > this.deps.fetchLimits.maxBytes) throw new Error('JWKS file too large');
+      document = JSON.parse(text) as unknown;
+    } else {
+      const fetched = await fetchJson(await this.resolveJwksUri(), this.deps.fetchLimits);
+      document = fetched.body;
+      maxAgeMs = fetched.maxAgeMs;
+    }
+    const onSkip = (kid: string | undefined, why: string): void =>
+      this.deps.logger.warn({ issuer: name, kid, why }, 'issuer key skipped');
+    const { index, fingerprint, count } = await importJwks(document, algorithms, onSkip);
+    if (count === 0) throw new Error('no usable keys in the JWK Set');
+    return { index, fingerprint, maxAgeMs };
+  }
+
+  /** OIDC discovery (`{issuer}/.well-known/openid-configuration`); the document must name this very issuer. */
+  private async resolveJwksUri(): Promise<string> {
+    if (this.jwksUri !== undefined) {
+      if (!isAcceptableKeyUrl(this.jwksUri)) throw new Error('jwks_uri is not https');
+      return this.jwksUri;
+    }
+    const issuer = this.issuer.issuer;
+    const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+    const { body } = await fetchJson(url, this.deps.fetchLimits);
+    if (!isObject(body)) throw new Error('discovery document is not an object');
+    if (body.issuer !== issuer) throw new Error('discovery document names another issuer');
+    if (typeof body.jwks_uri !== 'string' || !isAcceptableKeyUrl(body.jwks_uri)) {
+      throw new Error('discovery jwks_uri missing or not https');
+    }
+    this.jwksUri = body.jwks_uri;
+    return body.jwks_uri;
+  }
+}
