@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRevocationApi, MAX_BODY_BYTES, parseRevocationRequest } from '../../src/admin/revocations.js';
@@ -155,7 +156,7 @@ describe('revocation API', () => {
     const response = await request(`${admin.url}/revocations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-      body: chunks(),
+      body: Readable.from(chunks()),
     });
     expect(response.statusCode).toBe(413);
     await response.body.dump();
