@@ -1,5 +1,5 @@
 import type { IssuerConfig } from '../config/types.js';
-import { claimAsString, readClaim, scopeList, claimAsList } from '../policy/claim-path.js';
+import { claimAsList, readClaim, scopeList } from '../policy/claim-path.js';
 import type { Identity } from './types.js';
 
 /**
@@ -98,7 +98,7 @@ export function buildIdentity(issuer: IssuerConfig, payload: Record<string, unkn
   const iat = payload.iat;
   return {
     issuer,
-    subject: claimAsString(readClaim(claims, paths.subject)),
+    subject: optionalString(readClaim(claims, paths.subject)),
     email: optionalString(readClaim(claims, paths.email)),
     roles: claimAsList(readClaim(claims, paths.roles)),
     permissions: claimAsList(readClaim(claims, paths.permissions)),
