@@ -30,7 +30,8 @@ function storageKey(key: string): string {
 /**
  * One limiter per `rate_limits` entry. With Redis, an in-memory insurance limiter answers while
  * Redis is unreachable, and keys already over their limit are refused from memory until their
- * window ends, without a Redis round trip.
+ * window ends, without a Redis round trip. `consume` never rejects for a store failure; it rejects only
+ * for a limit name that is not in `rateLimits`, which config validation rules out.
  */
 export function createRateLimitStore(
   rateLimits: ReadonlyMap<string, RateLimitConfig>,

@@ -1,8 +1,8 @@
 import type { RevocationSubject } from './types.js';
 
 /**
- * A jti entry is kept this long past the token's `exp`, because verifiers accept a token until
- * `exp + clock_skew` and skews are configured per issuer (in seconds; generous on purpose).
+ * A jti entry is kept this long (seconds) past the token's `exp`: verifiers accept a token until
+ * `exp + clock_skew`, skews are set per issuer, and this is well above any sane one.
  */
 export const JTI_RETENTION_GRACE_S = 300;
 
