@@ -18,13 +18,18 @@ export interface MaskedSource {
 }
 
 const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\r\n]*))?\}/y;
+/** What a malformed reference covers: up to its `}` or the end of the line. */
+const MALFORMED_REFERENCE = /\$\{[^}\r\n]*\}?/y;
 
 /**
  * Private-use characters are valid inside any YAML scalar, including flow collections where `{` and `}` are not,
- * so `{ redis: ${REDIS_URL:-} }` parses. Neighbouring references alternate between the two so that
- * `${A}${B}` stays two runs.
+ * so `{ redis: ${REDIS_URL:-} }` parses. Neighbouring references alternate between the first two so that
+ * `${A}${B}` stays two runs; malformed references get the third, so they neither break the YAML nor count as
+ * references.
  */
 const MASKS = ['\uE000', '\uE001'] as const;
+const MALFORMED_MASK = '\uE002';
+const ANY_MASK_RUN = /[\uE000-\uE002]+/g;
 const MASK_RUN = /\uE000+|\uE001+/g;
 const HAS_MASK = /[\uE000\uE001]/;
 
@@ -41,8 +46,12 @@ export function maskReferences(source: string): MaskedSource {
     REFERENCE.lastIndex = at;
     const match = REFERENCE.exec(source);
     if (match === null || match[1] === undefined) {
+      MALFORMED_REFERENCE.lastIndex = at;
+      const length = MALFORMED_REFERENCE.exec(source)?.[0].length ?? 2;
+      text += source.slice(copied, at) + MALFORMED_MASK.repeat(length);
       malformed.push(at);
-      at = source.indexOf('${', at + 2);
+      copied = at + length;
+      at = source.indexOf('${', copied);
       continue;
     }
     const length = match[0].length;
@@ -52,6 +61,11 @@ export function maskReferences(source: string): MaskedSource {
     at = source.indexOf('${', copied);
   }
   return { text: text + source.slice(copied), references, malformed };
+}
+
+/** Shows masked text (in a YAML parser message) the way the reader wrote it, more or less. */
+export function unmask(message: string): string {
+  return message.replace(ANY_MASK_RUN, '${…}');
 }
 
 /** POSIX semantics: the default applies when the variable is unset or empty; `undefined` = unset, no default. */
@@ -76,18 +90,23 @@ export function retypePlainScalar(text: string): unknown {
   return wholeScalar && typeof contents.value !== 'string' ? contents.value : text;
 }
 
-/**
- * Substitutes the masked references inside the scalars of a document parsed from `masked.text`. Returns the
- * substituted text of each retyped unquoted scalar, so a string field still reads `${PORT}` = `8080` as text.
- */
+export interface AppliedReferences {
+  /** The substituted text of each retyped unquoted scalar, so a string field still reads `8080` as text. */
+  readonly substitutedText: ReadonlyMap<Scalar, string>;
+  /** Scalars with an unset or malformed reference: already reported, so nothing else is said about them. */
+  readonly unresolved: ReadonlySet<Scalar>;
+}
+
+/** Substitutes the masked references inside the scalars of a document parsed from `masked.text`. */
 export function applyReferences(
   doc: Document,
   masked: MaskedSource,
   env: NodeJS.ProcessEnv,
   sink: ProblemSink,
-): Map<Scalar, string> {
+): AppliedReferences {
   const substitutedText = new Map<Scalar, string>();
-  if (masked.references.length === 0 && masked.malformed.length === 0) return substitutedText;
+  const unresolved = new Set<Scalar>();
+  if (masked.references.length === 0 && masked.malformed.length === 0) return { substitutedText, unresolved };
   visit(doc, {
     Scalar(key, node, ancestors) {
       const range = node.range;
@@ -96,6 +115,7 @@ export function applyReferences(
       const path = describePath(ancestors, node);
       for (const offset of masked.malformed.filter(within)) {
         sink.problem(offset, path, 'malformed reference, expected ${NAME} or ${NAME:-default}');
+        unresolved.add(node);
       }
       if (typeof node.value !== 'string' || !HAS_MASK.test(node.value)) return;
       const references = masked.references.filter((r) => within(r.offset));
@@ -106,11 +126,13 @@ export function applyReferences(
         const value = resolveReference(reference, env);
         if (value === undefined) {
           sink.problem(reference.offset, path, `environment variable ${reference.name} is not set (write \${${reference.name}:-default} to give a default)`);
+          unresolved.add(node);
           return '';
         }
         return value;
       });
-      if (key === 'key' || node.type !== 'PLAIN') {
+      // An unresolved scalar keeps its text (and so its node) so readers can recognise and skip it.
+      if (key === 'key' || node.type !== 'PLAIN' || unresolved.has(node)) {
         node.value = substituted;
       } else {
         node.value = retypePlainScalar(substituted);
@@ -118,7 +140,7 @@ export function applyReferences(
       }
     },
   });
-  return substitutedText;
+  return { substitutedText, unresolved };
 }
 
 /** `routes[2].match.path` for a node, from the ancestors `visit` hands over. */

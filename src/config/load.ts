@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { findShadowedRoutes } from '../routing/shadow.js';
-import { applyReferences, maskReferences } from './interpolate.js';
+import { applyReferences, maskReferences, unmask } from './interpolate.js';
 import { readIssuers } from './issuers.js';
 import { formatProblem, ProblemSink, type ConfigProblem } from './problems.js';
 import { Reader, type Named, type Slot } from './reader.js';
@@ -54,7 +54,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const sink = new ProblemSink(file, lineCounter);
   const masked = maskReferences(text);
   const doc = parseDocument(masked.text, { lineCounter, prettyErrors: false, uniqueKeys: false });
-  for (const error of doc.errors) sink.problem(error.pos[0], '', `invalid YAML: ${error.message}`);
+  reportSyntaxErrors(doc.errors, sink);
   if (doc.errors.length > 0) return finish(undefined, sink);
   for (const warning of doc.warnings) sink.warning(warning.pos[0], '', warning.message);
 
@@ -65,6 +65,18 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   warnAboutShadowedRoutes(reader, read.routes, read.config.server.pathCase);
   warnAboutUnusedIssuers(reader, read.config.routes, read.issuers);
   return finish(read.config, sink);
+}
+
+/**
+ * One broken line makes the YAML parser report every token after it with the same code; only the first of
+ * such a run is worth reading. Errors of different kinds are all reported.
+ */
+function reportSyntaxErrors(errors: readonly YAMLError[], sink: ProblemSink): void {
+  let previousCode: string | undefined;
+  for (const error of errors) {
+    if (error.code !== previousCode) sink.problem(error.pos[0], '', `invalid YAML: ${unmask(error.message)}`);
+    previousCode = error.code;
+  }
 }
 
 function finish(config: GatewayConfig | undefined, sink: ProblemSink): LoadResult {

@@ -1,5 +1,6 @@
-import { isAlias, isMap, isScalar, isSeq, type Document, type Node, type Scalar } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, type Document, type Node } from 'yaml';
 import { parseDuration } from './duration.js';
+import type { AppliedReferences } from './interpolate.js';
 import type { ProblemSink } from './problems.js';
 import { didYouMean } from './suggest.js';
 
@@ -53,8 +54,7 @@ export class Reader {
   constructor(
     private readonly doc: Document,
     readonly sink: ProblemSink,
-    /** Unquoted scalars that held `${…}`, with their text after substitution (see interpolate.ts). */
-    private readonly substituted: ReadonlyMap<Scalar, string>,
+    private readonly references: AppliedReferences,
   ) {}
 
   root(): Slot {
@@ -62,6 +62,7 @@ export class Reader {
   }
 
   problem(slot: Slot, message: string): undefined {
+    if (isScalar(slot.node) && this.references.unresolved.has(slot.node)) return undefined;
     this.sink.problem(offsetOf(slot.node) ?? slot.anchor, slot.path, message);
     return undefined;
   }
@@ -176,7 +177,7 @@ export class Reader {
     const { node } = slot;
     if (node === undefined) return undefined;
     if (isScalar(node)) {
-      const text = typeof node.value === 'string' ? node.value : this.substituted.get(node);
+      const text = typeof node.value === 'string' ? node.value : this.references.substitutedText.get(node);
       if (text === '') return this.problem(slot, 'must not be empty');
       if (text !== undefined) return text;
     }
@@ -241,7 +242,7 @@ export class Reader {
     const { node } = slot;
     if (node === undefined) return undefined;
     if (isScalar(node) && ['string', 'number', 'boolean'].includes(typeof node.value)) {
-      return this.substituted.get(node) ?? String(node.value);
+      return this.references.substitutedText.get(node) ?? String(node.value);
     }
     return this.problem(slot, 'expected a single value');
   }

@@ -1,0 +1,46 @@
+import { formatProblem, loadConfig } from '../config/load.js';
+import type { GatewayConfig, ListenAddress } from '../config/types.js';
+
+/**
+ * `authgate check`: exit 0 with a summary and any warnings on stdout, or exit 1 with one
+ * `FILE:LINE:COL: path: message` line per problem on stderr.
+ */
+export async function runCheck(
+  file: string,
+  out: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+): Promise<number> {
+  const { config, problems, warnings } = await loadConfig(file);
+  if (config === undefined) {
+    for (const problem of problems) out.stderr.write(`${formatProblem(problem)}\n`);
+    out.stderr.write(`${file}: ${problems.length} ${problems.length === 1 ? 'problem' : 'problems'}\n`);
+    return 1;
+  }
+  for (const warning of warnings) out.stdout.write(`${formatProblem({ ...warning, message: `warning: ${warning.message}` })}\n`);
+  out.stdout.write(summarize(config));
+  return 0;
+}
+
+function summarize(config: GatewayConfig): string {
+  const names = (map: ReadonlyMap<string, unknown>): string => (map.size === 0 ? '(none)' : [...map.keys()].join(', '));
+  const store = config.store.redis === undefined ? 'memory (single instance)' : `redis ${redactUrl(config.store.redis)}`;
+  return [
+    `${config.file}: ok`,
+    `  listen     ${formatListen(config.server.listen)}${config.server.tls ? ' (TLS)' : ''}, admin ${formatListen(config.admin.listen)}`,
+    `  routes     ${config.routes.length}`,
+    `  issuers    ${names(config.issuers)}`,
+    `  upstreams  ${names(config.upstreams)}`,
+    `  store      ${store}`,
+    '',
+  ].join('\n');
+}
+
+function formatListen({ host, port }: ListenAddress): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A Redis URL may carry a password; the summary is printed to terminals and CI logs. */
+function redactUrl(text: string): string {
+  const url = new URL(text);
+  if (url.password !== '') url.password = '***';
+  return url.href;
+}
