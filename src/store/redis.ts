@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { RateLimitConfig } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/log.js';
@@ -89,7 +89,7 @@ export function createRedisStore(
 
   async function persist(entry: RevocationEntry): Promise<void> {
     const member = JSON.stringify(entry);
-    await commands.multi().zadd(revocationsKey, entry.expiresAt, member).publish(channel, member).exec();
+    await transaction(commands.multi().zadd(revocationsKey, entry.expiresAt, member).publish(channel, member));
   }
 
   async function replicate(entry: RevocationEntry): Promise<void> {
@@ -111,12 +111,9 @@ export function createRedisStore(
       unreplicated.delete(member);
     }
     const now = nowS();
-    const replies = await commands
-      .multi()
-      .zremrangebyscore(revocationsKey, '-inf', now)
-      .zrangebyscore(revocationsKey, `(${now}`, '+inf')
-      .exec();
-    const members = replies?.[1]?.[1];
+    const [, members] = await transaction(
+      commands.multi().zremrangebyscore(revocationsKey, '-inf', now).zrangebyscore(revocationsKey, `(${now}`, '+inf'),
+    );
     if (!Array.isArray(members)) throw new Error('unexpected reply to the revocation resync');
     for (const member of members) applyReceived(String(member));
     markUp();
@@ -185,6 +182,16 @@ export function createRedisStore(
       await Promise.all([shutDown(commands), shutDown(subscriber)]);
     },
   };
+}
+
+/** Runs a MULTI and returns its results; ioredis reports a failed command inside it as a value, not a rejection. */
+async function transaction(multi: ChainableCommander): Promise<unknown[]> {
+  const replies = await multi.exec();
+  if (replies === null) throw new Error('Redis transaction aborted');
+  return replies.map(([error, result]) => {
+    if (error) throw error;
+    return result;
+  });
 }
 
 /** Closes a client without waiting on a peer that may never answer (a hung Redis keeps a FIN unanswered). */

@@ -131,6 +131,17 @@ describe('Redis store, connected', () => {
     expect(logs.filter((line) => line.msg.includes('malformed'))).toHaveLength(1);
   });
 
+  it('reports degraded when Redis refuses the resync, and still revokes locally', async () => {
+    const prefix = freshPrefix();
+    await rawClient().set(`${prefix}revocations`, 'not a sorted set');
+    const { store, metrics } = await instance(prefix);
+    const health = store.health();
+    expect(health.status === 'degraded' && health.error).toMatch(/WRONGTYPE/);
+    await expect(store.revocations.revokeJti('local', nowS() + HOUR)).rejects.toThrow(/WRONGTYPE/);
+    expect(store.revocations.isJtiRevoked('local')).toBe(true);
+    expect(await storeErrors(metrics)).toBe(2);
+  });
+
   it('shares rate limits between instances', async () => {
     const prefix = freshPrefix();
     const [a, b] = await Promise.all([instance(prefix), instance(prefix)]);
