@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { canonicalIp, compileTrustedProxies, resolveClientIp } from '../../src/routing/client-ip.js';
 
@@ -26,12 +27,50 @@ describe('compileTrustedProxies', () => {
     expect(trusted.isTrusted(ip)).toBe(expected);
   });
 
-  it('trusts IPv4 peers of a v4-mapped range', () => {
-    expect(compileTrustedProxies(['::ffff:10.0.0.0/104']).isTrusted('10.3.2.1')).toBe(true);
+  const ranges = compileTrustedProxies(['2001:db8::/33', '172.16.0.0/12', '::ffff:192.168.0.0/112', 'fe80::1:2:3:4/127']);
+  it.each([
+    ['2001:db8::1', true],
+    ['2001:0DB8:0000:0000:0000:0000:0000:0001', true],
+    ['2001:db8:7fff:ffff:ffff:ffff:ffff:ffff', true],
+    ['2001:db8:8000::', false],
+    ['2001:db9::', false],
+    ['2001:db8::1%eth0', true],
+    ['172.16.0.1', true],
+    ['172.31.255.255', true],
+    ['172.32.0.0', false],
+    ['172.15.255.255', false],
+    ['::ffff:172.20.1.1', true],
+    ['192.168.5.5', true],
+    ['::ffff:192.168.5.5', true],
+    ['::ffff:c0a8:505', true],
+    ['192.169.0.0', false],
+    ['fe80::1:2:3:4', true],
+    ['fe80::1:2:3:5', true],
+    ['fe80::1:2:3:6', false],
+    ['fe80:0:0:0:1:2:3:4', true],
+    ['::1', false],
+    ['::', false],
+  ])('ranges off word boundaries: %j → %s', (ip, expected) => {
+    expect(ranges.isTrusted(ip)).toBe(expected);
   });
 
-  it('refuses a malformed entry', () => {
-    expect(() => compileTrustedProxies(['10.0.0.0/8', 'intranet'])).toThrow('trusted proxy "intranet"');
+  it('keeps families apart except for IPv4-mapped addresses', () => {
+    const allIpv4 = compileTrustedProxies(['0.0.0.0/0']);
+    expect([allIpv4.isTrusted('8.8.8.8'), allIpv4.isTrusted('::ffff:8.8.8.8'), allIpv4.isTrusted('2001:db8::1')]).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    const allIpv6 = compileTrustedProxies(['::/0']);
+    expect([allIpv6.isTrusted('2001:db8::1'), allIpv6.isTrusted('8.8.8.8')]).toEqual([true, true]);
+  });
+
+  it.each(['intranet', '10.0.0.0/33', '10.0.0.0/x', '10.0.0.0/', '::/129', '10.0.0.0/-1', '10.0.0.0/8/9'])('refuses %j', (cidr) => {
+    expect(() => compileTrustedProxies(['10.0.0.0/8', cidr])).toThrow(`trusted proxy "${cidr}"`);
+  });
+
+  it('trusts IPv4 peers of a v4-mapped range', () => {
+    expect(compileTrustedProxies(['::ffff:10.0.0.0/104']).isTrusted('10.3.2.1')).toBe(true);
   });
 
   it('trusts nobody when the list is empty', () => {
@@ -83,5 +122,40 @@ describe('resolveClientIp', () => {
   ];
   it.each(cases)('peer %j, X-Forwarded-For %j → %j (%s)', (peer, xff, client) => {
     expect(resolveClientIp(peer, xff, trusted)).toBe(client);
+  });
+});
+
+describe('compileTrustedProxies agrees with node:net BlockList', () => {
+  /** Deterministic xorshift, so a failure names a reproducible address. */
+  function random(seed: number): () => number {
+    let state = seed;
+    return () => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return state >>> 0;
+    };
+  }
+  const next = random(0x9e3779b9);
+  const ipv4 = (): string => [24, 16, 8, 0].map((shift) => (next() >>> shift) & 0xff).join('.');
+  const ipv6 = (): string => Array.from({ length: 8 }, () => (next() & 0xffff).toString(16)).join(':');
+  /** Addresses near a range share its leading bits, so prefixes are exercised on both sides of the boundary. */
+  const near = (ip: string): string => (ip.includes(':') ? `${ip.split(':').slice(0, 3).join(':')}::${(next() & 0xffff).toString(16)}` : `${ip.split('.').slice(0, 2).join('.')}.${next() & 0xff}.${next() & 0xff}`);
+
+  it('on random ranges and addresses of both families', () => {
+    for (let round = 0; round < 200; round++) {
+      const v4 = ipv4();
+      const v6 = ipv6();
+      const v4Prefix = next() % 33;
+      const v6Prefix = next() % 129;
+      const ours = compileTrustedProxies([`${v4}/${v4Prefix}`, `${v6}/${v6Prefix}`]);
+      const reference = new BlockList();
+      reference.addSubnet(v4, v4Prefix, 'ipv4');
+      reference.addSubnet(v6, v6Prefix, 'ipv6');
+      for (const ip of [v4, v6, near(v4), near(v6), ipv4(), ipv6(), `::ffff:${near(v4)}`]) {
+        const family = isIP(ip) === 4 ? 'ipv4' : 'ipv6';
+        expect(ours.isTrusted(ip), `${ip} in ${v4}/${v4Prefix} or ${v6}/${v6Prefix}`).toBe(reference.check(ip, family));
+      }
+    }
   });
 });
