@@ -210,7 +210,7 @@ export class Reader {
   }
 
   duration(slot: Slot, options: { positive?: boolean } = {}): number | undefined {
-    const text = this.scalarText(slot);
+    const text = this.text(slot);
     if (text === undefined) return undefined;
     const ms = parseDuration(text);
     if (ms === undefined) return this.problem(slot, `expected a duration like 500ms, 30s, 10m, 1h or 7d, got "${text}"`);
@@ -219,7 +219,7 @@ export class Reader {
   }
 
   oneOf<T extends string>(slot: Slot, values: readonly T[]): T | undefined {
-    const text = this.scalarText(slot);
+    const text = this.text(slot);
     if (text === undefined) return undefined;
     const found = values.find((v) => v === text);
     if (found !== undefined) return found;
@@ -237,8 +237,8 @@ export class Reader {
     return this.problem(slot, 'expected a string, number or boolean');
   }
 
-  /** Any scalar as text, for values that are parsed further (durations, enums). */
-  private scalarText(slot: Slot): string | undefined {
+  /** Any scalar as text, for values that are parsed further (durations, enums, addresses). */
+  text(slot: Slot): string | undefined {
     const { node } = slot;
     if (node === undefined) return undefined;
     if (isScalar(node) && ['string', 'number', 'boolean'].includes(typeof node.value)) {

@@ -53,7 +53,7 @@ const PROTECTED_HEADERS = new Set([
 ]);
 
 export function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
-  const parsed = parseListen(r.string(slot) ?? fallback);
+  const parsed = parseListen(r.text(slot) ?? fallback);
   if (typeof parsed !== 'string') return parsed;
   r.problem(slot, parsed);
   return { host: '0.0.0.0', port: 0 };
