@@ -13,6 +13,13 @@ export interface ReservedDeps {
   readonly logger: Logger;
 }
 
+const storeUnavailable: GatewayError = {
+  status: 503,
+  code: 'service_unavailable',
+  description: 'The revocation store is unavailable',
+  headers: { 'retry-after': '5' },
+};
+
 const forbidden: GatewayError = {
   status: 403,
   code: 'forbidden',
@@ -95,12 +102,20 @@ async function logout(res: ServerResponse, facts: RequestFacts, runtime: Runtime
   if (deps.store.revocations.isRevoked(revocationKey(identity))) {
     return respond(res, facts, invalidToken('The access token has been revoked'), 'revoked');
   }
-  if (identity.jti !== undefined) {
-    await deps.store.revocations.revokeJti(identity.jti, identity.exp, identity.issuer.name);
-  } else if (identity.subject !== undefined) {
-    await deps.store.revocations.revokeSubject(identity.subject, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.name);
-  } else {
+  if (identity.jti === undefined && identity.subject === undefined) {
     return respond(res, facts, invalidToken('The access token claims are not accepted'), 'logout_unidentifiable');
+  }
+  try {
+    if (identity.jti !== undefined) {
+      await deps.store.revocations.revokeJti(identity.jti, identity.exp, identity.issuer.name);
+    } else if (identity.subject !== undefined) {
+      await deps.store.revocations.revokeSubject(identity.subject, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.name);
+    }
+  } catch (err) {
+    // The store already holds the revocation on this instance and replays it once Redis is back; other
+    // replicas do not know yet, so the client is told to retry rather than that it is logged out everywhere.
+    deps.logger.warn({ err, requestId: facts.requestId }, 'logout could not reach the shared store');
+    return respond(res, facts, storeUnavailable, 'store_unavailable');
   }
   deps.logger.info({ requestId: facts.requestId, subject: identity.subject, issuer: identity.issuer.name }, 'token revoked by logout');
   res.writeHead(204, { 'cache-control': 'no-store', 'x-request-id': facts.requestId });
