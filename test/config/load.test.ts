@@ -1,0 +1,282 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCheck } from '../../src/cli/check.js';
+import { formatProblem, loadConfig, parseConfig } from '../../src/config/load.js';
+
+const BUNDLED = fileURLToPath(new URL('../../gateway.yaml', import.meta.url));
+
+const MINIMAL = `version: 1
+issuers:
+  idp:
+    issuer: https://idp.example.com/
+    discovery: true
+    audiences: [api]
+upstreams:
+  api: { url: http://127.0.0.1:3000 }
+routes:
+  - { name: all, match: { path: /** }, upstream: api }
+`;
+
+describe('the bundled gateway.yaml', () => {
+  it('loads with no problems and no warnings when no environment is set', async () => {
+    const { config, problems, warnings } = parseConfig(await readFile(BUNDLED, 'utf8'), BUNDLED, {});
+    expect(problems.map(formatProblem)).toEqual([]);
+    expect(warnings.map(formatProblem)).toEqual([]);
+    expect(config?.issuers.get('demo')).toMatchObject({
+      issuer: 'http://127.0.0.1:9400',
+      keys: { kind: 'discovery' },
+      audiences: ['authgate-demo'],
+      algorithms: ['RS256'],
+      tokenTypes: ['at+jwt', 'JWT'],
+    });
+    expect(config?.routes.map((route) => route.name)).toEqual(['public', 'admin', 'write-data', 'websocket', 'api']);
+  });
+
+  it('takes the addresses the demo sets in the environment', async () => {
+    const env = {
+      AUTHGATE_DEMO_ISSUER: 'http://127.0.0.1:40001',
+      AUTHGATE_DEMO_UPSTREAM: 'http://127.0.0.1:40002',
+      AUTHGATE_LISTEN: '127.0.0.1:0',
+      AUTHGATE_ADMIN_LISTEN: '127.0.0.1:0',
+      AUTHGATE_ADMIN_TOKEN: 'demo-admin-token',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+    };
+    const { config, problems } = parseConfig(await readFile(BUNDLED, 'utf8'), BUNDLED, env);
+    expect(problems).toEqual([]);
+    expect(config?.issuers.get('demo')?.issuer).toBe('http://127.0.0.1:40001');
+    expect(config?.upstreams.get('echo')?.url.href).toBe('http://127.0.0.1:40002/');
+    expect(config?.server.listen).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(config?.admin).toEqual({ listen: { host: '127.0.0.1', port: 0 }, token: 'demo-admin-token' });
+    expect(config?.store.redis).toBe('redis://127.0.0.1:6379');
+  });
+});
+
+describe('defaults', () => {
+  it('fills in every default of docs/configuration.md', () => {
+    const { config } = parseConfig(MINIMAL, '/etc/authgate/gateway.yaml', {});
+    expect(config).toEqual({
+      file: '/etc/authgate/gateway.yaml',
+      server: {
+        listen: { host: '0.0.0.0', port: 8080 },
+        tls: undefined,
+        trustedProxies: [],
+        allowedHosts: undefined,
+        pathCase: 'sensitive',
+        workers: 1,
+        shutdownGraceMs: 10_000,
+        reservedPrefix: '/_authgate',
+      },
+      admin: { listen: { host: '127.0.0.1', port: 9090 }, token: '' },
+      store: { redis: undefined, prefix: 'authgate:' },
+      logging: { level: 'info', accessLog: true },
+      tokens: [
+        { kind: 'header', name: 'Authorization' },
+        { kind: 'cookie', name: 'access_token' },
+      ],
+      issuers: new Map([
+        ['idp', {
+          name: 'idp',
+          issuer: 'https://idp.example.com/',
+          keys: { kind: 'discovery' },
+          audiences: ['api'],
+          algorithms: ['RS256'],
+          clockSkewMs: 30_000,
+          maxTokenAgeMs: undefined,
+          tokenTypes: undefined,
+          requireClaims: undefined,
+          claims: { subject: 'sub', email: 'email', roles: 'roles', permissions: 'permissions', scopes: 'scope', clientId: 'client_id' },
+          jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 30_000, staleIfErrorMs: 86_400_000 },
+        }],
+      ]),
+      upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, tls: undefined }]]),
+      identity: {
+        headers: [
+          { name: 'X-User-Id', field: { kind: 'subject' } },
+          { name: 'X-User-Email', field: { kind: 'email' } },
+          { name: 'X-User-Roles', field: { kind: 'roles' } },
+          { name: 'X-User-Permissions', field: { kind: 'permissions' } },
+          { name: 'X-User-Scopes', field: { kind: 'scopes' } },
+          { name: 'X-Auth-Issuer', field: { kind: 'issuer' } },
+        ],
+        listSeparator: ',',
+        strip: [],
+        forwardToken: false,
+      },
+      rateLimits: new Map(),
+      cors: undefined,
+      routes: [{
+        name: 'all',
+        match: { path: '/**', methods: undefined, host: undefined },
+        upstream: 'api',
+        auth: 'required',
+        issuers: undefined,
+        require: undefined,
+        rateLimit: [],
+        cors: undefined,
+      }],
+    });
+  });
+
+  it('defaults an issuer with a secret to HS256, and normalizes rules, methods, hosts and claim fields', () => {
+    const yaml = `version: 1
+issuers:
+  svc:
+    issuer: billing
+    secret: "${'s'.repeat(32)}"
+    audiences: [api]
+    require_claims: { type: access, level: 2 }
+upstreams:
+  api: { url: http://127.0.0.1:3000 }
+identity:
+  headers: { X-Tenant: claims.org.tenant, X-Client: client_id }
+rate_limits:
+  per-tenant: { key: claims.org.tenant, limit: 5, window: 1m }
+  per-key: { key: header.X-Api-Key, limit: 5, window: 1m }
+routes:
+  - name: data
+    match: { path: "/data/{id}", methods: [get, Post], host: "*.Example.COM" }
+    upstream: api
+    require:
+      roles: [a, b]
+      permissions: [write]
+      scopes: { all: [read, write] }
+      claims: { email_verified: true }
+    rate_limit: [per-tenant, per-key]
+    cors: false
+`;
+    const { config, problems } = parseConfig(yaml, 'gw.yaml', {});
+    expect(problems).toEqual([]);
+    expect(config?.issuers.get('svc')).toMatchObject({
+      keys: { kind: 'secret', secret: 's'.repeat(32) },
+      algorithms: ['HS256'],
+      requireClaims: { type: 'access', level: 2 },
+    });
+    expect(config?.identity.headers).toEqual([
+      { name: 'X-Tenant', field: { kind: 'claim', path: 'org.tenant' } },
+      { name: 'X-Client', field: { kind: 'client_id' } },
+    ]);
+    expect(config?.rateLimits.get('per-tenant')?.key).toEqual({ kind: 'claim', path: 'org.tenant' });
+    expect(config?.rateLimits.get('per-key')?.key).toEqual({ kind: 'header', name: 'X-Api-Key' });
+    expect(config?.routes[0]).toEqual({
+      name: 'data',
+      match: { path: '/data/{id}', methods: ['GET', 'POST'], host: '*.example.com' },
+      upstream: 'api',
+      auth: 'required',
+      issuers: undefined,
+      require: {
+        roles: { mode: 'any', values: ['a', 'b'] },
+        permissions: { mode: 'all', values: ['write'] },
+        scopes: { mode: 'all', values: ['read', 'write'] },
+        claims: { email_verified: true },
+      },
+      rateLimit: ['per-tenant', 'per-key'],
+      cors: false,
+    });
+  });
+});
+
+describe('files named in the config', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'authgate-config-'));
+    await Promise.all(['tls.crt', 'tls.key', 'keys.json'].map((name) => writeFile(join(dir, name), 'x')));
+  });
+
+  it('resolves TLS and JWKS files against the config file directory', async () => {
+    const file = join(dir, 'gateway.yaml');
+    await writeFile(file, MINIMAL
+      .replace('version: 1', 'version: 1\nserver:\n  tls: { cert_file: tls.crt, key_file: ./tls.key, min_version: TLSv1.3 }')
+      .replace('discovery: true', 'jwks_file: keys.json'));
+    const { config, problems } = await loadConfig(file, {});
+    expect(problems).toEqual([]);
+    expect(config?.server.tls).toEqual({ certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), minVersion: 'TLSv1.3' });
+    expect(config?.issuers.get('idp')?.keys).toEqual({ kind: 'jwks_file', path: join(dir, 'keys.json') });
+  });
+
+  it('reports a file that cannot be read', async () => {
+    const file = join(dir, 'absent.yaml');
+    const { config, problems } = await loadConfig(file, {});
+    expect(config).toBeUndefined();
+    expect(problems.map(formatProblem)).toEqual([`${file}:1:1: cannot read the file (ENOENT)`]);
+  });
+});
+
+describe('warnings', () => {
+  it('names a shadowed route and an issuer no route can use, and still loads', () => {
+    const yaml = `version: 1
+issuers:
+  idp: { issuer: https://idp.example.com/, discovery: true, audiences: [api] }
+  spare: { issuer: https://spare.example.com/, discovery: true, audiences: [api] }
+upstreams:
+  api: { url: http://127.0.0.1:3000 }
+routes:
+  - name: everything
+    match: { path: /api/** }
+    upstream: api
+    issuers: [idp]
+  - name: admin
+    match: { path: /api/admin, methods: [GET] }
+    upstream: api
+    issuers: [idp]
+`;
+    const { config, warnings } = parseConfig(yaml, 'gw.yaml', {});
+    expect(config).toBeDefined();
+    expect(warnings.map(formatProblem)).toEqual([
+      'gw.yaml:4:3: issuers.spare: no route can use this issuer (every protected route lists other issuers)',
+      'gw.yaml:12:5: routes[1]: route "admin" is never reached: route "everything" (routes[0]) takes every request it would',
+    ]);
+  });
+
+  it('flags every issuer when all routes are public', () => {
+    const yaml = MINIMAL.replace('upstream: api }', 'upstream: api, auth: none }');
+    expect(parseConfig(yaml, 'gw.yaml', {}).warnings.map(formatProblem)).toEqual([
+      'gw.yaml:3:3: issuers.idp: no route can use this issuer (every route has auth: none)',
+    ]);
+  });
+});
+
+describe('runCheck', () => {
+  async function check(yaml: string): Promise<{ code: number; stdout: string; stderr: string; file: string }> {
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-check-'));
+    const file = join(dir, 'gateway.yaml');
+    await writeFile(file, yaml);
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const code = await runCheck(file, { stdout, stderr });
+    stdout.end();
+    stderr.end();
+    return { code, stdout: stdout.read()?.toString() ?? '', stderr: stderr.read()?.toString() ?? '', file };
+  }
+
+  it('exits 0 with a summary and warnings', async () => {
+    const { code, stdout, stderr, file } = await check(MINIMAL.replace('upstream: api }', 'upstream: api, auth: none }'));
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toBe([
+      `${file}:3:3: issuers.idp: warning: no route can use this issuer (every route has auth: none)`,
+      `${file}: ok`,
+      '  listen     0.0.0.0:8080, admin 127.0.0.1:9090',
+      '  routes     1',
+      '  issuers    idp',
+      '  upstreams  api',
+      '  store      memory (single instance)',
+      '',
+    ].join('\n'));
+  });
+
+  it('exits 1 with one line per problem on stderr', async () => {
+    const { code, stdout, stderr, file } = await check(MINIMAL.replace('upstream: api }', 'upstream: apii }').replace('version: 1', 'version: 1\nlogging: { level: loud }'));
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toBe([
+      `${file}:2:19: logging.level: "loud" is not one of "trace", "debug", "info", "warn", "error", "fatal", "silent"`,
+      `${file}:11:50: routes[0].upstream: unknown upstream "apii", did you mean "api"?`,
+      `${file}: 2 problems`,
+      '',
+    ].join('\n'));
+  });
+});
