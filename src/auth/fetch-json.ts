@@ -63,6 +63,8 @@ export async function fetchJson(url: string, limits: FetchLimits): Promise<Fetch
     const maxAge = MAX_AGE.exec(headerValue(headers['cache-control']) ?? '');
     return { body: parsed, maxAgeMs: maxAge ? Number(maxAge[1]) * 1000 : undefined };
   } catch (error) {
+    // Destroying an unfinished undici body emits an abort error; nobody else is listening for it.
+    body.on('error', () => undefined);
     body.destroy();
     if (error instanceof FetchError) throw error;
     throw new FetchError(signal.aborted ? `timed out after ${limits.timeoutMs} ms` : `read failed: ${(error as Error).message}`);

@@ -1,0 +1,298 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Authenticator, type AuthenticatorDeps } from '../../src/auth/authenticator.js';
+import type { VerifyResult } from '../../src/auth/types.js';
+import type { IssuerConfig } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/log.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { issuerConfigFor, startIdp, type Idp, type IdpOptions, type JwksBehaviour } from '../helpers/idp.js';
+import { signRaw } from '../helpers/tokens.js';
+
+/** JWKS lifecycle, happy paths and the verified-token cache, against real IdPs and a controllable clock. */
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Harness {
+  readonly idp: Idp;
+  readonly auth: Authenticator;
+  readonly metrics: Metrics;
+  /** Moves the Authenticator's clock (not the IdP's, which mints with real time). */
+  advance(ms: number): void;
+}
+
+async function harness(
+  options: { idp?: IdpOptions; issuer?: Partial<IssuerConfig>; deps?: Partial<AuthenticatorDeps>; behaviour?: JwksBehaviour } = {},
+): Promise<Harness> {
+  const idp = await startIdp(options.idp);
+  cleanups.push(() => idp.close());
+  if (options.behaviour) idp.setJwksBehaviour(options.behaviour);
+  let clock = Date.now();
+  const metrics = new Metrics();
+  const auth = new Authenticator(new Map([['idp', issuerConfigFor(idp, options.issuer)]]), {
+    logger: createLogger('silent'),
+    metrics,
+    now: () => clock,
+    ...options.deps,
+  });
+  cleanups.push(() => auth.close());
+  await auth.start();
+  return { idp, auth, metrics, advance: (ms) => (clock += ms) };
+}
+
+async function counter(metric: Metrics['tokenCache'] | Metrics['jwksRefresh'], labels: Record<string, string>): Promise<number> {
+  const { values } = await metric.get();
+  return values.find((value) => Object.entries(labels).every(([name, label]) => (value.labels as Record<string, unknown>)[name] === label))?.value ?? 0;
+}
+
+function expectDenied(result: VerifyResult, reason: string, status = 401): void {
+  expect(result.ok ? 'accepted' : { status: result.status, reason: result.reason }).toEqual({ status, reason });
+}
+
+function identityOf(result: VerifyResult) {
+  if (!result.ok) throw new Error(`expected a verified token, got ${result.reason}`);
+  return result.identity;
+}
+
+describe('happy paths', () => {
+  it.each([
+    ['RS256', 'rsa'],
+    ['PS256', 'rsa-pss'],
+    ['ES256', 'ec'],
+    ['EdDSA', 'ed'],
+  ] as const)('%s', async (alg, key) => {
+    const { idp, auth } = await harness();
+    const identity = identityOf(
+      await auth.verify(idp.sign({ sub: 'alice', email: 'a@example.com', roles: ['admin'], scope: 'read write' }, { key }), undefined),
+    );
+    expect(identity).toMatchObject({ subject: 'alice', email: 'a@example.com', roles: ['admin'], scopes: ['read', 'write'] });
+    expect(identity.issuer.name).toBe('idp');
+    expect(alg).toBe(idp.key(key).alg);
+  });
+
+  it('HS256 with a configured secret, as raw UTF-8 bytes', async () => {
+    const secret = 'a-shared-secret-of-at-least-32-bytes!';
+    const config = issuerConfigFor(
+      { issuer: 'https://hs.test/', audience: 'https://api.test', jwksUri: '' },
+      { keys: { kind: 'secret', secret }, algorithms: ['HS256'] },
+    );
+    const auth = new Authenticator(new Map([['hs', config]]), { logger: createLogger('silent'), metrics: new Metrics() });
+    cleanups.push(() => auth.close());
+    await auth.start();
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'https://hs.test/', aud: 'https://api.test', sub: 'svc', iat: now, exp: now + 60 };
+    expect(identityOf(await auth.verify(signRaw('HS256', secret, { alg: 'HS256', typ: 'JWT' }, claims), undefined)).subject).toBe('svc');
+    expectDenied(await auth.verify(signRaw('HS256', `${secret}x`, { alg: 'HS256' }, claims), undefined), 'bad_signature');
+    expectDenied(await auth.verify(signRaw('HS384', secret, { alg: 'HS384' }, claims), undefined), 'alg_not_allowed');
+    expect(auth.issuerStatus().get('hs')?.state).toBe('ok');
+  });
+
+  it('keys found through OIDC discovery', async () => {
+    const { idp, auth } = await harness({ idp: { issuerPath: '/realms/test' }, issuer: { keys: { kind: 'discovery' } } });
+    expect(idp.issuer).toMatch(/\/realms\/test$/);
+    expect((await auth.verify(idp.sign(), undefined)).ok).toBe(true);
+    expect(idp.discoveryFetches).toBe(1);
+  });
+
+  it('keys from a JWKS file', async () => {
+    const idp = await startIdp();
+    cleanups.push(() => idp.close());
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-jwks-'));
+    cleanups.push(() => rm(dir, { recursive: true }));
+    const path = join(dir, 'keys.json');
+    await writeFile(path, JSON.stringify({ keys: idp.keys.map((key) => key.jwk) }));
+    const auth = new Authenticator(new Map([['idp', issuerConfigFor(idp, { keys: { kind: 'jwks_file', path } })]]), {
+      logger: createLogger('silent'),
+      metrics: new Metrics(),
+    });
+    cleanups.push(() => auth.close());
+    await auth.start();
+    expect((await auth.verify(idp.sign({}, { key: 'ed' }), undefined)).ok).toBe(true);
+    expect(idp.jwksFetches).toBe(0);
+  });
+});
+
+describe('JWKS lifecycle', () => {
+  it('not ready before start: tokens get 503 while keys are loading', async () => {
+    const idp = await startIdp();
+    cleanups.push(() => idp.close());
+    const auth = new Authenticator(new Map([['idp', issuerConfigFor(idp)]]), { logger: createLogger('silent'), metrics: new Metrics() });
+    cleanups.push(() => auth.close());
+    expect(auth.issuerStatus().get('idp')?.state).toBe('loading');
+    expectDenied(await auth.verify(idp.sign(), undefined), 'keys_unavailable', 503);
+    await auth.start();
+    expect((await auth.verify(idp.sign(), undefined)).ok).toBe(true);
+  });
+
+  it('a rotated key is picked up on the first token with the new kid', async () => {
+    const { idp, auth, advance, metrics } = await harness();
+    expect(idp.jwksFetches).toBe(1);
+    const rotated = idp.rotate('rsa');
+    advance(30_000);
+    expect((await auth.verify(idp.sign({}, { key: rotated }), undefined)).ok).toBe(true);
+    expect(idp.jwksFetches).toBe(2);
+    expect(await counter(metrics.jwksRefresh, { issuer: 'idp', result: 'ok' })).toBe(2);
+  });
+
+  it('within min_refetch_interval of the last fetch an unknown kid is refused without fetching', async () => {
+    const { idp, auth, advance } = await harness();
+    const rotated = idp.rotate('rsa');
+    advance(29_000);
+    expectDenied(await auth.verify(idp.sign({}, { key: rotated }), undefined), 'unknown_kid');
+    expect(idp.jwksFetches).toBe(1);
+  });
+
+  it('a flood of 200 random kids causes at most one JWKS fetch', async () => {
+    const { idp, auth, advance } = await harness();
+    advance(60_000);
+    const rsa = idp.key('rsa');
+    const flood = Array.from({ length: 200 }, (_, i) => signRaw('RS256', rsa.privateKey, { alg: 'RS256', kid: `random-${i}-${Math.random()}` }, idp.claims()));
+    const concurrent = await Promise.all(flood.slice(0, 100).map((token) => auth.verify(token, undefined)));
+    const sequential: VerifyResult[] = [];
+    for (const token of flood.slice(100)) sequential.push(await auth.verify(token, undefined));
+    for (const result of [...concurrent, ...sequential]) expectDenied(result, 'unknown_kid');
+    expect(idp.jwksFetches).toBe(2);
+  });
+
+  it('with the IdP down, cached keys keep working until stale_if_error after the last success, then 503', async () => {
+    const { idp, auth, advance } = await harness({ issuer: { jwksCache: { maxAgeMs: 60_000, minRefetchIntervalMs: 1000, staleIfErrorMs: 600_000 } } });
+    const token = idp.sign({ exp: Math.floor(Date.now() / 1000) + 3600 });
+    idp.setJwksBehaviour('error-500');
+    advance(120_000);
+    // An unknown kid forces a refetch, which fails: the known keys are kept.
+    expectDenied(await auth.verify(idp.sign({}, { key: idp.generateKey('rsa') }), undefined), 'unknown_kid');
+    expect(idp.jwksFetches).toBe(2);
+    expect(auth.issuerStatus().get('idp')).toMatchObject({ state: 'stale', error: 'status 500' });
+    expect((await auth.verify(token, undefined)).ok).toBe(true);
+    advance(480_000);
+    expectDenied(await auth.verify(token, undefined), 'keys_unavailable', 503);
+    expect(auth.issuerStatus().get('idp')?.state).toBe('unavailable');
+  });
+
+  it.each<[JwksBehaviour | 'rsa-1024', string]>([
+    ['error-500', 'status 500'],
+    ['redirect', 'redirect (302) not followed'],
+    ['html', 'content-type is not JSON'],
+    ['hang', 'timed out after 300 ms'],
+    ['oversized', 'body larger than 1048576 bytes'],
+    ['rsa-1024', 'no usable keys in the JWK Set'],
+  ])('no usable keys at all (JWKS %s) → 503', async (behaviour, error) => {
+    const weak = behaviour === 'rsa-1024';
+    const { idp, auth, metrics } = await harness({
+      idp: weak ? { keys: ['rsa-1024'] } : {},
+      behaviour: weak ? 'ok' : behaviour,
+      deps: { fetchLimits: { timeoutMs: 300, maxBytes: 1024 * 1024 } },
+    });
+    expect(auth.issuerStatus().get('idp')).toMatchObject({ state: 'unavailable', error, lastRefresh: undefined });
+    expectDenied(await auth.verify(idp.sign(), undefined), 'keys_unavailable', 503);
+    expect(await counter(metrics.jwksRefresh, { issuer: 'idp', result: 'error' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a discovery document pointing at plain http off loopback, or naming another issuer, is refused', async () => {
+    const offLoopback = await harness({ idp: { discoveryJwksUri: 'http://keys.example.com/jwks.json' }, issuer: { keys: { kind: 'discovery' } } });
+    expect(offLoopback.auth.issuerStatus().get('idp')?.error).toBe('discovery jwks_uri missing or not https');
+    expect(offLoopback.idp.jwksFetches).toBe(0);
+    const idp = await startIdp();
+    cleanups.push(() => idp.close());
+    const auth = new Authenticator(
+      new Map([['idp', issuerConfigFor({ ...idp, issuer: `${idp.url}` }, { keys: { kind: 'discovery' } })]]),
+      { logger: createLogger('silent'), metrics: new Metrics() },
+    );
+    cleanups.push(() => auth.close());
+    await auth.start();
+    expect(auth.issuerStatus().get('idp')?.error).toBe('discovery document names another issuer');
+  });
+
+  it('a shorter Cache-Control max-age schedules the background refresh earlier than max_age', async () => {
+    // max_age is 10 min; max-age=1 must bring the refresh down to under a second.
+    const { idp } = await harness({ idp: { cacheControl: 'public, max-age=1' } });
+    await idp.nextJwksFetch();
+    expect(idp.jwksFetches).toBe(2);
+  });
+
+  it('skips keys it must not use: other use, 1024-bit RSA, a disallowed alg, symmetric keys', async () => {
+    const { idp, auth, advance } = await harness({ idp: { keys: ['rsa'] } });
+    const weak = idp.generateKey('rsa-1024');
+    const encryption = idp.generateKey('rsa');
+    const ec = idp.generateKey('ec');
+    idp.publish(weak);
+    idp.publish({ ...encryption, jwk: { ...encryption.jwk, use: 'enc' } });
+    idp.publish({ ...ec, jwk: { ...ec.jwk, alg: 'ES384' } });
+    idp.publish({ ...ec, kid: 'oct', jwk: { kty: 'oct', k: 'c2VjcmV0', kid: 'oct', alg: 'HS256' } });
+    advance(30_000);
+    expectDenied(await auth.verify(idp.sign({}, { key: weak }), undefined), 'unknown_kid');
+    expectDenied(await auth.verify(idp.sign({}, { key: encryption }), undefined), 'unknown_kid');
+    expectDenied(await auth.verify(idp.sign({}, { key: ec }), undefined), 'unknown_kid');
+    expectDenied(await auth.verify(signRaw('HS256', 'secret', { alg: 'HS256', kid: 'oct' }, idp.claims()), undefined), 'alg_not_allowed');
+    expect(idp.jwksFetches).toBe(2);
+    expect((await auth.verify(idp.sign(), undefined)).ok).toBe(true);
+  });
+
+  it('a reload keeps the key sets of unchanged issuers and refetches changed ones', async () => {
+    const { idp, auth } = await harness();
+    const deps = { logger: createLogger('silent'), metrics: new Metrics() };
+    const reloaded = new Authenticator(new Map([['idp', issuerConfigFor(idp, { audiences: ['https://api.test', 'https://other.test'] })]]), deps, auth);
+    cleanups.push(() => reloaded.close());
+    await reloaded.start();
+    expect(idp.jwksFetches).toBe(1);
+    auth.close();
+    expect((await reloaded.verify(idp.sign({ aud: 'https://other.test' }), undefined)).ok).toBe(true);
+
+    const changed = new Authenticator(new Map([['idp', issuerConfigFor(idp, { algorithms: ['RS256'] })]]), deps, reloaded);
+    cleanups.push(() => changed.close());
+    await changed.start();
+    expect(idp.jwksFetches).toBe(2);
+  });
+});
+
+describe('verified-token cache', () => {
+  it('a second verification of the same token is a cache hit with the same identity', async () => {
+    const { idp, auth, metrics } = await harness();
+    const token = idp.sign({ roles: ['admin'] });
+    const first = identityOf(await auth.verify(token, undefined));
+    const second = identityOf(await auth.verify(token, undefined));
+    expect(second).toBe(first);
+    expect(await counter(metrics.tokenCache, { result: 'miss' })).toBe(1);
+    expect(await counter(metrics.tokenCache, { result: 'hit' })).toBe(1);
+  });
+
+  it('a cached token still honours the route issuer list', async () => {
+    const { idp, auth } = await harness();
+    const token = idp.sign();
+    expect((await auth.verify(token, undefined)).ok).toBe(true);
+    expectDenied(await auth.verify(token, ['someone-else']), 'issuer_not_allowed');
+    expect((await auth.verify(token, ['idp'])).ok).toBe(true);
+  });
+
+  it('a cached token lapses at exp (plus skew)', async () => {
+    const { idp, auth, advance, metrics } = await harness();
+    const token = idp.sign({ exp: Math.floor(Date.now() / 1000) + 60 });
+    expect((await auth.verify(token, undefined)).ok).toBe(true);
+    advance(91_000);
+    expectDenied(await auth.verify(token, undefined), 'expired');
+    expect(await counter(metrics.tokenCache, { result: 'hit' })).toBe(0);
+  });
+
+  it('a cached token is verified again once the key that signed it was rotated out', async () => {
+    const { idp, auth, advance, metrics } = await harness();
+    const token = idp.sign();
+    expect((await auth.verify(token, undefined)).ok).toBe(true);
+    const rotated = idp.rotate('rsa');
+    advance(30_000);
+    expect((await auth.verify(idp.sign({}, { key: rotated }), undefined)).ok).toBe(true);
+    expectDenied(await auth.verify(token, undefined), 'unknown_kid');
+    expect(await counter(metrics.tokenCache, { result: 'hit' })).toBe(0);
+  });
+
+  it('failed verifications are not cached', async () => {
+    const { idp, auth, metrics } = await harness();
+    const token = idp.sign({ aud: 'https://other.test' });
+    expectDenied(await auth.verify(token, undefined), 'audience');
+    expectDenied(await auth.verify(token, undefined), 'audience');
+    expect(await counter(metrics.tokenCache, { result: 'miss' })).toBe(2);
+  });
+});
