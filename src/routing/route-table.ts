@@ -5,7 +5,8 @@ import { parsePathPattern, type PathPattern } from './path-pattern.js';
 /**
  * The route table (SPEC §6 patterns, first match in file order). Each route is compiled once per config into the
  * cheapest predicate its pattern allows: a string comparison for literal paths, a prefix test for literal `/**`
- * patterns, and an allocation-free segment walk for patterns with wildcards. No regex runs per request.
+ * patterns, and an allocation-free segment walk for patterns with wildcards. No regex runs per request, and only
+ * the routes that can match the path's first segment are tried.
  *
  * `path` must come from `normalizeTarget` (no `//`, no dot-segments, escapes canonical).
  */
@@ -28,13 +29,17 @@ const ANY_PATH: PathPredicate = () => true;
 const NO_HOST = '';
 
 export function compileRoutes(routes: readonly RouteConfig[], pathCase: 'sensitive' | 'insensitive'): RouteTable {
-  const compiled: CompiledRoute[] = routes.map((route) => {
+  const byFirstSegment = new Map<string, CompiledRoute[]>();
+  const anyFirstSegment: CompiledRoute[] = [];
+  const keys: (string | undefined)[] = [];
+  const compiled = routes.map((route): CompiledRoute => {
     let pattern: PathPattern;
     try {
       pattern = parsePathPattern(route.match.path, pathCase);
     } catch (error) {
       throw new Error(`route "${route.name}": ${(error as Error).message}`);
     }
+    keys.push(firstSegmentKey(pattern));
     return {
       route,
       methods: route.match.methods ? new Set(route.match.methods) : undefined,
@@ -42,13 +47,26 @@ export function compileRoutes(routes: readonly RouteConfig[], pathCase: 'sensiti
       path: compilePathPredicate(pattern),
     };
   });
+  // Candidates per first path segment, in file order: the routes naming that segment plus those that take any.
+  for (const key of keys) if (key !== undefined && !byFirstSegment.has(key)) byFirstSegment.set(key, []);
+  for (const [index, entry] of compiled.entries()) {
+    const key = keys[index];
+    if (key === undefined) {
+      anyFirstSegment.push(entry);
+      for (const candidates of byFirstSegment.values()) candidates.push(entry);
+    } else {
+      byFirstSegment.get(key)?.push(entry);
+    }
+  }
   const foldCase = pathCase === 'insensitive';
 
   return {
     match(host, method, path) {
       const candidate = foldCase ? path.toLowerCase() : path;
+      const slash = candidate.indexOf('/', 1);
+      const first = slash < 0 ? candidate.slice(1) : candidate.slice(1, slash);
       let requestHost: string | undefined;
-      for (const entry of compiled) {
+      for (const entry of byFirstSegment.get(first) ?? anyFirstSegment) {
         if (entry.methods !== undefined && !entry.methods.has(method)) continue;
         if (!entry.path(candidate)) continue;
         if (entry.host !== undefined) {
@@ -60,6 +78,12 @@ export function compileRoutes(routes: readonly RouteConfig[], pathCase: 'sensiti
       return undefined;
     },
   };
+}
+
+/** The literal first segment a pattern requires (`''` for the root alone), or undefined when any can match. */
+function firstSegmentKey({ segments, rest }: PathPattern): string | undefined {
+  if (segments.length === 0) return rest ? undefined : '';
+  return segments[0];
 }
 
 function compilePathPredicate({ segments, rest }: PathPattern): PathPredicate {

@@ -131,6 +131,31 @@ describe('compileRoutes: hosts and methods', () => {
     expect(reversed.match('h', 'GET', '/a/b')?.name).toBe('second');
   });
 
+  it('keeps file order between routes naming a first segment and routes taking any', () => {
+    const mixed = compileRoutes(
+      [
+        route('exact-a-b', { path: '/a/b' }),
+        route('any-then-c', { path: '/*/c' }),
+        route('under-a', { path: '/a/**' }),
+        route('root', { path: '/' }),
+        route('catch-all', { path: '/**' }),
+        route('never', { path: '/x/y' }),
+      ],
+      'sensitive',
+    );
+    const expected: ReadonlyArray<readonly [path: string, name: string]> = [
+      ['/a/b', 'exact-a-b'],
+      ['/a/c', 'any-then-c'],
+      ['/a/d', 'under-a'],
+      ['/a', 'under-a'],
+      ['/x/c', 'any-then-c'],
+      ['/x/y', 'catch-all'],
+      ['/zzz', 'catch-all'],
+      ['/', 'root'],
+    ];
+    expect(expected.map(([path]) => [path, mixed.match('h', 'GET', path)?.name])).toEqual(expected);
+  });
+
   it('answers undefined when no route matches', () => {
     const only = compileRoutes([route('r', { path: '/a', methods: ['GET'] })], 'sensitive');
     expect(only.match('h', 'POST', '/a')).toBeUndefined();
