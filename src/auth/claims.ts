@@ -91,12 +91,15 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** The Identity of a verified payload, read through the issuer's claim paths (SPEC §5). */
+/**
+ * The Identity of a verified payload, read through the issuer's claim paths (SPEC §5). Frozen: cached identities
+ * are shared by every request that presents the same token.
+ */
 export function buildIdentity(issuer: IssuerConfig, payload: Record<string, unknown>): Identity {
   const paths = issuer.claims;
   const claims = deepFreeze(payload);
   const iat = payload.iat;
-  return {
+  return Object.freeze({
     issuer,
     subject: optionalString(readClaim(claims, paths.subject)),
     email: optionalString(readClaim(claims, paths.email)),
@@ -108,5 +111,5 @@ export function buildIdentity(issuer: IssuerConfig, payload: Record<string, unkn
     iat: typeof iat === 'number' ? iat : undefined,
     exp: payload.exp as number,
     claims,
-  };
+  });
 }
