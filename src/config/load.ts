@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument, type YAMLError } from 'yaml';
+import { isMap, LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { findShadowedRoutes } from '../routing/shadow.js';
 import { applyReferences, maskReferences, unmask } from './interpolate.js';
 import { readIssuers } from './issuers.js';
@@ -57,6 +57,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   reportSyntaxErrors(doc.errors, sink);
   if (doc.errors.length > 0) return finish(undefined, sink);
   for (const warning of doc.warnings) sink.warning(warning.pos[0], '', warning.message);
+  if (doc.contents !== null && !isMap(doc.contents)) {
+    sink.problem(doc.contents.range?.[0] ?? 0, '', 'expected a mapping of settings starting with version: 1');
+    return finish(undefined, sink);
+  }
 
   const reader = new Reader(doc, sink, applyReferences(doc, masked, env, sink));
   const absoluteFile = resolve(file);

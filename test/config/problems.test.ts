@@ -97,6 +97,11 @@ describe('invalid configs', () => {
       expected: ['gw.yaml:4:1: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]'],
     },
     {
+      case: 'a file that is not a mapping',
+      yaml: `# settings\n- version: 1\n`,
+      expected: ['gw.yaml:2:1: expected a mapping of settings starting with version: 1'],
+    },
+    {
       case: 'duplicate key',
       yaml: `version: 1\n${ISSUER}${UPSTREAM}${ROUTE}upstreams: {}\n`,
       expected: ['gw.yaml:11:1: upstreams: duplicate key'],
