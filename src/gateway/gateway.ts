@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
+import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
@@ -46,7 +47,8 @@ class Gateway implements RunningGateway {
   private server: Server | undefined;
   private admin: AdminServer | undefined;
   private draining = false;
-  private readonly inFlight = new Set<ServerResponse>();
+  /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
+  private readonly upgraded = new Set<Duplex>();
   url = '';
   adminUrl = '';
 
@@ -122,6 +124,7 @@ class Gateway implements RunningGateway {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, this.runtime.config.server.shutdownGraceMs).unref());
       await Promise.race([closed, grace]);
       server.closeAllConnections();
+      for (const socket of this.upgraded) socket.destroy();
     }
     await closeRuntime(this.runtime);
     await this.store.close();
@@ -153,10 +156,8 @@ class Gateway implements RunningGateway {
     const runtime = this.runtime;
     const peerIp = peerAddress(req.socket);
     const facts = this.facts(req, false, runtime.trustedProxies.isTrusted(peerIp), peerIp);
-    this.inFlight.add(res);
     let decision: Outcome | undefined;
     res.once('close', () => {
-      this.inFlight.delete(res);
       this.record(facts, decision, res.statusCode, started);
     });
     if (this.draining) res.setHeader('connection', 'close');
@@ -188,6 +189,8 @@ class Gateway implements RunningGateway {
     const peerIp = peerAddress(req.socket);
     const facts = this.facts(req, true, runtime.trustedProxies.isTrusted(peerIp), peerIp);
     socket.on('error', () => socket.destroy());
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     if (this.draining || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
       sendErrorOnSocket(socket, this.draining ? Errors.unavailable : Errors.badTarget, facts.requestId);
       return;
@@ -247,6 +250,7 @@ class Gateway implements RunningGateway {
 
 const internalError: GatewayError = { status: 500, code: 'server_error', description: 'The gateway failed to handle the request' };
 
+/** Canonical form (v4-mapped IPv6 unwrapped) so trust checks, limits and X-Forwarded-For agree on one spelling. */
 function peerAddress(socket: Socket): string {
-  return socket.remoteAddress ?? '';
+  return canonicalIp(socket.remoteAddress ?? '');
 }

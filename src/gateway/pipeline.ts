@@ -118,6 +118,7 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
   }
 
   let identity: Identity | undefined;
+  let query = target.query;
   if (route.auth !== 'none') {
     const extracted = runtime.extractToken(facts.headersDistinct, target.query, facts.upgrade);
     switch (extracted.kind) {
@@ -145,6 +146,9 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
           return deny('revocation', invalidToken('The access token has been revoked'), 'revoked', route, bearer, target.path);
         }
         identity = bearer;
+        if (extracted.source.kind === 'query' && !runtime.config.identity.forwardToken) {
+          query = withoutQueryParam(query, extracted.source.name);
+        }
         trace?.('revocation', true, 'not revoked');
       }
     }
@@ -190,7 +194,7 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
     route,
     identity,
     path: target.path,
-    query: target.query,
+    query,
     upstreamHeaders,
     rateLimitHeaders: limitState ? rateLimitHeaders(limitState) : undefined,
   };
@@ -279,6 +283,15 @@ function rateLimitHeaders(decision: RateLimitDecision): OutgoingHttpHeaders {
     'ratelimit-remaining': String(Math.max(0, decision.remaining)),
     'ratelimit-reset': String(Math.max(0, Math.ceil(decision.resetMs / 1000))),
   };
+}
+
+/** Drops every `name=` pair from a `?…` query string, keeping the others byte for byte. */
+export function withoutQueryParam(query: string, name: string): string {
+  const kept = query
+    .slice(1)
+    .split('&')
+    .filter((pair) => pair !== name && !pair.startsWith(`${name}=`));
+  return kept.length > 0 ? `?${kept.join('&')}` : '';
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

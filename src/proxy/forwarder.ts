@@ -48,6 +48,10 @@ export class Forwarder {
     this.proxy.on('proxyRes', (proxyRes, req) => {
       const state = (req as ForwardedRequest)[kForward];
       if (state) proxyRes.headers['x-request-id'] = state.requestId;
+      // Hop-by-hop: whether the client connection stays open is between the client and us (http-proxy then
+      // derives Connection from the client's own request headers).
+      delete proxyRes.headers.connection;
+      delete proxyRes.headers['keep-alive'];
     });
   }
 
@@ -69,12 +73,13 @@ export class Forwarder {
     const state: ForwardState = { upstream, timedOut: false, requestId, onError };
     (req as ForwardedRequest)[kForward] = state;
     req.url = pathAndQuery;
-    req.headers = headers as IncomingMessage['headers'];
-    this.proxy.web(req, res, { target: upstream.target, agent: upstream.agent }, (err) => {
-      const failure = state.timedOut ? 'timeout' : classify(err);
-      this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
-      state.onError(failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway, failure);
-    });
+    this.withUpstreamHeaders(req, headers, () =>
+      this.proxy.web(req, res, { target: upstream.target, agent: upstream.agent }, (err) => {
+        const failure = state.timedOut ? 'timeout' : classify(err);
+        this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
+        state.onError(failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway, failure);
+      }),
+    );
   }
 
   /** Forward a WebSocket upgrade that passed the pipeline. */
@@ -90,12 +95,28 @@ export class Forwarder {
     const upstream = this.upstreams.get(upstreamName);
     if (!upstream) throw new Error(`unknown upstream ${upstreamName}`);
     req.url = pathAndQuery;
+    this.withUpstreamHeaders(req, headers, () =>
+      this.proxy.ws(req, socket, head, { target: upstream.target, agent: upstream.agent }, (err) => {
+        const failure = classify(err);
+        this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
+        onError(Errors.badGateway, failure);
+      }),
+    );
+  }
+
+  /**
+   * http-proxy copies `req.headers` into the upstream request synchronously inside web()/ws(), and later reads
+   * the client's own headers again to answer it (Connection). So the sanitized set is swapped in for exactly
+   * that call and the client's headers put back.
+   */
+  private withUpstreamHeaders(req: IncomingMessage, headers: OutgoingHttpHeaders, forward: () => void): void {
+    const clientHeaders = req.headers;
     req.headers = headers as IncomingMessage['headers'];
-    this.proxy.ws(req, socket, head, { target: upstream.target, agent: upstream.agent }, (err) => {
-      const failure = classify(err);
-      this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
-      onError(Errors.badGateway, failure);
-    });
+    try {
+      forward();
+    } finally {
+      req.headers = clientHeaders;
+    }
   }
 
   close(): void {

@@ -49,7 +49,11 @@ export async function startRecordingUpstream(
       else respond();
     });
   });
+  // Upgraded sockets leave the HTTP server's bookkeeping, so closeAllConnections() would not end them.
+  const upgraded = new Set<import('node:stream').Duplex>();
   server.on('upgrade', (req, socket) => {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
     seen.push({
       method: req.method ?? '',
       url: req.url ?? '',
@@ -76,6 +80,7 @@ export async function startRecordingUpstream(
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
+        for (const socket of upgraded) socket.destroy();
         server.close(() => resolve());
       }),
   };
