@@ -16,7 +16,10 @@ const USAGE = `usage:
 
 FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. Exit codes: 0 ok, 1 invalid config or failed command, 2 usage.`;
 
-const io = { stdout: process.stdout, stderr: process.stderr };
+export interface Io {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
 
 /** Thrown for a command line that does not parse; main turns it into exit code 2 with the usage text. */
 export class UsageError extends Error {}
@@ -41,7 +44,7 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: s
 const configOption = { config: { type: 'string', short: 'c' } } as const;
 
 /** Returns the exit code, or undefined for a long-running command that exits on a signal. */
-export async function main(argv: string[]): Promise<number | undefined> {
+export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number | undefined> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -55,7 +58,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await runRevoke(rest, io, process.env);
       case 'demo': {
         parse(rest, {});
-        const demo = await runDemo({ configFile: bundledConfig(), stdout: process.stdout });
+        const demo = await runDemo({ configFile: bundledConfig(), stdout: io.stdout });
         for (const signal of ['SIGINT', 'SIGTERM'] as const) {
           process.once(signal, () => void demo.close().then(() => process.exit(0)));
         }
