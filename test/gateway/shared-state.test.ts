@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
+import { startIdp, type Idp } from '../helpers/idp.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+
+/**
+ * Revocations, logout and rate limits across replicas: real gateways (startTestGateway) on one real
+ * redis-server, a real IdP serving JWKS over HTTP, and a recording upstream. Every request carries a unique
+ * `X-Probe` header so "the upstream never saw it" holds even when requests run concurrently.
+ */
+
+const ADMIN_TOKEN = 'shared-state-admin-token-0123456789';
+/** SPEC §8: a revocation made on one instance holds on all within this. */
+const PROPAGATION_DEADLINE_MS = 1_000;
+/** ioredis reconnects with backoff capped at 2 s; a resync follows the reconnect. */
+const RECONNECT_DEADLINE_MS = 10_000;
+const PER_USER_LIMIT = 4;
+const LOGIN_LIMIT = 3;
+
+interface GatewayShape {
+  readonly redisUrl?: string;
+  readonly trustedProxies?: readonly string[];
+  readonly perUserLimit?: number;
+  /** Limits on the /limited route; default [per-user]. */
+  readonly limitedRoute?: readonly string[];
+}
+
+let prefixCounter = 0;
+
+/** Each gateway pair gets its own key space on the shared redis-server, so tests never share counters. */
+function freshPrefix(): string {
+  prefixCounter += 1;
+  return `shared${prefixCounter}:`;
+}
+
+function gatewayYaml(idp: Idp, upstreamUrl: string, prefix: string, shape: GatewayShape): string {
+  return `
+version: 1
+server:
+  listen: 127.0.0.1:0
+  trusted_proxies: [${(shape.trustedProxies ?? ['10.99.99.99/32']).join(', ')}]
+  shutdown_grace: 200ms
+admin:
+  listen: 127.0.0.1:0
+  token: ${ADMIN_TOKEN}
+store:
+  redis: \${REDIS_URL:-}
+  prefix: "${prefix}"
+logging: { level: info, access_log: false }
+issuers:
+  idp:
+    issuer: ${idp.issuer}
+    jwks_uri: ${idp.jwksUri}
+    audiences: [${idp.audience}]
+    algorithms: [RS256]
+upstreams:
+  api: { url: ${upstreamUrl}, timeout: 2s }
+rate_limits:
+  per-user: { key: subject, limit: ${shape.perUserLimit ?? PER_USER_LIMIT}, window: 1m }
+  bulk: { key: subject, limit: 100000, window: 1m }
+  login: { key: ip, limit: ${LOGIN_LIMIT}, window: 1m }
+routes:
+  - { name: api, match: { path: /api/** }, upstream: api }
+  - { name: limited, match: { path: /limited/** }, upstream: api, rate_limit: [${(shape.limitedRoute ?? ['per-user']).join(', ')}] }
+  - { name: bulk, match: { path: /bulk/** }, upstream: api, rate_limit: [bulk] }
+  - { name: login, match: { path: /login }, upstream: api, auth: none, rate_limit: [login] }
+  - { name: guarded, match: { path: /guarded/** }, upstream: api, rate_limit: [login] }
+`;
+}
+
+let idp: Idp;
+let upstream: RecordingUpstream;
+let redis: RedisServer;
+const openGateways: TestGateway[] = [];
+
+beforeAll(async () => {
+  [idp, upstream, redis] = await Promise.all([startIdp({ keys: ['rsa'] }), startRecordingUpstream(), startRedis()]);
+});
+afterEach(async () => {
+  await Promise.all(openGateways.splice(0).map((gateway) => gateway.close()));
+});
+afterAll(async () => {
+  await Promise.all([idp?.close(), upstream?.close(), redis?.stop()]);
+});
+
+async function startGateway(prefix: string, shape: GatewayShape = {}): Promise<TestGateway> {
+  // As in the bundled config: REDIS_URL unset or empty means the in-memory store.
+  const env = shape.redisUrl === undefined ? {} : { REDIS_URL: shape.redisUrl };
+  const gateway = await startTestGateway(gatewayYaml(idp, upstream.url, prefix, shape), env);
+  openGateways.push(gateway);
+  return gateway;
+}
+
+/** Two replicas on one Redis and one prefix, as a deployment would run them. */
+async function startReplicas(redisUrl: string, shape: GatewayShape = {}): Promise<[TestGateway, TestGateway]> {
+  const prefix = freshPrefix();
+  const a = await startGateway(prefix, { ...shape, redisUrl });
+  const b = await startGateway(prefix, { ...shape, redisUrl });
+  return [a, b];
+}
+
+interface Sent {
+  readonly res: RawResponse;
+  /** Whether the upstream received this very request. */
+  readonly reached: boolean;
+}
+
+interface SendOptions {
+  readonly token?: string;
+  readonly target?: string;
+  readonly method?: string;
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+}
+
+async function send(gateway: TestGateway, options: SendOptions = {}): Promise<Sent> {
+  const probe = randomUUID();
+  const headers: (readonly [string, string])[] = [['X-Probe', probe], ...(options.headers ?? [])];
+  if (options.token !== undefined) headers.push(['Authorization', `Bearer ${options.token}`]);
+  const res = await rawRequest(gateway.port, { method: options.method, target: options.target ?? '/api/thing', headers });
+  // The upstream records a request before it answers, so by now it has it if it ever got it.
+  return { res, reached: upstream.seen.some((seen) => seen.headers['x-probe'] === probe) };
+}
+
+function expectForwarded(sent: Sent): void {
+  expect(sent.res.status).toBe(200);
+  expect(sent.reached).toBe(true);
+}
+
+function expectRefused(sent: Sent, status: number, code: string): void {
+  expect(sent.res.status).toBe(status);
+  expect(sent.res.json<{ error: string }>().error).toBe(code);
+  expect(sent.reached).toBe(false);
+}
+
+function expectRevoked(sent: Sent): void {
+  expectRefused(sent, 401, 'invalid_token');
+  expect(sent.res.headers['www-authenticate']).toContain('The access token has been revoked');
+}
+
+function expectRateLimited(sent: Sent, limit: number): void {
+  expectRefused(sent, 429, 'rate_limited');
+  expect(Number(sent.res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  expect(sent.res.headers['ratelimit-limit']).toBe(String(limit));
+  expect(sent.res.headers['ratelimit-remaining']).toBe('0');
+  expect(Number(sent.res.headers['ratelimit-reset'])).toBeGreaterThanOrEqual(1);
+}
+
+async function adminRevoke(gateway: TestGateway, body: Record<string, unknown>): Promise<Response> {
+  return fetch(`${gateway.adminUrl}/revocations`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+async function readiness(gateway: TestGateway): Promise<{ status: number; store: string | undefined }> {
+  const res = await fetch(`${gateway.adminUrl}/readyz`);
+  const report = (await res.json()) as { checks: { store: { status: string } } };
+  return { status: res.status, store: report.checks.store.status };
+}
+
+const nowS = (): number => Math.floor(Date.now() / 1000);
+
+/** A fresh user's token; a unique subject keeps rate-limit buckets and subject cut-offs apart between tests. */
+function tokenFor(subject = `user-${randomUUID()}`, claims: Record<string, unknown> = {}): { token: string; jti: string; exp: number; subject: string } {
+  const jti = randomUUID();
+  const exp = nowS() + 300;
+  return { token: idp.sign({ sub: subject, jti, exp, ...claims }), jti, exp, subject };
+}
+
+/**
+ * Polls `gateway` with `token` until it is refused as revoked, failing after the SPEC's 1 s; returns how long the
+ * revocation took to arrive, measured from `since`.
+ */
+async function revocationLatencyMs(gateway: TestGateway, token: string, since: number, deadlineMs = PROPAGATION_DEADLINE_MS): Promise<number> {
+  await expect
+    .poll(async () => (await send(gateway, { token })).res.status, { timeout: deadlineMs - (performance.now() - since), interval: 5 })
+    .toBe(401);
+  return performance.now() - since;
+}
+
+describe('revocation across two replicas on one Redis', () => {
+  it('a jti revoked through instance A’s admin API holds on instance B within 1 s', async () => {
+    const [a, b] = await startReplicas(redis.url);
+    const { token, jti, exp } = tokenFor();
+    expectForwarded(await send(b, { token }));
+
+    const started = performance.now();
+    expect((await adminRevoke(a, { jti, exp, issuer: 'idp' })).status).toBe(201);
+    const latency = await revocationLatencyMs(b, token, started);
+    console.log(`admin revocation on A refused on B after ${latency.toFixed(1)} ms`);
+
+    expectRevoked(await send(b, { token }));
+    expectRevoked(await send(a, { token }));
+  });
+
+  it('a logout on instance A holds on instance B within 1 s', async () => {
+    const [a, b] = await startReplicas(redis.url);
+    const { token } = tokenFor();
+    expectForwarded(await send(b, { token }));
+
+    const started = performance.now();
+    const logout = await send(a, { token, method: 'POST', target: '/_authgate/logout' });
+    expect(logout.res.status).toBe(204);
+    expect(logout.reached).toBe(false);
+    const latency = await revocationLatencyMs(b, token, started);
+    console.log(`logout on A refused on B after ${latency.toFixed(1)} ms`);
+
+    expectRevoked(await send(b, { token }));
+    expectRevoked(await send(a, { token }));
+  });
+
+  it('a subject cut-off refuses the older token and accepts the newer one on both instances', async () => {
+    const [a, b] = await startReplicas(redis.url);
+    const subject = `user-${randomUUID()}`;
+    const cutoff = nowS() - 60;
+    const older = tokenFor(subject, { iat: cutoff - 10 }).token;
+    const newer = tokenFor(subject, { iat: cutoff + 30 }).token;
+
+    const started = performance.now();
+    expect((await adminRevoke(a, { subject, issuer: 'idp', before: cutoff })).status).toBe(201);
+    const latency = await revocationLatencyMs(b, older, started);
+    console.log(`subject cut-off on A refused on B after ${latency.toFixed(1)} ms`);
+
+    for (const gateway of [a, b]) {
+      expectRevoked(await send(gateway, { token: older }));
+      expectForwarded(await send(gateway, { token: newer }));
+    }
+  });
+});
+
+describe('rate limits shared across two replicas', () => {
+  it('a per-user limit of N on A and B together admits exactly N, then 429 with the RateLimit headers', async () => {
+    const [a, b] = await startReplicas(redis.url);
+    const { token } = tokenFor();
+    const results: Sent[] = [];
+    for (let i = 0; i < 2 * PER_USER_LIMIT; i++) results.push(await send(i % 2 === 0 ? a : b, { token, target: '/limited/x' }));
+
+    const admitted = results.slice(0, PER_USER_LIMIT);
+    // Remaining counts down across the two instances: one counter, not two.
+    expect(admitted.map((sent) => sent.res.headers['ratelimit-remaining'])).toEqual(
+      Array.from({ length: PER_USER_LIMIT }, (_, i) => String(PER_USER_LIMIT - 1 - i)),
+    );
+    for (const sent of admitted) {
+      expectForwarded(sent);
+      expect(sent.res.headers['ratelimit-limit']).toBe(String(PER_USER_LIMIT));
+    }
+    for (const sent of results.slice(PER_USER_LIMIT)) expectRateLimited(sent, PER_USER_LIMIT);
+    expect(results.filter((sent) => sent.reached)).toHaveLength(PER_USER_LIMIT);
+  });
+
+  it.each([
+    ['a forged signature', (subject: string) => idp.sign({ sub: subject }, { key: idp.generateKey('rsa'), kid: idp.key('rsa').kid })],
+    ['an expired token', (subject: string) => idp.sign({ sub: subject, iat: nowS() - 600, exp: nowS() - 300 })],
+  ])('%s naming the victim’s subject gets 401 and does not consume the victim’s bucket', async (_case, forge) => {
+    const [a, b] = await startReplicas(redis.url);
+    const victim = tokenFor();
+    const forged = forge(victim.subject);
+    for (let i = 0; i < PER_USER_LIMIT + 2; i++) expectRefused(await send(i % 2 === 0 ? a : b, { token: forged, target: '/limited/x' }), 401, 'invalid_token');
+
+    const first = await send(a, { token: victim.token, target: '/limited/x' });
+    expectForwarded(first);
+    expect(first.res.headers['ratelimit-remaining']).toBe(String(PER_USER_LIMIT - 1));
+  });
+});
+
+describe('IP-keyed limits run before authentication', () => {
+  const rotations: [string, (i: number) => [string, string]][] = [
+    ['X-Forwarded-For', (i) => ['X-Forwarded-For', `203.0.113.${i}`]],
+    ['X-Real-IP', (i) => ['X-Real-IP', `203.0.113.${i}`]],
+    ['Forwarded: for=', (i) => ['Forwarded', `for=203.0.113.${i}`]],
+  ];
+
+  it.each(rotations)('rotating %s from an untrusted peer does not reset the login limit', async (_name, header) => {
+    const [a, b] = await startReplicas(redis.url);
+    const results: Sent[] = [];
+    for (let i = 0; i < LOGIN_LIMIT + 3; i++) results.push(await send(i % 2 === 0 ? a : b, { target: '/login', headers: [header(i)] }));
+    for (const sent of results.slice(0, LOGIN_LIMIT)) expectForwarded(sent);
+    for (const sent of results.slice(LOGIN_LIMIT)) expectRateLimited(sent, LOGIN_LIMIT);
+  });
+
+  it('behind a trusted proxy, distinct X-Forwarded-For clients get distinct buckets', async () => {
+    const [a, b] = await startReplicas(redis.url, { trustedProxies: ['127.0.0.1/32'] });
+    const client = (ip: string): [string, string][] => [['X-Forwarded-For', ip]];
+    for (let i = 0; i < LOGIN_LIMIT; i++) expectForwarded(await send(i % 2 === 0 ? a : b, { target: '/login', headers: client('198.51.100.1') }));
+    expectRateLimited(await send(a, { target: '/login', headers: client('198.51.100.1') }), LOGIN_LIMIT);
+    expectRateLimited(await send(b, { target: '/login', headers: client('198.51.100.1') }), LOGIN_LIMIT);
+    expectForwarded(await send(b, { target: '/login', headers: client('198.51.100.2') }));
+  });
+
+  it('unauthenticated attempts use up the IP limit, so even a valid token is then refused with 429', async () => {
+    const [a, b] = await startReplicas(redis.url);
+    for (let i = 0; i < LOGIN_LIMIT; i++) {
+      expectRefused(await send(i % 2 === 0 ? a : b, { target: '/guarded/x', token: tokenFor().token.slice(0, -4) }), 401, 'invalid_token');
+    }
+    expectRateLimited(await send(b, { target: '/guarded/x', token: tokenFor().token }), LOGIN_LIMIT);
+  });
+});
+
+describe('memory store (no Redis), one instance', () => {
+  it('reports the store as memory and is ready', async () => {
+    const gateway = await startGateway(freshPrefix());
+    expect(await readiness(gateway)).toEqual({ status: 200, store: 'memory' });
+  });
+
+  it('an admin jti revocation refuses the token at once, and the lookup API confirms it', async () => {
+    const gateway = await startGateway(freshPrefix());
+    const { token, jti, exp } = tokenFor();
+    expectForwarded(await send(gateway, { token }));
+    expect((await adminRevoke(gateway, { jti, exp })).status).toBe(201);
+    expectRevoked(await send(gateway, { token }));
+    const lookup = await fetch(`${gateway.adminUrl}/revocations/jti/${jti}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(lookup.status).toBe(200);
+  });
+
+  it('an admin subject revocation refuses that subject’s tokens and no one else’s', async () => {
+    const gateway = await startGateway(freshPrefix());
+    const revoked = tokenFor();
+    const other = tokenFor();
+    expect((await adminRevoke(gateway, { subject: revoked.subject })).status).toBe(201);
+    expectRevoked(await send(gateway, { token: revoked.token }));
+    expectForwarded(await send(gateway, { token: other.token }));
+  });
+
+  it('logout answers 204 and the same token is refused afterwards', async () => {
+    const gateway = await startGateway(freshPrefix());
+    const { token } = tokenFor();
+    const logout = await send(gateway, { token, method: 'POST', target: '/_authgate/logout' });
+    expect(logout.res.status).toBe(204);
+    expect(logout.reached).toBe(false);
+    expectRevoked(await send(gateway, { token }));
+  });
+});
