@@ -63,6 +63,7 @@ export function readinessReport(source: ReadinessSource): ReadinessReport {
 export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Promise<AdminServer> {
   let revocations: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let revocationStore: Store | undefined;
+  let revocationToken: string | undefined;
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     if (path === '/healthz') return json(res, 200, { status: 'ok' });
@@ -85,9 +86,12 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
     }
     if (path === '/revocations' || path.startsWith('/revocations/')) {
       const store = deps.store();
-      if (store !== revocationStore) {
+      // The token follows config reloads: a rotated admin token takes effect without a restart.
+      const adminToken = deps.readiness().runtime.config.admin.token;
+      if (store !== revocationStore || adminToken !== revocationToken) {
         revocationStore = store;
-        revocations = createRevocationApi({ store, adminToken: config.token, logger: deps.logger });
+        revocationToken = adminToken;
+        revocations = createRevocationApi({ store, adminToken, logger: deps.logger });
       }
       return revocations?.(req, res);
     }

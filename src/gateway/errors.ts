@@ -71,13 +71,21 @@ export function errorBody(error: GatewayError, requestId: string): string {
   return JSON.stringify({ error: error.code, error_description: error.description, request_id: requestId });
 }
 
+/** On every response authgate makes itself: nothing of it may be cached, sniffed, framed or run as a page. */
+export const SECURITY_HEADERS: Readonly<OutgoingHttpHeaders> = Object.freeze({
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'referrer-policy': 'no-referrer',
+});
+
 function errorHeaders(error: GatewayError, body: string, requestId: string): OutgoingHttpHeaders {
   return {
     ...error.headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
+    ...SECURITY_HEADERS,
     'x-request-id': requestId,
   };
 }

@@ -1,19 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { GatewayConfig } from '../config/types.js';
+import type { GatewayConfig, ServerTlsConfig } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
-import { sendError, sendErrorOnSocket, Errors, type GatewayError } from './errors.js';
+import { sendError, sendErrorOnSocket, Errors, SECURITY_HEADERS, type GatewayError } from './errors.js';
 import { decide, type Outcome, type RequestFacts } from './pipeline.js';
+import { answerPreflight } from './cors.js';
 import { handleReserved } from './reserved.js';
 import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
 
@@ -37,7 +38,13 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = options.metrics ?? new Metrics({ defaultMetrics: true });
   const gateway = new Gateway(config, logger, metrics);
-  await gateway.start();
+  try {
+    await gateway.start();
+  } catch (err) {
+    // A port in use or an unreadable certificate: release what did start (admin listener, store, key refresh).
+    await gateway.close();
+    throw err;
+  }
   return gateway;
 }
 
@@ -73,13 +80,7 @@ class Gateway implements RunningGateway {
     await Promise.all([this.runtime.authenticator.start(), this.store.ready()]);
 
     const tls = config.server.tls;
-    const server = tls
-      ? createHttpsServer({
-          cert: await readFile(tls.certFile),
-          key: await readFile(tls.keyFile),
-          minVersion: tls.minVersion,
-        })
-      : createHttpServer();
+    const server = tls ? createHttpsServer(await readTlsContext(tls)) : createHttpServer();
     // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
     server.on('request', (req, res) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -106,8 +107,14 @@ class Gateway implements RunningGateway {
 
   async reload(config: GatewayConfig): Promise<void> {
     const previous = this.runtime;
+    // Certificates first: a renewed certificate that cannot be read refuses the whole reload.
+    const tlsContext = config.server.tls ? await readTlsContext(config.server.tls) : undefined;
     const next = buildRuntime(config, { logger: this.logger, metrics: this.metrics }, previous);
     await next.authenticator.start();
+    const restartNeeded = listenerChanges(previous.config, config);
+    if (restartNeeded.length > 0) this.logger.warn({ settings: restartNeeded }, 'these settings take effect only after a restart');
+    if (tlsContext && this.server instanceof HttpsServer) this.server.setSecureContext(tlsContext);
+    this.logger.level = config.logging.level;
     this.runtime = next;
     // Requests in flight hold `previous`; its agents and timers go once they have had time to finish.
     setTimeout(() => void closeRuntime(previous), previous.config.server.shutdownGraceMs).unref();
@@ -161,15 +168,26 @@ class Gateway implements RunningGateway {
       this.record(facts, decision, res.statusCode, started);
     });
     if (this.draining) res.setHeader('connection', 'close');
+    if (facts.proto === 'https') res.setHeader('strict-transport-security', HSTS);
 
     const reserved = handleReserved(req, res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
     if (reserved) {
       reserved.then((d) => (decision = d)).catch((err: unknown) => this.fail(res, facts.requestId, err));
       return;
     }
+    const preflight = answerPreflight(facts, runtime);
+    if (preflight) {
+      decision = { allow: preflight.headers !== undefined, reason: 'cors_preflight', route: preflight.route, identity: undefined, path: preflight.path };
+      if (preflight.headers) res.writeHead(204, { ...preflight.headers, ...SECURITY_HEADERS, 'x-request-id': facts.requestId }).end();
+      else sendError(res, corsRefused, facts.requestId);
+      return;
+    }
+    const origin = req.headers.origin;
     decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
       (d) => {
         decision = d;
+        const cors = origin !== undefined && d.route ? runtime.plans.get(d.route)?.cors : undefined;
+        if (cors) for (const [name, value] of Object.entries(cors.responseHeaders(origin as string))) res.setHeader(name, value as string);
         if (!d.allow) {
           sendError(res, d.error, facts.requestId);
           return;
@@ -247,6 +265,28 @@ class Gateway implements RunningGateway {
     );
   }
 }
+
+async function readTlsContext(tls: ServerTlsConfig): Promise<{ cert: Buffer; key: Buffer; minVersion: ServerTlsConfig['minVersion'] }> {
+  const [cert, key] = await Promise.all([readFile(tls.certFile), readFile(tls.keyFile)]);
+  return { cert, key, minVersion: tls.minVersion };
+}
+
+/** Settings bound to the open listeners: a reload cannot apply them, so it says which need a restart. */
+function listenerChanges(before: GatewayConfig, after: GatewayConfig): string[] {
+  const changed: string[] = [];
+  const same = (a: { host: string; port: number }, b: { host: string; port: number }): boolean => a.host === b.host && a.port === b.port;
+  if (!same(before.server.listen, after.server.listen)) changed.push('server.listen');
+  if ((before.server.tls === undefined) !== (after.server.tls === undefined)) changed.push('server.tls');
+  if (!same(before.admin.listen, after.admin.listen)) changed.push('admin.listen');
+  if (before.server.workers !== after.server.workers) changed.push('server.workers');
+  if (before.store.redis !== after.store.redis || before.store.prefix !== after.store.prefix) changed.push('store');
+  return changed;
+}
+
+/** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
+const HSTS = 'max-age=31536000';
+
+const corsRefused: GatewayError = { status: 403, code: 'cors_forbidden', description: 'This cross-origin request is not allowed' };
 
 const internalError: GatewayError = { status: 500, code: 'server_error', description: 'The gateway failed to handle the request' };
 

@@ -9,6 +9,7 @@ import { compileTrustedProxies, type TrustedProxies } from '../routing/client-ip
 import { compileHeaderPolicy, type HeaderPolicy } from '../routing/headers.js';
 import { compileHostMatcher } from '../routing/hosts.js';
 import { compileRoutes, type RouteTable } from '../routing/route-table.js';
+import { compileRouteCors, type CorsPolicy } from './cors.js';
 
 /** Per-route work that depends only on the config, split once so the hot path only iterates. */
 export interface RoutePlan {
@@ -17,6 +18,8 @@ export interface RoutePlan {
   readonly clientLimits: readonly RateLimitConfig[];
   /** Limits keyed by the verified identity: applied after authorization. */
   readonly identityLimits: readonly RateLimitConfig[];
+  /** The route's CORS policy (its own, else the global one); undefined = no CORS headers, no preflight answers. */
+  readonly cors: CorsPolicy | undefined;
 }
 
 /** What the chain needs of token verification; `authgate explain --claims` substitutes a dry-run verifier. */
@@ -47,7 +50,8 @@ export interface RuntimeDeps {
 /** Compile a config. `previous` lets unchanged issuers keep their cached keys across a reload. */
 export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?: Runtime): Runtime {
   const plans = new Map<RouteConfig, RoutePlan>();
-  for (const route of config.routes) plans.set(route, planRoute(route, config));
+  const corsOf = compileRouteCors(config);
+  for (const route of config.routes) plans.set(route, planRoute(route, config, corsOf(route)));
   return {
     config,
     routes: compileRoutes(config.routes, config.server.pathCase),
@@ -66,7 +70,7 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
   };
 }
 
-function planRoute(route: RouteConfig, config: GatewayConfig): RoutePlan {
+function planRoute(route: RouteConfig, config: GatewayConfig, cors: CorsPolicy | undefined): RoutePlan {
   const clientLimits: RateLimitConfig[] = [];
   const identityLimits: RateLimitConfig[] = [];
   for (const name of route.rateLimit) {
@@ -75,7 +79,7 @@ function planRoute(route: RouteConfig, config: GatewayConfig): RoutePlan {
     if (limit.key.kind === 'ip' || limit.key.kind === 'header') clientLimits.push(limit);
     else identityLimits.push(limit);
   }
-  return { route, clientLimits, identityLimits };
+  return { route, clientLimits, identityLimits, cors };
 }
 
 export async function closeRuntime(runtime: Runtime): Promise<void> {
