@@ -115,6 +115,8 @@ class Gateway implements RunningGateway {
     if (restartNeeded.length > 0) this.logger.warn({ settings: restartNeeded }, 'these settings take effect only after a restart');
     if (tlsContext && this.server instanceof HttpsServer) this.server.setSecureContext(tlsContext);
     this.logger.level = config.logging.level;
+    // The store (and its Redis connections) lives as long as the gateway; only its limits follow the config.
+    this.store.rateLimits.update(config.rateLimits);
     this.runtime = next;
     // Requests in flight hold `previous`; its agents and timers go once they have had time to finish.
     setTimeout(() => void closeRuntime(previous), previous.config.server.shutdownGraceMs).unref();

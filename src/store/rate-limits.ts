@@ -27,21 +27,24 @@ function storageKey(key: string): string {
   return key.length > MAX_PLAIN_KEY_LENGTH ? `sha256:${createHash('sha256').update(key).digest('base64url')}` : key;
 }
 
+interface LimiterEntry {
+  readonly limiter: RateLimiterAbstract;
+  readonly shape: LimiterShape;
+}
+
 /**
  * One limiter per `rate_limits` entry. With Redis, an in-memory insurance limiter answers while
  * Redis is unreachable, and keys already over their limit are refused from memory until their
  * window ends, without a Redis round trip. `consume` never rejects for a store failure; it rejects only
- * for a limit name that is not in `rateLimits`, which config validation rules out.
+ * for a limit name that was never configured, which config validation rules out.
  */
 export function createRateLimitStore(
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
   prefix: string,
   redis: Redis | undefined,
 ): RateLimitStore {
-  const limiters = new Map<string, { limiter: RateLimiterAbstract; points: number }>();
-  for (const [name, config] of rateLimits) {
-    const { points, durationS } = limiterShape(config);
-    const options = { points, duration: durationS, keyPrefix: `${prefix}rl:${name}` };
+  function build(name: string, shape: LimiterShape): LimiterEntry {
+    const options = { points: shape.points, duration: shape.durationS, keyPrefix: `${prefix}rl:${name}` };
     const memory = new RateLimiterMemory(options);
     const limiter =
       redis === undefined
@@ -50,22 +53,40 @@ export function createRateLimitStore(
             ...options,
             storeClient: redis,
             rejectIfRedisNotReady: true,
-            inMemoryBlockOnConsumed: points + 1,
+            inMemoryBlockOnConsumed: shape.points + 1,
             insuranceLimiter: memory,
           });
-    limiters.set(name, { limiter, points });
+    return { limiter, shape };
   }
 
+  let limiters = new Map<string, LimiterEntry>();
+  function update(next: ReadonlyMap<string, RateLimitConfig>): void {
+    // Entries the new config dropped stay: requests in flight on the previous config may still consume them.
+    const updated = new Map(limiters);
+    for (const [name, config] of next) {
+      const shape = limiterShape(config);
+      const current = updated.get(name);
+      // An unchanged limit keeps its limiter, so a reload resets no in-memory counters.
+      if (current === undefined || current.shape.points !== shape.points || current.shape.durationS !== shape.durationS) {
+        updated.set(name, build(name, shape));
+      }
+    }
+    limiters = updated;
+  }
+  update(rateLimits);
+
   return {
+    update,
     async consume(limitName: string, key: string): Promise<RateLimitDecision> {
       const entry = limiters.get(limitName);
       if (entry === undefined) throw new Error(`unknown rate limit "${limitName}"`);
+      const points = entry.shape.points;
       try {
-        return decision(true, entry.points, await entry.limiter.consume(storageKey(key)));
+        return decision(true, points, await entry.limiter.consume(storageKey(key)));
       } catch (refusal) {
-        if (refusal instanceof RateLimiterRes) return decision(false, entry.points, refusal);
+        if (refusal instanceof RateLimiterRes) return decision(false, points, refusal);
         // Only reachable if the insurance limiter itself failed; refusing traffic over it would be worse.
-        return { allowed: true, limit: entry.points, remaining: entry.points, resetMs: 0 };
+        return { allowed: true, limit: points, remaining: points, resetMs: 0 };
       }
     },
   };

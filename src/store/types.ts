@@ -1,5 +1,7 @@
 /** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
 
+import type { RateLimitConfig } from '../config/types.js';
+
 export interface RevocationSubject {
   /** Issuer name (the key under `issuers:`). */
   readonly issuer: string;
@@ -29,6 +31,11 @@ export interface RateLimitDecision {
 export interface RateLimitStore {
   /** Consume one point of the named `rate_limits` entry for `key`. */
   consume(limitName: string, key: string): Promise<RateLimitDecision>;
+  /**
+   * Applies a reloaded `rate_limits`: new and changed entries get fresh limiters (Redis counters carry on
+   * under the same keys), unchanged ones keep theirs.
+   */
+  update(rateLimits: ReadonlyMap<string, RateLimitConfig>): void;
 }
 
 export type StoreHealth =
