@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
 import { startIdp, type Idp } from '../helpers/idp.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { startRedis, startTcpProxy, type RedisServer } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 /**
@@ -23,6 +26,8 @@ interface GatewayShape {
   readonly redisUrl?: string;
   readonly trustedProxies?: readonly string[];
   readonly perUserLimit?: number;
+  /** Adds a `burst` limit (key: subject) of this many requests a minute. */
+  readonly burstLimit?: number;
   /** Limits on the /limited route; default [per-user]. */
   readonly limitedRoute?: readonly string[];
 }
@@ -61,6 +66,7 @@ rate_limits:
   per-user: { key: subject, limit: ${shape.perUserLimit ?? PER_USER_LIMIT}, window: 1m }
   bulk: { key: subject, limit: 100000, window: 1m }
   login: { key: ip, limit: ${LOGIN_LIMIT}, window: 1m }
+${shape.burstLimit === undefined ? '' : `  burst: { key: subject, limit: ${shape.burstLimit}, window: 1m }`}
 routes:
   - { name: api, match: { path: /api/** }, upstream: api }
   - { name: limited, match: { path: /limited/** }, upstream: api, rate_limit: [${(shape.limitedRoute ?? ['per-user']).join(', ')}] }
@@ -331,5 +337,194 @@ describe('memory store (no Redis), one instance', () => {
     expect(logout.res.status).toBe(204);
     expect(logout.reached).toBe(false);
     expectRevoked(await send(gateway, { token }));
+  });
+});
+
+interface StreamResult {
+  readonly options: SendOptions & { readonly expected: number };
+  readonly sent: Sent;
+}
+
+/**
+ * Sends `requests` round-robin to `gateways` from `concurrency` workers, kills `server` once `killAfter` requests
+ * were issued, and keeps going until `afterDeath` more were issued with Redis dead (never more than `cap` in all).
+ */
+async function streamThroughOutage(
+  server: RedisServer,
+  gateways: readonly TestGateway[],
+  requests: readonly StreamResult['options'][],
+  plan: { killAfter: number; afterDeath: number; concurrency: number; cap: number },
+): Promise<{ results: StreamResult[]; sentWhileDead: number }> {
+  const results: StreamResult[] = [];
+  let issued = 0;
+  let sentWhileDead = 0;
+  let dead = false;
+  let killed: Promise<void> | undefined;
+  const worker = async (): Promise<void> => {
+    while (issued < plan.cap && (!dead || sentWhileDead < plan.afterDeath)) {
+      const index = issued++;
+      if (index === plan.killAfter) killed = server.stop().then(() => void (dead = true));
+      if (dead) sentWhileDead++;
+      const options = requests[index % requests.length] as StreamResult['options'];
+      const gateway = gateways[index % gateways.length] as TestGateway;
+      results.push({ options, sent: await send(gateway, options) });
+    }
+  };
+  await Promise.all(Array.from({ length: plan.concurrency }, worker));
+  await killed;
+  return { results, sentWhileDead };
+}
+
+describe('Redis failure and recovery', () => {
+  let flaky: RedisServer;
+  beforeAll(async () => {
+    flaky = await startRedis();
+  });
+  afterAll(async () => {
+    await flaky?.stop();
+  });
+
+  it('Redis killed mid-stream: no 5xx, revoked tokens stay refused, limits per instance, /readyz degraded; back after restart', async () => {
+    const [a, b] = await startReplicas(flaky.url);
+    const valid = tokenFor();
+    const revoked = tokenFor();
+    expect((await adminRevoke(a, { jti: revoked.jti, exp: revoked.exp, issuer: 'idp' })).status).toBe(201);
+    await revocationLatencyMs(b, revoked.token, performance.now());
+
+    const requests = [
+      { token: valid.token, target: '/api/x', expected: 200 },
+      { token: revoked.token, target: '/api/x', expected: 401 },
+      { token: valid.token, target: '/bulk/x', expected: 200 },
+    ];
+    const { results, sentWhileDead } = await streamThroughOutage(flaky, [a, b], requests, {
+      killAfter: 30,
+      afterDeath: 60,
+      concurrency: 4,
+      cap: 1_000,
+    });
+    expect(sentWhileDead).toBeGreaterThanOrEqual(60);
+    expect(results.filter(({ sent }) => sent.res.status >= 500).map(({ sent }) => sent.res.body)).toEqual([]);
+    for (const { options, sent } of results) {
+      if (options.expected === 401) expectRevoked(sent);
+      else expectForwarded(sent);
+    }
+
+    for (const gateway of [a, b]) {
+      await expect.poll(() => readiness(gateway), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 503, store: 'degraded' });
+    }
+
+    // Each instance now counts on its own: a fresh user gets the whole limit on A and again on B.
+    const { token } = tokenFor();
+    for (const gateway of [a, b]) {
+      for (let i = 0; i < PER_USER_LIMIT; i++) expectForwarded(await send(gateway, { token, target: '/limited/x' }));
+      expectRateLimited(await send(gateway, { token, target: '/limited/x' }), PER_USER_LIMIT);
+    }
+
+    // Revoked on B while Redis is away: holds on B at once, reaches A only once Redis is back.
+    const lateRevoked = tokenFor();
+    expect((await adminRevoke(b, { jti: lateRevoked.jti, exp: lateRevoked.exp, issuer: 'idp' })).status).toBe(503);
+    expectRevoked(await send(b, { token: lateRevoked.token }));
+    expectForwarded(await send(a, { token: lateRevoked.token }));
+
+    await flaky.restart();
+    for (const gateway of [a, b]) {
+      await expect.poll(() => readiness(gateway), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 200, store: 'ok' });
+    }
+    await revocationLatencyMs(a, lateRevoked.token, performance.now());
+    for (const gateway of [a, b]) {
+      expectRevoked(await send(gateway, { token: lateRevoked.token }));
+      // The restarted Redis is empty; the earlier revocation lives on in each instance's mirror.
+      expectRevoked(await send(gateway, { token: revoked.token }));
+      expectForwarded(await send(gateway, { token: valid.token }));
+    }
+  });
+
+  it('an instance cut off from Redis picks up, when it reconnects, a revocation another instance wrote meanwhile', async () => {
+    const link = await startTcpProxy(redis.port);
+    try {
+      const prefix = freshPrefix();
+      const cutOff = await startGateway(prefix, { redisUrl: `redis://127.0.0.1:${link.port}` });
+      const connected = await startGateway(prefix, { redisUrl: redis.url });
+      const { token, jti, exp } = tokenFor();
+
+      link.cut();
+      await expect.poll(() => readiness(cutOff), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 503, store: 'degraded' });
+      expect((await adminRevoke(connected, { jti, exp, issuer: 'idp' })).status).toBe(201);
+      // Missed the publish: the cut-off instance cannot know yet.
+      expectForwarded(await send(cutOff, { token }));
+
+      link.restore();
+      await expect.poll(() => readiness(cutOff), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 200, store: 'ok' });
+      // Ready again means resynced: no waiting for a publish that was sent while it was away.
+      expectRevoked(await send(cutOff, { token }));
+    } finally {
+      await Promise.all(openGateways.splice(0).map((gateway) => gateway.close()));
+      await link.close();
+    }
+  });
+});
+
+/** Connections to `redis` opened by authgate stores (both of a store's clients are named `authgate`). */
+async function authgateConnections(client: Redis): Promise<number> {
+  const list = (await client.call('CLIENT', 'LIST')) as string;
+  return list.split('\n').filter((line) => / name=authgate /.test(line)).length;
+}
+
+/** Rewrites the gateway's file with `shape` and reloads it, as SIGHUP would. */
+async function reload(gateway: TestGateway, prefix: string, shape: GatewayShape): Promise<void> {
+  await writeFile(gateway.file, gatewayYaml(idp, upstream.url, prefix, shape));
+  const { config } = await loadConfig(gateway.file, shape.redisUrl === undefined ? {} : { REDIS_URL: shape.redisUrl });
+  if (config === undefined) throw new Error('reloaded config is invalid');
+  await gateway.gateway.reload(config);
+}
+
+describe('reload keeps the one store', () => {
+  let probe: Redis;
+  beforeAll(() => {
+    probe = new Redis(redis.url);
+  });
+  afterAll(async () => {
+    await probe?.quit();
+  });
+
+  it.each([
+    ['a changed limit', { perUserLimit: PER_USER_LIMIT + 2 }, PER_USER_LIMIT + 2],
+    ['a newly added limit', { burstLimit: 2, limitedRoute: ['per-user', 'burst'] }, 2],
+  ])('after a reload with %s the new limit is enforced, on the same Redis connections and revocations', async (_case, reloaded: GatewayShape, limit) => {
+    const baseline = await authgateConnections(probe);
+    const prefix = freshPrefix();
+    const gateway = await startGateway(prefix, { redisUrl: redis.url });
+    await expect.poll(() => authgateConnections(probe)).toBe(baseline + 2);
+    const revoked = tokenFor();
+    expect((await adminRevoke(gateway, { jti: revoked.jti, exp: revoked.exp, issuer: 'idp' })).status).toBe(201);
+
+    await reload(gateway, prefix, { ...reloaded, redisUrl: redis.url });
+
+    const { token } = tokenFor();
+    for (let i = 0; i < limit; i++) {
+      const sent = await send(gateway, { token, target: '/limited/x' });
+      expectForwarded(sent);
+      expect(sent.res.headers['ratelimit-limit']).toBe(String(limit));
+    }
+    expectRateLimited(await send(gateway, { token, target: '/limited/x' }), limit);
+    expectRevoked(await send(gateway, { token: revoked.token }));
+    expect(await authgateConnections(probe)).toBe(baseline + 2);
+
+    await gateway.close();
+    await expect.poll(() => authgateConnections(probe)).toBe(baseline);
+  });
+
+  it('a reload that leaves a limit unchanged keeps its counters, in memory too', async () => {
+    const prefix = freshPrefix();
+    const gateway = await startGateway(prefix);
+    const { token } = tokenFor();
+    for (let i = 0; i < PER_USER_LIMIT - 1; i++) expectForwarded(await send(gateway, { token, target: '/limited/x' }));
+
+    await reload(gateway, prefix, { burstLimit: 2 });
+
+    const last = await send(gateway, { token, target: '/limited/x' });
+    expectForwarded(last);
+    expect(last.res.headers['ratelimit-remaining']).toBe('0');
+    expectRateLimited(await send(gateway, { token, target: '/limited/x' }), PER_USER_LIMIT);
   });
 });
