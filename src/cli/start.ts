@@ -1,5 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { loadConfig, formatProblem } from '../config/load.js';
 import type { GatewayConfig } from '../config/types.js';
 import { startGateway } from '../gateway/gateway.js';
@@ -66,15 +67,29 @@ function reloader(file: string, logger: Logger, apply: (config: GatewayConfig) =
   };
 }
 
-/** Editors replace files rather than write them in place, so watch the directory entry and debounce. */
+/**
+ * Watches the file's directory, not the file: editors replace files rather than write them in place, and a
+ * Kubernetes ConfigMap volume swaps a `..data` symlink, so the event names another entry than the file. Any event
+ * in the directory (debounced) re-reads the file, and only a changed text reloads.
+ */
 function watchFile(file: string, onChange: () => void, logger: Logger): FSWatcher | undefined {
   let timer: NodeJS.Timeout | undefined;
+  let lastText: string | undefined;
+  void readFile(file, 'utf8').then((text) => (lastText = text), () => undefined);
+  const checkForChange = (): void => {
+    readFile(file, 'utf8').then(
+      (text) => {
+        if (text === lastText) return;
+        lastText = text;
+        onChange();
+      },
+      (err: unknown) => logger.warn({ err }, 'config file unreadable; keeping the running config'),
+    );
+  };
   try {
-    const name = basename(file);
-    return watch(dirname(file), { persistent: false }, (_event, changed) => {
-      if (changed !== name) return;
+    return watch(dirname(file), { persistent: false }, () => {
       clearTimeout(timer);
-      timer = setTimeout(onChange, 200);
+      timer = setTimeout(checkForChange, 200);
     });
   } catch (err) {
     logger.warn({ err }, 'cannot watch the config file; reload with SIGHUP');

@@ -1,0 +1,63 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+
+const ENTRY = fileURLToPath(new URL('./authgate-from-source.ts', import.meta.url));
+
+export interface AuthgateProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly adminUrl: string;
+  /** Every JSON log line so far, parsed. */
+  readonly logs: Record<string, unknown>[];
+  readonly stderr: string[];
+  /** Resolves with the exit code (or the signal's name) once the process ended. */
+  readonly exited: Promise<number | string>;
+  /** Waits until a log line satisfies `predicate` and returns it. */
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** SIGKILL if still running (test clean-up). */
+  kill(): Promise<void>;
+}
+
+/** `authgate start -c FILE` in a child process; resolves once it logged that it listens. */
+export async function startAuthgate(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<AuthgateProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'start', '-c', configFile], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  let partial = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+
+  const waitForLog: AuthgateProcess['waitForLog'] = async (predicate, timeoutMs = 15_000) => {
+    await expect
+      .poll(() => logs.some(predicate) || child.exitCode !== null, { timeout: timeoutMs, interval: 20 })
+      .toBe(true);
+    const line = logs.find(predicate);
+    if (!line) throw new Error(`authgate exited (${String(child.exitCode)}): ${stderr.join('')}`);
+    return line;
+  };
+  const listening = await waitForLog((line) => line.msg === 'authgate listening');
+  return {
+    child,
+    url: String(listening.url),
+    adminUrl: String(listening.admin),
+    logs,
+    stderr,
+    exited,
+    waitForLog,
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
