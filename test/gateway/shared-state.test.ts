@@ -296,7 +296,7 @@ describe('IP-keyed limits run before authentication', () => {
     expectForwarded(await send(b, { target: '/login', headers: client('198.51.100.2') }));
   });
 
-  it('unauthenticated attempts use up the IP limit, so even a valid token is then refused with 429', async () => {
+  it('attempts with a broken token use up the IP limit, so even a valid token is then refused with 429', async () => {
     const [a, b] = await startReplicas(redis.url);
     for (let i = 0; i < LOGIN_LIMIT; i++) {
       expectRefused(await send(i % 2 === 0 ? a : b, { target: '/guarded/x', token: tokenFor().token.slice(0, -4) }), 401, 'invalid_token');
@@ -514,7 +514,7 @@ describe('reload keeps the one store', () => {
     await expect.poll(() => authgateConnections(probe)).toBe(baseline);
   });
 
-  it('a reload that leaves a limit unchanged keeps its counters, in memory too', async () => {
+  it('a reload that leaves a limit unchanged keeps its in-memory counters', async () => {
     const prefix = freshPrefix();
     const gateway = await startGateway(prefix);
     const { token } = tokenFor();
