@@ -139,7 +139,8 @@ function isWildcardAddress(host: string): boolean {
 export function readStore(r: Reader, slot: Slot): StoreConfig {
   const s = r.section(slot, ['redis', 'prefix']);
   const redisSlot = s.slot('redis');
-  const redis = r.string(redisSlot);
+  // Empty (`redis: ""`, `redis:` or an empty `${REDIS_URL:-}`) means the in-memory store (SPEC §3).
+  const redis = r.optionalString(redisSlot) || undefined;
   if (redis !== undefined && !isRedisUrl(redis)) r.problem(redisSlot, 'expected a redis:// or rediss:// URL');
   return { redis, prefix: r.string(s.slot('prefix')) ?? 'authgate:' };
 }

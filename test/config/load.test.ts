@@ -55,6 +55,21 @@ describe('the bundled gateway.yaml', () => {
   });
 });
 
+describe('store.redis', () => {
+  it.each(['redis: ""', 'redis:', 'redis: ${REDIS_URL:-}'])('%s means the in-memory store', (line) => {
+    const { config, problems } = parseConfig(`${MINIMAL}store:\n  ${line}\n`, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([]);
+    expect(config?.store.redis).toBeUndefined();
+  });
+
+  it('refuses a URL that is not redis:// or rediss://', () => {
+    const { problems } = parseConfig(`${MINIMAL}store:\n  redis: http://127.0.0.1:6379\n`, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([
+      '/etc/authgate/gateway.yaml:12:10: store.redis: expected a redis:// or rediss:// URL',
+    ]);
+  });
+});
+
 describe('defaults', () => {
   it('fills in every default of docs/configuration.md', () => {
     const { config } = parseConfig(MINIMAL, '/etc/authgate/gateway.yaml', {});
