@@ -9,6 +9,7 @@
  *                     one (default 0 when taskset exists; --cpu none disables pinning)
  *   --scenarios LIST  comma-separated subset of: public,one-token,many-tokens,rate-limit,workers,memory
  *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
+ *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -18,7 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import autocannon, { type RequestTemplate } from 'autocannon';
 import { LatencyRecorder } from './lib/latency.js';
-import { cpuSeconds, descendantCount, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
+import { coreBusySeconds, cpuSeconds, descendantCount, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
 import { AUDIENCE, createRsaIssuer, HS_ISSUER, HS_SECRET, mintHs256, RS_ISSUER } from './lib/tokens.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -36,6 +37,7 @@ interface Options {
   readonly loadCpu: number | undefined;
   readonly scenarios: ReadonlySet<ScenarioName>;
   readonly memoryTokens: number;
+  readonly profileDir: string | undefined;
 }
 
 function parseOptions(): Options {
@@ -47,6 +49,7 @@ function parseOptions(): Options {
       cpu: { type: 'string' },
       scenarios: { type: 'string', default: SCENARIOS.join(',') },
       'memory-tokens': { type: 'string', default: '1000000' },
+      profile: { type: 'string' },
     },
   });
   const scenarios = new Set<ScenarioName>();
@@ -65,6 +68,7 @@ function parseOptions(): Options {
     loadCpu: proxyCpu === undefined ? undefined : (proxyCpu + 1) % cores,
     scenarios,
     memoryTokens: Number(values['memory-tokens']),
+    profileDir: values.profile,
   };
 }
 
@@ -81,6 +85,10 @@ interface Measurement {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly cpuUsPerRequest: number;
+  /** CPU seconds per wall second: near 1.0 for one pinned process means the proxy, not the load, was the limit. */
+  readonly cpuShare: number;
+  /** Share of the proxy's core used by other processes meanwhile (the machine is shared): high means a noisy run. */
+  readonly othersShare: number | undefined;
   readonly non2xx: number;
   readonly errors: number;
 }
@@ -110,20 +118,27 @@ function runAutocannon(url: string, load: Load, connections: number, limit: { du
   });
 }
 
-async function measure(url: string, pid: number, load: Load, options: Options): Promise<Measurement> {
+/** Warm-up, then the measured run. `core`: the core `pid` is pinned to, if any. */
+async function measure(url: string, pid: number, core: number | undefined, load: Load, options: Options): Promise<Measurement> {
   if (options.warmupS > 0) await runAutocannon(url, load, options.connections, { durationS: options.warmupS });
-  const cpuBefore = cpuSeconds(pid);
-  const run = await runAutocannon(url, load, options.connections, { durationS: options.durationS });
-  return summarize(run, cpuSeconds(pid) - cpuBefore);
+  return measured(pid, core, () => runAutocannon(url, load, options.connections, { durationS: options.durationS }));
 }
 
-function summarize(run: Awaited<ReturnType<typeof runAutocannon>>, cpu: number): Measurement {
+/** Runs `load` and charges the CPU that `pid` (and the rest of its pinned `core`) used meanwhile. */
+async function measured(pid: number, core: number | undefined, load: () => ReturnType<typeof runAutocannon>): Promise<Measurement> {
+  const cpuBefore = cpuSeconds(pid);
+  const coreBefore = core === undefined ? 0 : coreBusySeconds(core);
+  const run = await load();
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  const othersShare = core === undefined ? undefined : Math.max(0, coreBusySeconds(core) - coreBefore - cpu) / run.seconds;
   return {
     requests: run.requests,
     rps: run.requests / run.seconds,
     p50Ms: run.latency.percentile(0.5),
     p99Ms: run.latency.percentile(0.99),
     cpuUsPerRequest: run.requests > 0 ? (cpu * 1e6) / run.requests : 0,
+    cpuShare: cpu / run.seconds,
+    othersShare,
     non2xx: run.non2xx,
     errors: run.errors,
   };
@@ -215,11 +230,12 @@ interface RunningGateway {
 }
 
 /** `authgate start` from dist/, as production runs it; ready when /readyz says so. */
-async function startAuthgate(setup: GatewaySetup, cpu: number | undefined): Promise<RunningGateway> {
+async function startAuthgate(setup: GatewaySetup, cpu: number | undefined, profileDir: string | undefined): Promise<RunningGateway> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = join(setup.dir, `gateway-${port}.yaml`);
   await writeFile(file, gatewayYaml(setup, port, adminPort));
-  const gateway = spawnPinned(cpu, process.execPath, [join(ROOT, 'bin/authgate.js'), 'start', '-c', file], { cwd: setup.dir });
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const gateway = spawnPinned(cpu, process.execPath, [...profile, join(ROOT, 'bin/authgate.js'), 'start', '-c', file], { cwd: setup.dir });
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   await waitUntil('authgate', async () => {
     if (gateway.child.exitCode !== null) throw new Error(`authgate exited with ${gateway.child.exitCode}`);
@@ -280,11 +296,11 @@ async function main(): Promise<void> {
     const wanted = options.scenarios;
     if (wanted.has('public')) {
       log('bare proxy, public request …');
-      rows.push({ scenario: 'public', target: 'bare-proxy', measurement: await measure(bareUrl, bare.pid, loads.public, options) });
+      rows.push({ scenario: 'public', target: 'bare-proxy', measurement: await measure(bareUrl, bare.pid, options.proxyCpu, loads.public, options) });
     }
     if (wanted.has('one-token') || wanted.has('many-tokens') || wanted.has('rate-limit')) {
       log('bare proxy, request with a token …');
-      rows.push({ scenario: 'token', target: 'bare-proxy', measurement: await measure(bareUrl, bare.pid, loads.oneToken, options) });
+      rows.push({ scenario: 'token', target: 'bare-proxy', measurement: await measure(bareUrl, bare.pid, options.proxyCpu, loads.oneToken, options) });
     }
 
     const single: GatewaySetup = { dir, upstreamPort, workers: 1 };
@@ -296,9 +312,9 @@ async function main(): Promise<void> {
     for (const [scenario, load, baseline] of authgateScenarios) {
       if (!wanted.has(scenario)) continue;
       log(`authgate, ${scenario} …`);
-      const gateway = await startAuthgate(single, options.proxyCpu);
+      const gateway = await startAuthgate(single, options.proxyCpu, options.profileDir);
       try {
-        rows.push({ scenario, target: 'authgate', baseline, measurement: await measure(gateway.url, gateway.process.pid, load, options) });
+        rows.push({ scenario, target: 'authgate', baseline, measurement: await measure(gateway.url, gateway.process.pid, options.proxyCpu, load, options) });
       } finally {
         await gateway.process.stop();
       }
@@ -310,13 +326,13 @@ async function main(): Promise<void> {
       const redis = spawnPinned(options.loadCpu, 'redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
       stoppers.push(() => redis.stop());
       const redisUrl = `redis://127.0.0.1:${redisPort}`;
-      const gateway = await startAuthgate({ ...single, redisUrl }, options.proxyCpu);
+      const gateway = await startAuthgate({ ...single, redisUrl }, options.proxyCpu, options.profileDir);
       try {
         rows.push({
           scenario: 'rate-limit',
           target: 'authgate',
           baseline: 'token',
-          measurement: await measure(gateway.url, gateway.process.pid, loads.rateLimit, options),
+          measurement: await measure(gateway.url, gateway.process.pid, options.proxyCpu, loads.rateLimit, options),
         });
       } finally {
         await gateway.process.stop();
@@ -327,7 +343,7 @@ async function main(): Promise<void> {
       for (const workers of [1, 2]) {
         log(`authgate, one token, ${workers} worker(s), unpinned …`);
         // Unpinned: two workers on one core would measure nothing. The load generator still holds its core.
-        const gateway = await startAuthgate({ ...single, workers }, undefined);
+        const gateway = await startAuthgate({ ...single, workers }, undefined, options.profileDir);
         try {
           const children = descendantCount(gateway.process.pid);
           const note =
@@ -337,7 +353,7 @@ async function main(): Promise<void> {
             target: 'authgate',
             baseline: 'token',
             workers,
-            measurement: await measure(gateway.url, gateway.process.pid, loads.oneToken, options),
+            measurement: await measure(gateway.url, gateway.process.pid, undefined, loads.oneToken, options),
             note,
           });
         } finally {
@@ -348,14 +364,12 @@ async function main(): Promise<void> {
 
     if (wanted.has('memory')) {
       log(`authgate, ${options.memoryTokens} distinct HS256 tokens …`);
-      const gateway = await startAuthgate(single, options.proxyCpu);
+      const gateway = await startAuthgate(single, options.proxyCpu, options.profileDir);
       try {
         const rssStart = rssBytes(gateway.process.pid);
-        const cpuBefore = cpuSeconds(gateway.process.pid);
-        const run = await runAutocannon(gateway.url, { path: '/hs/items', setupRequest: freshTokens() }, options.connections, {
-          amount: options.memoryTokens,
-        });
-        const measurement = summarize(run, cpuSeconds(gateway.process.pid) - cpuBefore);
+        const measurement = await measured(gateway.process.pid, options.proxyCpu, () =>
+          runAutocannon(gateway.url, { path: '/hs/items', setupRequest: freshTokens() }, options.connections, { amount: options.memoryTokens }),
+        );
         rows.push({
           scenario: 'memory',
           target: 'authgate',
@@ -384,7 +398,7 @@ function buildReport(rows: readonly Row[], options: Options): { text: string; js
     const base = row.baseline ? baselines.get(row.baseline) : undefined;
     return base ? { rps: row.measurement.rps / base.rps, p99: row.measurement.p99Ms / base.p99Ms } : undefined;
   };
-  const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× bare req/s', '× bare p99', 'non-2xx', 'RSS MiB'];
+  const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'CPU share', 'others', '× bare req/s', '× bare p99', 'non-2xx', 'RSS MiB'];
   const lines = rows.map((row) => {
     const m = row.measurement;
     const ratio = ratios(row);
@@ -395,6 +409,8 @@ function buildReport(rows: readonly Row[], options: Options): { text: string; js
       m.p50Ms.toFixed(3),
       m.p99Ms.toFixed(3),
       m.cpuUsPerRequest.toFixed(1),
+      m.cpuShare.toFixed(2),
+      m.othersShare === undefined ? '' : m.othersShare.toFixed(2),
       ratio ? ratio.rps.toFixed(2) : '',
       ratio ? ratio.p99.toFixed(2) : '',
       String(m.non2xx + m.errors),

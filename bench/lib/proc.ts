@@ -117,3 +117,13 @@ export function rssBytes(root: number): number {
 export function descendantCount(root: number): number {
   return processTree(root).length - 1;
 }
+
+/** Busy (non-idle) CPU seconds of one core so far, whoever used it: subtracting a pinned process's own time leaves the others'. */
+export function coreBusySeconds(cpu: number): number {
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((entry) => entry.startsWith(`cpu${cpu} `));
+  if (line === undefined) return 0;
+  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLOCK_TICKS;
+}
