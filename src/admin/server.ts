@@ -99,7 +99,8 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => {
+    // exclusive: in a cluster worker this is the worker's private listener, never one shared through the primary.
+    server.listen({ port: config.listen.port, host: config.listen.host, exclusive: true }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -116,7 +117,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
   };
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+export function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json',

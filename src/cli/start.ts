@@ -1,9 +1,12 @@
+import cluster from 'node:cluster';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { loadConfig, formatProblem } from '../config/load.js';
 import type { GatewayConfig } from '../config/types.js';
+import { announceWorkerAdmin, registerWorker, runPrimary, workerCount, WORKER_ADMIN_LISTEN } from '../gateway/cluster.js';
 import { startGateway } from '../gateway/gateway.js';
+import { Metrics } from '../observability/metrics.js';
 import { createLogger, type Logger } from '../observability/log.js';
 
 interface Io {
@@ -22,8 +25,20 @@ export async function runStart(file: string, io: Io): Promise<number | undefined
     return 1;
   }
   const logger = createLogger(loaded.config.logging.level);
-  for (const warning of loaded.warnings) logger.warn({ warning: formatProblem(warning) }, 'config warning');
-  const gateway = await startGateway(loaded.config, { logger });
+  if (cluster.isPrimary && workerCount(loaded.config.server.workers) > 1) {
+    for (const warning of loaded.warnings) logger.warn({ warning: formatProblem(warning) }, 'config warning');
+    await runPrimary(loaded.config, logger);
+    return undefined;
+  }
+  const metrics = new Metrics({ defaultMetrics: true });
+  if (cluster.isWorker) registerWorker(metrics);
+  else for (const warning of loaded.warnings) logger.warn({ warning: formatProblem(warning) }, 'config warning');
+  const gateway = await startGateway(loaded.config, {
+    logger,
+    metrics,
+    ...(cluster.isWorker ? { adminListen: WORKER_ADMIN_LISTEN } : {}),
+  });
+  if (cluster.isWorker) announceWorkerAdmin(gateway.adminUrl);
 
   const reload = reloader(file, logger, (config) => gateway.reload(config));
   process.on('SIGHUP', reload);
@@ -49,6 +64,8 @@ export async function runStart(file: string, io: Io): Promise<number | undefined
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // A worker whose primary is gone (killed outright) has no one to restart or stop it: it drains and exits.
+  if (cluster.isWorker) process.once('disconnect', () => stop('disconnect'));
   return undefined;
 }
 

@@ -5,7 +5,7 @@ import { createServer as createHttpsServer, Server as HttpsServer } from 'node:h
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { GatewayConfig, ServerTlsConfig } from '../config/types.js';
+import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
@@ -29,6 +29,8 @@ export interface RunningGateway {
 export interface GatewayOptions {
   readonly logger?: Logger;
   readonly metrics?: Metrics;
+  /** Replaces `admin.listen`: a cluster worker serves its admin endpoints privately, the primary publicly. */
+  readonly adminListen?: ListenAddress;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -37,7 +39,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = options.metrics ?? new Metrics({ defaultMetrics: true });
-  const gateway = new Gateway(config, logger, metrics);
+  const gateway = new Gateway(config, logger, metrics, options.adminListen);
   try {
     await gateway.start();
   } catch (err) {
@@ -63,6 +65,7 @@ class Gateway implements RunningGateway {
     config: GatewayConfig,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    private readonly adminListen: ListenAddress | undefined,
   ) {
     this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
@@ -70,7 +73,8 @@ class Gateway implements RunningGateway {
 
   async start(): Promise<void> {
     const config = this.runtime.config;
-    this.admin = await startAdminServer(config.admin, {
+    const adminConfig = this.adminListen ? { ...config.admin, listen: this.adminListen } : config.admin;
+    this.admin = await startAdminServer(adminConfig, {
       logger: this.logger,
       metrics: this.metrics,
       readiness: () => this.readiness(),

@@ -11,7 +11,8 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
   return pino(
     {
       level,
-      base: { service: 'authgate' },
+      // pid tells cluster workers apart (server.workers > 1 share one stdout).
+      base: { service: 'authgate', pid: process.pid },
       redact: {
         paths: ['token', '*.token', 'authorization', '*.authorization', 'cookie', '*.cookie', 'headers.authorization', 'headers.cookie'],
         censor: '[redacted]',

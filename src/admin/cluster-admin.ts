@@ -1,0 +1,110 @@
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AggregatorRegistry } from 'prom-client';
+import type { AdminConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import { json, type AdminServer } from './server.js';
+
+export interface ClusterAdminDeps {
+  readonly logger: Logger;
+  /** How many workers should be running. */
+  readonly expectedWorkers: () => number;
+  /** Private admin URLs of the workers that are up, in worker order. */
+  readonly workerAdminUrls: () => readonly string[];
+  /** True once SIGTERM arrived: readiness turns 503 while the workers drain. */
+  readonly draining: () => boolean;
+}
+
+const WORKER_TIMEOUT_MS = 2_000;
+
+/**
+ * The public admin listener of a `workers` > 1 gateway, in the primary process. `/metrics` aggregates every
+ * worker's registry (prom-client over node:cluster IPC); `/readyz` is ready only when every expected worker is
+ * up and ready; the revocation API is relayed to one worker's private admin listener (revocations reach the
+ * other workers through the shared store, which is why workers > 1 wants Redis, as replicas do).
+ */
+export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminDeps): Promise<AdminServer> {
+  const aggregator = new AggregatorRegistry();
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    if (path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (path === '/readyz') return void readiness(deps).then(({ ready, body }) => json(res, ready ? 200 : 503, body));
+    if (path === '/metrics') {
+      aggregator.clusterMetrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': aggregator.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          deps.logger.error({ err }, 'cluster metrics collection failed');
+          json(res, 500, { error: 'server_error' });
+        },
+      );
+      return;
+    }
+    if (path === '/revocations' || path.startsWith('/revocations/')) return relay(req, res, deps);
+    json(res, 404, { error: 'not_found', error_description: 'No such admin endpoint' });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+interface WorkerReadiness {
+  readonly url: string;
+  readonly ready: boolean;
+  readonly report: { status?: string; checks?: Record<string, unknown> } | undefined;
+}
+
+/** Ready when every expected worker answers ready; the checks shown are those of the first worker that is not. */
+async function readiness(deps: ClusterAdminDeps): Promise<{ ready: boolean; body: unknown }> {
+  const urls = deps.workerAdminUrls();
+  const workers = await Promise.all(urls.map((url) => workerReadiness(url)));
+  const upReady = workers.filter((worker) => worker.ready).length;
+  const ready = !deps.draining() && urls.length === deps.expectedWorkers() && upReady === urls.length;
+  const shown = workers.find((worker) => !worker.ready) ?? workers[0];
+  const checks = { ...shown?.report?.checks, ...(deps.draining() ? { config: 'draining' } : {}) };
+  return {
+    ready,
+    body: { status: ready ? 'ready' : 'not_ready', checks: { ...checks, workers: { expected: deps.expectedWorkers(), ready: upReady } } },
+  };
+}
+
+async function workerReadiness(url: string): Promise<WorkerReadiness> {
+  try {
+    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(WORKER_TIMEOUT_MS) });
+    return { url, ready: res.status === 200, report: (await res.json()) as WorkerReadiness['report'] };
+  } catch {
+    return { url, ready: false, report: undefined };
+  }
+}
+
+function relay(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps): void {
+  const target = deps.workerAdminUrls()[0];
+  if (target === undefined) return json(res, 503, { error: 'service_unavailable', error_description: 'No worker is up' });
+  const upstream = request(`${target}${req.url ?? '/'}`, { method: req.method, headers: req.headers, timeout: WORKER_TIMEOUT_MS }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  upstream.on('timeout', () => upstream.destroy(new Error('worker admin timed out')));
+  upstream.on('error', (err) => {
+    deps.logger.warn({ err }, 'relaying an admin request to a worker failed');
+    if (!res.headersSent) json(res, 502, { error: 'bad_gateway', error_description: 'The worker did not answer' });
+    else res.destroy();
+  });
+  req.pipe(upstream);
+}
