@@ -6,7 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
-import { createLogger, type Logger } from '../observability/log.js';
+import { accessLogger, createLogger, type Logger } from '../observability/log.js';
 import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -58,6 +58,7 @@ class Gateway implements RunningGateway {
   private draining = false;
   /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
   private readonly upgraded = new Set<Duplex>();
+  private readonly accessLog: Logger;
   url = '';
   adminUrl = '';
 
@@ -67,6 +68,7 @@ class Gateway implements RunningGateway {
     private readonly metrics: Metrics,
     private readonly adminListen: ListenAddress | undefined,
   ) {
+    this.accessLog = accessLogger(logger);
     this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
   }
@@ -88,9 +90,10 @@ class Gateway implements RunningGateway {
     // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
     server.on('request', (req, res) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    // Answers the parser's refusals in the SPEC §7 shape too (sendErrorOnSocket destroys an unwritable socket).
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-      else socket.destroy();
+      if (err.code === 'ECONNRESET') socket.destroy();
+      else sendErrorOnSocket(socket, err.code === 'HPE_HEADER_OVERFLOW' ? Errors.headersTooLarge : Errors.malformedRequest, randomUUID());
     });
     server.headersTimeout = 20_000;
     server.requestTimeout = 0; // bodies stream for as long as the upstream allows
@@ -253,7 +256,7 @@ class Gateway implements RunningGateway {
     }
     if (!this.runtime.config.logging.accessLog) return;
     const identity = decision?.identity;
-    this.logger.info(
+    this.accessLog.info(
       {
         requestId: facts.requestId,
         route,

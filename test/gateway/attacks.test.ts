@@ -616,13 +616,25 @@ describe('Transport', () => {
     await expectRefused(gw, upstream, res, invalidToken('malformed', 'too_complex'), [token]);
   });
 
-  it('a payload of tens of thousands of claims is refused fast and never forwarded', async () => {
+  it('a payload of tens of thousands of claims is refused fast, with a SPEC §7 answer, and never forwarded', async () => {
+    // Far past Node's 16 KiB header limit: the HTTP parser refuses it before the gateway sees a request.
     const token = accessToken(Object.fromEntries(Array.from({ length: 30_000 }, (_, i) => [`c${i}`, 0])));
     const started = performance.now();
     const res = await rawRequest(gw.port, { target: '/api/x', headers: [bearer(token)] });
     expect(performance.now() - started).toBeLessThan(FAST_REFUSAL_MS);
-    expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(res.status).toBeLessThan(500);
+    expect({
+      status: res.status,
+      body: res.json(),
+      contentType: res.headers['content-type'],
+      cacheControl: res.headers['cache-control'],
+      nosniff: res.headers['x-content-type-options'],
+    }).toEqual({
+      status: 431,
+      body: { error: 'request_header_fields_too_large', error_description: 'The request headers are too large', request_id: res.headers['x-request-id'] },
+      contentType: 'application/json',
+      cacheControl: 'no-store',
+      nosniff: 'nosniff',
+    });
     expect(upstream.seen).toEqual([]);
   });
 });
