@@ -8,7 +8,10 @@ RUN npm ci --ignore-scripts && npm run build
 
 # Runtime stage: production dependencies and the compiled output only, as an unprivileged user.
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production AUTHGATE_CONFIG=/etc/authgate/gateway.yaml
+# Inside a container loopback is unreachable from outside: listen on every interface (the bundled config reads
+# these). The admin port must be reachable for kubelet probes; its write endpoints need the admin token.
+ENV NODE_ENV=production AUTHGATE_CONFIG=/etc/authgate/gateway.yaml \
+    AUTHGATE_LISTEN=0.0.0.0:8080 AUTHGATE_ADMIN_LISTEN=0.0.0.0:9090
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
@@ -17,6 +20,8 @@ COPY bin ./bin
 COPY gateway.yaml /etc/authgate/gateway.yaml
 USER node
 EXPOSE 8080 9090
+# SIGTERM drains: readiness turns 503, in-flight requests get server.shutdown_grace, then exit 0.
+STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=2s --start-period=10s \
   CMD node -e "require('http').get('http://127.0.0.1:9090/healthz',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"
 ENTRYPOINT ["node", "bin/authgate.js"]
