@@ -187,6 +187,8 @@ async function expectForgedTokenRefused({ token: mint, refusal, path = '/api/dat
   const inHeader = isB64token(token) ? refusal : invalidRequest('malformed_bearer');
   await refuses(gw, upstream, { target: path, headers: [bearer(token)] }, inHeader, [token]);
   await refuses(gw, upstream, { target: path, headers: [tokenCookie(token)] }, refusal, [token]);
+  // Keys come from configuration only: no URL in any forged token (jku, x5u, a URL-shaped kid) is ever fetched.
+  expect(attackerHits).toBe(0);
 }
 
 const malformed = invalidToken('malformed', 'malformed');
