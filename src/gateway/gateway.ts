@@ -6,7 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
-import { createLogger, type Logger } from '../observability/log.js';
+import { accessLogger, createLogger, type Logger } from '../observability/log.js';
 import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -58,6 +58,7 @@ class Gateway implements RunningGateway {
   private draining = false;
   /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
   private readonly upgraded = new Set<Duplex>();
+  private readonly accessLog: Logger;
   url = '';
   adminUrl = '';
 
@@ -67,6 +68,7 @@ class Gateway implements RunningGateway {
     private readonly metrics: Metrics,
     private readonly adminListen: ListenAddress | undefined,
   ) {
+    this.accessLog = accessLogger(logger);
     this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
   }
@@ -254,7 +256,7 @@ class Gateway implements RunningGateway {
     }
     if (!this.runtime.config.logging.accessLog) return;
     const identity = decision?.identity;
-    this.logger.info(
+    this.accessLog.info(
       {
         requestId: facts.requestId,
         route,

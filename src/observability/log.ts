@@ -21,3 +21,13 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
     destination ?? pino.destination({ sync: false }),
   );
 }
+
+/**
+ * The logger for access lines. Their fields are fixed and built by the gateway (ids, route, method, path, status,
+ * subject, issuer, timings), and none of them is a redacted key, so the redaction walk pino would run on every
+ * value of every line (the `*.token`-style wildcards make it visit each field) is skipped here: it was half of the
+ * access log's cost per request.
+ */
+export function accessLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: [] });
+}
