@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, type GatewayError } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Store } from '../store/types.js';
+import { sendJson } from './respond.js';
 
 /** Revocation requests are a few hundred bytes; anything near this is not one. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -188,16 +189,4 @@ function readBody(req: IncomingMessage): Promise<string | 'too_large'> {
     req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.once('error', reject);
   });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    'x-request-id': requestId,
-  });
-  res.end(text);
 }

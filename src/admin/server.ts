@@ -5,6 +5,7 @@ import type { Runtime } from '../gateway/runtime.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';
+import { sendJson } from './respond.js';
 import { createRevocationApi } from './revocations.js';
 
 export interface AdminServer {
@@ -66,10 +67,10 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
   let revocationToken: string | undefined;
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    if (path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const report = readinessReport(deps.readiness());
-      return json(res, report.status === 'ready' ? 200 : 503, report);
+      return sendJson(res, report.status === 'ready' ? 200 : 503, report);
     }
     if (path === '/metrics') {
       deps.metrics.registry.metrics().then(
@@ -79,7 +80,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
         },
         (err: unknown) => {
           deps.logger.error({ err }, 'metrics collection failed');
-          json(res, 500, { error: 'server_error' });
+          sendJson(res, 500, { error: 'server_error' });
         },
       );
       return;
@@ -95,7 +96,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
       }
       return revocations?.(req, res);
     }
-    json(res, 404, { error: 'not_found', error_description: 'No such admin endpoint' });
+    sendJson(res, 404, { error: 'not_found', error_description: 'No such admin endpoint' });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -115,15 +116,4 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
         server.closeAllConnections();
       }),
   };
-}
-
-export function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-  });
-  res.end(text);
 }
