@@ -37,6 +37,7 @@ export class Forwarder {
   constructor(upstreams: ReadonlyMap<string, UpstreamConfig>, private readonly metrics: Metrics) {
     for (const [name, config] of upstreams) this.upstreams.set(name, buildTarget(config));
     this.proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true });
+    withoutDeleteLengthPass(this.proxy);
     this.proxy.on('proxyReq', (proxyReq, req) => {
       const state = (req as ForwardedRequest)[kForward];
       if (!state) return;
@@ -73,6 +74,9 @@ export class Forwarder {
     const state: ForwardState = { upstream, timedOut: false, requestId, onError };
     (req as ForwardedRequest)[kForward] = state;
     req.url = pathAndQuery;
+    // Node hands us the body de-chunked. Without an explicit framing header its client writes that body raw for
+    // GET, HEAD, DELETE and OPTIONS, where the upstream would parse it as a second, unchecked request.
+    if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
     this.withUpstreamHeaders(req, headers, () =>
       this.proxy.web(req, res, { target: upstream.target, agent: upstream.agent }, (err) => {
         const failure = state.timedOut ? 'timeout' : classify(err);
@@ -123,6 +127,16 @@ export class Forwarder {
     for (const upstream of this.upstreams.values()) upstream.agent.destroy();
     this.proxy.close();
   }
+}
+
+/**
+ * http-proxy's `deleteLength` pass turns a DELETE or OPTIONS without Content-Length into `Content-Length: 0` and
+ * drops Transfer-Encoding, yet still streams the body after it: request smuggling. Framing is decided in web().
+ */
+function withoutDeleteLengthPass(proxy: httpProxy): void {
+  const passes = (proxy as unknown as { webPasses: Array<{ name: string }> }).webPasses;
+  const index = passes.findIndex((pass) => pass.name === 'deleteLength');
+  if (index >= 0) passes.splice(index, 1);
 }
 
 function buildTarget(config: UpstreamConfig): UpstreamTarget {

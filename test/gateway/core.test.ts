@@ -223,6 +223,18 @@ describe('header hygiene', () => {
     expect(seen?.headers.accept).toBe('application/json');
   });
 
+  it.each(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST'])(
+    'frames a chunked %s body for the upstream, so a request hidden in it is never parsed as a second one',
+    async (method) => {
+      const hidden = 'GET /admin/secret HTTP/1.1\r\nHost: up\r\nX-User-Id: admin\r\nX-User-Roles: admin\r\n\r\n';
+      const chunked = `${Buffer.byteLength(hidden).toString(16)}\r\n${hidden}\r\n0\r\n\r\n`;
+      const res = await rawRequest(gw.port, { method, target: '/public/x', headers: [['Transfer-Encoding', 'chunked']], rawBody: chunked });
+      expect(res.status).toBe(200);
+      expect(upstream.seen.map((r) => [r.method, r.url])).toEqual([[method, '/public/x']]);
+      expect(upstream.seen[0]?.body).toBe(hidden);
+    },
+  );
+
   it('refuses request-smuggling shapes with Node’s strict parser; nothing reaches the upstream', async () => {
     for (const headers of [
       [['Content-Length', '4'], ['Transfer-Encoding', 'chunked']],

@@ -67,6 +67,8 @@ export interface RawRequest {
   /** Name/value pairs, sent verbatim and in order (duplicates allowed). Host defaults to the gateway's. */
   readonly headers?: ReadonlyArray<readonly [string, string]>;
   readonly body?: string;
+  /** Sent after the head exactly as given, with no Content-Length added (for chunked bodies). */
+  readonly rawBody?: string;
 }
 
 /**
@@ -82,7 +84,7 @@ export function rawRequest(port: number, request: RawRequest): Promise<RawRespon
     for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
     if (request.body !== undefined) head += `Content-Length: ${Buffer.byteLength(request.body)}\r\n`;
     head += 'Connection: close\r\n\r\n';
-    socket.write(head + (request.body ?? ''));
+    socket.write(head + (request.body ?? request.rawBody ?? ''));
     const chunks: Buffer[] = [];
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.on('error', reject);
