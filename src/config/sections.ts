@@ -290,7 +290,8 @@ function readRateLimitKey(r: Reader, slot: Slot): RateLimitKey | undefined {
   if (claimPath !== undefined) return { kind: 'claim', path: claimPath };
   const header = claimPathAfter(text, 'header.');
   if (header !== undefined) {
-    return isToken(header) ? { kind: 'header', name: header } : r.problem(slot, `"${header}" is not a valid header name`);
+    // Lower-cased once here: Node's request headers are keyed in lower case.
+    return isToken(header) ? { kind: 'header', name: header.toLowerCase() } : r.problem(slot, `"${header}" is not a valid header name`);
   }
   const kind = r.oneOf(slot, [...RATE_LIMIT_KINDS, 'claims.<path>', 'header.<Name>']);
   return kind === 'ip' || kind === 'subject' || kind === 'client_id' ? { kind } : undefined;

@@ -141,6 +141,7 @@ export interface IdentityConfig {
 export type RateLimitKey =
   | { readonly kind: 'ip' | 'subject' | 'client_id' }
   | { readonly kind: 'claim'; readonly path: string }
+  /** `name` is lower-case. */
   | { readonly kind: 'header'; readonly name: string };
 
 export interface RateLimitConfig {

@@ -249,8 +249,11 @@ function limitKey(limit: RateLimitConfig, facts: RequestFacts, clientIp: string,
   switch (key.kind) {
     case 'ip':
       return `ip:${clientIp}`;
-    case 'header':
-      return `h:${headerValue(facts.headers[key.name]) ?? ''}`;
+    case 'header': {
+      // A request without the header counts against its client IP, never against one bucket shared by all.
+      const value = headerValue(facts.headers[key.name]);
+      return value !== undefined ? `h:${value}` : `anon:${clientIp}`;
+    }
     case 'subject':
       return identity?.subject !== undefined ? `sub:${identity.issuer.name}:${identity.subject}` : `anon:${clientIp}`;
     case 'client_id':

@@ -175,7 +175,7 @@ routes:
       { name: 'X-Client', field: { kind: 'client_id' } },
     ]);
     expect(config?.rateLimits.get('per-tenant')?.key).toEqual({ kind: 'claim', path: 'org.tenant' });
-    expect(config?.rateLimits.get('per-key')?.key).toEqual({ kind: 'header', name: 'X-Api-Key' });
+    expect(config?.rateLimits.get('per-key')?.key).toEqual({ kind: 'header', name: 'x-api-key' });
     expect(config?.routes[0]).toEqual({
       name: 'data',
       match: { path: '/data/{id}', methods: ['GET', 'POST'], host: '*.example.com' },
