@@ -79,8 +79,8 @@ interface IssuerRuntime {
  */
 export class Authenticator {
   private readonly runtimes = new Map<string, IssuerRuntime>();
-  /** Exact `iss` value → issuers with that value, in config order (two names may share one IdP). */
-  private readonly byIss = new Map<string, IssuerRuntime[]>();
+  /** Exact `iss` value → its issuer (the config refuses two entries with one `iss`). */
+  private readonly byIss = new Map<string, IssuerRuntime>();
   private readonly cache: TokenCache<Identity>;
   private readonly now: () => number;
   private readonly logger: Logger;
@@ -106,9 +106,7 @@ export class Authenticator {
         validateClaims: compileClaimsValidator(config),
       };
       this.runtimes.set(name, runtime);
-      const sameIss = this.byIss.get(config.issuer);
-      if (sameIss) sameIss.push(runtime);
-      else this.byIss.set(config.issuer, [runtime]);
+      this.byIss.set(config.issuer, runtime);
     }
   }
 
@@ -169,10 +167,9 @@ export class Authenticator {
 
   private issuerFor(iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerRuntime | DenyReason {
     if (typeof iss !== 'string') return 'unknown_issuer';
-    const candidates = this.byIss.get(iss);
-    if (candidates === undefined) return 'unknown_issuer';
-    if (allowedIssuers === undefined) return candidates[0] as IssuerRuntime;
-    return candidates.find((runtime) => allowedIssuers.includes(runtime.config.name)) ?? 'issuer_not_allowed';
+    const runtime = this.byIss.get(iss);
+    if (runtime === undefined) return 'unknown_issuer';
+    return allowedIssuers === undefined || allowedIssuers.includes(runtime.config.name) ? runtime : 'issuer_not_allowed';
   }
 
   private async signatureHolds(token: string, alg: string, keys: readonly VerificationKey[], issuer: string): Promise<boolean> {

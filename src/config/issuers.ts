@@ -25,11 +25,19 @@ const DEFAULT_CLAIMS: IssuerClaimPaths = {
   clientId: 'client_id',
 };
 
+/**
+ * Revocations (SPEC §8) bear a jti until exp plus this grace, so an allowed skew may not outlast it: a revoked
+ * token would pass again in the gap.
+ */
+const MAX_CLOCK_SKEW_MS = 5 * MINUTE;
+
 export function readIssuers(r: Reader, slot: Slot, baseDir: string): Named<IssuerConfig> {
-  return r.named(slot, (name, entry) => readIssuer(r, name, entry, baseDir));
+  const issuerNames = new Map<string, string>();
+  return r.named(slot, (name, entry) => readIssuer(r, name, entry, baseDir, issuerNames));
 }
 
-function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string): IssuerConfig | undefined {
+/** `issuerNames`: `iss` value → the issuer entry that claimed it first. */
+function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuerNames: Map<string, string>): IssuerConfig | undefined {
   const s = r.section(slot, [
     'issuer', 'discovery', 'jwks_uri', 'jwks_file', 'secret', 'audiences', 'algorithms', 'clock_skew',
     'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache',
@@ -37,13 +45,24 @@ function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string): Issue
   const keys = readKeySource(r, s, slot, baseDir);
   const issuerSlot = s.slot('issuer');
   const issuer = r.required(issuerSlot) ? readIssuerIdentifier(r, issuerSlot, s.has('discovery')) : undefined;
+  // One `iss` must mean one set of keys, rules and revocations; a second entry would make the outcome depend on
+  // which entry verified a token first. Several audiences belong in one entry's `audiences`.
+  const claimedBy = issuer === undefined ? undefined : issuerNames.get(issuer);
+  if (claimedBy !== undefined) {
+    r.problem(issuerSlot, `"${issuer}" is already the issuer of "${claimedBy}"; list every audience under that one entry`);
+  } else if (issuer !== undefined) {
+    issuerNames.set(issuer, name);
+  }
+  const clockSkewSlot = s.slot('clock_skew');
+  const clockSkewMs = r.duration(clockSkewSlot) ?? 30 * SECOND;
+  if (clockSkewMs > MAX_CLOCK_SKEW_MS) r.problem(clockSkewSlot, 'must be at most 5m');
   const algorithms = readAlgorithms(r, s.slot('algorithms'), keys);
   if (keys?.kind === 'secret' && algorithms !== undefined) checkSecretLength(r, s.slot('secret'), keys.secret, algorithms);
   const audiencesSlot = s.slot('audiences');
   const audiences = r.required(audiencesSlot) ? r.stringList(audiencesSlot, { nonEmpty: true }) : undefined;
   const config: Omit<IssuerConfig, 'issuer' | 'keys' | 'audiences' | 'algorithms'> = {
     name,
-    clockSkewMs: r.duration(s.slot('clock_skew')) ?? 30 * SECOND,
+    clockSkewMs,
     maxTokenAgeMs: r.duration(s.slot('max_token_age'), { positive: true }),
     tokenTypes: r.stringList(s.slot('token_types'), { nonEmpty: true }),
     requireClaims: s.has('require_claims') ? readClaimValues(r, s.slot('require_claims')) : undefined,

@@ -44,6 +44,16 @@ describe('invalid configs', () => {
       expected: ['gw.yaml:7:17: issuers.idp.clock_skew: expected a duration like 500ms, 30s, 10m, 1h or 7d, got "30 seconds"'],
     },
     {
+      case: 'a clock skew longer than revocations are kept past exp',
+      yaml: `version: 1\n${ISSUER}    clock_skew: 10m\n${UPSTREAM}${ROUTE}`,
+      expected: ['gw.yaml:7:17: issuers.idp.clock_skew: must be at most 5m'],
+    },
+    {
+      case: 'two issuer entries with one iss',
+      yaml: `version: 1\n${ISSUER}  other:\n    issuer: https://idp.example.com/\n    discovery: true\n    audiences: [billing]\n${UPSTREAM}${ROUTE}`,
+      expected: ['gw.yaml:8:13: issuers.other.issuer: "https://idp.example.com/" is already the issuer of "idp"; list every audience under that one entry'],
+    },
+    {
       case: 'HS secret too short',
       yaml: `version: 1\nissuers:\n  svc:\n    issuer: billing\n    secret: short-secret\n    audiences: [api]\n    algorithms: [HS256]\n${UPSTREAM}${ROUTE}`,
       expected: ['gw.yaml:5:13: issuers.svc.secret: must be at least 32 bytes for HS256 (RFC 7518 §3.2), got 12'],
