@@ -31,17 +31,19 @@ export function parseListen(text: string): ListenAddress | string {
   return { host, port };
 }
 
-/** `host` or `*.suffix`, lower-cased, with an optional `:port`; an error message when invalid. */
+/**
+ * `host` or `*.suffix`, lower-cased; an error message when invalid. A `:port` is refused: requests are matched on
+ * the Host name alone (routing/hosts.ts drops the request's port), so a pattern with a port could never match.
+ */
 export function parseHostPattern(text: string): string | { error: string } {
   const lower = text.toLowerCase();
   const colon = lower.lastIndexOf(':');
-  const hasPort = colon !== -1 && !lower.endsWith(']');
-  const host = hasPort ? lower.slice(0, colon) : lower;
-  const name = host.startsWith('*.') ? host.slice(2) : host;
-  const validHost = isHostname(name) || isIP(name) === 4 || (!host.startsWith('*.') && isBracketedV6(name));
-  if (!validHost || (hasPort && !PORT.test(lower.slice(colon + 1)))) {
-    return { error: `"${text}" is not a host name or "*.suffix" pattern` };
+  if (colon !== -1 && !lower.endsWith(']')) {
+    return { error: `"${text}" must not have a :port (hosts are matched without the request's port)` };
   }
+  const name = lower.startsWith('*.') ? lower.slice(2) : lower;
+  const validHost = isHostname(name) || isIP(name) === 4 || (!lower.startsWith('*.') && isBracketedV6(name));
+  if (!validHost) return { error: `"${text}" is not a host name or "*.suffix" pattern` };
   return lower;
 }
 

@@ -195,6 +195,19 @@ ${ISSUER}${UPSTREAM}${ROUTE}`,
       ],
     },
     {
+      case: 'host patterns with a :port, which could never match a request (its port is ignored)',
+      yaml: `version: 1
+server:
+  allowed_hosts: [api.example.com:8443]
+${ISSUER}${UPSTREAM}routes:
+  - { name: all, match: { host: "*.example.com:443", path: /** }, upstream: api }
+`,
+      expected: [
+        'gw.yaml:3:19: server.allowed_hosts[0]: "api.example.com:8443" must not have a :port (hosts are matched without the request\'s port)',
+        'gw.yaml:12:33: routes[0].match.host: "*.example.com:443" must not have a :port (hosts are matched without the request\'s port)',
+      ],
+    },
+    {
       case: 'identity and rate limit values',
       yaml: `version: 1\n${ISSUER}${UPSTREAM}${ROUTE}identity:
   headers:

@@ -72,12 +72,14 @@ describe('parseHostPattern', () => {
   it.each([
     ['API.Example.com', 'api.example.com'],
     ['*.example.com', '*.example.com'],
-    ['api.example.com:8443', 'api.example.com:8443'],
     ['127.0.0.1', '127.0.0.1'],
     ['[::1]', '[::1]'],
     ['*', { error: '"*" is not a host name or "*.suffix" pattern' }],
     ['api.*.com', { error: '"api.*.com" is not a host name or "*.suffix" pattern' }],
-    ['api.example.com:x', { error: '"api.example.com:x" is not a host name or "*.suffix" pattern' }],
+    ['api.example.com:8443', { error: '"api.example.com:8443" must not have a :port (hosts are matched without the request\'s port)' }],
+    ['*.example.com:443', { error: '"*.example.com:443" must not have a :port (hosts are matched without the request\'s port)' }],
+    ['[::1]:8080', { error: '"[::1]:8080" must not have a :port (hosts are matched without the request\'s port)' }],
+    ['api.example.com:x', { error: '"api.example.com:x" must not have a :port (hosts are matched without the request\'s port)' }],
     ['exa mple.com', { error: '"exa mple.com" is not a host name or "*.suffix" pattern' }],
   ])('%j → %j', (text, expected) => {
     expect(parseHostPattern(text)).toEqual(expected);
