@@ -18,9 +18,10 @@ const REALM = 'Bearer realm="authgate"';
 
 export const Errors = {
   badTarget: { status: 400, code: 'invalid_request', description: 'The request target is invalid' },
+  badUpgrade: { status: 400, code: 'invalid_request', description: 'Only WebSocket handshakes can upgrade' },
   /** Node's HTTP parser refused the request (smuggling shapes, bad syntax). */
   malformedRequest: { status: 400, code: 'invalid_request', description: 'The request is malformed' },
-  /** Headers past Node's limit (16 KiB), e.g. a token far over 8 KiB: refused before any request is seen. */
+  /** Headers past the listener's 32 KiB limit: refused by the parser before any request is seen. */
   headersTooLarge: { status: 431, code: 'request_header_fields_too_large', description: 'The request headers are too large' },
   notFound: { status: 404, code: 'not_found', description: 'No route matches this request' },
   misdirected: { status: 421, code: 'misdirected_request', description: 'This host is not served here' },

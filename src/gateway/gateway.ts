@@ -86,7 +86,10 @@ class Gateway implements RunningGateway {
     await Promise.all([this.runtime.authenticator.start(), this.store.ready()]);
 
     const tls = config.server.tls;
-    const server = tls ? createHttpsServer(await readTlsContext(tls)) : createHttpServer();
+    // Room for every token up to the 8 KiB limit of SPEC §4 plus ordinary headers, so an oversized token meets
+    // the extractor's 401 rather than the parser's 431.
+    const serverOptions = { maxHeaderSize: MAX_HEADER_BYTES };
+    const server = tls ? createHttpsServer({ ...serverOptions, ...(await readTlsContext(tls)) }) : createHttpServer(serverOptions);
     // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
     server.on('request', (req, res) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -218,8 +221,13 @@ class Gateway implements RunningGateway {
     socket.on('error', () => socket.destroy());
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
-    if (this.draining || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-      sendErrorOnSocket(socket, this.draining ? Errors.unavailable : Errors.badTarget, facts.requestId);
+    // Only a real WebSocket handshake counts as an upgrade: the flag unlocks query-string tokens.
+    const websocket = req.method === 'GET' && req.headers['sec-websocket-key'] !== undefined && (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+    if (this.draining || !websocket) {
+      const error = this.draining ? Errors.unavailable : Errors.badUpgrade;
+      const reason = this.draining ? 'draining' : 'not_websocket';
+      this.record(facts, { allow: false, reason, route: undefined, identity: undefined, path: undefined }, error.status, started);
+      sendErrorOnSocket(socket, error, facts.requestId);
       return;
     }
     decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
@@ -291,6 +299,8 @@ function listenerChanges(before: GatewayConfig, after: GatewayConfig): string[] 
   if (before.store.redis !== after.store.redis || before.store.prefix !== after.store.prefix) changed.push('store');
   return changed;
 }
+
+const MAX_HEADER_BYTES = 32 * 1024;
 
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
 const HSTS = 'max-age=31536000';

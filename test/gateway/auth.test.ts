@@ -231,6 +231,22 @@ describe('query tokens', () => {
     await refuses(gw, upstream, { target: `/ws/chat?access_token=${token}` }, invalidRequest('query_token_not_upgrade'), [token]);
   });
 
+  it.each([
+    ['a POST', 'POST', [['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13']]],
+    ['a GET without Sec-WebSocket-Key', 'GET', [['Sec-WebSocket-Version', '13']]],
+  ] as Array<[string, string, Array<[string, string]>]>)(
+    'are refused on %s that only claims to upgrade (400), so the claim cannot unlock query tokens',
+    async (_name, method, handshake) => {
+      const token = main.sign();
+      const res = await rawRequest(gw.port, {
+        method,
+        target: `/ws/chat?access_token=${token}`,
+        headers: [['Upgrade', 'websocket'], ['Connection', 'Upgrade'], ...handshake],
+      });
+      await expectRefused(gw, upstream, res, { status: 400, error: 'invalid_request', description: 'Only WebSocket handshakes can upgrade', wwwAuthenticate: undefined, reason: 'not_websocket' }, [token]);
+    },
+  );
+
   it('an upgrade with an expired query token gets 401 and no upgrade', async () => {
     const now = Math.floor(Date.now() / 1000);
     const token = main.sign({ iat: now - 7200, exp: now - 3600 });
