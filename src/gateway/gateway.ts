@@ -182,7 +182,7 @@ class Gateway implements RunningGateway {
     if (this.draining) res.setHeader('connection', 'close');
     if (facts.proto === 'https') res.setHeader('strict-transport-security', HSTS);
 
-    const reserved = handleReserved(req, res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
+    const reserved = handleReserved(res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
     if (reserved) {
       reserved.then((d) => (decision = d)).catch((err: unknown) => this.fail(res, facts.requestId, err));
       return;

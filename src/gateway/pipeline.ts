@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
-import type { Identity } from '../auth/types.js';
-import { readClaim } from '../policy/claim-path.js';
+import type { TokenExtraction } from '../auth/extract.js';
+import { InvalidTokenDescription, type Identity } from '../auth/types.js';
+import { claimAsString, readClaim } from '../policy/claim-path.js';
 import { evaluateRules } from '../policy/rules.js';
 import { resolveClientIp } from '../routing/client-ip.js';
 import { buildUpstreamHeaders } from '../routing/headers.js';
@@ -121,36 +122,13 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
   let query = target.query;
   if (route.auth !== 'none') {
     const extracted = runtime.extractToken(facts.headersDistinct, target.query, facts.upgrade);
-    switch (extracted.kind) {
-      case 'invalid_request':
-        trace?.('authenticate', false, `invalid request: ${extracted.reason}`);
-        return deny('authenticate', invalidRequest('The request carries credentials in an invalid way'), extracted.reason, route, undefined, target.path);
-      case 'too_long':
-        trace?.('authenticate', false, 'token longer than 8 KiB');
-        return deny('authenticate', invalidToken('The access token is too long'), 'token_too_long', route, undefined, target.path);
-      case 'none':
-        trace?.('authenticate', route.auth === 'optional', 'no token presented');
-        if (route.auth === 'required') return deny('authenticate', missingToken, 'no_token', route, undefined, target.path);
-        break;
-      case 'token': {
-        const verified = await runtime.authenticator.verify(extracted.token, route.issuers);
-        if (!verified.ok) {
-          trace?.('authenticate', false, `${verified.reason} (${extracted.source.kind} ${extracted.source.name})`);
-          const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
-          return deny('authenticate', error, verified.reason, route, undefined, target.path);
-        }
-        const bearer: Identity = verified.identity;
-        trace?.('authenticate', true, `issuer ${bearer.issuer.name}, subject ${bearer.subject ?? '(none)'}`);
-        if (deps.store.revocations.isRevoked(revocationKey(bearer))) {
-          trace?.('revocation', false, 'token or subject revoked');
-          return deny('revocation', invalidToken('The access token has been revoked'), 'revoked', route, bearer, target.path);
-        }
-        identity = bearer;
-        if (extracted.source.kind === 'query' && !runtime.config.identity.forwardToken) {
-          query = withoutQueryParam(query, extracted.source.name);
-        }
-        trace?.('revocation', true, 'not revoked');
-      }
+    const authenticated = await authenticate(extracted, route.auth === 'required', route.issuers, runtime, deps.store, trace);
+    if (!authenticated.ok) {
+      return deny(authenticated.stage, authenticated.error, authenticated.reason, route, authenticated.identity, target.path);
+    }
+    identity = authenticated.identity;
+    if (extracted.kind === 'token' && extracted.source.kind === 'query' && !runtime.config.identity.forwardToken) {
+      query = withoutQueryParam(query, extracted.source.name);
     }
   }
 
@@ -198,6 +176,64 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
     upstreamHeaders,
     rateLimitHeaders: limitState ? rateLimitHeaders(limitState) : undefined,
   };
+}
+
+export type Authentication =
+  | { readonly ok: true; readonly identity: Identity | undefined }
+  | {
+      readonly ok: false;
+      readonly stage: 'authenticate' | 'revocation';
+      readonly error: GatewayError;
+      readonly reason: string;
+      readonly identity: Identity | undefined;
+    };
+
+/**
+ * SPEC §1 step 5 for every transport that takes a token (proxied requests, upgrades, forward-auth, logout): the
+ * extracted credentials, verified, then checked against revocations. `required: false` lets "no token" through.
+ */
+export async function authenticate(
+  extracted: TokenExtraction,
+  required: boolean,
+  issuers: readonly string[] | undefined,
+  runtime: Runtime,
+  store: Store,
+  trace?: Trace,
+): Promise<Authentication> {
+  switch (extracted.kind) {
+    case 'invalid_request':
+      trace?.('authenticate', false, `invalid request: ${extracted.reason}`);
+      return refused('authenticate', invalidRequest(INVALID_CREDENTIALS), extracted.reason);
+    case 'too_long':
+      trace?.('authenticate', false, 'token longer than 8 KiB');
+      return refused('authenticate', invalidToken(InvalidTokenDescription.tooLong), 'token_too_long');
+    case 'none':
+      trace?.('authenticate', !required, 'no token presented');
+      return required ? refused('authenticate', missingToken, 'no_token') : ANONYMOUS;
+    case 'token': {
+      const verified = await runtime.authenticator.verify(extracted.token, issuers);
+      if (!verified.ok) {
+        trace?.('authenticate', false, `${verified.reason} (${extracted.source.kind} ${extracted.source.name})`);
+        const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
+        return refused('authenticate', error, verified.reason);
+      }
+      const identity = verified.identity;
+      trace?.('authenticate', true, `issuer ${identity.issuer.name}, subject ${identity.subject ?? '(none)'}`);
+      if (store.revocations.isRevoked(revocationKey(identity))) {
+        trace?.('revocation', false, 'token or subject revoked');
+        return refused('revocation', invalidToken(InvalidTokenDescription.revoked), 'revoked', identity);
+      }
+      trace?.('revocation', true, 'not revoked');
+      return { ok: true, identity };
+    }
+  }
+}
+
+const INVALID_CREDENTIALS = 'The request carries credentials in an invalid way';
+const ANONYMOUS: Authentication = Object.freeze({ ok: true, identity: undefined });
+
+function refused(stage: 'authenticate' | 'revocation', error: GatewayError, reason: string, identity?: Identity): Authentication {
+  return { ok: false, stage, error, reason, identity };
 }
 
 export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
@@ -259,10 +295,8 @@ function limitKey(limit: RateLimitConfig, facts: RequestFacts, clientIp: string,
     case 'client_id':
       return identity?.clientId !== undefined ? `cid:${identity.issuer.name}:${identity.clientId}` : `anon:${clientIp}`;
     case 'claim': {
-      const value = identity ? readClaim(identity.claims, key.path) : undefined;
-      return value !== undefined && value !== null && typeof value !== 'object'
-        ? `claim:${identity?.issuer.name}:${String(value)}`
-        : `anon:${clientIp}`;
+      const value = identity ? claimAsString(readClaim(identity.claims, key.path)) : undefined;
+      return value !== undefined ? `claim:${identity?.issuer.name}:${value}` : `anon:${clientIp}`;
     }
   }
 }

@@ -1,10 +1,11 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { InvalidTokenDescription, type Identity } from '../auth/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import type { Store } from '../store/types.js';
-import { Errors, invalidRequest, invalidToken, keysUnavailable, missingToken, sendError, type GatewayError } from './errors.js';
-import { decide, revocationKey, type Outcome, type RequestFacts } from './pipeline.js';
+import { Errors, invalidRequest, invalidToken, sendError, type GatewayError } from './errors.js';
+import { authenticate, decide, type Outcome, type RequestFacts } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 
 export interface ReservedDeps {
@@ -20,6 +21,12 @@ const storeUnavailable: GatewayError = {
   headers: { 'retry-after': '5' },
 };
 
+const crossSiteLogout: GatewayError = {
+  status: 403,
+  code: 'forbidden',
+  description: 'A cookie logout must come from the same origin',
+};
+
 const forbidden: GatewayError = {
   status: 403,
   code: 'forbidden',
@@ -28,30 +35,28 @@ const forbidden: GatewayError = {
 
 /**
  * Endpoints under `server.reserved_prefix`: logout (SPEC §8) and forward-auth verify (SPEC §10). Returns
- * undefined when the request is not for one of them, so the proxy path costs one `startsWith`.
+ * undefined when the request is not under the prefix. The prefix is compared on the normalized path (case-folded
+ * where routes are), so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`) can slip past it to a route.
  */
-export function handleReserved(
-  req: IncomingMessage,
-  res: ServerResponse,
-  facts: RequestFacts,
-  runtime: Runtime,
-  deps: ReservedDeps,
-): Promise<Outcome> | undefined {
-  const prefix = runtime.config.server.reservedPrefix;
-  if (!facts.target.startsWith(prefix)) return undefined;
+export function handleReserved(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> | undefined {
   const target = normalizeTarget(facts.target);
   if (!target.ok) return undefined; // the main chain answers 400 for it
-  const endpoint = target.path.slice(prefix.length);
-  if (endpoint === '/verify') {
-    if (facts.method !== 'GET' && facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
-    return verify(res, facts, runtime, deps);
+  const { reservedPrefix: prefix, pathCase } = runtime.config.server;
+  const path = pathCase === 'insensitive' ? target.path.toLowerCase() : target.path;
+  if (!path.startsWith(prefix) || (path.length > prefix.length && path.charCodeAt(prefix.length) !== SLASH)) return undefined;
+  switch (path.slice(prefix.length)) {
+    case '/verify':
+      if (facts.method !== 'GET' && facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
+      return verify(res, facts, runtime, deps);
+    case '/logout':
+      if (facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
+      return logout(res, facts, runtime, deps);
+    default:
+      return respond(res, facts, Errors.notFound, 'no_route');
   }
-  if (endpoint === '/logout') {
-    if (facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
-    return logout(res, facts, runtime, deps);
-  }
-  return undefined;
 }
+
+const SLASH = 0x2f;
 
 async function respond(res: ServerResponse, facts: RequestFacts, error: GatewayError, reason: string): Promise<Outcome> {
   sendError(res, error, facts.requestId);
@@ -90,26 +95,21 @@ async function verify(res: ServerResponse, facts: RequestFacts, runtime: Runtime
 /** Revoke the presented token: by `jti` until it expires, else every token of its subject issued up to its `iat`. */
 async function logout(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> {
   const extracted = runtime.extractToken(facts.headersDistinct, '', false);
-  if (extracted.kind === 'none') return respond(res, facts, missingToken, 'no_token');
-  if (extracted.kind === 'invalid_request') return respond(res, facts, invalidRequest('The request carries credentials in an invalid way'), extracted.reason);
-  if (extracted.kind === 'too_long') return respond(res, facts, invalidToken('The access token is too long'), 'token_too_long');
-  const verified = await runtime.authenticator.verify(extracted.token, undefined);
-  if (!verified.ok) {
-    const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
-    return respond(res, facts, error, verified.reason);
+  // A browser sends the token cookie with any site's form post: a cookie logout must come from this origin.
+  if (extracted.kind === 'token' && extracted.source.kind === 'cookie' && !sameOrigin(facts, runtime)) {
+    return respond(res, facts, crossSiteLogout, 'cross_site_logout');
   }
-  const identity = verified.identity;
-  if (deps.store.revocations.isRevoked(revocationKey(identity))) {
-    return respond(res, facts, invalidToken('The access token has been revoked'), 'revoked');
-  }
+  const authenticated = await authenticate(extracted, true, undefined, runtime, deps.store);
+  if (!authenticated.ok) return respond(res, facts, authenticated.error, authenticated.reason);
+  const identity = authenticated.identity as Identity;
   if (identity.jti === undefined && identity.subject === undefined) {
-    return respond(res, facts, invalidToken('The access token claims are not accepted'), 'logout_unidentifiable');
+    return respond(res, facts, invalidToken(InvalidTokenDescription.claims), 'logout_unidentifiable');
   }
   try {
     if (identity.jti !== undefined) {
       await deps.store.revocations.revokeJti(identity.jti, identity.exp, identity.issuer.name);
-    } else if (identity.subject !== undefined) {
-      await deps.store.revocations.revokeSubject(identity.subject, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.name);
+    } else {
+      await deps.store.revocations.revokeSubject(identity.subject as string, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.name);
     }
   } catch (err) {
     // The store already holds the revocation on this instance and replays it once Redis is back; other
@@ -121,6 +121,14 @@ async function logout(res: ServerResponse, facts: RequestFacts, runtime: Runtime
   res.writeHead(204, { 'cache-control': 'no-store', 'x-request-id': facts.requestId });
   res.end();
   return { allow: true, reason: 'logout', route: undefined, identity, path: facts.target };
+}
+
+/** No `Origin` (not a browser), the gateway's own host, or an origin the CORS config allows. */
+function sameOrigin(facts: RequestFacts, runtime: Runtime): boolean {
+  const origin = facts.headers.origin;
+  if (origin === undefined) return true;
+  if (hostOfUrl(origin) === facts.host) return true;
+  return runtime.config.cors?.origins.includes(origin) ?? false;
 }
 
 function single(value: string | string[] | undefined): string | undefined {
