@@ -48,6 +48,8 @@ const ALWAYS_DROPPED = [
   'trailer',
   'transfer-encoding',
   'proxy-authorization',
+  // httpoxy (CVE-2016-5385): CGI upstreams turn it into HTTP_PROXY.
+  'proxy',
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
@@ -64,8 +66,17 @@ const ALWAYS_DROPPED = [
   'x-forwarded-host',
 ];
 
-/** Believed only from a trusted proxy. */
-const TRUSTED_ONLY = ['forwarded', 'x-real-ip'];
+/** Believed only from a trusted proxy: each names the client or the scheme it used, which only a proxy can know. */
+const TRUSTED_ONLY = [
+  'forwarded',
+  'x-real-ip',
+  'x-forwarded-port',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+];
 
 /** Connection values that list no header names, so the common request needs no parsing. */
 const PLAIN_CONNECTION_VALUES = new Set(['keep-alive', 'close', 'upgrade']);
