@@ -12,7 +12,6 @@ export async function runCheck(
   const { config, problems, warnings } = await loadConfig(file);
   if (config === undefined) {
     for (const problem of problems) out.stderr.write(`${formatProblem(problem)}\n`);
-    out.stderr.write(`${file}: ${problems.length} ${problems.length === 1 ? 'problem' : 'problems'}\n`);
     return 1;
   }
   for (const warning of warnings) out.stdout.write(`${formatProblem({ ...warning, message: `warning: ${warning.message}` })}\n`);

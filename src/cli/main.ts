@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { runCheck } from './check.js';
@@ -24,8 +23,9 @@ export interface Io {
 /** Thrown for a command line that does not parse; main turns it into exit code 2 with the usage text. */
 export class UsageError extends Error {}
 
+/** As given, so `check` names the file the way the operator wrote it (SPEC §2: FILE:LINE:COL). */
 export function configFile(explicit: string | undefined): string {
-  return resolve(explicit ?? process.env.AUTHGATE_CONFIG ?? 'gateway.yaml');
+  return explicit ?? process.env.AUTHGATE_CONFIG ?? 'gateway.yaml';
 }
 
 /** The bundled demo config, next to package.json whether run from src (tsx) or dist. */
