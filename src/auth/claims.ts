@@ -45,6 +45,7 @@ export function compileClaimsValidator(issuer: IssuerConfig): ClaimsValidator {
   const requiredClaims = issuer.requireClaims ? Object.entries(issuer.requireClaims) : [];
   const skew = issuer.clockSkewMs;
   const maxAge = issuer.maxTokenAgeMs;
+  const subjectPath = issuer.claims.subject;
 
   return (payload, typ, nowMs) => {
     const exp = numericDate(payload.exp);
@@ -63,6 +64,8 @@ export function compileClaimsValidator(issuer: IssuerConfig): ClaimsValidator {
     }
     for (const [path, value] of requiredClaims) if (readClaim(payload, path) !== value) return failed('claims');
     if (payload.sub !== undefined && typeof payload.sub !== 'string') return failed('claims');
+    // So must the claim the issuer maps the subject to, or the identity would silently have none.
+    if (subjectPath !== 'sub' && !isAbsentOrString(readClaim(payload, subjectPath))) return failed('claims');
     // Revocation is keyed by jti; a non-string jti could never be revoked by the admin API.
     if (payload.jti !== undefined && typeof payload.jti !== 'string') return failed('claims');
 
@@ -77,6 +80,10 @@ export function compileClaimsValidator(issuer: IssuerConfig): ClaimsValidator {
     }
     return { ok: true, validUntilMs };
   };
+}
+
+function isAbsentOrString(value: unknown): boolean {
+  return value === undefined || typeof value === 'string';
 }
 
 function optionalString(value: unknown): string | undefined {

@@ -16,6 +16,9 @@ const strict: IssuerConfig = {
   requireClaims: { type: 'access', 'ext.tier': 'gold' },
 };
 
+/** Entra ID style: the subject is read from `oid`. */
+const mappedSubject: IssuerConfig = { ...base, claims: { ...base.claims, subject: 'oid' } };
+
 const valid = { iss: base.issuer, aud: 'https://api.test', sub: 'u', iat: NOW - 10, exp: NOW + 300 };
 
 describe('normalizeTokenType', () => {
@@ -58,6 +61,10 @@ describe('compileClaimsValidator', () => {
     ['sub a number', base, { ...valid, sub: 42 }, 'JWT', 'claims'],
     ['sub an array', base, { ...valid, sub: ['admin'] }, 'JWT', 'claims'],
     ['sub missing', base, { ...valid, sub: undefined }, 'JWT', 'ok'],
+    ['mapped subject a number', mappedSubject, { ...valid, oid: 42 }, 'JWT', 'claims'],
+    ['mapped subject an object', mappedSubject, { ...valid, oid: { id: 'u' } }, 'JWT', 'claims'],
+    ['mapped subject a string', mappedSubject, { ...valid, oid: 'u-1' }, 'JWT', 'ok'],
+    ['mapped subject missing', mappedSubject, valid, 'JWT', 'ok'],
     ['jti a number', base, { ...valid, jti: 7 }, 'JWT', 'claims'],
     ['no typ check configured', base, valid, undefined, 'ok'],
     ['typ at+jwt', strict, strictClaims, 'at+jwt', 'ok'],
