@@ -59,6 +59,8 @@ class Gateway implements RunningGateway {
   /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
   private readonly upgraded = new Set<Duplex>();
   private readonly accessLog: Logger;
+  /** Runtimes replaced by a reload whose grace period has not yet run out. */
+  private readonly retiring = new Set<Runtime>();
   url = '';
   adminUrl = '';
 
@@ -120,7 +122,12 @@ class Gateway implements RunningGateway {
     // Certificates first: a renewed certificate that cannot be read refuses the whole reload.
     const tlsContext = config.server.tls ? await readTlsContext(config.server.tls) : undefined;
     const next = buildRuntime(config, { logger: this.logger, metrics: this.metrics }, previous);
-    await next.authenticator.start();
+    try {
+      await next.authenticator.start();
+    } catch (err) {
+      await closeRuntime(next, 'retire');
+      throw err;
+    }
     const restartNeeded = listenerChanges(previous.config, config);
     if (restartNeeded.length > 0) this.logger.warn({ settings: restartNeeded }, 'these settings take effect only after a restart');
     if (tlsContext && this.server instanceof HttpsServer) this.server.setSecureContext(tlsContext);
@@ -128,8 +135,14 @@ class Gateway implements RunningGateway {
     // The store (and its Redis connections) lives as long as the gateway; only its limits follow the config.
     this.store.rateLimits.update(config.rateLimits);
     this.runtime = next;
-    // Requests in flight hold `previous`; its agents and timers go once they have had time to finish.
-    setTimeout(() => void closeRuntime(previous), previous.config.server.shutdownGraceMs).unref();
+    // Requests still in the pipeline hold `previous` and may yet dispatch on its pools, so they stay open for
+    // shutdown_grace; then they close gracefully (requests already forwarded run to completion).
+    this.retiring.add(previous);
+    setTimeout(() => {
+      if (!this.retiring.delete(previous)) return;
+      void closeRuntime(previous, 'retire');
+      this.logger.info('previous configuration retired; its replaced upstream pools close once idle');
+    }, previous.config.server.shutdownGraceMs).unref();
     this.logger.info({ routes: config.routes.length }, 'configuration reloaded');
   }
 
@@ -145,7 +158,9 @@ class Gateway implements RunningGateway {
       server.closeAllConnections();
       for (const socket of this.upgraded) socket.destroy();
     }
-    await closeRuntime(this.runtime);
+    for (const runtime of this.retiring) await closeRuntime(runtime, 'shutdown');
+    this.retiring.clear();
+    await closeRuntime(this.runtime, 'shutdown');
     await this.store.close();
     await this.admin?.close();
   }

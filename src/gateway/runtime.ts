@@ -47,7 +47,10 @@ export interface RuntimeDeps {
   readonly metrics: Metrics;
 }
 
-/** Compile a config. `previous` lets unchanged issuers keep their cached keys across a reload. */
+/**
+ * Compile a config. `previous` lets unchanged issuers keep their cached keys and unchanged upstreams their
+ * connection pools across a reload.
+ */
 export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?: Runtime): Runtime {
   const plans = new Map<RouteConfig, RoutePlan>();
   const corsOf = compileRouteCors(config);
@@ -66,7 +69,7 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
       deps,
       previous?.authenticator instanceof Authenticator ? previous.authenticator : undefined,
     ),
-    forwarder: new Forwarder(config.upstreams, deps.metrics),
+    forwarder: new Forwarder(config.upstreams, deps.metrics, previous?.forwarder),
   };
 }
 
@@ -82,7 +85,12 @@ function planRoute(route: RouteConfig, config: GatewayConfig, cors: CorsPolicy |
   return { route, clientLimits, identityLimits, cors };
 }
 
-export async function closeRuntime(runtime: Runtime): Promise<void> {
+/**
+ * `retire`: a reload replaced this runtime; upstream pools still in use close once their requests in flight have
+ * finished. `shutdown`: the process is stopping; connections go now.
+ */
+export async function closeRuntime(runtime: Runtime, mode: 'retire' | 'shutdown' = 'shutdown'): Promise<void> {
   runtime.authenticator.close();
-  runtime.forwarder.close();
+  if (mode === 'retire') runtime.forwarder.close();
+  else runtime.forwarder.destroy();
 }

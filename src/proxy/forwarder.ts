@@ -3,57 +3,100 @@ import { Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders, typ
 import { Agent as HttpsAgent } from 'node:https';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { Errors, type GatewayError } from '../gateway/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 
 export type UpstreamFailure = 'refused' | 'timeout' | 'reset' | 'tls' | 'other';
-
-interface UpstreamTarget {
-  readonly config: UpstreamConfig;
-  readonly target: { protocol: string; host: string; port: string; path: string };
-  readonly agent: HttpAgent;
-}
-
-/** What the forwarder needs to know about one request; set by the pipeline, read by the proxy events. */
-interface ForwardState {
-  upstream: UpstreamTarget;
-  timedOut: boolean;
-  requestId: string;
-  onError: (error: GatewayError, failure: UpstreamFailure) => void;
-}
-const kForward = Symbol('authgate.forward');
-type ForwardedRequest = IncomingMessage & { [kForward]?: ForwardState };
+export type OnUpstreamError = (error: GatewayError, failure: UpstreamFailure) => void;
 
 /**
- * Streams requests to upstreams with http-proxy over one keep-alive agent per upstream. Request headers are
- * replaced wholesale by the pipeline's sanitized set, so nothing the client sent reaches the upstream unless
- * the hygiene stage let it through.
+ * The connections of one upstream: an undici pool for HTTP requests and a node:http agent for WebSocket upgrades
+ * (proxied by http-proxy). Shared by every Forwarder built from configs in which the upstream's settings are the
+ * same, so a reload neither drops warm keep-alive connections nor cuts requests in flight on them.
+ */
+class UpstreamConnections {
+  /** Forwarders still using these connections; the last one to close them closes the pool. */
+  private users = 1;
+  readonly pool: Pool;
+  readonly wsAgent: HttpAgent;
+  readonly origin: string;
+  /** The URL's path prefix without a trailing slash ('' for none), put before every forwarded path. */
+  readonly basePath: string;
+  /** http-proxy's target for upgrades. */
+  readonly wsTarget: { protocol: string; host: string; port: string; path: string };
+  /**
+   * TLS server name for the pool's connections. Set explicitly because undici would otherwise take it from the
+   * request's Host header, which is the client's (it is forwarded unchanged) and not the upstream's name.
+   */
+  readonly servername: string | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly config: UpstreamConfig,
+    readonly settings: string,
+    ca: Buffer | undefined,
+  ) {
+    const url = config.url;
+    const https = url.protocol === 'https:';
+    this.origin = url.origin;
+    this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+    this.servername = https ? (config.tls?.serverName ?? url.hostname) : undefined;
+    this.pool = new Pool(url.origin, {
+      // Unbounded like the node:http agent it replaces: one connection per concurrent request, kept alive.
+      connections: null,
+      // One request at a time per connection: pipelining would let a slow or failed request hold up (or, for
+      // non-idempotent ones, make ambiguous) the requests queued behind it.
+      pipelining: 1,
+      headersTimeout: config.timeoutMs,
+      bodyTimeout: config.timeoutMs,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: config.timeoutMs, ca, servername: this.servername },
+    });
+    // Upgraded sockets leave the agent and are never reused, so there is nothing to keep alive.
+    this.wsAgent = https ? new HttpsAgent({ keepAlive: false, ca, servername: this.servername }) : new HttpAgent({ keepAlive: false });
+    this.wsTarget = { protocol: url.protocol, host: url.hostname, port: url.port || (https ? '443' : '80'), path: this.basePath };
+  }
+
+  adopt(): this {
+    this.users += 1;
+    return this;
+  }
+
+  /** Graceful: requests already dispatched finish (undici's close() waits for them); no new ones are accepted. */
+  release(): void {
+    this.users -= 1;
+    if (this.users === 0) void this.pool.close();
+  }
+
+  /** Process shutdown: everything goes, in flight or not. */
+  destroy(): void {
+    void this.pool.destroy();
+    this.wsAgent.destroy();
+  }
+}
+
+/**
+ * Streams requests to upstreams: plain HTTP through undici's dispatcher API (the lowest-overhead one: no
+ * intermediate streams, the response is written straight to the ServerResponse), WebSocket upgrades through
+ * http-proxy. Request headers are replaced wholesale by the pipeline's sanitized set, so nothing the client sent
+ * reaches the upstream unless the hygiene stage let it through.
  */
 export class Forwarder {
-  private readonly upstreams = new Map<string, UpstreamTarget>();
+  private readonly upstreams = new Map<string, UpstreamConnections>();
   private readonly proxy: httpProxy;
 
-  constructor(upstreams: ReadonlyMap<string, UpstreamConfig>, private readonly metrics: Metrics) {
-    for (const [name, config] of upstreams) this.upstreams.set(name, buildTarget(config));
+  /** `previous`: the forwarder of the config being replaced; upstreams with unchanged settings keep its pools. */
+  constructor(upstreams: ReadonlyMap<string, UpstreamConfig>, private readonly metrics: Metrics, previous?: Forwarder) {
+    for (const [name, config] of upstreams) {
+      // Read once per config load: a reload re-reads the CA file, and a changed CA means a new pool.
+      const ca = config.tls?.caFile ? readFileSync(config.tls.caFile) : undefined;
+      const settings = JSON.stringify([config.url.href, config.timeoutMs, config.tls?.serverName, ca?.toString('base64')]);
+      const kept = previous?.upstreams.get(name);
+      this.upstreams.set(name, kept?.settings === settings ? kept.adopt() : new UpstreamConnections(name, config, settings, ca));
+    }
     this.proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true });
-    withoutDeleteLengthPass(this.proxy);
-    this.proxy.on('proxyReq', (proxyReq, req) => {
-      const state = (req as ForwardedRequest)[kForward];
-      if (!state) return;
-      proxyReq.setTimeout(state.upstream.config.timeoutMs, () => {
-        state.timedOut = true;
-        proxyReq.destroy();
-      });
-    });
-    this.proxy.on('proxyRes', (proxyRes, req) => {
-      const state = (req as ForwardedRequest)[kForward];
-      if (state) proxyRes.headers['x-request-id'] = state.requestId;
-      // Hop-by-hop: whether the client connection stays open is between the client and us (http-proxy then
-      // derives Connection from the client's own request headers).
-      delete proxyRes.headers.connection;
-      delete proxyRes.headers['keep-alive'];
-    });
   }
 
   /**
@@ -67,23 +110,26 @@ export class Forwarder {
     pathAndQuery: string,
     headers: OutgoingHttpHeaders,
     requestId: string,
-    onError: (error: GatewayError, failure: UpstreamFailure) => void,
+    onError: OnUpstreamError,
   ): void {
     const upstream = this.upstreams.get(upstreamName);
     if (!upstream) throw new Error(`unknown upstream ${upstreamName}`);
-    const state: ForwardState = { upstream, timedOut: false, requestId, onError };
-    (req as ForwardedRequest)[kForward] = state;
-    req.url = pathAndQuery;
-    // Node hands us the body de-chunked. Without an explicit framing header its client writes that body raw for
-    // GET, HEAD, DELETE and OPTIONS, where the upstream would parse it as a second, unchecked request.
-    if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
-    this.withUpstreamHeaders(req, headers, () =>
-      this.proxy.web(req, res, { target: upstream.target, agent: upstream.agent }, (err) => {
-        const failure = state.timedOut ? 'timeout' : classify(err);
-        this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
-        state.onError(failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway, failure);
-      }),
-    );
+    // Node's server has already answered `Expect: 100-continue` to the client, and undici refuses the header.
+    if (headers.expect !== undefined) delete headers.expect;
+    // Node hands us the body de-chunked; undici frames a stream of unknown length as chunked for every method,
+    // so a chunked GET/HEAD/DELETE/OPTIONS body reaches the upstream as that request's body and never as a
+    // second request. A request without framing headers has no body at all.
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const relay = new ResponseRelay(res, requestId, upstream.name, this.metrics, onError);
+    const options: DispatchOptionsWithServerName = {
+      origin: upstream.origin,
+      path: upstream.basePath + pathAndQuery,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: headers as Record<string, string | string[]>,
+      body: hasBody ? req : null,
+      servername: upstream.servername,
+    };
+    upstream.pool.dispatch(options, relay);
   }
 
   /** Forward a WebSocket upgrade that passed the pipeline. */
@@ -94,69 +140,126 @@ export class Forwarder {
     upstreamName: string,
     pathAndQuery: string,
     headers: OutgoingHttpHeaders,
-    onError: (error: GatewayError, failure: UpstreamFailure) => void,
+    onError: OnUpstreamError,
   ): void {
     const upstream = this.upstreams.get(upstreamName);
     if (!upstream) throw new Error(`unknown upstream ${upstreamName}`);
     req.url = pathAndQuery;
-    this.withUpstreamHeaders(req, headers, () =>
-      this.proxy.ws(req, socket, head, { target: upstream.target, agent: upstream.agent }, (err) => {
-        const failure = classify(err);
-        this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
-        onError(Errors.badGateway, failure);
-      }),
-    );
-  }
-
-  /**
-   * http-proxy copies `req.headers` into the upstream request synchronously inside web()/ws(), and later reads
-   * the client's own headers again to answer it (Connection). So the sanitized set is swapped in for exactly
-   * that call and the client's headers put back.
-   */
-  private withUpstreamHeaders(req: IncomingMessage, headers: OutgoingHttpHeaders, forward: () => void): void {
+    // http-proxy copies `req.headers` into the upstream request synchronously inside ws(), so the sanitized set
+    // is swapped in for exactly that call and the client's headers put back.
     const clientHeaders = req.headers;
     req.headers = headers as IncomingMessage['headers'];
     try {
-      forward();
+      this.proxy.ws(req, socket, head, { target: upstream.wsTarget, agent: upstream.wsAgent }, (err) => {
+        const failure = classify(err);
+        this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
+        onError(Errors.badGateway, failure);
+      });
     } finally {
       req.headers = clientHeaders;
     }
   }
 
+  /** After a reload: pools no newer forwarder adopted close once their requests in flight have finished. */
   close(): void {
-    for (const upstream of this.upstreams.values()) upstream.agent.destroy();
+    for (const upstream of this.upstreams.values()) upstream.release();
+    this.proxy.close();
+  }
+
+  /** At shutdown: every connection goes now. */
+  destroy(): void {
+    for (const upstream of this.upstreams.values()) upstream.destroy();
     this.proxy.close();
   }
 }
 
+/** undici's Request reads `servername` from the dispatch options; its type declarations omit it. */
+type DispatchOptionsWithServerName = Dispatcher.DispatchOptions & { servername: string | undefined };
+
+/** Response headers that describe the upstream connection, not the message (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
 /**
- * http-proxy's `deleteLength` pass turns a DELETE or OPTIONS without Content-Length into `Content-Length: 0` and
- * drops Transfer-Encoding, yet still streams the body after it: request smuggling. Framing is decided in web().
+ * undici's handler for one request (its dispatcher-native callback interface, so no adapter object is made per
+ * request): writes the upstream's status and headers to the client's response and streams the body with
+ * backpressure, aborts the upstream request when the client goes away, and maps failures to SPEC §7 answers.
  */
-function withoutDeleteLengthPass(proxy: httpProxy): void {
-  const passes = (proxy as unknown as { webPasses: Array<{ name: string }> }).webPasses;
-  const index = passes.findIndex((pass) => pass.name === 'deleteLength');
-  if (index >= 0) passes.splice(index, 1);
+class ResponseRelay implements Dispatcher.DispatchHandler {
+  private abort: ((err?: Error) => void) | undefined;
+  private resume: (() => void) | undefined;
+  /** The client connection closed before the response was complete. */
+  private clientGone = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly requestId: string,
+    private readonly upstream: string,
+    private readonly metrics: Metrics,
+    private readonly onUpstreamError: OnUpstreamError,
+  ) {
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      this.clientGone = true;
+      this.abort?.();
+    });
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.clientGone) abort();
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx: Node's server sends its own 100 Continue; other interim responses are not relayed.
+    if (statusCode < 200) return true;
+    const headers: string[] = [];
+    const connectionListed = connectionOptions(rawHeaders);
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = (rawHeaders[i] as Buffer).toString('latin1');
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || connectionListed?.has(lower) || lower === 'x-request-id') continue;
+      headers.push(name, (rawHeaders[i + 1] as Buffer).toString('latin1'));
+    }
+    headers.push('x-request-id', this.requestId);
+    this.res.writeHead(statusCode, statusText, headers);
+    this.resume = resume;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    // undici stops reading the upstream socket until resume(): the body never piles up in memory.
+    this.res.once('drain', this.resume as () => void);
+    return false;
+  }
+
+  onComplete(): void {
+    this.res.end();
+  }
+
+  onError(err: Error & { code?: string }): void {
+    // The client went away and we aborted: nobody is left to answer, and it is no upstream failure.
+    if (this.clientGone) return;
+    const failure = classify(err);
+    this.metrics.upstreamErrors.inc({ upstream: this.upstream, kind: failure });
+    // Before the response head this is a 502/504 the client can read; after it, sendError cuts the connection
+    // so a truncated body cannot pass for a complete one.
+    this.onUpstreamError(failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway, failure);
+  }
 }
 
-function buildTarget(config: UpstreamConfig): UpstreamTarget {
-  const url = config.url;
-  const https = url.protocol === 'https:';
-  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
-  const agent = https
-    ? new HttpsAgent({
-        ...agentOptions,
-        // Read once per config load; a reload re-reads the CA file.
-        ca: config.tls?.caFile ? readFileSync(config.tls.caFile) : undefined,
-        servername: config.tls?.serverName,
-      })
-    : new HttpAgent(agentOptions);
-  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-  return {
-    config,
-    agent,
-    target: { protocol: url.protocol, host: url.hostname, port: url.port || (https ? '443' : '80'), path },
-  };
+/** Lower-case names a response's Connection header lists as hop-by-hop; undefined when it lists none. */
+function connectionOptions(rawHeaders: Buffer[]): Set<string> | undefined {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as Buffer;
+    if (name.length !== 10 || name.toString('latin1').toLowerCase() !== 'connection') continue;
+    for (const option of (rawHeaders[i + 1] as Buffer).toString('latin1').split(',')) {
+      const trimmed = option.trim().toLowerCase();
+      if (trimmed !== '' && trimmed !== 'keep-alive' && trimmed !== 'close') (listed ??= new Set()).add(trimmed);
+    }
+  }
+  return listed;
 }
 
 function classify(err: Error & { code?: string }): UpstreamFailure {
@@ -169,10 +272,20 @@ function classify(err: Error & { code?: string }): UpstreamFailure {
       return 'refused';
     case 'ECONNRESET':
     case 'EPIPE':
+    case 'UND_ERR_SOCKET':
       return 'reset';
     case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
       return 'timeout';
     default:
-      return err.code?.startsWith('ERR_TLS') || err.code?.startsWith('CERT_') || err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ? 'tls' : 'other';
+      return err.code?.startsWith('ERR_TLS') ||
+        err.code?.startsWith('CERT_') ||
+        err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+        err.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+        err.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
+        ? 'tls'
+        : 'other';
   }
 }
