@@ -6,7 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
-import { accessLogger, createLogger, type Logger } from '../observability/log.js';
+import { AccessLog, createLogger, type Logger } from '../observability/log.js';
 import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -58,7 +58,7 @@ class Gateway implements RunningGateway {
   private draining = false;
   /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
   private readonly upgraded = new Set<Duplex>();
-  private readonly accessLog: Logger;
+  private readonly accessLog: AccessLog;
   /** Runtimes replaced by a reload whose grace period has not yet run out. */
   private readonly retiring = new Set<Runtime>();
   url = '';
@@ -70,7 +70,7 @@ class Gateway implements RunningGateway {
     private readonly metrics: Metrics,
     private readonly adminListen: ListenAddress | undefined,
   ) {
-    this.accessLog = accessLogger(logger);
+    this.accessLog = new AccessLog(logger);
     this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
   }
@@ -279,22 +279,19 @@ class Gateway implements RunningGateway {
     }
     if (!this.runtime.config.logging.accessLog) return;
     const identity = decision?.identity;
-    this.accessLog.info(
-      {
-        requestId: facts.requestId,
-        route,
-        method: facts.method,
-        path: decision?.path,
-        status,
-        decision: decision ? (decision.allow ? 'allow' : 'deny') : 'error',
-        reason: decision && !decision.allow ? decision.reason : undefined,
-        subject: identity?.subject,
-        issuer: identity?.issuer.name,
-        upstream: decision?.allow ? decision.route?.upstream : undefined,
-        ms: Math.round(ms * 1000) / 1000,
-      },
-      'request',
-    );
+    this.accessLog.write({
+      requestId: facts.requestId,
+      route,
+      method: facts.method,
+      path: decision?.path,
+      status,
+      decision: decision ? (decision.allow ? 'allow' : 'deny') : 'error',
+      reason: decision && !decision.allow ? decision.reason : undefined,
+      subject: identity?.subject,
+      issuer: identity?.issuer.name,
+      upstream: decision?.allow ? decision.route?.upstream : undefined,
+      ms: Math.round(ms * 1000) / 1000,
+    });
   }
 }
 

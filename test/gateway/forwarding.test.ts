@@ -77,7 +77,7 @@ function echo({ req, res }: Exchange): void {
   req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(Buffer.concat(chunks)));
 }
 
-function yaml(upstreamUrl: string, options: { timeout?: string; tls?: string } = {}): string {
+function yaml(upstreamUrl: string, options: { timeout?: string; tls?: string; accessLog?: boolean } = {}): string {
   return `
 version: 1
 server:
@@ -85,7 +85,7 @@ server:
   shutdown_grace: 1s
 admin:
   listen: 127.0.0.1:0
-logging: { level: info, access_log: false }
+logging: { level: info, access_log: ${options.accessLog ?? false} }
 upstreams:
   api: { url: ${upstreamUrl}, timeout: ${options.timeout ?? '10s'}${options.tls ? `, tls: ${options.tls}` : ''} }
 routes:
@@ -194,6 +194,32 @@ describe('response headers', () => {
     expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     // The client asked to close (rawRequest sends Connection: close); that is between it and the gateway.
     expect(res.headers.connection).toBe('close');
+  });
+});
+
+describe('access log', () => {
+  it('writes one JSON line per forwarded request in pino’s format, with the request’s fields', async () => {
+    const upstream = await startUpstream(echo);
+    const gw = await gateway(yaml(upstream.url, { accessLog: true }));
+    const res = await rawRequest(gw.port, { target: '/a/./b//c?q="quoted"' });
+    expect(res.status).toBe(200);
+    await expect.poll(() => gw.logs.filter((line) => line.includes('"msg":"request"'))).toHaveLength(1);
+    const line = JSON.parse(gw.logs.find((l) => l.includes('"msg":"request"')) as string) as Record<string, unknown>;
+    expect(line).toEqual({
+      level: 30,
+      time: expect.any(Number),
+      service: 'authgate',
+      pid: process.pid,
+      requestId: res.headers['x-request-id'],
+      route: 'public',
+      method: 'GET',
+      path: '/a/b/c',
+      status: 200,
+      decision: 'allow',
+      upstream: 'api',
+      ms: expect.any(Number),
+      msg: 'request',
+    });
   });
 });
 
