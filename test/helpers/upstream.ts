@@ -19,13 +19,33 @@ export interface RecordingUpstream {
   close(): Promise<void>;
 }
 
+/** Holds responses back until the test calls `release()`: requests stay in flight exactly as long as a test needs. */
+export interface Latch {
+  readonly released: Promise<void>;
+  release(): void;
+}
+
+export function createLatch(): Latch {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return { released, release };
+}
+
+export interface UpstreamAnswer {
+  readonly status?: number;
+  readonly body?: string;
+  readonly delayMs?: number;
+  /** Answer only once this latch is released (the request is recorded at once). */
+  readonly holdUntil?: Latch;
+}
+
 /**
  * A real upstream on loopback that records every request it receives and echoes it back as JSON.
  * WebSocket upgrades are accepted with a proper handshake and then echo raw bytes.
  */
-export async function startRecordingUpstream(
-  handler?: (req: SeenRequest) => { status?: number; body?: string; delayMs?: number } | undefined,
-): Promise<RecordingUpstream> {
+export async function startRecordingUpstream(handler?: (req: SeenRequest) => UpstreamAnswer | undefined): Promise<RecordingUpstream> {
   const seen: SeenRequest[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -45,7 +65,8 @@ export async function startRecordingUpstream(
         res.writeHead(custom?.status ?? 200, { 'content-type': 'application/json' });
         res.end(custom?.body ?? JSON.stringify({ method: record.method, url: record.url, headers: record.headers }));
       };
-      if (custom?.delayMs) setTimeout(respond, custom.delayMs);
+      if (custom?.holdUntil) void custom.holdUntil.released.then(respond);
+      else if (custom?.delayMs) setTimeout(respond, custom.delayMs);
       else respond();
     });
   });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startIdp, type Idp } from '../helpers/idp.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { createLatch, startRecordingUpstream, type Latch, type RecordingUpstream } from '../helpers/upstream.js';
 import { startAuthgate, type AuthgateProcess } from './process.js';
 
 /** SPEC §12 in a real `authgate start` process: hot reload (file change, SIGHUP) and draining on SIGTERM. */
@@ -13,12 +13,18 @@ let idpA: Idp;
 let idpB: Idp;
 let upstream: RecordingUpstream;
 let running: AuthgateProcess | undefined;
+/** While set, the upstream holds `/slow` requests in flight until the test releases it. */
+let slowRequests: Latch | undefined;
 
 beforeAll(async () => {
   [idpA, idpB] = await Promise.all([startIdp({ keys: ['rsa'] }), startIdp({ keys: ['rsa'] })]);
-  upstream = await startRecordingUpstream((seen) => (seen.url.startsWith('/slow') ? { delayMs: 1_500 } : undefined));
+  upstream = await startRecordingUpstream((seen) =>
+    seen.url.startsWith('/slow') && slowRequests !== undefined ? { holdUntil: slowRequests } : undefined,
+  );
 });
 afterEach(async () => {
+  slowRequests?.release();
+  slowRequests = undefined;
   await running?.kill();
   running = undefined;
 });
@@ -122,12 +128,14 @@ describe('hot reload', () => {
 
     // A request in flight on the old config finishes on it, after the new one took over.
     const seenBefore = upstream.seen.length;
+    slowRequests = createLatch();
     const inFlight = get(gw.url, '/slow');
     await expect.poll(() => upstream.seen.length).toBe(seenBefore + 1);
 
     // ConfigMap-style update: the route changes, issuer a's audience (not its key settings), issuer b's key settings.
     await volume.swap(configYaml({ route: '/two', audienceA: 'https://new.test', jwksMaxAgeB: '5m' }));
     await gw.waitForLog((line) => line.msg === 'configuration reloaded');
+    slowRequests.release();
     expect(await inFlight).toBe(200);
     expect(await get(gw.url, '/slow')).toBe(404);
     expect(await get(gw.url, '/two')).toBe(200);
@@ -160,6 +168,7 @@ describe('shutdown', () => {
     expect((await fetch(`${gw.adminUrl}/readyz`)).status).toBe(200);
 
     const seenBefore = upstream.seen.length;
+    slowRequests = createLatch();
     const inFlight = Array.from({ length: 20 }, (_, i) => get(gw.url, `/slow?n=${i}`));
     await expect.poll(() => upstream.seen.length, { timeout: 5_000 }).toBe(seenBefore + 20);
 
@@ -170,6 +179,9 @@ describe('shutdown', () => {
     expect(await readiness.json()).toMatchObject({ checks: { config: 'draining' } });
     await expect(get(gw.url, '/slow')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
 
+    // Still running while its 20 requests are held upstream; it exits only after they have been answered.
+    expect(gw.child.exitCode).toBe(null);
+    slowRequests.release();
     expect(await Promise.all(inFlight)).toEqual(Array.from({ length: 20 }, () => 200));
     expect(await gw.exited).toBe(0);
   });
