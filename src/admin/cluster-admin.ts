@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { AdminConfig } from '../config/types.js';
+import { Errors, sendError, writeJson } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
-import { sendJson } from './respond.js';
 import type { AdminServer } from './server.js';
 
 export interface ClusterAdminDeps {
@@ -28,8 +29,8 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
   const aggregator = new AggregatorRegistry();
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
-    if (path === '/readyz') return void readiness(deps).then(({ ready, body }) => sendJson(res, ready ? 200 : 503, body));
+    if (path === '/healthz') return writeJson(res, 200, { status: 'ok' });
+    if (path === '/readyz') return void readiness(deps).then(({ ready, body }) => writeJson(res, ready ? 200 : 503, body));
     if (path === '/metrics') {
       aggregator.clusterMetrics().then(
         (text) => {
@@ -38,13 +39,13 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
         },
         (err: unknown) => {
           deps.logger.error({ err }, 'cluster metrics collection failed');
-          sendJson(res, 500, { error: 'server_error' });
+          sendError(res, Errors.internalError, randomUUID());
         },
       );
       return;
     }
     if (path === '/revocations' || path.startsWith('/revocations/')) return relay(req, res, deps);
-    sendJson(res, 404, { error: 'not_found', error_description: 'No such admin endpoint' });
+    sendError(res, Errors.adminNotFound, randomUUID());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -96,7 +97,7 @@ async function workerReadiness(url: string): Promise<WorkerReadiness> {
 
 function relay(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps): void {
   const target = deps.workerAdminUrls()[0];
-  if (target === undefined) return sendJson(res, 503, { error: 'service_unavailable', error_description: 'No worker is up' });
+  if (target === undefined) return sendError(res, Errors.noWorker, randomUUID());
   const upstream = request(`${target}${req.url ?? '/'}`, { method: req.method, headers: req.headers, timeout: WORKER_TIMEOUT_MS }, (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
@@ -104,8 +105,7 @@ function relay(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps
   upstream.on('timeout', () => upstream.destroy(new Error('worker admin timed out')));
   upstream.on('error', (err) => {
     deps.logger.warn({ err }, 'relaying an admin request to a worker failed');
-    if (!res.headersSent) sendJson(res, 502, { error: 'bad_gateway', error_description: 'The worker did not answer' });
-    else res.destroy();
+    sendError(res, Errors.workerUnreachable, randomUUID());
   });
   req.pipe(upstream);
 }

@@ -1,9 +1,8 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendError, type GatewayError } from '../gateway/errors.js';
+import { Errors, sendError, writeJson, type GatewayError } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Store } from '../store/types.js';
-import { sendJson } from './respond.js';
 
 /** Revocation requests are a few hundred bytes; anything near this is not one. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -24,12 +23,6 @@ const Refusals = {
   },
   badPath: { status: 400, code: 'invalid_request', description: 'The token identifier in the path is invalid' },
   tooLarge: { status: 413, code: 'payload_too_large', description: 'The body is larger than 16 KiB' },
-  storeUnavailable: {
-    status: 503,
-    code: 'service_unavailable',
-    description: 'The shared store is unreachable; the revocation holds on this instance and is replicated when it is back',
-    headers: { 'retry-after': '5' },
-  },
 } as const satisfies Record<string, GatewayError>;
 
 function methodNotAllowed(methods: readonly string[]): { methods: readonly string[]; refusal: GatewayError } {
@@ -120,10 +113,10 @@ export function createRevocationApi(deps: {
       else await store.revocations.revokeSubject(revocation.subject, revocation.before, revocation.issuer);
     } catch (error) {
       logger.error({ requestId, revocation, error: (error as Error).message }, 'admin: revocation not replicated');
-      return sendError(res, Refusals.storeUnavailable, requestId);
+      return sendError(res, Errors.storeUnavailable, requestId);
     }
     logger.info({ requestId, revocation }, 'admin: revoked');
-    sendJson(res, 201, { revoked: { ...revocation, issuer: revocation.issuer ?? null } }, requestId);
+    writeJson(res, 201, { revoked: { ...revocation, issuer: revocation.issuer ?? null } }, { 'x-request-id': requestId });
   }
 
   function handleGetJti(req: IncomingMessage, res: ServerResponse, requestId: string, url: URL): void {
@@ -137,7 +130,7 @@ export function createRevocationApi(deps: {
     const issuer = url.searchParams.get('issuer') ?? undefined;
     if (!isId(jti) || (issuer !== undefined && !isId(issuer))) return sendError(res, Refusals.badPath, requestId);
     if (!store.revocations.isJtiRevoked(jti, issuer)) return sendError(res, Refusals.notRevoked, requestId);
-    sendJson(res, 200, { jti, issuer: issuer ?? null, revoked: true }, requestId);
+    writeJson(res, 200, { jti, issuer: issuer ?? null, revoked: true }, { 'x-request-id': requestId });
   }
 
   return (req, res) => {
@@ -151,7 +144,7 @@ export function createRevocationApi(deps: {
     if (jtiLookup) return handleGetJti(req, res, requestId, url);
     handlePost(req, res, requestId).catch((error: unknown) => {
       logger.error({ requestId, error: (error as Error).message }, 'admin: revocation request failed');
-      if (!res.headersSent) sendError(res, { status: 500, code: 'server_error', description: 'Internal error' }, requestId);
+      sendError(res, Errors.internalError, requestId);
     });
   };
 }

@@ -1,11 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../config/types.js';
+import { Errors, sendError, writeJson } from '../gateway/errors.js';
 import type { Runtime } from '../gateway/runtime.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';
-import { sendJson } from './respond.js';
 import { createRevocationApi } from './revocations.js';
 
 export interface AdminServer {
@@ -67,10 +68,10 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
   let revocationToken: string | undefined;
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/healthz') return writeJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const report = readinessReport(deps.readiness());
-      return sendJson(res, report.status === 'ready' ? 200 : 503, report);
+      return writeJson(res, report.status === 'ready' ? 200 : 503, report);
     }
     if (path === '/metrics') {
       deps.metrics.registry.metrics().then(
@@ -80,7 +81,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
         },
         (err: unknown) => {
           deps.logger.error({ err }, 'metrics collection failed');
-          sendJson(res, 500, { error: 'server_error' });
+          sendError(res, Errors.internalError, randomUUID());
         },
       );
       return;
@@ -96,7 +97,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
       }
       return revocations?.(req, res);
     }
-    sendJson(res, 404, { error: 'not_found', error_description: 'No such admin endpoint' });
+    sendError(res, Errors.adminNotFound, randomUUID());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -29,6 +29,20 @@ export const Errors = {
   badGateway: { status: 502, code: 'bad_gateway', description: 'The upstream could not be reached' },
   gatewayTimeout: { status: 504, code: 'gateway_timeout', description: 'The upstream did not answer in time' },
   unavailable: { status: 503, code: 'service_unavailable', description: 'The gateway is not ready', headers: { 'retry-after': '5' } },
+  /** A revocation (logout or admin API) was kept locally but could not be written to Redis. */
+  storeUnavailable: {
+    status: 503,
+    code: 'service_unavailable',
+    description: 'The shared store is unreachable; the revocation holds on this instance and is replicated when it is back',
+    headers: { 'retry-after': '5' },
+  },
+  forwardAuthForbidden: { status: 403, code: 'forbidden', description: 'Forward-auth requests are accepted only from trusted proxies' },
+  corsRefused: { status: 403, code: 'cors_forbidden', description: 'This cross-origin request is not allowed' },
+  internalError: { status: 500, code: 'server_error', description: 'The gateway failed to handle the request' },
+  adminNotFound: { status: 404, code: 'not_found', description: 'No such admin endpoint' },
+  /** The cluster primary's admin listener has no worker to relay a revocation request to. */
+  noWorker: { status: 503, code: 'service_unavailable', description: 'No worker is up', headers: { 'retry-after': '5' } },
+  workerUnreachable: { status: 502, code: 'bad_gateway', description: 'The worker did not answer' },
 } as const satisfies Record<string, GatewayError>;
 
 /** 401 without an error code: the client sent no credentials (RFC 6750 §3.1). */
@@ -72,7 +86,7 @@ export function keysUnavailable(description: string): GatewayError {
   return { status: 503, code: 'service_unavailable', description, headers: { 'retry-after': '5' } };
 }
 
-export function errorBody(error: GatewayError, requestId: string): string {
+function errorBody(error: GatewayError, requestId: string): string {
   return JSON.stringify({ error: error.code, error_description: error.description, request_id: requestId });
 }
 
@@ -85,14 +99,27 @@ export const SECURITY_HEADERS: Readonly<OutgoingHttpHeaders> = Object.freeze({
   'referrer-policy': 'no-referrer',
 });
 
-function errorHeaders(error: GatewayError, body: string, requestId: string): OutgoingHttpHeaders {
+function jsonHeaders(text: string, extraHeaders: OutgoingHttpHeaders | undefined): OutgoingHttpHeaders {
   return {
-    ...error.headers,
+    ...extraHeaders,
     'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
+    'content-length': Buffer.byteLength(text),
     ...SECURITY_HEADERS,
-    'x-request-id': requestId,
   };
+}
+
+/** Every JSON answer authgate makes itself (errors, readiness, the admin API) goes out through here. */
+export function writeJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: OutgoingHttpHeaders): void {
+  writeJsonText(res, status, JSON.stringify(body), extraHeaders);
+}
+
+function writeJsonText(res: ServerResponse, status: number, text: string, extraHeaders: OutgoingHttpHeaders | undefined): void {
+  res.writeHead(status, jsonHeaders(text, extraHeaders));
+  res.end(text);
+}
+
+function errorHeaders(error: GatewayError, requestId: string): OutgoingHttpHeaders {
+  return { ...error.headers, 'x-request-id': requestId };
 }
 
 export function sendError(res: ServerResponse, error: GatewayError, requestId: string): void {
@@ -100,9 +127,7 @@ export function sendError(res: ServerResponse, error: GatewayError, requestId: s
     res.destroy();
     return;
   }
-  const body = errorBody(error, requestId);
-  res.writeHead(error.status, errorHeaders(error, body, requestId));
-  res.end(body);
+  writeJsonText(res, error.status, errorBody(error, requestId), errorHeaders(error, requestId));
 }
 
 /** The same response written on a raw socket, for refused WebSocket upgrades (no `ServerResponse` there). */
@@ -112,7 +137,7 @@ export function sendErrorOnSocket(socket: Duplex, error: GatewayError, requestId
     return;
   }
   const body = errorBody(error, requestId);
-  const headers = errorHeaders(error, body, requestId);
+  const headers = jsonHeaders(body, errorHeaders(error, requestId));
   let head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (value !== undefined) head += `${name}: ${String(value)}\r\n`;

@@ -162,3 +162,38 @@ describe('metrics', () => {
     expect(text).not.toContain('user-1');
   });
 });
+
+describe('admin answers', () => {
+  /** The headers of every response authgate writes itself, on the admin listener as on the gateway's. */
+  const SECURITY_HEADERS = {
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+    'referrer-policy': 'no-referrer',
+  };
+  const SPEC_ERROR = { error: expect.any(String), error_description: expect.any(String), request_id: expect.any(String) };
+  let idp: Idp;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    idp = await startIdp({ keys: ['rsa'] });
+    gw = await startTestGateway(yaml(idp, upstream));
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await idp?.close();
+  });
+
+  it.each([
+    { path: '/healthz', status: 200, body: { status: 'ok' } },
+    { path: '/readyz', status: 200, body: expect.objectContaining({ status: 'ready' }) },
+    { path: '/nowhere', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
+    { path: '/revocations/jti/unknown', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
+    { path: '/revocations/elsewhere', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
+  ])('GET $path → $status, JSON with every security header', async ({ path, status, body }) => {
+    const res = await fetch(`${gw.adminUrl}${path}`);
+    expect(res.status).toBe(status);
+    expect(Object.fromEntries(res.headers)).toMatchObject({ 'content-type': 'application/json', ...SECURITY_HEADERS });
+    expect(await res.json()).toEqual(body);
+  });
+});

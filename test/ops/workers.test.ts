@@ -66,6 +66,9 @@ routes:
   await expect.poll(() => listening().length).toBe(2);
   await expect.poll(async () => (await fetch(`${adminUrl}/readyz`)).status, { timeout: 10_000 }).toBe(200);
   expect(await (await fetch(`${adminUrl}/readyz`)).json()).toMatchObject({ checks: { workers: { expected: 2, ready: 2 } } });
+  const unknownEndpoint = await fetch(`${adminUrl}/nowhere`);
+  expect(unknownEndpoint.status).toBe(404);
+  expect(await unknownEndpoint.json()).toEqual({ error: 'not_found', error_description: 'No such admin endpoint', request_id: expect.any(String) });
 
   const workers = listening().map((line) => ({ pid: Number(line.pid), url: String(line.url), admin: String(line.admin) }));
   expect(new Set(workers.map((worker) => worker.url)).size).toBe(1);
