@@ -1,6 +1,6 @@
 import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
-import { parseCidr } from './cidr.js';
+import { parseCidr } from '../routing/client-ip.js';
 import { existingFile } from './files.js';
 import type { Named, Reader, Slot } from './reader.js';
 import { didYouMean } from './suggest.js';
@@ -69,7 +69,7 @@ export function readServer(r: Reader, slot: Slot, baseDir: string): ServerConfig
     trustedProxies: r.items(s.slot('trusted_proxies'), (item) => {
       const text = r.string(item);
       if (text === undefined) return undefined;
-      return parseCidr(text) ?? r.problem(item, `"${text}" is not an IP address or CIDR range`);
+      return parseCidr(text) === undefined ? r.problem(item, `"${text}" is not an IP address or CIDR range`) : text;
     }) ?? [],
     allowedHosts: r.items(s.slot('allowed_hosts'), (item) => readHostPattern(r, item)),
     pathCase: r.oneOf(s.slot('path_case'), ['sensitive', 'insensitive'] as const) ?? 'sensitive',

@@ -10,14 +10,15 @@ export interface TrustedProxies {
 }
 
 const V4_MAPPED_PREFIX = '::ffff:';
-const PREFIX_LENGTH = /^\d{1,3}$/;
+/** Decimal without leading zeros: `/08` is refused rather than read as 8 (or, by some tools, as octal). */
+const PREFIX_LENGTH = /^(0|[1-9]\d{0,2})$/;
 
 /**
  * Every address and range is held as 128 bits (four 32-bit words), IPv4 as its IPv4-mapped IPv6 form, so one
  * comparison covers `10.0.0.1`, `::ffff:10.0.0.1`, `10.0.0.0/8` and `::ffff:10.0.0.0/104` alike.
  * (node:net BlockList does the same but costs about a microsecond per check; this runs several times a request.)
  */
-interface AddressRange {
+export interface AddressRange {
   readonly network: Uint32Array;
   readonly mask: Uint32Array;
 }
@@ -26,18 +27,31 @@ interface AddressRange {
 const scratchGroups = new Uint16Array(8);
 const scratchWords = new Uint32Array(4);
 
+/**
+ * An IPv4 or IPv6 `address/length` as a range, a bare address as /32 or /128; undefined when it is neither. The
+ * config validator uses it too, so `check` accepts exactly what the gateway can compile. Zone ids (`fe80::1%eth0`)
+ * are refused: a peer address never carries one when compared.
+ */
+export function parseCidr(text: string): AddressRange | undefined {
+  const slash = text.indexOf('/');
+  const address = slash === -1 ? text : text.slice(0, slash);
+  if (address.includes('%')) return undefined;
+  const words = parseAddress(address, new Uint32Array(4));
+  if (words === undefined) return undefined;
+  const maxPrefix = isIP(address) === 4 ? 32 : 128;
+  const prefixText = slash === -1 ? undefined : text.slice(slash + 1);
+  const prefix = prefixText === undefined ? maxPrefix : PREFIX_LENGTH.test(prefixText) ? Number(prefixText) : Number.NaN;
+  if (!(prefix <= maxPrefix)) return undefined;
+  // An IPv4 prefix counts from bit 96 of its IPv4-mapped form.
+  const mask = prefixMask(prefix + (128 - maxPrefix));
+  return { network: words.map((word, index) => (word & (mask[index] as number)) >>> 0), mask };
+}
+
 export function compileTrustedProxies(cidrs: readonly string[]): TrustedProxies {
   const ranges: AddressRange[] = cidrs.map((cidr) => {
-    const [address = '', prefixText, extra] = cidr.split('/');
-    const words = parseAddress(address, new Uint32Array(4));
-    const maxPrefix = isIP(address) === 4 ? 32 : 128;
-    const prefix = prefixText === undefined ? maxPrefix : PREFIX_LENGTH.test(prefixText) ? Number(prefixText) : Number.NaN;
-    if (words === undefined || !(prefix <= maxPrefix) || extra !== undefined) {
-      throw new Error(`trusted proxy "${cidr}" is not an IP address or CIDR`);
-    }
-    // An IPv4 prefix counts from bit 96 of its IPv4-mapped form.
-    const mask = prefixMask(prefix + (128 - maxPrefix));
-    return { network: words.map((word, index) => (word & (mask[index] as number)) >>> 0), mask };
+    const range = parseCidr(cidr);
+    if (range === undefined) throw new Error(`trusted proxy "${cidr}" is not an IP address or CIDR`);
+    return range;
   });
   return {
     isTrusted(ip) {

@@ -1,8 +1,40 @@
 import { BlockList, isIP } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, compileTrustedProxies, resolveClientIp } from '../../src/routing/client-ip.js';
+import { canonicalIp, compileTrustedProxies, parseCidr, resolveClientIp } from '../../src/routing/client-ip.js';
 
 const trusted = compileTrustedProxies(['127.0.0.1/32', '10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
+
+/** The one CIDR parser: `check` (config/sections.ts) accepts exactly what the gateway compiles. */
+describe('parseCidr', () => {
+  it.each([
+    ['10.0.0.0/8', '10.255.0.1'],
+    ['127.0.0.1', '127.0.0.1'],
+    ['0.0.0.0/0', '8.8.8.8'],
+    ['192.168.1.0/32', '192.168.1.0'],
+    ['::1', '::1'],
+    ['fd00::/8', 'fdff::1'],
+    ['2001:db8::/128', '2001:db8::'],
+  ])('accepts %j (a range holding %s)', (cidr, inside) => {
+    expect(parseCidr(cidr)).toBeDefined();
+    expect(compileTrustedProxies([cidr]).isTrusted(inside)).toBe(true);
+  });
+
+  it.each([
+    '10.0.0.0/33',
+    'fd00::/129',
+    '10.0.0.0/',
+    '10.0.0.0/08',
+    '10.0.0.0/-1',
+    '10.0.0.256',
+    '10.0.0',
+    'fe80::1%eth0',
+    'fe80::%eth0/64',
+    'localhost',
+    '10.0.0.0/8/8',
+  ])('refuses %j', (cidr) => {
+    expect(parseCidr(cidr)).toBeUndefined();
+  });
+});
 
 describe('compileTrustedProxies', () => {
   it.each([
