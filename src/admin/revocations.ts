@@ -1,5 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bearerToken } from '../auth/extract.js';
 import { Errors, sendError, writeJson, type GatewayError } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Store } from '../store/types.js';
@@ -86,7 +87,8 @@ export function createRevocationApi(deps: {
 
   function authorized(req: IncomingMessage): boolean {
     if (tokenDigest === undefined) return false;
-    const presented = bearerToken(req.headers.authorization);
+    const header = req.headers.authorization;
+    const presented = header === undefined ? undefined : bearerToken(header);
     return presented !== undefined && timingSafeEqual(sha256(presented), tokenDigest);
   }
 
@@ -151,15 +153,6 @@ export function createRevocationApi(deps: {
 
 function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
-}
-
-/** RFC 6750 §2.1: scheme case-insensitive, one or more spaces, the token, nothing after it. */
-function bearerToken(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const space = header.indexOf(' ');
-  if (space < 0 || header.slice(0, space).toLowerCase() !== 'bearer') return undefined;
-  const token = header.slice(space).trimStart();
-  return token === '' || token.includes(' ') ? undefined : token;
 }
 
 /** The body as text, or 'too_large' as soon as it passes MAX_BODY_BYTES (the rest is not read). */

@@ -47,12 +47,22 @@ type Found =
   | { readonly kind: 'token'; readonly token: string }
   | { readonly kind: 'invalid_request'; readonly reason: string };
 
+/** The token of RFC 6750 §2.1 `Bearer` credentials; undefined for another scheme or bad syntax. */
+export function bearerToken(authorization: string): string | undefined {
+  return BEARER_CREDENTIALS.exec(authorization)?.[1];
+}
+
+/** RFC 6750 b64token: the characters a bearer token may consist of. */
+export function isB64token(text: string): boolean {
+  return BARE_TOKEN.test(text);
+}
+
 /** RFC 6750 §2.1 credentials. A scheme other than Bearer means "no token here". */
 function fromAuthorization(value: string): Found {
   if (!BEARER_SCHEME.test(value)) return NONE;
-  const match = BEARER_CREDENTIALS.exec(value);
-  if (match === null) return invalid('malformed_bearer');
-  return { kind: 'token', token: match[1] as string };
+  const token = bearerToken(value);
+  if (token === undefined) return invalid('malformed_bearer');
+  return { kind: 'token', token };
 }
 
 /** A custom header carries the token itself, without a scheme (Envoy `from_headers` without a prefix). */

@@ -1,5 +1,6 @@
 import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
+import { isB64token } from '../auth/extract.js';
 import { parseCidr } from '../routing/client-ip.js';
 import { existingFile } from './files.js';
 import type { Named, Reader, Slot } from './reader.js';
@@ -129,7 +130,12 @@ export function readAdmin(r: Reader, slot: Slot, server: ServerConfig): AdminCon
     listen.port === server.listen.port &&
     (listen.host === server.listen.host || [listen.host, server.listen.host].some(isWildcardAddress));
   if (overlaps) r.problem(s.slot('listen'), 'must not share the address of server.listen');
-  return { listen, token: r.optionalString(s.slot('token')) ?? '' };
+  const token = r.optionalString(s.slot('token')) ?? '';
+  // The admin API reads it from `Authorization: Bearer …`, which carries only b64token characters (RFC 6750 §2.1).
+  if (token !== '' && !isB64token(token)) {
+    r.problem(s.slot('token'), 'must consist of letters, digits and - . _ ~ + / (then =), as a Bearer token does');
+  }
+  return { listen, token };
 }
 
 function isWildcardAddress(host: string): boolean {

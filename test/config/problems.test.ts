@@ -208,6 +208,11 @@ ${ISSUER}${UPSTREAM}routes:
       ],
     },
     {
+      case: 'an admin token that cannot travel in a Bearer header',
+      yaml: `version: 1\nadmin: { token: "pass word!" }\n${ISSUER}${UPSTREAM}${ROUTE}`,
+      expected: ['gw.yaml:2:17: admin.token: must consist of letters, digits and - . _ ~ + / (then =), as a Bearer token does'],
+    },
+    {
       case: 'identity and rate limit values',
       yaml: `version: 1\n${ISSUER}${UPSTREAM}${ROUTE}identity:
   headers:
