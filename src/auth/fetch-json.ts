@@ -24,7 +24,6 @@ export class FetchError extends Error {
 
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json(?:\s*;|$)/i;
 const MAX_AGE = /(?:^|[\s,])max-age\s*=\s*"?(\d+)"?/i;
-const LOOPBACK_IPV4 = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
@@ -69,18 +68,4 @@ export async function fetchJson(url: string, limits: FetchLimits): Promise<Fetch
     if (error instanceof FetchError) throw error;
     throw new FetchError(signal.aborted ? `timed out after ${limits.timeoutMs} ms` : `read failed: ${(error as Error).message}`);
   }
-}
-
-/** JWKS URLs must be https; plain http is tolerated on loopback only (local IdPs, tests). */
-export function isAcceptableKeyUrl(text: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return false;
-  }
-  if (url.protocol === 'https:') return true;
-  if (url.protocol !== 'http:') return false;
-  const host = url.hostname;
-  return host === 'localhost' || host === '[::1]' || LOOPBACK_IPV4.test(host);
 }

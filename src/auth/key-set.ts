@@ -2,9 +2,10 @@ import type { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
 import type { IssuerConfig } from '../config/types.js';
+import { parseKeyServerUrl } from '../config/values.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { fetchJson, isAcceptableKeyUrl, type FetchLimits } from './fetch-json.js';
+import { fetchJson, type FetchLimits } from './fetch-json.js';
 import type { IssuerStatus } from './types.js';
 
 /**
@@ -303,21 +304,21 @@ export class IssuerKeySet {
     return { index, fingerprint, maxAgeMs };
   }
 
-  /** OIDC discovery (`{issuer}/.well-known/openid-configuration`); the document must name this very issuer. */
+  /**
+   * OIDC discovery (`{issuer}/.well-known/openid-configuration`); the document must name this very issuer, and its
+   * jwks_uri must pass the same rule as a configured one (a configured jwks_uri was checked by the config loader).
+   */
   private async resolveJwksUri(): Promise<string> {
-    if (this.jwksUri !== undefined) {
-      if (!isAcceptableKeyUrl(this.jwksUri)) throw new Error('jwks_uri is not https');
-      return this.jwksUri;
-    }
+    if (this.jwksUri !== undefined) return this.jwksUri;
     const issuer = this.issuer.issuer;
     const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     const { body } = await fetchJson(url, this.deps.fetchLimits);
     if (!isObject(body)) throw new Error('discovery document is not an object');
     if (body.issuer !== issuer) throw new Error('discovery document names another issuer');
-    if (typeof body.jwks_uri !== 'string' || !isAcceptableKeyUrl(body.jwks_uri)) {
-      throw new Error('discovery jwks_uri missing or not https');
-    }
-    this.jwksUri = body.jwks_uri;
-    return body.jwks_uri;
+    if (typeof body.jwks_uri !== 'string') throw new Error('discovery jwks_uri missing');
+    const jwksUri = parseKeyServerUrl(body.jwks_uri);
+    if (typeof jwksUri === 'string') throw new Error(`discovery jwks_uri ${jwksUri}`);
+    this.jwksUri = jwksUri.href;
+    return this.jwksUri;
   }
 }

@@ -192,10 +192,17 @@ describe('JWKS lifecycle', () => {
     expect(await counter(metrics.jwksRefresh, { issuer: 'idp', result: 'error' })).toBeGreaterThanOrEqual(1);
   });
 
-  it('a discovery document pointing at plain http off loopback, or naming another issuer, is refused', async () => {
-    const offLoopback = await harness({ idp: { discoveryJwksUri: 'http://keys.example.com/jwks.json' }, issuer: { keys: { kind: 'discovery' } } });
-    expect(offLoopback.auth.issuerStatus().get('idp')?.error).toBe('discovery jwks_uri missing or not https');
-    expect(offLoopback.idp.jwksFetches).toBe(0);
+  it.each([
+    ['plain http off loopback', 'http://keys.example.com/jwks.json', 'discovery jwks_uri must be an https URL (plain http only to 127.0.0.1, [::1] or localhost)'],
+    ['credentials', 'https://user:secret@keys.example.com/jwks.json', 'discovery jwks_uri must not contain credentials'],
+    ['not a URL', 'keys.example.com/jwks.json', 'discovery jwks_uri "keys.example.com/jwks.json" is not a URL'],
+  ])('a discovery document whose jwks_uri has %s is refused as a configured one would be', async (_case, discoveryJwksUri, error) => {
+    const { auth, idp } = await harness({ idp: { discoveryJwksUri }, issuer: { keys: { kind: 'discovery' } } });
+    expect(auth.issuerStatus().get('idp')?.error).toBe(error);
+    expect(idp.jwksFetches).toBe(0);
+  });
+
+  it('a discovery document naming another issuer is refused', async () => {
     const idp = await startIdp();
     cleanups.push(() => idp.close());
     const auth = new Authenticator(
