@@ -197,6 +197,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly metrics: Metrics,
     private readonly onUpstreamError: OnUpstreamError,
   ) {
+    // The client may have left while the pipeline was deciding: then there is nothing to forward for.
+    this.clientGone = res.destroyed;
     res.once('close', () => {
       if (res.writableFinished) return;
       this.clientGone = true;
