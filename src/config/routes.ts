@@ -83,12 +83,9 @@ function readMatch(r: Reader, slot: Slot, server: ServerConfig): RouteConfig['ma
 function readPathPattern(r: Reader, slot: Slot, server: ServerConfig): string | undefined {
   const path = r.string(slot);
   if (path === undefined) return undefined;
-  let segments: readonly (string | undefined)[];
-  try {
-    segments = parsePathPattern(path, server.pathCase).segments;
-  } catch (error) {
-    return r.problem(slot, (error as Error).message);
-  }
+  const pattern = parsePathPattern(path, server.pathCase);
+  if (typeof pattern === 'string') return r.problem(slot, pattern);
+  const { segments } = pattern;
   const reserved = server.reservedPrefix.slice(1).split('/');
   const fold = (text: string): string => (server.pathCase === 'insensitive' ? text.toLowerCase() : text);
   if (reserved.every((segment, i) => segments[i] !== undefined && segments[i] === fold(segment))) {

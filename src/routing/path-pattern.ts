@@ -13,36 +13,27 @@ export interface PathPattern {
 
 const NAMED_SEGMENT = /^\{[^{}]+\}$/;
 
-/** Why `pattern` is not a usable path pattern, or undefined. For the config validator as well as the compiler. */
-export function pathPatternProblem(pattern: string): string | undefined {
-  try {
-    parsePathPattern(pattern, 'sensitive');
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
-
 /**
  * Literal parts go through the same normalization as request paths (so `/%61dmin` means `/admin`), otherwise a
- * pattern could name a path that no normalized request can ever have. Throws on a pattern that cannot match.
+ * pattern could name a path that no normalized request can ever have. A pattern that cannot match gives the
+ * problem as a string: the config validator reports it, the router refuses the config, shadow detection skips it.
  */
-export function parsePathPattern(pattern: string, pathCase: 'sensitive' | 'insensitive'): PathPattern {
+export function parsePathPattern(pattern: string, pathCase: 'sensitive' | 'insensitive'): PathPattern | string {
   const normalized = normalizeTarget(pattern);
-  if (!normalized.ok) throw new Error(`path pattern "${pattern}": ${normalized.reason}`);
-  if (normalized.query !== '') throw new Error(`path pattern "${pattern}": a query string is not part of a path`);
+  if (!normalized.ok) return `path pattern "${pattern}": ${normalized.reason}`;
+  if (normalized.query !== '') return `path pattern "${pattern}": a query string is not part of a path`;
   const body = normalized.path.slice(1).replace(/\/$/, '');
   const parts = body === '' ? [] : body.split('/');
   const segments: (string | undefined)[] = [];
   let rest = false;
   for (const [index, part] of parts.entries()) {
     if (part === '**') {
-      if (index !== parts.length - 1) throw new Error(`path pattern "${pattern}": "**" must be the last segment`);
+      if (index !== parts.length - 1) return `path pattern "${pattern}": "**" must be the last segment`;
       rest = true;
     } else if (part === '*' || NAMED_SEGMENT.test(part)) {
       segments.push(undefined);
     } else if (part.includes('*')) {
-      throw new Error(`path pattern "${pattern}": "*" must be a whole segment`);
+      return `path pattern "${pattern}": "*" must be a whole segment`;
     } else {
       segments.push(pathCase === 'insensitive' ? part.toLowerCase() : part);
     }

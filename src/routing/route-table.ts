@@ -33,12 +33,8 @@ export function compileRoutes(routes: readonly RouteConfig[], pathCase: 'sensiti
   const anyFirstSegment: CompiledRoute[] = [];
   const keys: (string | undefined)[] = [];
   const compiled = routes.map((route): CompiledRoute => {
-    let pattern: PathPattern;
-    try {
-      pattern = parsePathPattern(route.match.path, pathCase);
-    } catch (error) {
-      throw new Error(`route "${route.name}": ${(error as Error).message}`);
-    }
+    const pattern = parsePathPattern(route.match.path, pathCase);
+    if (typeof pattern === 'string') throw new Error(`route "${route.name}": ${pattern}`);
     keys.push(firstSegmentKey(pattern));
     return {
       route,

@@ -11,11 +11,8 @@ export function findShadowedRoutes(
   pathCase: 'sensitive' | 'insensitive',
 ): Array<{ index: number; by: number }> {
   const patterns = routes.map((route) => {
-    try {
-      return parsePathPattern(route.match.path, pathCase);
-    } catch {
-      return undefined;
-    }
+    const pattern = parsePathPattern(route.match.path, pathCase);
+    return typeof pattern === 'string' ? undefined : pattern;
   });
   const shadowed: Array<{ index: number; by: number }> = [];
   for (let index = 0; index < routes.length; index++) {
