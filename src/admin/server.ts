@@ -28,7 +28,7 @@ export interface AdminDeps {
   store(): Store;
 }
 
-export interface ReadinessReport {
+interface ReadinessReport {
   readonly status: 'ready' | 'not_ready';
   readonly checks: {
     readonly config: 'ok' | 'draining';
@@ -41,7 +41,7 @@ export interface ReadinessReport {
  * Ready when the gateway is not draining, every issuer has usable keys (fresh or within stale_if_error) and the
  * store is not degraded. A degraded store still serves traffic (SPEC §8) but is reported so operators see it.
  */
-export function readinessReport(source: ReadinessSource): ReadinessReport {
+function readinessReport(source: ReadinessSource): ReadinessReport {
   const issuers: ReadinessReport['checks']['issuers'] = {};
   let issuersOk = true;
   for (const [name, status] of source.runtime.authenticator.issuerStatus()) {

@@ -1,8 +1,6 @@
 import type { TokenSource } from '../config/types.js';
 import { MAX_TOKEN_LENGTH } from './jws.js';
 
-export { MAX_TOKEN_LENGTH };
-
 /**
  * Finding the access token in a request (SPEC §4, RFC 6750 §2). Pure: headers and query in, a decision out.
  *

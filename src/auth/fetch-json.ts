@@ -18,7 +18,7 @@ export interface FetchedJson {
   readonly maxAgeMs: number | undefined;
 }
 
-export class FetchError extends Error {
+class FetchError extends Error {
   override readonly name = 'FetchError';
 }
 

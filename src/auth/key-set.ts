@@ -54,7 +54,7 @@ function jwkFitsAlgorithm(jwk: JWK, alg: string): boolean {
       return jwk.kty === 'EC' && jwk.crv === 'P-384';
     case 'ES512':
       return jwk.kty === 'EC' && jwk.crv === 'P-521';
-    case 'EdDSA': case 'Ed25519':
+    case 'EdDSA':
       return jwk.kty === 'OKP' && jwk.crv === 'Ed25519';
     default:
       return false;
@@ -86,7 +86,7 @@ function addKey(index: Map<string, AlgorithmKeys>, alg: string, kid: string | un
  * `key_ops` without `verify`, symmetric and unknown key types, RSA under 2048 bits, and a key whose own `alg`
  * is not allowed. Returns the index and a fingerprint of what was accepted (to notice real key changes).
  */
-export async function importJwks(
+async function importJwks(
   jwks: unknown,
   algorithms: readonly string[],
   onSkip: (kid: string | undefined, why: string) => void,

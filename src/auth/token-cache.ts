@@ -21,7 +21,7 @@ interface Entry<V> {
   readonly generation: number;
 }
 
-export const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000;
+const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000;
 
 export class TokenCache<V> {
   private readonly entries = new Map<string, Entry<V>>();

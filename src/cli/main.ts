@@ -29,7 +29,7 @@ export function configFile(explicit: string | undefined): string {
 }
 
 /** The bundled demo config, next to package.json whether run from src (tsx) or dist. */
-export function bundledConfig(): string {
+function bundledConfig(): string {
   return fileURLToPath(new URL('../../gateway.yaml', import.meta.url));
 }
 

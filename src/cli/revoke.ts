@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 
-export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9090';
+const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9090';
 const REQUEST_TIMEOUT_MS = 10_000;
 const USAGE =
   'usage: authgate revoke --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]\n' +
   `  the admin token is read from $AUTHGATE_ADMIN_TOKEN; --admin defaults to ${DEFAULT_ADMIN_URL}`;
 
-export interface Output {
+interface Output {
   write(text: string): unknown;
 }
 
@@ -18,7 +18,7 @@ type RevokeBody =
   | { subject: string; before?: number; issuer?: string };
 
 /** Turns the command line into the admin API's JSON body, or throws UsageProblem. */
-export function revokeBody(argv: string[]): { body: RevokeBody; admin: URL } {
+function revokeBody(argv: string[]): { body: RevokeBody; admin: URL } {
   let values;
   try {
     ({ values } = parseArgs({

@@ -23,7 +23,7 @@ export interface Named<T> {
   readonly slots: ReadonlyMap<string, Slot>;
 }
 
-export function childPath(parent: string, key: string): string {
+function childPath(parent: string, key: string): string {
   return parent === '' ? key : `${parent}.${key}`;
 }
 

@@ -25,7 +25,7 @@ import { isHostname, isOrigin, isToken, parseHostPattern, parseListen } from './
 const MINUTE = 60_000;
 const SECOND = 1_000;
 
-export const DEFAULT_IDENTITY_HEADERS: readonly IdentityHeader[] = [
+const DEFAULT_IDENTITY_HEADERS: readonly IdentityHeader[] = [
   { name: 'X-User-Id', field: { kind: 'subject' } },
   { name: 'X-User-Email', field: { kind: 'email' } },
   { name: 'X-User-Roles', field: { kind: 'roles' } },
@@ -53,7 +53,7 @@ const PROTECTED_HEADERS = new Set([
   'x-forwarded-proto', 'x-request-id',
 ]);
 
-export function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
+function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
   const parsed = parseListen(r.text(slot) ?? fallback);
   if (typeof parsed !== 'string') return parsed;
   r.problem(slot, parsed);

@@ -92,7 +92,7 @@ export async function runPrimary(config: GatewayConfig, logger: Logger): Promise
 
   for (let i = 0; i < expected; i++) fork();
   logger.info({ admin: admin.url, workers: expected }, 'authgate primary started');
-  if (config.store.redis === undefined || config.store.redis === '') {
+  if (config.store.redis === undefined) {
     logger.warn('workers > 1 with the in-memory store: each worker keeps its own revocations and rate-limit counters; configure store.redis to share them');
   }
 

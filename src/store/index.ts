@@ -15,6 +15,6 @@ export function createStore(
   deps: { logger: Logger; metrics: Metrics; now?: () => number },
 ): Store {
   const nowMs = deps.now ?? Date.now;
-  if (config.redis === undefined || config.redis === '') return createMemoryStore(config.prefix, rateLimits, nowMs);
+  if (config.redis === undefined) return createMemoryStore(config.prefix, rateLimits, nowMs);
   return createRedisStore(config.redis, config.prefix, rateLimits, { logger: deps.logger, metrics: deps.metrics, nowMs });
 }

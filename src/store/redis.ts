@@ -16,7 +16,7 @@ const RECONNECT_CAP_MS = 2_000;
 const MAX_UNREPLICATED = 10_000;
 
 /** Exponential backoff with jitter, so N replicas do not reconnect in lock step after an outage. */
-export function reconnectDelayMs(attempt: number, random: () => number = Math.random): number {
+function reconnectDelayMs(attempt: number, random: () => number = Math.random): number {
   const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt, 16));
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
