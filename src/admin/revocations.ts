@@ -114,7 +114,7 @@ export function createRevocationApi(deps: {
       if (revocation.kind === 'jti') await store.revocations.revokeJti(revocation.jti, revocation.exp, revocation.issuer);
       else await store.revocations.revokeSubject(revocation.subject, revocation.before, revocation.issuer);
     } catch (error) {
-      logger.error({ requestId, revocation, error: (error as Error).message }, 'admin: revocation not replicated');
+      logger.error({ requestId, revocation, err: error }, 'admin: revocation not replicated');
       return sendError(res, Errors.storeUnavailable, requestId);
     }
     logger.info({ requestId, revocation }, 'admin: revoked');
@@ -145,7 +145,7 @@ export function createRevocationApi(deps: {
     if (!allowed.methods.includes(req.method ?? '')) return sendError(res, allowed.refusal, requestId);
     if (jtiLookup) return handleGetJti(req, res, requestId, url);
     handlePost(req, res, requestId).catch((error: unknown) => {
-      logger.error({ requestId, error: (error as Error).message }, 'admin: revocation request failed');
+      logger.error({ requestId, err: error }, 'admin: revocation request failed');
       sendError(res, Errors.internalError, requestId);
     });
   };

@@ -180,7 +180,7 @@ export class Authenticator {
       } catch (error) {
         if (!(error instanceof joseErrors.JWSSignatureVerificationFailed)) {
           // Not a plain mismatch (e.g. a key jose refuses for this alg): worth a log line, never the token.
-          this.logger.debug({ issuer, alg, error: (error as Error).message }, 'signature check error');
+          this.logger.debug({ issuer, alg, err: error }, 'signature check error');
         }
       }
     }

@@ -263,7 +263,7 @@ export class IssuerKeySet {
       this.lastError = (error as Error).message;
       this.consecutiveFailures++;
       metrics.jwksRefresh.inc({ issuer: name, result: 'error' });
-      logger.warn({ issuer: name, error: this.lastError, staleUntil: this.usableUntilMs || undefined }, 'issuer key refresh failed');
+      logger.warn({ issuer: name, err: error, staleUntil: this.usableUntilMs || undefined }, 'issuer key refresh failed');
       // A failed refresh resets the discovered jwks_uri: the IdP may have moved it.
       if (this.issuer.keys.kind === 'discovery') this.jwksUri = undefined;
       const backoff = jwksCache.minRefetchIntervalMs * 2 ** (this.consecutiveFailures - 1);

@@ -65,12 +65,12 @@ export function createRedisStore(
   let settleReady: () => void = () => {};
   const readiness = new Promise<void>((resolve) => (settleReady = resolve));
 
-  function markDown(error: string): void {
+  function markDown(err: Error): void {
     if (closing) return;
     if (health.status !== 'degraded') {
-      logger.warn({ error }, 'store: Redis unreachable; serving the last known revocations, rate limits per instance');
+      logger.warn({ err }, 'store: Redis unreachable; serving the last known revocations, rate limits per instance');
     }
-    health = { status: 'degraded', error };
+    health = { status: 'degraded', error: err.message };
     settleReady();
   }
 
@@ -84,7 +84,7 @@ export function createRedisStore(
 
   function onError(error: Error): void {
     metrics.storeErrors.inc();
-    markDown(error.message);
+    markDown(error);
   }
 
   async function persist(entry: RevocationEntry): Promise<void> {
@@ -148,7 +148,7 @@ export function createRedisStore(
   for (const client of [commands, subscriber]) {
     client.on('error', onError);
     // The error that came with the drop says more than the drop itself, so it is kept.
-    client.on('close', () => health.status !== 'degraded' && markDown('connection to Redis lost'));
+    client.on('close', () => health.status !== 'degraded' && markDown(new Error('connection to Redis lost')));
   }
   commands.on('ready', requestResync);
   subscriber.on('close', () => (subscribed = false));
