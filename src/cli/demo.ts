@@ -2,8 +2,9 @@
  * `authgate demo` (SPEC §2): a dev issuer, an echo upstream and the gateway on the bundled gateway.yaml, all on
  * loopback, then tokens for two demo users and curl lines that can be pasted as they are.
  *
- * The bundled config reads AUTHGATE_DEMO_ISSUER / AUTHGATE_DEMO_UPSTREAM; they are set here (unless the user set
- * them) so the config loader and every later reload see the same addresses the demo servers really use.
+ * The bundled config reads AUTHGATE_DEMO_ISSUER / AUTHGATE_DEMO_UPSTREAM; the config is loaded with them set to
+ * the addresses the demo servers really listen on (port 0 becomes the port the OS picked). The demo never reloads,
+ * so the process environment is left as it was.
  */
 import type { GatewayConfig } from '../config/types.js';
 import { formatProblem, loadConfig } from '../config/load.js';
@@ -71,10 +72,11 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     started.push(issuer);
     const upstream = await startEchoUpstream(process.env[ECHO_UPSTREAM_ENV] || DEFAULT_UPSTREAM_URL);
     started.push(upstream);
-    process.env[DEV_ISSUER_ENV] = issuer.url;
-    process.env[ECHO_UPSTREAM_ENV] = upstream.url;
-
-    const config = await loadDemoConfig(options.configFile);
+    const config = await loadDemoConfig(options.configFile, {
+      ...process.env,
+      [DEV_ISSUER_ENV]: issuer.url,
+      [ECHO_UPSTREAM_ENV]: upstream.url,
+    });
     const { audience, lifetimeSeconds } = demoTokenShape(config, issuer);
     const gateway = await startDemoGateway(config, options.logger);
     started.push(gateway);
@@ -98,8 +100,8 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   }
 }
 
-async function loadDemoConfig(file: string): Promise<GatewayConfig> {
-  const { config, problems } = await loadConfig(file, process.env);
+async function loadDemoConfig(file: string, env: NodeJS.ProcessEnv): Promise<GatewayConfig> {
+  const { config, problems } = await loadConfig(file, env);
   if (config === undefined) {
     throw new Error(`the demo config is invalid:\n${problems.map((p) => `  ${formatProblem(p)}`).join('\n')}`);
   }

@@ -117,6 +117,12 @@ describe('authgate demo', () => {
     expect(output).toContain(`BOB_TOKEN=${demo.tokens.bob}`);
   });
 
+  it('leaves the process environment as it was (the real addresses go to the config loader only)', () => {
+    expect(process.env['AUTHGATE_DEMO_ISSUER']).toBe('http://127.0.0.1:0');
+    expect(process.env['AUTHGATE_DEMO_UPSTREAM']).toBe('http://127.0.0.1:0');
+    expect(demo.issuerUrl).not.toBe('http://127.0.0.1:0');
+  });
+
   it('prints curl lines that get the status they promise, covering 200, 401 and 403 and a POST', async () => {
     const calls = printedCurls(output);
     expect(new Set(calls.map((call) => call.expect))).toEqual(new Set([200, 401, 403]));
