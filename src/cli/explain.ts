@@ -33,12 +33,7 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
   const [method, url] = positionals;
   if (!method || !url || positionals.length !== 2) throw new UsageError('explain needs METHOD and URL');
   if ((values.token === undefined) === (values.claims === undefined)) throw new UsageError('explain needs exactly one of --token or --claims');
-  let claims: Record<string, unknown> | undefined;
-  if (values.claims !== undefined) {
-    const parsed: unknown = safeJson(values.claims);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--claims must be a JSON object');
-    claims = parsed as Record<string, unknown>;
-  }
+  const claims = values.claims === undefined ? undefined : parseClaimsArgument(values.claims);
   const target = splitUrl(url);
   if (!target) throw new UsageError(`URL must be absolute (http://host/path) or a path: ${url}`);
 
@@ -116,12 +111,16 @@ function dryRunVerifier(config: GatewayConfig, claims: Record<string, unknown>):
   };
 }
 
-function safeJson(text: string): unknown {
+/** `--claims`: a JSON object, or a UsageError (exit 2) saying what is wrong with it. */
+function parseClaimsArgument(text: string): Record<string, unknown> {
+  let parsed: unknown;
   try {
-    return JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     throw new UsageError('--claims is not valid JSON');
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--claims must be a JSON object');
+  return parsed as Record<string, unknown>;
 }
 
 /** The request target verbatim (no URL parsing that would resolve dot segments before the normalizer sees them). */

@@ -264,14 +264,14 @@ function readIdentityHeaders(r: Reader, slot: Slot): IdentityHeader[] {
 function readIdentityField(r: Reader, slot: Slot): IdentityField | undefined {
   const text = r.required(slot) ? r.string(slot) : undefined;
   if (text === undefined) return undefined;
-  const claimPath = claimPathAfter(text, 'claims.');
+  const claimPath = afterPrefix(text, 'claims.');
   if (claimPath !== undefined) return { kind: 'claim', path: claimPath };
   const kind = r.oneOf(slot, [...IDENTITY_KINDS, 'claims.<path>']);
   return kind === undefined || kind === 'claims.<path>' ? undefined : { kind };
 }
 
 /** The rest of `text` after `prefix` when it starts with it and something follows. */
-function claimPathAfter(text: string, prefix: string): string | undefined {
+function afterPrefix(text: string, prefix: string): string | undefined {
   return text.startsWith(prefix) && text.length > prefix.length ? text.slice(prefix.length) : undefined;
 }
 
@@ -292,9 +292,9 @@ export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
 function readRateLimitKey(r: Reader, slot: Slot): RateLimitKey | undefined {
   const text = r.string(slot);
   if (text === undefined) return undefined;
-  const claimPath = claimPathAfter(text, 'claims.');
+  const claimPath = afterPrefix(text, 'claims.');
   if (claimPath !== undefined) return { kind: 'claim', path: claimPath };
-  const header = claimPathAfter(text, 'header.');
+  const header = afterPrefix(text, 'header.');
   if (header !== undefined) {
     // Lower-cased once here: Node's request headers are keyed in lower case.
     return isToken(header) ? { kind: 'header', name: header.toLowerCase() } : r.problem(slot, `"${header}" is not a valid header name`);

@@ -76,7 +76,7 @@ export type IssuerKeySource =
   | { readonly kind: 'jwks_uri'; readonly url: string }
   /** Absolute path. */
   | { readonly kind: 'jwks_file'; readonly path: string }
-  /** HS256/384/512 shared secret, >= 32 bytes (UTF-8). */
+  /** HS256/384/512 shared secret (UTF-8): at least the hash size of every allowed algorithm, 32/48/64 bytes. */
   | { readonly kind: 'secret'; readonly secret: string };
 
 /** Claim value as written in `require_claims` or `require.claims`. */
