@@ -1,14 +1,12 @@
 import { formatProblem, loadConfig } from '../config/load.js';
 import type { GatewayConfig, ListenAddress } from '../config/types.js';
+import type { Io } from './io.js';
 
 /**
  * `authgate check`: exit 0 with a summary and any warnings on stdout, or exit 1 with one
  * `FILE:LINE:COL: path: message` line per problem on stderr.
  */
-export async function runCheck(
-  file: string,
-  out: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
-): Promise<number> {
+export async function runCheck(file: string, out: Io): Promise<number> {
   const { config, problems, warnings } = await loadConfig(file);
   if (config === undefined) {
     for (const problem of problems) out.stderr.write(`${formatProblem(problem)}\n`);

@@ -13,6 +13,7 @@ import { DEV_ISSUER_ENV, startDevIssuer, type DemoUser, type DevIssuer } from '.
 import { ECHO_UPSTREAM_ENV, startEchoUpstream, type EchoUpstream } from '../demo/echo.js';
 import { startGateway, type RunningGateway } from '../gateway/gateway.js';
 import type { Logger } from '../observability/log.js';
+import type { TextSink } from './io.js';
 
 export interface RunningDemo {
   readonly gatewayUrl: string;
@@ -26,7 +27,7 @@ export interface RunningDemo {
 
 export interface DemoOptions {
   readonly configFile: string;
-  readonly stdout: NodeJS.WritableStream;
+  readonly stdout: TextSink;
   /** The gateway's logger; by default JSON logs at the config's level on stdout. */
   readonly logger?: Logger;
 }

@@ -9,7 +9,7 @@ import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import { explainRules } from '../policy/rules.js';
 import { createStore } from '../store/index.js';
-import { configFile, parse, UsageError, type Io } from './main.js';
+import { configFile, parse, UsageError, type Io } from './io.js';
 
 /** Stands in for the token when --claims skips verification; the dry-run verifier never reads it. */
 const DRY_RUN_TOKEN = 'claims-dry-run';

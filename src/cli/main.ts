@@ -1,9 +1,9 @@
 import { fileURLToPath } from 'node:url';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { runCheck } from './check.js';
 import { runDemo } from './demo.js';
 import { runExplain } from './explain.js';
-import { runRevoke } from './revoke.js';
+import { configFile, parse, UsageError, type Io } from './io.js';
+import { DEFAULT_ADMIN_URL, runRevoke } from './revoke.js';
 import { runStart } from './start.js';
 
 const USAGE = `usage:
@@ -13,38 +13,22 @@ const USAGE = `usage:
   authgate revoke  --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]
   authgate demo
 
-FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. Exit codes: 0 ok, 1 invalid config or failed command, 2 usage.`;
-
-export interface Io {
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-}
-
-/** Thrown for a command line that does not parse; main turns it into exit code 2 with the usage text. */
-export class UsageError extends Error {}
-
-/** As given, so `check` names the file the way the operator wrote it (SPEC §2: FILE:LINE:COL). */
-export function configFile(explicit: string | undefined): string {
-  return explicit ?? process.env.AUTHGATE_CONFIG ?? 'gateway.yaml';
-}
+FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. revoke reads the admin token from $AUTHGATE_ADMIN_TOKEN;
+--admin defaults to ${DEFAULT_ADMIN_URL}. Exit codes: 0 ok, 1 invalid config or failed command, 2 usage.`;
 
 /** The bundled demo config, next to package.json whether run from src (tsx) or dist. */
 function bundledConfig(): string {
   return fileURLToPath(new URL('../../gateway.yaml', import.meta.url));
 }
 
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, allowPositionals = false) {
-  try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 const configOption = { config: { type: 'string', short: 'c' } } as const;
 
 /** Returns the exit code, or undefined for a long-running command that exits on a signal. */
-export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number | undefined> {
+export async function main(
+  argv: string[],
+  io: Io = { stdout: process.stdout, stderr: process.stderr },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number | undefined> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -55,7 +39,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       case 'explain':
         return await runExplain(rest, io);
       case 'revoke':
-        return await runRevoke(rest, io, process.env);
+        return await runRevoke(rest, io, env);
       case 'demo': {
         parse(rest, {});
         const demo = await runDemo({ configFile: bundledConfig(), stdout: io.stdout });

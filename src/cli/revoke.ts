@@ -1,67 +1,48 @@
-import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
+import { parse, UsageError, type Io } from './io.js';
 
-const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9090';
+export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9090';
 const REQUEST_TIMEOUT_MS = 10_000;
-const USAGE =
-  'usage: authgate revoke --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]\n' +
-  `  the admin token is read from $AUTHGATE_ADMIN_TOKEN; --admin defaults to ${DEFAULT_ADMIN_URL}`;
-
-interface Output {
-  write(text: string): unknown;
-}
-
-class UsageProblem extends Error {}
 
 type RevokeBody =
   | { jti: string; exp: number; issuer?: string }
   | { subject: string; before?: number; issuer?: string };
 
-/** Turns the command line into the admin API's JSON body, or throws UsageProblem. */
+/** Turns the command line into the admin API's JSON body, or throws UsageError. */
 function revokeBody(argv: string[]): { body: RevokeBody; admin: URL } {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        jti: { type: 'string' },
-        exp: { type: 'string' },
-        subject: { type: 'string' },
-        issuer: { type: 'string' },
-        before: { type: 'string' },
-        admin: { type: 'string' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageProblem((error as Error).message);
-  }
+  const { values } = parse(argv, {
+    jti: { type: 'string' },
+    exp: { type: 'string' },
+    subject: { type: 'string' },
+    issuer: { type: 'string' },
+    before: { type: 'string' },
+    admin: { type: 'string' },
+  });
   const issuer = values.issuer === undefined ? {} : { issuer: nonEmpty('--issuer', values.issuer) };
   const admin = adminUrl(values.admin ?? DEFAULT_ADMIN_URL);
   if (values.jti !== undefined) {
     if (values.subject !== undefined || values.before !== undefined) {
-      throw new UsageProblem('--jti takes --exp, not --subject or --before');
+      throw new UsageError('--jti takes --exp, not --subject or --before');
     }
-    if (values.exp === undefined) throw new UsageProblem('--jti needs --exp (when the token expires, epoch seconds)');
+    if (values.exp === undefined) throw new UsageError('--jti needs --exp (when the token expires, epoch seconds)');
     return { body: { jti: nonEmpty('--jti', values.jti), exp: epochSeconds('--exp', values.exp), ...issuer }, admin };
   }
   if (values.subject !== undefined) {
-    if (values.exp !== undefined) throw new UsageProblem('--subject takes --before, not --exp');
+    if (values.exp !== undefined) throw new UsageError('--subject takes --before, not --exp');
     const before = values.before === undefined ? {} : { before: epochSeconds('--before', values.before) };
     return { body: { subject: nonEmpty('--subject', values.subject), ...before, ...issuer }, admin };
   }
-  throw new UsageProblem('give --jti ID --exp UNIX, or --subject SUB');
+  throw new UsageError('give --jti ID --exp UNIX, or --subject SUB');
 }
 
 function nonEmpty(flag: string, value: string): string {
-  if (value === '') throw new UsageProblem(`${flag} must not be empty`);
+  if (value === '') throw new UsageError(`${flag} must not be empty`);
   return value;
 }
 
 function epochSeconds(flag: string, value: string): number {
   const seconds = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(seconds)) throw new UsageProblem(`${flag} must be a UNIX time in seconds, got "${value}"`);
+  if (!Number.isSafeInteger(seconds)) throw new UsageError(`${flag} must be a UNIX time in seconds, got "${value}"`);
   return seconds;
 }
 
@@ -70,31 +51,17 @@ function adminUrl(text: string): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new UsageProblem(`--admin must be a URL, got "${text}"`);
+    throw new UsageError(`--admin must be a URL, got "${text}"`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageProblem('--admin must be an http(s) URL');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError('--admin must be an http(s) URL');
   return new URL(`${url.pathname.replace(/\/+$/, '')}/revocations`, url);
 }
 
-/** `authgate revoke`: 0 revoked, 1 the admin API refused or could not be reached, 2 usage. */
-export async function runRevoke(
-  argv: string[],
-  out: { stdout: Output; stderr: Output },
-  env: NodeJS.ProcessEnv,
-): Promise<number> {
-  let parsed: ReturnType<typeof revokeBody>;
-  try {
-    parsed = revokeBody(argv);
-  } catch (error) {
-    if (!(error instanceof UsageProblem)) throw error;
-    out.stderr.write(`authgate revoke: ${error.message}\n${USAGE}\n`);
-    return 2;
-  }
+/** `authgate revoke`: 0 revoked, 1 the admin API refused or could not be reached; a UsageError (main: 2) otherwise. */
+export async function runRevoke(argv: string[], out: Io, env: NodeJS.ProcessEnv): Promise<number> {
+  const parsed = revokeBody(argv);
   const token = env.AUTHGATE_ADMIN_TOKEN;
-  if (token === undefined || token === '') {
-    out.stderr.write(`authgate revoke: set AUTHGATE_ADMIN_TOKEN to the gateway's admin.token\n${USAGE}\n`);
-    return 2;
-  }
+  if (token === undefined || token === '') throw new UsageError("set AUTHGATE_ADMIN_TOKEN to the gateway's admin.token");
 
   const dispatcher = new Agent({ headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
   try {

@@ -8,11 +8,7 @@ import { announceWorkerAdmin, registerWorker, runPrimary, workerCount, WORKER_AD
 import { startGateway } from '../gateway/gateway.js';
 import { Metrics } from '../observability/metrics.js';
 import { createLogger, type Logger } from '../observability/log.js';
-
-interface Io {
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-}
+import type { Io } from './io.js';
 
 /**
  * `authgate start`: serve until SIGTERM/SIGINT, reload on SIGHUP and when the file changes. A config that

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRevocationApi, MAX_BODY_BYTES, parseRevocationRequest } from '../../src/admin/revocations.js';
+import { main } from '../../src/cli/main.js';
 import { runRevoke } from '../../src/cli/revoke.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -236,14 +237,14 @@ describe('authgate revoke', () => {
     { argv: ['--subject', 'b', 'extra'], reason: 'positional' },
   ])('exits 2 for $argv', async ({ argv, reason }) => {
     const { lines, out } = capture();
-    expect(await runRevoke(argv, out, { AUTHGATE_ADMIN_TOKEN: ADMIN_TOKEN })).toBe(2);
+    expect(await main(['revoke', ...argv], out, { AUTHGATE_ADMIN_TOKEN: ADMIN_TOKEN })).toBe(2);
     expect(lines.stderr).toContain(reason);
-    expect(lines.stderr).toContain('usage: authgate revoke');
+    expect(lines.stderr).toContain('authgate revoke  --jti ID');
   });
 
   it('exits 2 when AUTHGATE_ADMIN_TOKEN is not set', async () => {
     const { lines, out } = capture();
-    expect(await runRevoke(['--subject', 'b'], out, {})).toBe(2);
+    expect(await main(['revoke', '--subject', 'b'], out, {})).toBe(2);
     expect(lines.stderr).toContain('AUTHGATE_ADMIN_TOKEN');
   });
 });
