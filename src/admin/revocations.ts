@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerToken } from '../auth/extract.js';
 import { Errors, sendError, writeJson, type GatewayError } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
+import { isPlainObject } from '../policy/claim-path.js';
 import type { Store } from '../store/types.js';
 
 /** Revocation requests are a few hundred bytes; anything near this is not one. */
@@ -44,8 +45,8 @@ const SUBJECT_KEYS = new Set(['subject', 'before', 'issuer']);
 
 /** Validates a POST body; undefined when it is not exactly one of the two documented shapes. */
 export function parseRevocationRequest(body: unknown): RevocationRequest | undefined {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
-  const fields = body as Record<string, unknown>;
+  if (!isPlainObject(body)) return undefined;
+  const fields = body;
   const keys = Object.keys(fields);
   const issuer = fields['issuer'];
   if (issuer !== undefined && !isId(issuer)) return undefined;

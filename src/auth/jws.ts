@@ -1,3 +1,5 @@
+import { isPlainObject } from '../policy/claim-path.js';
+
 /**
  * Structural checks on a compact JWS before any key is touched (SPEC §4, RFC 8725). Everything here is cheap and
  * pure, and it runs before jose so that jose only ever sees a token in one canonical spelling with a header we
@@ -134,9 +136,6 @@ export function scanJsonMembers(json: string): 'ok' | 'duplicate_claims' | 'too_
   return open.length === 0 ? 'ok' : 'malformed';
 }
 
-function isJsonObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function decodeSegment(token: string, start: number, end: number): string | undefined {
   try {
@@ -191,7 +190,7 @@ export function parseCompactJws(token: string): JwsParse {
   // Duplicate header names (two `alg`s) would let jose and this check read different values.
   if (scanJsonMembers(headerText) !== 'ok') return failure('malformed');
   const rawHeader = parseJson(headerText);
-  if (!isJsonObject(rawHeader)) return failure('malformed');
+  if (!isPlainObject(rawHeader)) return failure('malformed');
   const header = checkHeader(rawHeader);
   if (typeof header === 'string') return failure(header);
 
@@ -200,6 +199,6 @@ export function parseCompactJws(token: string): JwsParse {
   const scan = scanJsonMembers(payloadText);
   if (scan !== 'ok') return failure(scan);
   const payload = parseJson(payloadText);
-  if (!isJsonObject(payload)) return failure('malformed');
+  if (!isPlainObject(payload)) return failure('malformed');
   return { ok: true, header, payload };
 }

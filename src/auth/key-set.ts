@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
 import type { IssuerConfig } from '../config/types.js';
 import { parseKeyServerUrl } from '../config/values.js';
+import { isPlainObject } from '../policy/claim-path.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { fetchJson, type FetchLimits } from './fetch-json.js';
@@ -63,10 +64,6 @@ function jwkFitsAlgorithm(jwk: JWK, alg: string): boolean {
 
 const HMAC_HASHES: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384: 'SHA-384', HS512: 'SHA-512' };
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function addKey(index: Map<string, AlgorithmKeys>, alg: string, kid: string | undefined, key: CryptoKey): void {
   let entry = index.get(alg);
   if (entry === undefined) {
@@ -91,11 +88,11 @@ async function importJwks(
   algorithms: readonly string[],
   onSkip: (kid: string | undefined, why: string) => void,
 ): Promise<{ index: KeyIndex; fingerprint: string; count: number }> {
-  if (!isObject(jwks) || !Array.isArray(jwks.keys)) throw new Error('not a JWK Set (no "keys" array)');
+  if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) throw new Error('not a JWK Set (no "keys" array)');
   const index = new Map<string, AlgorithmKeys>();
   const accepted: string[] = [];
   for (const candidate of jwks.keys as unknown[]) {
-    if (!isObject(candidate)) continue;
+    if (!isPlainObject(candidate)) continue;
     const jwk = candidate as JWK;
     const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
     if (jwk.use !== undefined && jwk.use !== 'sig') { onSkip(kid, `use "${String(jwk.use)}"`); continue; }
@@ -313,7 +310,7 @@ export class IssuerKeySet {
     const issuer = this.issuer.issuer;
     const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     const { body } = await fetchJson(url, this.deps.fetchLimits);
-    if (!isObject(body)) throw new Error('discovery document is not an object');
+    if (!isPlainObject(body)) throw new Error('discovery document is not an object');
     if (body.issuer !== issuer) throw new Error('discovery document names another issuer');
     if (typeof body.jwks_uri !== 'string') throw new Error('discovery jwks_uri missing');
     const jwksUri = parseKeyServerUrl(body.jwks_uri);

@@ -7,6 +7,7 @@ import { decide, type RequestFacts, type Trace } from '../gateway/pipeline.js';
 import { buildRuntime, closeRuntime, type Runtime, type TokenVerifier } from '../gateway/runtime.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
+import { isPlainObject } from '../policy/claim-path.js';
 import { explainRules } from '../policy/rules.js';
 import { createStore } from '../store/index.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
@@ -119,8 +120,8 @@ function parseClaimsArgument(text: string): Record<string, unknown> {
   } catch {
     throw new UsageError('--claims is not valid JSON');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--claims must be a JSON object');
-  return parsed as Record<string, unknown>;
+  if (!isPlainObject(parsed)) throw new UsageError('--claims must be a JSON object');
+  return parsed;
 }
 
 /** The request target verbatim (no URL parsing that would resolve dot segments before the normalizer sees them). */

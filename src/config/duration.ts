@@ -1,6 +1,11 @@
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 
-const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** Milliseconds, for defaults and limits written in config terms. */
+export const SECOND = 1_000;
+export const MINUTE = 60 * SECOND;
+export const HOUR = 60 * MINUTE;
+
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: SECOND, m: MINUTE, h: HOUR, d: 24 * HOUR };
 
 /** `500ms`, `30s`, `10m`, `1h`, `7d` → milliseconds; anything else (fractions, spaces, compound forms) → undefined. */
 export function parseDuration(text: string): number | undefined {

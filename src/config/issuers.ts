@@ -1,12 +1,9 @@
-import type { Named, Reader, Section, Slot } from './reader.js';
+import { HOUR, MINUTE, SECOND } from './duration.js';
+import { keySlot, type Named, type Reader, type Section, type Slot } from './reader.js';
 import { existingFile } from './files.js';
 import { didYouMean } from './suggest.js';
 import type { ClaimValue, IssuerClaimPaths, IssuerConfig, IssuerKeySource, JwksCacheConfig } from './types.js';
 import { parseKeyServerUrl } from './values.js';
-
-const SECOND = 1_000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
 
 /** RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
 const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
@@ -78,7 +75,7 @@ function readKeySource(r: Reader, s: Section, slot: Slot, baseDir: string): Issu
   const given = KEY_SOURCES.filter((key) => s.has(key) && (key !== 'discovery' || r.boolean(s.slot(key)) === true));
   const [source, second] = given;
   if (source === undefined) {
-    return r.problem({ ...slot, node: undefined }, 'needs a key source: one of discovery: true, jwks_uri, jwks_file or secret');
+    return r.problem(keySlot(slot), 'needs a key source: one of discovery: true, jwks_uri, jwks_file or secret');
   }
   if (second !== undefined) {
     return r.problem(s.slot(second), `only one key source is allowed, "${source}" is already set`);

@@ -5,7 +5,7 @@ import { findShadowedRoutes } from '../routing/shadow.js';
 import { applyReferences, maskReferences, unmask } from './interpolate.js';
 import { readIssuers } from './issuers.js';
 import { formatProblem, ProblemSink, type ConfigProblem } from './problems.js';
-import { Reader, type Named, type Slot } from './reader.js';
+import { keySlot, Reader, type Named, type Slot } from './reader.js';
 import { readRoutes, type RoutesRead } from './routes.js';
 import {
   readAdmin,
@@ -155,11 +155,7 @@ function warnAboutUnusedIssuers(r: Reader, routes: GatewayConfig['routes'], issu
   for (const [name, slot] of issuers.slots) {
     if (protectedRoutes.some((route) => route.issuers === undefined || route.issuers.includes(name))) continue;
     const why = protectedRoutes.length === 0 ? 'every route has auth: none' : 'every protected route lists other issuers';
-    r.warning(keyOf(slot), `no route can use this issuer (${why})`);
+    r.warning(keySlot(slot), `no route can use this issuer (${why})`);
   }
 }
 
-/** Points at the entry's key rather than its value. */
-function keyOf(slot: Slot): Slot {
-  return { ...slot, node: undefined };
-}

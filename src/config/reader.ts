@@ -12,6 +12,11 @@ export interface Slot {
   readonly anchor: number;
 }
 
+/** The same entry, pointing at its key rather than its value (a problem about the key itself, or a missing value). */
+export function keySlot(slot: Slot): Slot {
+  return { ...slot, node: undefined };
+}
+
 export interface NamedEntry {
   readonly name: string;
   readonly slot: Slot;
@@ -90,7 +95,7 @@ export class Reader {
     const fields = new Map<string, { node: Node | undefined; keyOffset: number }>();
     for (const entry of this.entries(slot)) {
       if (!allowedKeys.includes(entry.name)) {
-        this.problem({ ...entry.slot, node: undefined }, `unknown key "${entry.name}"${didYouMean(entry.name, allowedKeys)}`);
+        this.problem(keySlot(entry.slot), `unknown key "${entry.name}"${didYouMean(entry.name, allowedKeys)}`);
         continue;
       }
       fields.set(entry.name, { node: entry.slot.node, keyOffset: entry.slot.anchor });

@@ -3,7 +3,8 @@ import { isScalar } from 'yaml';
 import { isB64token } from '../auth/extract.js';
 import { parseCidr } from '../routing/client-ip.js';
 import { existingFile } from './files.js';
-import type { Named, Reader, Slot } from './reader.js';
+import { MINUTE, SECOND } from './duration.js';
+import { keySlot, type Named, type Reader, type Slot } from './reader.js';
 import { didYouMean } from './suggest.js';
 import type {
   AdminConfig,
@@ -21,9 +22,6 @@ import type {
   UpstreamConfig,
 } from './types.js';
 import { isHostname, isOrigin, isToken, parseHostPattern, parseListen } from './values.js';
-
-const MINUTE = 60_000;
-const SECOND = 1_000;
 
 const DEFAULT_IDENTITY_HEADERS: readonly IdentityHeader[] = [
   { name: 'X-User-Id', field: { kind: 'subject' } },
@@ -90,9 +88,9 @@ export function readHostPattern(r: Reader, slot: Slot): string | undefined {
 function readServerTls(r: Reader, slot: Slot, baseDir: string): ServerConfig['tls'] {
   const s = r.section(slot, ['cert_file', 'key_file', 'min_version']);
   const certSlot = s.slot('cert_file');
-  const keySlot = s.slot('key_file');
+  const keyFileSlot = s.slot('key_file');
   const certFile = r.required(certSlot) ? existingFile(r, certSlot, baseDir) : undefined;
-  const keyFile = r.required(keySlot) ? existingFile(r, keySlot, baseDir) : undefined;
+  const keyFile = r.required(keyFileSlot) ? existingFile(r, keyFileSlot, baseDir) : undefined;
   const versionSlot = s.slot('min_version');
   const version = r.string(versionSlot);
   if (version !== undefined && OBSOLETE_TLS.has(version)) {
@@ -249,11 +247,11 @@ function readIdentityHeaders(r: Reader, slot: Slot): IdentityHeader[] {
   const headers: IdentityHeader[] = [];
   const seen = new Set<string>();
   for (const { name, slot: entry } of r.entries(slot)) {
-    const keySlot = { ...entry, node: undefined };
+    const nameSlot = keySlot(entry);
     const lower = name.toLowerCase();
-    if (!isToken(name)) r.problem(keySlot, `"${name}" is not a valid header name`);
-    else if (PROTECTED_HEADERS.has(lower)) r.problem(keySlot, `"${name}" cannot be an identity header`);
-    else if (seen.has(lower)) r.problem(keySlot, `header "${name}" is listed twice (names are case-insensitive)`);
+    if (!isToken(name)) r.problem(nameSlot, `"${name}" is not a valid header name`);
+    else if (PROTECTED_HEADERS.has(lower)) r.problem(nameSlot, `"${name}" cannot be an identity header`);
+    else if (seen.has(lower)) r.problem(nameSlot, `header "${name}" is listed twice (names are case-insensitive)`);
     seen.add(lower);
     const field = readIdentityField(r, entry);
     if (field !== undefined) headers.push({ name, field });
@@ -278,10 +276,10 @@ function afterPrefix(text: string, prefix: string): string | undefined {
 export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
   return r.named(slot, (name, entry) => {
     const s = r.section(entry, ['key', 'limit', 'window']);
-    const keySlot = s.slot('key');
+    const limitKeySlot = s.slot('key');
     const limitSlot = s.slot('limit');
     const windowSlot = s.slot('window');
-    const key = r.required(keySlot) ? readRateLimitKey(r, keySlot) : undefined;
+    const key = r.required(limitKeySlot) ? readRateLimitKey(r, limitKeySlot) : undefined;
     const limit = r.required(limitSlot) ? r.integer(limitSlot, 1) : undefined;
     const windowMs = r.required(windowSlot) ? r.duration(windowSlot, { positive: true }) : undefined;
     if (key === undefined || limit === undefined || windowMs === undefined) return undefined;

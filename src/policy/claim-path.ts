@@ -9,7 +9,8 @@
 
 const hasOwn = Object.prototype.hasOwnProperty;
 
-function isPlainObject(value: unknown): value is Readonly<Record<string, unknown>> {
+/** A JSON object (not an array, not a class instance): what a claim set, a JWK or a request body must be. */
+export function isPlainObject(value: unknown): value is Readonly<Record<string, unknown>> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
