@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
-import { startIdp, type Idp } from '../helpers/idp.js';
+import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRedis, startTcpProxy, type RedisServer } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
@@ -55,11 +55,7 @@ store:
   prefix: "${prefix}"
 logging: { level: info, access_log: false }
 issuers:
-  idp:
-    issuer: ${idp.issuer}
-    jwks_uri: ${idp.jwksUri}
-    audiences: [${idp.audience}]
-    algorithms: [RS256]
+${issuerYaml(idp)}
 upstreams:
   api: { url: ${upstreamUrl}, timeout: 2s }
 rate_limits:

@@ -224,6 +224,21 @@ export async function startIdp(options: IdpOptions = {}): Promise<Idp> {
 }
 
 /**
+ * The `issuers:` entry (named `idp`) a gateway YAML needs to trust `idp` through its JWKS URL, RS256 only;
+ * `extraLines` are further keys of the entry (e.g. `jwks_cache: { … }`).
+ */
+export function issuerYaml(idp: Pick<Idp, 'issuer' | 'audience' | 'jwksUri'>, extraLines: readonly string[] = []): string {
+  return [
+    '  idp:',
+    `    issuer: ${idp.issuer}`,
+    `    jwks_uri: ${idp.jwksUri}`,
+    `    audiences: [${idp.audience}]`,
+    '    algorithms: [RS256]',
+    ...extraLines.map((line) => `    ${line}`),
+  ].join('\n');
+}
+
+/**
  * An IssuerConfig trusting `idp` through its JWKS URL, with settings a test would expect: all four asymmetric
  * algorithms of the default keys, 30 s skew, and a JWKS cache that does not refetch within 30 s.
  */

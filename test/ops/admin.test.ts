@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startIdp, type Idp } from '../helpers/idp.js';
+import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
@@ -26,12 +26,7 @@ admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: false }
 ${extra}
 issuers:
-  idp:
-    issuer: ${idp.issuer}
-    jwks_uri: ${idp.jwksUri}
-    audiences: [${idp.audience}]
-    algorithms: [RS256]
-    jwks_cache: { max_age: 10m, min_refetch_interval: 100ms, stale_if_error: 1h }
+${issuerYaml(idp, ['jwks_cache: { max_age: 10m, min_refetch_interval: 100ms, stale_if_error: 1h }'])}
 upstreams:
   api: { url: ${upstream.url} }
   dead: { url: "http://127.0.0.1:9", timeout: 1s }

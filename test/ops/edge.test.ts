@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
-import { startIdp, type Idp } from '../helpers/idp.js';
+import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { makeCertificate, type TestCertificate } from './certs.js';
 
@@ -44,11 +44,7 @@ ${extra.server ?? ''}
 admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: false }
 issuers:
-  idp:
-    issuer: ${idp.issuer}
-    jwks_uri: ${idp.jwksUri}
-    audiences: [${idp.audience}]
-    algorithms: [RS256]
+${issuerYaml(idp)}
 upstreams:
   api: { url: ${upstream.url} }
 ${extra.top ?? ''}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
-import { startIdp, type Idp } from '../helpers/idp.js';
+import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 /**
@@ -24,11 +24,7 @@ server:
 admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
 issuers:
-  idp:
-    issuer: ${idp.issuer}
-    jwks_uri: ${idp.jwksUri}
-    audiences: [${idp.audience}]
-    algorithms: [RS256]
+${issuerYaml(idp)}
 upstreams:
   api: { url: ${upstream.url} }
 identity:

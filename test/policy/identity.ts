@@ -1,19 +1,11 @@
 import type { Identity } from '../../src/auth/types.js';
 import type { IssuerConfig, RequireRules } from '../../src/config/types.js';
+import { issuerConfigFor } from '../helpers/idp.js';
 
-export const testIssuer: IssuerConfig = {
-  name: 'test',
-  issuer: 'https://idp.example.com/',
-  keys: { kind: 'discovery' },
-  audiences: ['https://api.example.com'],
-  algorithms: ['RS256'],
-  clockSkewMs: 30_000,
-  maxTokenAgeMs: undefined,
-  tokenTypes: undefined,
-  requireClaims: undefined,
-  claims: { subject: 'sub', email: 'email', roles: 'roles', permissions: 'permissions', scopes: 'scope', clientId: 'client_id' },
-  jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 30_000, staleIfErrorMs: 86_400_000 },
-};
+export const testIssuer: IssuerConfig = issuerConfigFor(
+  { issuer: 'https://idp.example.com/', audience: 'https://api.example.com', jwksUri: 'https://idp.example.com/jwks.json' },
+  { name: 'test', keys: { kind: 'discovery' }, algorithms: ['RS256'] },
+);
 
 /** An Identity as the authenticator would build it; tests override only what they look at. */
 export function identity(overrides: Partial<Identity> = {}): Identity {
