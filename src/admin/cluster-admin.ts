@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { AdminConfig } from '../config/types.js';
 import { Errors, sendError, writeJson } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
+import { closeServer, listen } from './listen.js';
 import type { AdminServer } from './server.js';
 
 export interface ClusterAdminDeps {
@@ -47,23 +47,8 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
     if (path === '/revocations' || path.startsWith('/revocations/')) return relay(req, res, deps);
     sendError(res, Errors.adminNotFound, randomUUID());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return {
-    url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const url = await listen(server, config.listen);
+  return { url, close: () => closeServer(server) };
 }
 
 interface WorkerReadiness {

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../config/types.js';
 import { Errors, sendError, writeJson } from '../gateway/errors.js';
 import type { Runtime } from '../gateway/runtime.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';
+import { closeServer, listen } from './listen.js';
 import { createRevocationApi } from './revocations.js';
 
 export interface AdminServer {
@@ -99,22 +99,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
     }
     sendError(res, Errors.adminNotFound, randomUUID());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    // exclusive: in a cluster worker this is the worker's private listener, never one shared through the primary.
-    server.listen({ port: config.listen.port, host: config.listen.host, exclusive: true }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return {
-    url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  // exclusive: in a cluster worker this is the worker's private listener, never one shared through the primary.
+  const url = await listen(server, config.listen, { exclusive: true });
+  return { url, close: () => closeServer(server) };
 }

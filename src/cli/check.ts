@@ -1,5 +1,6 @@
 import { formatProblem, loadConfig } from '../config/load.js';
-import type { GatewayConfig, ListenAddress } from '../config/types.js';
+import { formatHostPort } from '../admin/listen.js';
+import type { GatewayConfig } from '../config/types.js';
 import type { Io } from './io.js';
 
 /**
@@ -22,17 +23,13 @@ function summarize(config: GatewayConfig): string {
   const store = config.store.redis === undefined ? 'memory (single instance)' : `redis ${redactUrl(config.store.redis)}`;
   return [
     `${config.file}: ok`,
-    `  listen     ${formatListen(config.server.listen)}${config.server.tls ? ' (TLS)' : ''}, admin ${formatListen(config.admin.listen)}`,
+    `  listen     ${formatHostPort(config.server.listen.host, config.server.listen.port)}${config.server.tls ? ' (TLS)' : ''}, admin ${formatHostPort(config.admin.listen.host, config.admin.listen.port)}`,
     `  routes     ${config.routes.length}`,
     `  issuers    ${names(config.issuers)}`,
     `  upstreams  ${names(config.upstreams)}`,
     `  store      ${store}`,
     '',
   ].join('\n');
-}
-
-function formatListen({ host, port }: ListenAddress): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** A Redis URL may carry a password; the summary is printed to terminals and CI logs. */

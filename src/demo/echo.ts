@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { boundUrl, closeServer, demoAddress, listenForDemo } from './listen.js';
+import { closeServer } from '../admin/listen.js';
+import { boundUrl, demoAddress, listenForDemo } from './listen.js';
 
 export interface EchoUpstream {
   readonly url: string;

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { boundUrl, closeServer, demoAddress, listenForDemo } from './listen.js';
+import { closeServer } from '../admin/listen.js';
+import { boundUrl, demoAddress, listenForDemo } from './listen.js';
 
 export interface DemoUser {
   readonly subject: string;

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { formatHostPort, listen } from '../admin/listen.js';
 
 /** A demo listener could not bind; the message says which one and which variable moves it. */
 export class DemoListenError extends Error {
@@ -31,44 +32,24 @@ export function demoAddress(url: string, envVar: string): DemoAddress {
 
 /** Listen, turning "address in use" into a message that names the server and the variable to change. */
 export async function listenForDemo(server: Server, address: DemoAddress, what: string, envVar: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException): void => {
-      server.off('listening', onListening);
-      reject(
-        error.code === 'EADDRINUSE' || error.code === 'EACCES'
-          ? new DemoListenError(
-              `${what}: cannot listen on ${address.host}:${address.port} (${error.code}); ` +
-                `set ${envVar} to use another port, e.g. ${envVar}=${exampleUrl(address)}`,
-            )
-          : error,
-      );
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen(address.port, address.host);
-  });
+  try {
+    await listen(server, address);
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
+    throw new DemoListenError(
+      `${what}: cannot listen on ${address.host}:${address.port} (${code}); ` +
+        `set ${envVar} to use another port, e.g. ${envVar}=${demoUrl(address, address.port + 100)}`,
+    );
+  }
   return (server.address() as AddressInfo).port;
 }
 
-function exampleUrl(address: DemoAddress): string {
-  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return `http://${host}:${address.port + 100}${address.basePath}`;
+function demoUrl(address: DemoAddress, port: number): string {
+  return `http://${formatHostPort(address.host, port)}${address.basePath}`;
 }
 
 /** The URL the server really answers on (differs from the requested one only when port 0 was asked for). */
 export function boundUrl(requested: string, address: DemoAddress, port: number): string {
-  if (address.port === port) return requested;
-  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return `http://${host}:${port}${address.basePath}`;
-}
-
-export function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  });
+  return address.port === port ? requested : demoUrl(address, port);
 }

@@ -1,0 +1,36 @@
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo, Server } from 'node:net';
+
+/** `host:port` as URLs and logs write it: an IPv6 address in brackets (`[::1]:8080`). */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export interface ListenOptions {
+  /** A cluster worker's private listener: never one shared through the primary. */
+  readonly exclusive?: boolean;
+  readonly scheme?: 'http' | 'https';
+}
+
+/**
+ * Binds `server` to `address` (port 0 = a free port the OS picks) and resolves to the URL it really answers on;
+ * rejects with the bind error (EADDRINUSE, EACCES) instead of leaving it to an unhandled 'error' event.
+ */
+export function listen(server: Server, address: { readonly host: string; readonly port: number }, options: ListenOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: address.port, host: address.host, exclusive: options.exclusive ?? false }, () => {
+      server.off('error', reject);
+      const bound = server.address() as AddressInfo;
+      resolve(`${options.scheme ?? 'http'}://${formatHostPort(bound.address, bound.port)}`);
+    });
+  });
+}
+
+/** Stops accepting and ends every open connection, idle or not; resolves once the server has closed. */
+export function closeServer(server: HttpServer): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
