@@ -4,6 +4,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { AdminConfig } from '../config/types.js';
 import { Errors, sendError, writeJson } from '../gateway/errors.js';
 import type { Logger } from '../observability/log.js';
+import { adminRequestHandler } from './endpoints.js';
 import { closeServer, listen } from './listen.js';
 import type { AdminServer } from './server.js';
 
@@ -27,26 +28,15 @@ const WORKER_TIMEOUT_MS = 2_000;
  */
 export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminDeps): Promise<AdminServer> {
   const aggregator = new AggregatorRegistry();
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    if (path === '/healthz') return writeJson(res, 200, { status: 'ok' });
-    if (path === '/readyz') return void readiness(deps).then(({ ready, body }) => writeJson(res, ready ? 200 : 503, body));
-    if (path === '/metrics') {
-      aggregator.clusterMetrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': aggregator.contentType });
-          res.end(text);
-        },
-        (err: unknown) => {
-          deps.logger.error({ err }, 'cluster metrics collection failed');
-          sendError(res, Errors.internalError, randomUUID());
-        },
-      );
-      return;
-    }
-    if (path === '/revocations' || path.startsWith('/revocations/')) return relay(req, res, deps);
-    sendError(res, Errors.adminNotFound, randomUUID());
-  });
+  const server = createServer(
+    adminRequestHandler({
+      logger: deps.logger,
+      collectMetrics: () => aggregator.clusterMetrics(),
+      metricsContentType: aggregator.contentType,
+      readyz: (_req, res) => void readiness(deps).then(({ ready, body }) => writeJson(res, ready ? 200 : 503, body)),
+      revocations: (req, res) => relay(req, res, deps),
+    }),
+  );
   const url = await listen(server, config.listen);
   return { url, close: () => closeServer(server) };
 }

@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
-import { Errors, sendError, writeJson } from '../gateway/errors.js';
+import { writeJson } from '../gateway/errors.js';
 import type { Runtime } from '../gateway/runtime.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';
+import { adminRequestHandler } from './endpoints.js';
 import { closeServer, listen } from './listen.js';
 import { createRevocationApi } from './revocations.js';
 
@@ -66,39 +66,28 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
   let revocations: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let revocationStore: Store | undefined;
   let revocationToken: string | undefined;
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    if (path === '/healthz') return writeJson(res, 200, { status: 'ok' });
-    if (path === '/readyz') {
-      const report = readinessReport(deps.readiness());
-      return writeJson(res, report.status === 'ready' ? 200 : 503, report);
-    }
-    if (path === '/metrics') {
-      deps.metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
-          res.end(text);
-        },
-        (err: unknown) => {
-          deps.logger.error({ err }, 'metrics collection failed');
-          sendError(res, Errors.internalError, randomUUID());
-        },
-      );
-      return;
-    }
-    if (path === '/revocations' || path.startsWith('/revocations/')) {
-      const store = deps.store();
-      // The token follows config reloads: a rotated admin token takes effect without a restart.
-      const adminToken = deps.readiness().runtime.config.admin.token;
-      if (store !== revocationStore || adminToken !== revocationToken) {
-        revocationStore = store;
-        revocationToken = adminToken;
-        revocations = createRevocationApi({ store, adminToken, logger: deps.logger });
-      }
-      return revocations?.(req, res);
-    }
-    sendError(res, Errors.adminNotFound, randomUUID());
-  });
+  const server = createServer(
+    adminRequestHandler({
+      logger: deps.logger,
+      collectMetrics: () => deps.metrics.registry.metrics(),
+      metricsContentType: deps.metrics.registry.contentType,
+      readyz: (_req, res) => {
+        const report = readinessReport(deps.readiness());
+        writeJson(res, report.status === 'ready' ? 200 : 503, report);
+      },
+      revocations: (req, res) => {
+        const store = deps.store();
+        // The token follows config reloads: a rotated admin token takes effect without a restart.
+        const adminToken = deps.readiness().runtime.config.admin.token;
+        if (store !== revocationStore || adminToken !== revocationToken) {
+          revocationStore = store;
+          revocationToken = adminToken;
+          revocations = createRevocationApi({ store, adminToken, logger: deps.logger });
+        }
+        revocations?.(req, res);
+      },
+    }),
+  );
   // exclusive: in a cluster worker this is the worker's private listener, never one shared through the primary.
   const url = await listen(server, config.listen, { exclusive: true });
   return { url, close: () => closeServer(server) };
