@@ -26,6 +26,7 @@ export const Errors = {
   notFound: { status: 404, code: 'not_found', description: 'No route matches this request' },
   misdirected: { status: 421, code: 'misdirected_request', description: 'This host is not served here' },
   methodNotAllowed: { status: 405, code: 'method_not_allowed', description: 'Method not allowed' },
+  upgradeRefused: { status: 502, code: 'bad_gateway', description: 'The upstream refused the WebSocket upgrade' },
   badGateway: { status: 502, code: 'bad_gateway', description: 'The upstream could not be reached' },
   gatewayTimeout: { status: 504, code: 'gateway_timeout', description: 'The upstream did not answer in time' },
   unavailable: { status: 503, code: 'service_unavailable', description: 'The gateway is not ready', headers: { 'retry-after': '5' } },

@@ -17,6 +17,7 @@ import { decide, type Outcome, type RequestFacts } from './pipeline.js';
 import { answerPreflight } from './cors.js';
 import { handleReserved } from './reserved.js';
 import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
+import type { UpstreamFailure } from '../proxy/forwarder.js';
 
 export interface RunningGateway {
   readonly url: string;
@@ -94,10 +95,14 @@ class Gateway implements RunningGateway {
     const server = tls ? createHttpsServer({ ...serverOptions, ...(await readTlsContext(tls)) }) : createHttpServer(serverOptions);
     // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
     server.on('request', (req, res) => this.onRequest(req, res));
+    // Without this listener Node answers 100 Continue itself, inviting the body before any auth decision.
+    server.on('checkContinue', (req, res) => this.onRequest(req, res, true));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     // Answers the parser's refusals in the SPEC §7 shape too (sendErrorOnSocket destroys an unwritable socket).
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (err.code === 'ECONNRESET') socket.destroy();
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: unknown }) => {
+      // A response still streaming on this connection (a bad request pipelined behind it): an error written now
+      // would land inside that body, so the connection just ends, as Node's own handler does.
+      if (err.code === 'ECONNRESET' || socket._httpMessage) socket.destroy();
       else sendErrorOnSocket(socket, err.code === 'HPE_HEADER_OVERFLOW' ? Errors.headersTooLarge : Errors.malformedRequest, randomUUID());
     });
     server.headersTimeout = 20_000;
@@ -185,7 +190,8 @@ class Gateway implements RunningGateway {
     };
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  /** `expectsContinue`: the client sent `Expect: 100-continue` and waits for our word before its body. */
+  private onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue = false): void {
     const started = performance.now();
     const runtime = this.runtime;
     const peerIp = peerAddress(req.socket);
@@ -220,8 +226,10 @@ class Gateway implements RunningGateway {
           return;
         }
         if (d.rateLimitHeaders) for (const name in d.rateLimitHeaders) res.setHeader(name, d.rateLimitHeaders[name] as string);
-        runtime.forwarder.web(req, res, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, (error) =>
-          sendError(res, error, facts.requestId),
+        // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
+        if (expectsContinue) res.writeContinue();
+        runtime.forwarder.web(req, res, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, (failure) =>
+          sendError(res, upstreamError(failure), facts.requestId),
         );
       },
       (err: unknown) => this.fail(res, facts.requestId, err),
@@ -247,14 +255,23 @@ class Gateway implements RunningGateway {
     }
     decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
       (d) => {
-        this.record(facts, d, d.allow ? 101 : d.error.status, started);
         if (!d.allow) {
+          this.record(facts, d, d.error.status, started);
           sendErrorOnSocket(socket, d.error, facts.requestId);
           return;
         }
-        runtime.forwarder.ws(req, socket, head, d.route.upstream, d.path + d.query, d.upstreamHeaders, (error) =>
-          sendErrorOnSocket(socket, error, facts.requestId),
-        );
+        runtime.forwarder.ws(socket, head, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, {
+          upgraded: () => this.record(facts, d, 101, started),
+          failed: (failure) => {
+            if (failure === 'client_closed') {
+              this.record(facts, d, CLIENT_CLOSED, started);
+              return;
+            }
+            const error = failure === 'upgrade_refused' ? Errors.upgradeRefused : upstreamError(failure);
+            this.record(facts, d, error.status, started);
+            sendErrorOnSocket(socket, error, facts.requestId);
+          },
+        });
       },
       (err: unknown) => {
         this.logger.error({ err, requestId: facts.requestId }, 'upgrade pipeline failed');
@@ -313,6 +330,13 @@ function listenerChanges(before: GatewayConfig, after: GatewayConfig): string[] 
 }
 
 const MAX_HEADER_BYTES = 32 * 1024;
+
+/** The status nginx made the convention for a client that left before an answer: for the access log only. */
+const CLIENT_CLOSED = 499;
+
+function upstreamError(failure: UpstreamFailure): GatewayError {
+  return failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway;
+}
 
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
 const HSTS = 'max-age=31536000';

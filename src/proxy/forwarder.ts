@@ -2,30 +2,29 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
 import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
-import { Errors, type GatewayError } from '../gateway/errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { classifyUpstreamError, type UpstreamFailure } from './failures.js';
+import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
 
-export type UpstreamFailure = 'refused' | 'timeout' | 'reset' | 'tls' | 'other';
-export type OnUpstreamError = (error: GatewayError, failure: UpstreamFailure) => void;
+export type { UpstreamFailure };
+/** The upstream failed before the response head: the caller answers the client (502, or 504 on `timeout`). */
+export type OnUpstreamError = (failure: UpstreamFailure) => void;
 
 /**
- * The connections of one upstream: an undici pool for HTTP requests and a node:http agent for WebSocket upgrades
- * (proxied by http-proxy). Shared by every Forwarder built from configs in which the upstream's settings are the
+ * The connections of one upstream: an undici pool for HTTP requests and a node:http agent for WebSocket
+ * handshakes. Shared by every Forwarder built from configs in which the upstream's settings are the
  * same, so a reload neither drops warm keep-alive connections nor cuts requests in flight on them.
  */
 class UpstreamConnections {
   /** Forwarders still using these connections; the last one to close them closes the pool. */
   private users = 1;
   readonly pool: Pool;
-  readonly wsAgent: HttpAgent;
   readonly origin: string;
   /** The URL's path prefix without a trailing slash ('' for none), put before every forwarded path. */
   readonly basePath: string;
-  /** http-proxy's target for upgrades. */
-  readonly wsTarget: { protocol: string; host: string; port: string; path: string };
+  readonly upgradeTarget: UpgradeTarget;
   /**
    * TLS server name for the pool's connections. Set explicitly because undici would otherwise take it from the
    * request's Host header, which is the client's (it is forwarded unchanged) and not the upstream's name.
@@ -54,9 +53,17 @@ class UpstreamConnections {
       keepAliveTimeout: 30_000,
       connect: { timeout: config.timeoutMs, ca, servername: this.servername },
     });
-    // Upgraded sockets leave the agent and are never reused, so there is nothing to keep alive.
-    this.wsAgent = https ? new HttpsAgent({ keepAlive: false, ca, servername: this.servername }) : new HttpAgent({ keepAlive: false });
-    this.wsTarget = { protocol: url.protocol, host: url.hostname, port: url.port || (https ? '443' : '80'), path: this.basePath };
+    this.upgradeTarget = {
+      https,
+      hostname: url.hostname,
+      port: Number(url.port || (https ? 443 : 80)),
+      basePath: this.basePath,
+      // Upgraded sockets leave the agent and are never reused, so there is nothing to keep alive.
+      agent: https ? new HttpsAgent({ keepAlive: false }) : new HttpAgent({ keepAlive: false }),
+      ca,
+      servername: this.servername,
+      timeoutMs: config.timeoutMs,
+    };
   }
 
   adopt(): this {
@@ -73,19 +80,18 @@ class UpstreamConnections {
   /** Process shutdown: everything goes, in flight or not. */
   destroy(): void {
     void this.pool.destroy();
-    this.wsAgent.destroy();
+    this.upgradeTarget.agent.destroy();
   }
 }
 
 /**
  * Streams requests to upstreams: plain HTTP through undici's dispatcher API (the lowest-overhead one: no
- * intermediate streams, the response is written straight to the ServerResponse), WebSocket upgrades through
- * http-proxy. Request headers are replaced wholesale by the pipeline's sanitized set, so nothing the client sent
+ * intermediate streams, the response is written straight to the ServerResponse), WebSocket handshakes through
+ * node:http (proxy/websocket.ts). Request headers are replaced wholesale by the pipeline's sanitized set, so nothing the client sent
  * reaches the upstream unless the hygiene stage let it through.
  */
 export class Forwarder {
   private readonly upstreams = new Map<string, UpstreamConnections>();
-  private readonly proxy: httpProxy;
 
   /** `previous`: the forwarder of the config being replaced; upstreams with unchanged settings keep its pools. */
   constructor(upstreams: ReadonlyMap<string, UpstreamConfig>, private readonly metrics: Metrics, previous?: Forwarder) {
@@ -96,7 +102,6 @@ export class Forwarder {
       const kept = previous?.upstreams.get(name);
       this.upstreams.set(name, kept?.settings === settings ? kept.adopt() : new UpstreamConnections(name, config, settings, ca));
     }
-    this.proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true });
   }
 
   /**
@@ -132,44 +137,27 @@ export class Forwarder {
     upstream.pool.dispatch(options, relay);
   }
 
-  /** Forward a WebSocket upgrade that passed the pipeline. */
-  ws(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    upstreamName: string,
-    pathAndQuery: string,
-    headers: OutgoingHttpHeaders,
-    onError: OnUpstreamError,
-  ): void {
+  /** Forward a WebSocket handshake that passed the pipeline; `callbacks` learn whether it upgraded. */
+  ws(socket: Duplex, head: Buffer, upstreamName: string, pathAndQuery: string, headers: OutgoingHttpHeaders, requestId: string, callbacks: UpgradeCallbacks): void {
     const upstream = this.upstreams.get(upstreamName);
     if (!upstream) throw new Error(`unknown upstream ${upstreamName}`);
-    req.url = pathAndQuery;
-    // http-proxy copies `req.headers` into the upstream request synchronously inside ws(), so the sanitized set
-    // is swapped in for exactly that call and the client's headers put back.
-    const clientHeaders = req.headers;
-    req.headers = headers as IncomingMessage['headers'];
-    try {
-      this.proxy.ws(req, socket, head, { target: upstream.wsTarget, agent: upstream.wsAgent }, (err) => {
-        const failure = classify(err);
-        this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
-        onError(Errors.badGateway, failure);
-      });
-    } finally {
-      req.headers = clientHeaders;
-    }
+    forwardUpgrade(socket, head, upstream.upgradeTarget, pathAndQuery, headers, requestId, {
+      upgraded: callbacks.upgraded,
+      failed: (failure) => {
+        if (failure !== 'client_closed') this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: failure });
+        callbacks.failed(failure);
+      },
+    });
   }
 
   /** After a reload: pools no newer forwarder adopted close once their requests in flight have finished. */
   close(): void {
     for (const upstream of this.upstreams.values()) upstream.release();
-    this.proxy.close();
   }
 
   /** At shutdown: every connection goes now. */
   destroy(): void {
     for (const upstream of this.upstreams.values()) upstream.destroy();
-    this.proxy.close();
   }
 }
 
@@ -211,7 +199,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (this.clientGone) abort();
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     // 1xx: Node's server sends its own 100 Continue; other interim responses are not relayed.
     if (statusCode < 200) return true;
     const headers: string[] = [];
@@ -223,7 +211,15 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       headers.push(name, (rawHeaders[i + 1] as Buffer).toString('latin1'));
     }
     headers.push('x-request-id', this.requestId);
-    this.res.writeHead(statusCode, statusText, headers);
+    try {
+      // The upstream's reason phrase is not relayed: Node's own is always a valid one.
+      this.res.writeHead(statusCode, headers);
+    } catch {
+      // A header value Node will not write (an invalid character): the response cannot be relayed as is.
+      this.abort?.();
+      this.res.destroy();
+      return false;
+    }
     this.resume = resume;
     return true;
   }
@@ -242,11 +238,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onError(err: Error & { code?: string }): void {
     // The client went away and we aborted: nobody is left to answer, and it is no upstream failure.
     if (this.clientGone) return;
-    const failure = classify(err);
+    const failure = classifyUpstreamError(err);
     this.metrics.upstreamErrors.inc({ upstream: this.upstream, kind: failure });
-    // Before the response head this is a 502/504 the client can read; after it, sendError cuts the connection
-    // so a truncated body cannot pass for a complete one.
-    this.onUpstreamError(failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway, failure);
+    // Before the response head the client gets a 502/504 it can read; after it, the connection is cut so a
+    // truncated body cannot pass for a complete one.
+    this.onUpstreamError(failure);
   }
 }
 
@@ -262,32 +258,4 @@ function connectionOptions(rawHeaders: Buffer[]): Set<string> | undefined {
     }
   }
   return listed;
-}
-
-function classify(err: Error & { code?: string }): UpstreamFailure {
-  switch (err.code) {
-    case 'ECONNREFUSED':
-    case 'ENOTFOUND':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'EAI_AGAIN':
-      return 'refused';
-    case 'ECONNRESET':
-    case 'EPIPE':
-    case 'UND_ERR_SOCKET':
-      return 'reset';
-    case 'ETIMEDOUT':
-    case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-      return 'timeout';
-    default:
-      return err.code?.startsWith('ERR_TLS') ||
-        err.code?.startsWith('CERT_') ||
-        err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
-        err.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
-        err.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
-        ? 'tls'
-        : 'other';
-  }
 }
