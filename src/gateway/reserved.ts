@@ -41,8 +41,10 @@ const forbidden: GatewayError = {
 export function handleReserved(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> | undefined {
   const target = normalizeTarget(facts.target);
   if (!target.ok) return undefined; // the main chain answers 400 for it
-  const { reservedPrefix: prefix, pathCase } = runtime.config.server;
-  const path = pathCase === 'insensitive' ? target.path.toLowerCase() : target.path;
+  const { reservedPrefix, pathCase } = runtime.config.server;
+  const folded = pathCase === 'insensitive';
+  const path = folded ? target.path.toLowerCase() : target.path;
+  const prefix = folded ? reservedPrefix.toLowerCase() : reservedPrefix;
   if (!path.startsWith(prefix) || (path.length > prefix.length && path.charCodeAt(prefix.length) !== SLASH)) return undefined;
   switch (path.slice(prefix.length)) {
     case '/verify':

@@ -174,7 +174,8 @@ function connectionListedNames(connection: string | undefined): ReadonlySet<stri
   const names = new Set<string>();
   for (const option of connection.split(',')) {
     const name = canonicalName(option.trim());
-    if (name !== '' && !PLAIN_CONNECTION_VALUES.has(name)) names.add(name);
+    // Host is what the route was matched on: Connection may not take it away and let the upstream pick a site.
+    if (name !== '' && name !== 'host' && !PLAIN_CONNECTION_VALUES.has(name)) names.add(name);
   }
   return names;
 }

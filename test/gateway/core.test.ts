@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
@@ -125,6 +126,35 @@ describe('forwarding', () => {
   it('answers 504 when the upstream does not answer within its timeout', async () => {
     const res = await rawRequest(gw.port, { target: '/slow' });
     expectGatewayError(res, 504, 'gateway_timeout');
+  });
+});
+
+describe('Expect: 100-continue', () => {
+  /** Every byte the gateway sends back for `text`, until it closes the connection. */
+  function exchange(text: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(gw.port, '127.0.0.1');
+      let received = '';
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+      socket.on('close', () => resolve(received));
+      socket.on('error', reject);
+      socket.write(text);
+    });
+  }
+  const post = (path: string): string =>
+    `POST ${path} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nbody`;
+
+  it('is not invited before authentication: a refused request gets its 401 and never a 100', async () => {
+    const received = await exchange(post('/admin/upload'));
+    expect(received.startsWith('HTTP/1.1 401 Unauthorized\r\n')).toBe(true);
+    expect(received).not.toContain('100 Continue');
+    expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('is invited once the request may pass, and the body reaches the upstream', async () => {
+    const received = await exchange(post('/public/upload'));
+    expect(received.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n')).toBe(true);
+    expect(upstream.seen.map((r) => r.body)).toEqual(['body']);
   });
 });
 

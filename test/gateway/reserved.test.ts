@@ -89,3 +89,26 @@ describe('logout with a token cookie', () => {
     expect(upstream.seen).toHaveLength(0);
   });
 });
+
+describe('a mixed-case reserved prefix on a case-insensitive gateway', () => {
+  let folded: TestGateway;
+  beforeAll(async () => {
+    folded = await startTestGateway(`
+version: 1
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, path_case: insensitive, reserved_prefix: /_AuthGate }
+admin: { listen: 127.0.0.1:0 }
+upstreams: { api: { url: ${upstream.url} } }
+routes:
+  - { name: everything, match: { path: /** }, upstream: api, auth: none }
+`);
+  });
+  afterAll(async () => {
+    await folded?.close();
+  });
+
+  it.each(['/_AuthGate/logout', '/_authgate/logout', '/_AUTHGATE/logout'])('%s is the gateway’s logout, in any case', async (target) => {
+    const res = await rawRequest(folded.port, { method: 'POST', target });
+    expect(res.status).toBe(401);
+    expect(upstream.seen).toHaveLength(0);
+  });
+});

@@ -189,6 +189,12 @@ const cases: ReadonlyArray<
     directForwarding,
   ],
   [
+    'Connection cannot remove the Host the route was matched on',
+    { host: 'api.example.com', connection: 'host, Host' },
+    direct,
+    { host: 'api.example.com', ...directForwarding },
+  ],
+  [
     'a WebSocket upgrade keeps Connection: upgrade and Upgrade',
     {
       connection: 'keep-alive, Upgrade',
