@@ -15,17 +15,18 @@ export interface AdminServer {
 }
 
 export interface ReadinessSource {
-  readonly ready: boolean;
   readonly draining: boolean;
   readonly runtime: Runtime;
-  readonly store: Store;
 }
 
 export interface AdminDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The gateway's store: readiness reports its health, the revocation API writes to it. */
+  readonly store: Store;
   readiness(): ReadinessSource;
-  store(): Store;
+  /** `admin.token` of the running config, asked per request so a reload that rotates it applies at once. */
+  adminToken(): string;
 }
 
 interface ReadinessReport {
@@ -41,7 +42,7 @@ interface ReadinessReport {
  * Ready when the gateway is not draining, every issuer has usable keys (fresh or within stale_if_error) and the
  * store is not degraded. A degraded store still serves traffic (SPEC §8) but is reported so operators see it.
  */
-function readinessReport(source: ReadinessSource): ReadinessReport {
+function readinessReport(source: ReadinessSource, gatewayStore: Store): ReadinessReport {
   const issuers: ReadinessReport['checks']['issuers'] = {};
   let issuersOk = true;
   for (const [name, status] of source.runtime.authenticator.issuerStatus()) {
@@ -52,9 +53,9 @@ function readinessReport(source: ReadinessSource): ReadinessReport {
       ...(status.error !== undefined ? { error: status.error } : {}),
     };
   }
-  const health = source.store.health();
+  const health = gatewayStore.health();
   const store = health.status === 'degraded' ? { status: 'degraded', error: health.error } : { status: health.status };
-  const ready = source.ready && !source.draining && issuersOk && health.status !== 'degraded';
+  const ready = !source.draining && issuersOk && health.status !== 'degraded';
   return {
     status: ready ? 'ready' : 'not_ready',
     checks: { config: source.draining ? 'draining' : 'ok', issuers, store },
@@ -64,7 +65,6 @@ function readinessReport(source: ReadinessSource): ReadinessReport {
 /** The admin listener (SPEC §11): health, readiness, metrics and the revocation API, on its own address. */
 export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Promise<AdminServer> {
   let revocations: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  let revocationStore: Store | undefined;
   let revocationToken: string | undefined;
   const server = createServer(
     adminRequestHandler({
@@ -72,19 +72,16 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
       collectMetrics: () => deps.metrics.registry.metrics(),
       metricsContentType: deps.metrics.registry.contentType,
       readyz: (_req, res) => {
-        const report = readinessReport(deps.readiness());
+        const report = readinessReport(deps.readiness(), deps.store);
         writeJson(res, report.status === 'ready' ? 200 : 503, report);
       },
       revocations: (req, res) => {
-        const store = deps.store();
-        // The token follows config reloads: a rotated admin token takes effect without a restart.
-        const adminToken = deps.readiness().runtime.config.admin.token;
-        if (store !== revocationStore || adminToken !== revocationToken) {
-          revocationStore = store;
+        const adminToken = deps.adminToken();
+        if (revocations === undefined || adminToken !== revocationToken) {
           revocationToken = adminToken;
-          revocations = createRevocationApi({ store, adminToken, logger: deps.logger });
+          revocations = createRevocationApi({ store: deps.store, adminToken, logger: deps.logger });
         }
-        revocations?.(req, res);
+        revocations(req, res);
       },
     }),
   );

@@ -1,4 +1,5 @@
 import { request } from 'undici';
+import { headerValue } from '../routing/headers.js';
 
 /**
  * A guarded GET for discovery documents and JWKS: one overall deadline, a size cap, no redirects (a redirect is an
@@ -25,9 +26,6 @@ class FetchError extends Error {
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json(?:\s*;|$)/i;
 const MAX_AGE = /(?:^|[\s,])max-age\s*=\s*"?(\d+)"?/i;
 
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value;
-}
 
 export async function fetchJson(url: string, limits: FetchLimits): Promise<FetchedJson> {
   const signal = AbortSignal.timeout(limits.timeoutMs);

@@ -6,7 +6,6 @@ import type { RequestFacts } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 
 /** runtime.ts still imports the type from here. */
-export type { CorsPolicy };
 
 /**
  * The policy of each route: its own `cors` mapping, the global one when it has none, nothing for `cors: false`.

@@ -37,6 +37,7 @@ export const Errors = {
     description: 'The shared store is unreachable; the revocation holds on this instance and is replicated when it is back',
     headers: { 'retry-after': '5' },
   },
+  crossSiteLogout: { status: 403, code: 'forbidden', description: 'A cookie logout must come from the same origin' },
   forwardAuthForbidden: { status: 403, code: 'forbidden', description: 'Forward-auth requests are accepted only from trusted proxies' },
   corsRefused: { status: 403, code: 'cors_forbidden', description: 'This cross-origin request is not allowed' },
   internalError: { status: 500, code: 'server_error', description: 'The gateway failed to handle the request' },
@@ -81,6 +82,11 @@ export function insufficientScope(requiredScopes: readonly string[] | undefined)
     description,
     headers: { 'www-authenticate': `${REALM}, error="insufficient_scope", error_description="${description}"${scope}` },
   };
+}
+
+/** 429 with the RateLimit-* and Retry-After headers of the limit that refused. */
+export function rateLimited(headers: OutgoingHttpHeaders): GatewayError {
+  return { status: 429, code: 'rate_limited', description: 'Too many requests', headers };
 }
 
 export function keysUnavailable(description: string): GatewayError {

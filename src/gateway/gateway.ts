@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
@@ -11,6 +11,7 @@ import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { listen } from '../admin/listen.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { sendError, sendErrorOnSocket, Errors, SECURITY_HEADERS, type GatewayError } from './errors.js';
 import { decide, type Outcome, type RequestFacts } from './pipeline.js';
@@ -82,8 +83,9 @@ class Gateway implements RunningGateway {
     this.admin = await startAdminServer(adminConfig, {
       logger: this.logger,
       metrics: this.metrics,
-      readiness: () => this.readiness(),
-      store: () => this.store,
+      store: this.store,
+      readiness: () => ({ draining: this.draining, runtime: this.runtime }),
+      adminToken: () => this.runtime.config.admin.token,
     });
     this.adminUrl = this.admin.url;
     await Promise.all([this.runtime.authenticator.start(), this.store.ready()]);
@@ -108,17 +110,8 @@ class Gateway implements RunningGateway {
     server.headersTimeout = 20_000;
     server.requestTimeout = 0; // bodies stream for as long as the upstream allows
     server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.server.listen.port, config.server.listen.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    this.url = await listen(server, config.server.listen, { scheme: tls ? 'https' : 'http' });
     this.server = server;
-    const address = server.address() as AddressInfo;
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    this.url = `${tls ? 'https' : 'http'}://${host}:${address.port}`;
     this.logger.info({ url: this.url, admin: this.adminUrl, routes: config.routes.length }, 'authgate listening');
   }
 
@@ -170,10 +163,6 @@ class Gateway implements RunningGateway {
     await this.admin?.close();
   }
 
-  private readiness(): { ready: boolean; runtime: Runtime; store: Store; draining: boolean } {
-    return { ready: !this.draining, runtime: this.runtime, store: this.store, draining: this.draining };
-  }
-
   private facts(req: IncomingMessage, upgrade: boolean, trustedPeer: boolean, peerIp: string): RequestFacts {
     const incomingId = req.headers['x-request-id'];
     return {
@@ -212,7 +201,7 @@ class Gateway implements RunningGateway {
     if (preflight) {
       decision = { allow: preflight.headers !== undefined, reason: 'cors_preflight', route: preflight.route, identity: undefined, path: preflight.path };
       if (preflight.headers) res.writeHead(204, { ...preflight.headers, ...SECURITY_HEADERS, 'x-request-id': facts.requestId }).end();
-      else sendError(res, corsRefused, facts.requestId);
+      else sendError(res, Errors.corsRefused, facts.requestId);
       return;
     }
     const origin = req.headers.origin;
@@ -275,7 +264,7 @@ class Gateway implements RunningGateway {
       },
       (err: unknown) => {
         this.logger.error({ err, requestId: facts.requestId }, 'upgrade pipeline failed');
-        sendErrorOnSocket(socket, internalError, facts.requestId);
+        sendErrorOnSocket(socket, Errors.internalError, facts.requestId);
       },
     );
   }
@@ -283,7 +272,7 @@ class Gateway implements RunningGateway {
   /** A bug, never a client's doing: answer 500 without detail and keep serving. */
   private fail(res: ServerResponse, requestId: string, err: unknown): void {
     this.logger.error({ err, requestId }, 'request pipeline failed');
-    sendError(res, internalError, requestId);
+    sendError(res, Errors.internalError, requestId);
   }
 
   private record(facts: RequestFacts, decision: Outcome | undefined, status: number, started: number): void {
@@ -341,9 +330,7 @@ function upstreamError(failure: UpstreamFailure): GatewayError {
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
 const HSTS = 'max-age=31536000';
 
-const corsRefused: GatewayError = { status: 403, code: 'cors_forbidden', description: 'This cross-origin request is not allowed' };
 
-const internalError: GatewayError = { status: 500, code: 'server_error', description: 'The gateway failed to handle the request' };
 
 /** Canonical form (v4-mapped IPv6 unwrapped) so trust checks, limits and X-Forwarded-For agree on one spelling. */
 function peerAddress(socket: Socket): string {

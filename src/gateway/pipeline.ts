@@ -5,13 +5,14 @@ import { InvalidTokenDescription, type Identity } from '../auth/types.js';
 import { claimAsString, readClaim } from '../policy/claim-path.js';
 import { evaluateRules } from '../policy/rules.js';
 import { resolveClientIp } from '../routing/client-ip.js';
-import { buildUpstreamHeaders } from '../routing/headers.js';
+import { buildUpstreamHeaders, headerValue } from '../routing/headers.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import type { RateLimitDecision, Store } from '../store/types.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
   Errors,
   insufficientScope,
+  rateLimited,
   invalidRequest,
   invalidToken,
   keysUnavailable,
@@ -310,7 +311,7 @@ function denyLimited(
 ): Denied {
   const headers = rateLimitHeaders(decision);
   headers['retry-after'] = String(Math.max(1, Math.ceil(decision.resetMs / 1000)));
-  const error: GatewayError = { status: 429, code: 'rate_limited', description: 'Too many requests', headers };
+  const error = rateLimited(headers);
   return deny('rate_limit', error, `rate_limit_${limit.name}`, route, identity, path);
 }
 
@@ -329,8 +330,4 @@ export function withoutQueryParam(query: string, name: string): string {
     .split('&')
     .filter((pair) => pair !== name && !pair.startsWith(`${name}=`));
   return kept.length > 0 ? `?${kept.join('&')}` : '';
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value;
 }

@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { InvalidTokenDescription, type Identity } from '../auth/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
+import { headerValue } from '../routing/headers.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import type { Store } from '../store/types.js';
 import { Errors, invalidRequest, invalidToken, sendError, type GatewayError } from './errors.js';
@@ -13,25 +14,6 @@ export interface ReservedDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
 }
-
-const storeUnavailable: GatewayError = {
-  status: 503,
-  code: 'service_unavailable',
-  description: 'The revocation store is unavailable',
-  headers: { 'retry-after': '5' },
-};
-
-const crossSiteLogout: GatewayError = {
-  status: 403,
-  code: 'forbidden',
-  description: 'A cookie logout must come from the same origin',
-};
-
-const forbidden: GatewayError = {
-  status: 403,
-  code: 'forbidden',
-  description: 'Forward-auth requests are accepted only from trusted proxies',
-};
 
 /**
  * Endpoints under `server.reserved_prefix`: logout (SPEC §8) and forward-auth verify (SPEC §10). Returns
@@ -70,17 +52,17 @@ async function respond(res: ServerResponse, facts: RequestFacts, error: GatewayE
  * believed only from a trusted proxy; the original request then runs the same chain as a proxied one.
  */
 async function verify(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> {
-  if (!facts.trustedPeer) return respond(res, facts, forbidden, 'untrusted_forward_auth');
+  if (!facts.trustedPeer) return respond(res, facts, Errors.forwardAuthForbidden, 'untrusted_forward_auth');
   const h = facts.headers;
-  const originalUrl = single(h['x-original-url']);
-  const uri = single(h['x-forwarded-uri']) ?? single(h['x-original-uri']) ?? pathOfUrl(originalUrl);
+  const originalUrl = headerValue(h['x-original-url']);
+  const uri = headerValue(h['x-forwarded-uri']) ?? headerValue(h['x-original-uri']) ?? pathOfUrl(originalUrl);
   if (uri === undefined) return respond(res, facts, invalidRequest('The original request URI is missing'), 'no_original_uri');
   const original: RequestFacts = {
     ...facts,
-    method: (single(h['x-forwarded-method']) ?? single(h['x-original-method']) ?? 'GET').toUpperCase(),
+    method: (headerValue(h['x-forwarded-method']) ?? headerValue(h['x-original-method']) ?? 'GET').toUpperCase(),
     target: uri,
-    host: single(h['x-forwarded-host']) ?? hostOfUrl(originalUrl) ?? facts.host,
-    proto: single(h['x-forwarded-proto']) === 'https' ? 'https' : facts.proto,
+    host: headerValue(h['x-forwarded-host']) ?? hostOfUrl(originalUrl) ?? facts.host,
+    proto: headerValue(h['x-forwarded-proto']) === 'https' ? 'https' : facts.proto,
   };
   const decision = await decide(original, runtime, deps);
   if (!decision.allow) {
@@ -99,7 +81,7 @@ async function logout(res: ServerResponse, facts: RequestFacts, runtime: Runtime
   const extracted = runtime.extractToken(facts.headersDistinct, '', false);
   // A browser sends the token cookie with any site's form post: a cookie logout must come from this origin.
   if (extracted.kind === 'token' && extracted.source.kind === 'cookie' && !sameOrigin(facts, runtime)) {
-    return respond(res, facts, crossSiteLogout, 'cross_site_logout');
+    return respond(res, facts, Errors.crossSiteLogout, 'cross_site_logout');
   }
   const authenticated = await authenticate(extracted, true, undefined, runtime, deps.store);
   if (!authenticated.ok) return respond(res, facts, authenticated.error, authenticated.reason);
@@ -117,7 +99,7 @@ async function logout(res: ServerResponse, facts: RequestFacts, runtime: Runtime
     // The store already holds the revocation on this instance and replays it once Redis is back; other
     // replicas do not know yet, so the client is told to retry rather than that it is logged out everywhere.
     deps.logger.warn({ err, requestId: facts.requestId }, 'logout could not reach the shared store');
-    return respond(res, facts, storeUnavailable, 'store_unavailable');
+    return respond(res, facts, Errors.storeUnavailable, 'store_unavailable');
   }
   deps.logger.info({ requestId: facts.requestId, subject: identity.subject, issuer: identity.issuer.name }, 'token revoked by logout');
   res.writeHead(204, { 'cache-control': 'no-store', 'x-request-id': facts.requestId });
@@ -133,9 +115,6 @@ function sameOrigin(facts: RequestFacts, runtime: Runtime): boolean {
   return runtime.config.cors?.origins.includes(origin) ?? false;
 }
 
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
 
 const ABSOLUTE_URL_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
 

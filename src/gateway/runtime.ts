@@ -9,7 +9,8 @@ import { compileTrustedProxies, type TrustedProxies } from '../routing/client-ip
 import { compileHeaderPolicy, type HeaderPolicy } from '../routing/headers.js';
 import { compileHostMatcher } from '../routing/hosts.js';
 import { compileRoutes, type RouteTable } from '../routing/route-table.js';
-import { compileRouteCors, type CorsPolicy } from './cors.js';
+import type { CorsPolicy } from '../policy/cors.js';
+import { compileRouteCors } from './cors.js';
 
 /** Per-route work that depends only on the config, split once so the hot path only iterates. */
 export interface RoutePlan {

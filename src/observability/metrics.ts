@@ -16,7 +16,7 @@ export class Metrics {
 
   readonly requestDuration = new Histogram({
     name: 'authgate_request_duration_seconds',
-    help: 'Time from request to response head, by route name',
+    help: 'Time from request until the response closes, by route name',
     labelNames: ['route'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
@@ -58,7 +58,7 @@ export class Metrics {
 
   readonly upstreamErrors = new Counter({
     name: 'authgate_upstream_errors_total',
-    help: 'Upstream failures, by upstream and kind (refused, timeout, reset, tls)',
+    help: 'Upstream failures, by upstream and kind (refused, timeout, reset, tls, upgrade_refused, other)',
     labelNames: ['upstream', 'kind'] as const,
     registers: [this.registry],
   });

@@ -191,3 +191,8 @@ function withoutCookies(cookie: string, names: readonly string[]): string {
   }
   return kept.join('; ');
 }
+
+/** A header as one string: Node gives repeated lines of most headers joined already, a few as arrays. */
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
