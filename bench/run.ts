@@ -320,13 +320,20 @@ async function main(): Promise<void> {
       }
     }
 
-    if (wanted.has('rate-limit')) {
-      log('authgate, rate-limit (redis) …');
+    // One redis-server for the scenarios that need shared state, started on first use, on the load core.
+    let redisUrl: string | undefined;
+    const sharedStore = async (): Promise<string> => {
+      if (redisUrl !== undefined) return redisUrl;
       const redisPort = await freePort();
       const redis = spawnPinned(options.loadCpu, 'redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
       stoppers.push(() => redis.stop());
-      const redisUrl = `redis://127.0.0.1:${redisPort}`;
-      const gateway = await startAuthgate({ ...single, redisUrl }, options.proxyCpu, options.profileDir);
+      redisUrl = `redis://127.0.0.1:${redisPort}`;
+      return redisUrl;
+    };
+
+    if (wanted.has('rate-limit')) {
+      log('authgate, rate-limit (redis) …');
+      const gateway = await startAuthgate({ ...single, redisUrl: await sharedStore() }, options.proxyCpu, options.profileDir);
       try {
         rows.push({
           scenario: 'rate-limit',
@@ -343,7 +350,8 @@ async function main(): Promise<void> {
       for (const workers of [1, 2]) {
         log(`authgate, one token, ${workers} worker(s), unpinned …`);
         // Unpinned: two workers on one core would measure nothing. The load generator still holds its core.
-        const gateway = await startAuthgate({ ...single, workers }, undefined, options.profileDir);
+        // Workers are separate processes, so they share revocations through Redis (the config requires it).
+        const gateway = await startAuthgate({ ...single, workers, redisUrl: await sharedStore() }, undefined, options.profileDir);
         try {
           const children = descendantCount(gateway.process.pid);
           const note =

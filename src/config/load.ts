@@ -18,7 +18,7 @@ import {
   readTokens,
   readUpstreams,
 } from './sections.js';
-import type { GatewayConfig, IssuerConfig } from './types.js';
+import type { GatewayConfig, IssuerConfig, RouteConfig } from './types.js';
 
 export { formatProblem, type ConfigProblem };
 
@@ -103,7 +103,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
   const versionSlot = root.slot('version');
   const version = r.required(versionSlot) ? r.integer(versionSlot, 1) : undefined;
   if (version !== undefined && version !== 1) r.problem(versionSlot, 'unsupported version (this authgate reads version 1)');
-  const server = readServer(r, root.slot('server'), baseDir);
+  const { server, workersSlot } = readServer(r, root.slot('server'), baseDir);
   const issuers = readIssuers(r, root.slot('issuers'), baseDir);
   const upstreams = readUpstreams(r, root.slot('upstreams'), baseDir);
   const rateLimits = readRateLimits(r, root.slot('rate_limits'));
@@ -115,11 +115,13 @@ function readGateway(r: Reader, file: string): GatewayRead {
     rateLimits: rateLimits.values,
   });
   if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
+  const store = readStore(r, root.slot('store'));
+  requireSharedStoreForWorkers(r, workersSlot, server.workers, store, routes.routes);
   const config: GatewayConfig = {
     file,
     server,
     admin: readAdmin(r, root.slot('admin'), server),
-    store: readStore(r, root.slot('store')),
+    store,
     logging: readLogging(r, root.slot('logging')),
     tokens: readTokens(r, root.slot('tokens')),
     issuers: issuers.values,
@@ -138,6 +140,22 @@ function requireIssuerForProtectedRoutes(r: Reader, { routes, slots }: RoutesRea
   const slot = slots[index];
   if (route === undefined || slot === undefined) return;
   r.problem(slot, `route "${route.name}" has auth: ${route.auth}, but no issuers are configured`);
+}
+
+/**
+ * Workers are separate processes: on the in-memory store each would keep its own revocations and counters, so a
+ * logout on one would not hold on the others. Refused rather than warned about (SPEC §3: memory is one instance).
+ */
+function requireSharedStoreForWorkers(
+  r: Reader,
+  slot: Slot,
+  workers: GatewayConfig['server']['workers'],
+  store: GatewayConfig['store'],
+  routes: readonly RouteConfig[],
+): void {
+  if (workers === 1 || store.redis !== undefined) return;
+  if (!routes.some((route) => route.auth !== 'none' || route.rateLimit.length > 0)) return;
+  r.problem(slot, 'more than one worker needs store.redis when routes authenticate or rate-limit: each worker would keep its own revocations and counters');
 }
 
 function warnAboutShadowedRoutes(r: Reader, { routes, slots }: RoutesRead, pathCase: 'sensitive' | 'insensitive'): void {

@@ -58,11 +58,12 @@ function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
   return { host: '0.0.0.0', port: 0 };
 }
 
-export function readServer(r: Reader, slot: Slot, baseDir: string): ServerConfig {
+/** The server section, and where `workers` is written (checked against the store once that is read). */
+export function readServer(r: Reader, slot: Slot, baseDir: string): { server: ServerConfig; workersSlot: Slot } {
   const s = r.section(slot, [
     'listen', 'tls', 'trusted_proxies', 'allowed_hosts', 'path_case', 'workers', 'shutdown_grace', 'reserved_prefix',
   ]);
-  return {
+  const server: ServerConfig = {
     listen: readListen(r, s.slot('listen'), '0.0.0.0:8080'),
     tls: s.has('tls') ? readServerTls(r, s.slot('tls'), baseDir) : undefined,
     trustedProxies: r.items(s.slot('trusted_proxies'), (item) => {
@@ -76,6 +77,7 @@ export function readServer(r: Reader, slot: Slot, baseDir: string): ServerConfig
     shutdownGraceMs: r.duration(s.slot('shutdown_grace')) ?? 10 * SECOND,
     reservedPrefix: readReservedPrefix(r, s.slot('reserved_prefix')),
   };
+  return { server, workersSlot: s.slot('workers') };
 }
 
 export function readHostPattern(r: Reader, slot: Slot): string | undefined {

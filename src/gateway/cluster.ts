@@ -92,9 +92,6 @@ export async function runPrimary(config: GatewayConfig, logger: Logger): Promise
 
   for (let i = 0; i < expected; i++) fork();
   logger.info({ admin: admin.url, workers: expected }, 'authgate primary started');
-  if (config.store.redis === undefined) {
-    logger.warn('workers > 1 with the in-memory store: each worker keeps its own revocations and rate-limit counters; configure store.redis to share them');
-  }
 
   process.on('SIGHUP', () => {
     for (const worker of live()) worker.process.kill('SIGHUP');

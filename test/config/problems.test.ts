@@ -44,6 +44,11 @@ describe('invalid configs', () => {
       expected: ['gw.yaml:7:17: issuers.idp.clock_skew: expected a duration like 500ms, 30s, 10m, 1h or 7d, got "30 seconds"'],
     },
     {
+      case: 'several workers on the in-memory store while routes authenticate',
+      yaml: `version: 1\nserver:\n  workers: 2\n${ISSUER}${UPSTREAM}${ROUTE}`,
+      expected: ['gw.yaml:3:12: server.workers: more than one worker needs store.redis when routes authenticate or rate-limit: each worker would keep its own revocations and counters'],
+    },
+    {
       case: 'a clock skew longer than revocations are kept past exp',
       yaml: `version: 1\n${ISSUER}    clock_skew: 10m\n${UPSTREAM}${ROUTE}`,
       expected: ['gw.yaml:7:17: issuers.idp.clock_skew: must be at most 5m'],
