@@ -186,15 +186,18 @@ class Gateway implements RunningGateway {
     const peerIp = peerAddress(req.socket);
     const facts = this.facts(req, false, runtime.trustedProxies.isTrusted(peerIp), peerIp);
     let decision: Outcome | undefined;
+    /** A reserved endpoint's answer may close the response before its outcome promise settles. */
+    let outcomePending: Promise<unknown> | undefined;
     res.once('close', () => {
-      this.record(facts, decision, res.statusCode, started);
+      if (outcomePending) void outcomePending.finally(() => this.record(facts, decision, res.statusCode, started));
+      else this.record(facts, decision, res.statusCode, started);
     });
     if (this.draining) res.setHeader('connection', 'close');
     if (facts.proto === 'https') res.setHeader('strict-transport-security', HSTS);
 
     const reserved = handleReserved(res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
     if (reserved) {
-      reserved.then((d) => (decision = d)).catch((err: unknown) => this.fail(res, facts.requestId, err));
+      outcomePending = reserved.then((d) => (decision = d)).catch((err: unknown) => this.fail(res, facts.requestId, err));
       return;
     }
     const preflight = answerPreflight(facts, runtime);
