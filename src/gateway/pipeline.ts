@@ -113,8 +113,10 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
   let limitState: RateLimitDecision | undefined;
   if (plan.clientLimits.length > 0) {
     const limited = await consumeLimits(plan.clientLimits, facts, clientIp, undefined, deps);
-    if (limited.denied) trace?.('rate_limit', false, `limit ${limited.limit.name} exhausted`);
-    if (limited.denied) return denyLimited(limited.decision, limited.limit, route, undefined, target.path);
+    if (limited.denied) {
+      trace?.('rate_limit', false, `limit ${limited.limit.name} exhausted`);
+      return denyLimited(limited.decision, limited.limit, route, undefined, target.path);
+    }
     limitState = limited.decision;
     trace?.('rate_limit', true, `client limits [${plan.clientLimits.map((l) => l.name).join(', ')}] have room`);
   }
@@ -149,8 +151,10 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
 
   if (plan.identityLimits.length > 0) {
     const limited = await consumeLimits(plan.identityLimits, facts, clientIp, identity, deps);
-    if (limited.denied) trace?.('rate_limit', false, `limit ${limited.limit.name} exhausted`);
-    if (limited.denied) return denyLimited(limited.decision, limited.limit, route, identity, target.path);
+    if (limited.denied) {
+      trace?.('rate_limit', false, `limit ${limited.limit.name} exhausted`);
+      return denyLimited(limited.decision, limited.limit, route, identity, target.path);
+    }
     if (!limitState || limited.decision.remaining < limitState.remaining) limitState = limited.decision;
     trace?.('rate_limit', true, `identity limits [${plan.identityLimits.map((l) => l.name).join(', ')}] have room`);
   }
