@@ -241,7 +241,7 @@ function refused(stage: 'authenticate' | 'revocation', error: GatewayError, reas
   return { ok: false, stage, error, reason, identity };
 }
 
-export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
+function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
   return { issuer: identity.issuer.name, jti: identity.jti, subject: identity.subject, iat: identity.iat };
 }
 
@@ -328,7 +328,7 @@ function rateLimitHeaders(decision: RateLimitDecision): OutgoingHttpHeaders {
 }
 
 /** Drops every `name=` pair from a `?…` query string, keeping the others byte for byte. */
-export function withoutQueryParam(query: string, name: string): string {
+function withoutQueryParam(query: string, name: string): string {
   const kept = query
     .slice(1)
     .split('&')

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { startRedis } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 /** SPEC §11: readiness that follows the issuers and the store, and metrics that follow real requests. */
