@@ -67,6 +67,24 @@ export function insufficientScope(rule: 'roles' | 'permissions' | 'scopes' | 'cl
   };
 }
 
+/** No route under the reserved prefix (or anywhere): 404 without WWW-Authenticate. */
+export const noRoute: Refusal = {
+  status: 404,
+  error: 'not_found',
+  description: 'No route matches this request',
+  wwwAuthenticate: undefined,
+  reason: 'no_route',
+};
+
+/** A reserved endpoint asked with a method it does not take (logout: POST; verify: GET or POST). */
+export const methodNotAllowed: Refusal = {
+  status: 405,
+  error: 'method_not_allowed',
+  description: 'Method not allowed',
+  wwwAuthenticate: undefined,
+  reason: 'method',
+};
+
 /** RFC 6750 §2.1 `b64token`: what may follow `Bearer ` in an Authorization header. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 

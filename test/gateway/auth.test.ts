@@ -96,6 +96,11 @@ beforeEach(() => {
   upstream.seen.length = 0;
 });
 
+async function tokenCacheHits(): Promise<number> {
+  const { values } = await gw.metrics.tokenCache.get();
+  return values.find((value) => value.labels.result === 'hit')?.value ?? 0;
+}
+
 const IDENTITY_HEADER = /^x-(user|auth)-/;
 
 /** The identity headers the upstream received, each name with every value it got (so a duplicate shows). */
@@ -214,6 +219,16 @@ describe('route issuers', () => {
     const token = main.sign();
     await refuses(gw, upstream, { target: '/partner/x', headers: [bearer(token)] }, invalidToken('issuer', 'issuer_not_allowed'), [token]);
   });
+
+  it('and refuses it too once it sits in the verified-token cache from a route that accepts it', async () => {
+    const token = main.sign();
+    await expectForwarded({ target: '/api/x', headers: [bearer(token)] });
+    upstream.seen.length = 0;
+    const hitsBefore = await tokenCacheHits();
+    await refuses(gw, upstream, { target: '/partner/x', headers: [bearer(token)] }, invalidToken('issuer', 'issuer_not_allowed'), [token]);
+    // The refusal came from the cached identity, not from a fresh verification.
+    expect(await tokenCacheHits()).toBe(hitsBefore + 1);
+  });
 });
 
 describe('query tokens', () => {
@@ -300,8 +315,13 @@ describe('revocation through the gateway', () => {
     await refuses(gw, upstream, { target: '/api/x', headers: [tokenCookie(token)] }, revoked, [token]);
     // The logout took this token's jti only: the same user's other session goes on.
     expect(await status(sibling)).toBe(200);
-    const again = await rawRequest(gw.port, { method: 'POST', target: '/_authgate/logout', headers: [bearer(token)] });
-    expect(again.status).toBe(401);
+    upstream.seen.length = 0;
+    await refuses(gw, upstream, { method: 'POST', target: '/_authgate/logout', headers: [bearer(token)] }, revoked, [token]);
+  });
+
+  it('logout of a token with neither jti nor subject is refused: there is nothing to revoke it by', async () => {
+    const token = main.sign({ sub: undefined, jti: undefined });
+    await refuses(gw, upstream, { method: 'POST', target: '/_authgate/logout', headers: [bearer(token)] }, invalidToken('claims', 'logout_unidentifiable'), [token]);
   });
 
   it('a logged-out token resent in a non-canonical encoding is refused too', async () => {

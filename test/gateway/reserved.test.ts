@@ -2,6 +2,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { bearer, expectRefused, methodNotAllowed, noCredentials, noRoute, refuses, tokenCookie, type Refusal } from './auth-fixture.js';
 
 const SECRET = 'reserved-test-secret-0123456789-abcdefghij';
 let upstream: RecordingUpstream;
@@ -41,19 +42,34 @@ function sign(jti: string): Promise<string> {
     .sign(new TextEncoder().encode(SECRET));
 }
 
+/** This gateway trusts no proxy, so every forward-auth check it gets is refused. */
+const untrustedForwardAuth: Refusal = {
+  status: 403,
+  error: 'forbidden',
+  description: 'Forward-auth requests are accepted only from trusted proxies',
+  wwwAuthenticate: undefined,
+  reason: 'untrusted_forward_auth',
+};
+
+const crossSiteLogout: Refusal = {
+  status: 403,
+  error: 'forbidden',
+  description: 'A cookie logout must come from the same origin',
+  wwwAuthenticate: undefined,
+  reason: 'cross_site_logout',
+};
+
 describe('the reserved prefix', () => {
   it.each([
-    ['//_authgate/verify', 403],
-    ['/%5Fauthgate/verify', 403],
-    ['/x/../_authgate/verify', 403],
-    ['/./_authgate/logout', 401],
-    ['/_authgate/../_authgate/logout', 401],
-    ['/_authgate/anything-else', 404],
-    ['/_authgate', 404],
-  ])('%s is answered by the gateway (%i), however it is spelt, and never reaches a catch-all route', async (target, status) => {
-    const res = await rawRequest(gw.port, { method: target.endsWith('logout') ? 'POST' : 'GET', target });
-    expect(res.status).toBe(status);
-    expect(upstream.seen).toHaveLength(0);
+    ['//_authgate/verify', untrustedForwardAuth],
+    ['/%5Fauthgate/verify', untrustedForwardAuth],
+    ['/x/../_authgate/verify', untrustedForwardAuth],
+    ['/./_authgate/logout', noCredentials],
+    ['/_authgate/../_authgate/logout', noCredentials],
+    ['/_authgate/anything-else', noRoute],
+    ['/_authgate', noRoute],
+  ])('%s is answered by the gateway, however it is spelt, and never reaches a catch-all route', async (target, refusal) => {
+    await refuses(gw, upstream, { method: target.endsWith('logout') ? 'POST' : 'GET', target }, refusal);
   });
 
   it('leaves paths that only start with the same letters to the routes', async () => {
@@ -63,17 +79,26 @@ describe('the reserved prefix', () => {
   });
 });
 
+describe('logout', () => {
+  it('answers 405 to a GET (a link or an image tag cannot log anyone out), and the token keeps working', async () => {
+    const token = await sign('logout-by-get');
+    await refuses(gw, upstream, { method: 'GET', target: '/_authgate/logout', headers: [bearer(token)] }, methodNotAllowed, [token]);
+    expect((await rawRequest(gw.port, { target: '/api/x', headers: [bearer(token)] })).status).toBe(200);
+    expect(upstream.seen.map((r) => r.url)).toEqual(['/api/x']);
+  });
+});
+
 describe('logout with a token cookie', () => {
   it('is refused from another site (403), and the token keeps working', async () => {
     const token = await sign('cookie-cross-site');
     const res = await rawRequest(gw.port, {
       method: 'POST',
       target: '/_authgate/logout',
-      headers: [['Cookie', `access_token=${token}`], ['Origin', 'https://evil.example']],
+      headers: [tokenCookie(token), ['Origin', 'https://evil.example']],
     });
-    expect(res.status).toBe(403);
-    expect(res.json()).toMatchObject({ error: 'forbidden' });
-    expect((await rawRequest(gw.port, { target: '/api/x', headers: [['Authorization', `Bearer ${token}`]] })).status).toBe(200);
+    await expectRefused(gw, upstream, res, crossSiteLogout, [token]);
+    expect((await rawRequest(gw.port, { target: '/api/x', headers: [bearer(token)] })).status).toBe(200);
+    expect(upstream.seen.map((r) => r.url)).toEqual(['/api/x']);
   });
 
   it('is accepted from the gateway’s own origin (204), and the token is refused afterwards', async () => {
@@ -81,10 +106,10 @@ describe('logout with a token cookie', () => {
     const res = await rawRequest(gw.port, {
       method: 'POST',
       target: '/_authgate/logout',
-      headers: [['Cookie', `access_token=${token}`], ['Origin', `http://127.0.0.1:${gw.port}`]],
+      headers: [tokenCookie(token), ['Origin', `http://127.0.0.1:${gw.port}`]],
     });
     expect(res.status).toBe(204);
-    const after = await rawRequest(gw.port, { target: '/api/x', headers: [['Authorization', `Bearer ${token}`]] });
+    const after = await rawRequest(gw.port, { target: '/api/x', headers: [bearer(token)] });
     expect(after.status).toBe(401);
     expect(upstream.seen).toHaveLength(0);
   });
@@ -107,8 +132,6 @@ routes:
   });
 
   it.each(['/_AuthGate/logout', '/_authgate/logout', '/_AUTHGATE/logout'])('%s is the gateway’s logout, in any case', async (target) => {
-    const res = await rawRequest(folded.port, { method: 'POST', target });
-    expect(res.status).toBe(401);
-    expect(upstream.seen).toHaveLength(0);
+    await refuses(folded, upstream, { method: 'POST', target }, noCredentials);
   });
 });
