@@ -2,7 +2,9 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { signRaw } from '../helpers/tokens.js';
+import { createLatch, startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { invalidRequest, refuses } from './auth-fixture.js';
 
 const SECRET = 'core-test-secret-that-is-long-enough-0123456789';
 
@@ -59,15 +61,18 @@ routes:
 }
 
 let upstream: RecordingUpstream;
+/** Never answers while the suite runs, so /slow outlasts its 300 ms upstream timeout. */
 let slow: RecordingUpstream;
+const slowAnswers = createLatch();
 let gw: TestGateway;
 
 beforeAll(async () => {
   upstream = await startRecordingUpstream();
-  slow = await startRecordingUpstream(() => ({ delayMs: 2_000 }));
+  slow = await startRecordingUpstream(() => ({ holdUntil: slowAnswers }));
   gw = await startTestGateway(gatewayYaml(upstream.url, slow.url));
 });
 afterAll(async () => {
+  slowAnswers.release();
   await gw?.close();
   await upstream?.close();
   await slow?.close();
@@ -126,6 +131,16 @@ describe('forwarding', () => {
   it('answers 504 when the upstream does not answer within its timeout', async () => {
     const res = await rawRequest(gw.port, { target: '/slow' });
     expectGatewayError(res, 504, 'gateway_timeout');
+    expect(slow.seen.map((r) => r.url)).toEqual(['/slow']);
+  });
+});
+
+describe('default token sources (no query source configured)', () => {
+  it('refuses a token in ?access_token= with 400, rather than ignore it where an upstream might read it', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'https://legacy.example.com', aud: 'api', sub: 'query-user', iat: now, exp: now + 300 };
+    const token = signRaw('HS256', SECRET, { alg: 'HS256', typ: 'JWT' }, claims);
+    await refuses(gw, upstream, { target: `/admin/x?access_token=${token}` }, invalidRequest('query_token_not_enabled'), [token]);
   });
 });
 

@@ -36,7 +36,6 @@ export function createLatch(): Latch {
 export interface UpstreamAnswer {
   readonly status?: number;
   readonly body?: string;
-  readonly delayMs?: number;
   /** Answer only once this latch is released (the request is recorded at once). */
   readonly holdUntil?: Latch;
 }
@@ -66,7 +65,6 @@ export async function startRecordingUpstream(handler?: (req: SeenRequest) => Ups
         res.end(custom?.body ?? JSON.stringify({ method: record.method, url: record.url, headers: record.headers }));
       };
       if (custom?.holdUntil) void custom.holdUntil.released.then(respond);
-      else if (custom?.delayMs) setTimeout(respond, custom.delayMs);
       else respond();
     });
   });
