@@ -380,7 +380,7 @@ describe('Redis failure and recovery', () => {
     await flaky?.stop();
   });
 
-  it('Redis killed mid-stream: no 5xx, revoked tokens stay refused, limits per instance, /readyz degraded; back after restart', async () => {
+  it('Redis killed mid-stream: no 5xx, revoked tokens stay refused, limits per instance, logout 503 but held locally, /readyz degraded; back after restart', async () => {
     const [a, b] = await startReplicas(flaky.url);
     const valid = tokenFor();
     const revoked = tokenFor();
@@ -422,13 +422,22 @@ describe('Redis failure and recovery', () => {
     expectRevoked(await send(b, { token: lateRevoked.token }));
     expectForwarded(await send(a, { token: lateRevoked.token }));
 
+    // A logout on B meets the same outage: 503 with Retry-After, never the upstream, and the token is refused on B.
+    const loggedOut = tokenFor();
+    const logout = await send(b, { token: loggedOut.token, method: 'POST', target: '/_authgate/logout' });
+    expectRefused(logout, 503, 'service_unavailable');
+    expect(logout.res.headers['retry-after']).toBe('5');
+    expectRevoked(await send(b, { token: loggedOut.token }));
+
     await flaky.restart();
     for (const gateway of [a, b]) {
       await expect.poll(() => readiness(gateway), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 200, store: 'ok' });
     }
     await revocationLatencyMs(a, lateRevoked.token, performance.now());
+    await revocationLatencyMs(a, loggedOut.token, performance.now());
     for (const gateway of [a, b]) {
       expectRevoked(await send(gateway, { token: lateRevoked.token }));
+      expectRevoked(await send(gateway, { token: loggedOut.token }));
       // The restarted Redis is empty; the earlier revocation lives on in each instance's mirror.
       expectRevoked(await send(gateway, { token: revoked.token }));
       expectForwarded(await send(gateway, { token: valid.token }));
