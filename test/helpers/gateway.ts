@@ -88,27 +88,29 @@ export function rawRequest(port: number, request: RawRequest): Promise<RawRespon
     const chunks: Buffer[] = [];
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.on('error', reject);
-    socket.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      const split = text.indexOf('\r\n\r\n');
-      const [statusLine = '', ...lines] = text.slice(0, split).split('\r\n');
-      const parsed: Record<string, string> = {};
-      for (const line of lines) {
-        const colon = line.indexOf(':');
-        const name = line.slice(0, colon).trim().toLowerCase();
-        const value = line.slice(colon + 1).trim();
-        parsed[name] = parsed[name] === undefined ? value : `${parsed[name]}, ${value}`;
-      }
-      let body = text.slice(split + 4);
-      if (parsed['transfer-encoding'] === 'chunked') body = dechunk(body);
-      resolve({
-        status: Number(statusLine.split(' ')[1]),
-        headers: parsed,
-        body,
-        json: <T>() => JSON.parse(body) as T,
-      });
-    });
+    socket.on('end', () => resolve(parseRawResponse(Buffer.concat(chunks).toString('utf8'))));
   });
+}
+
+/** One HTTP/1.1 response exactly as it came off the wire (head, then a plain or chunked body). */
+export function parseRawResponse(text: string): RawResponse {
+  const split = text.indexOf('\r\n\r\n');
+  const [statusLine = '', ...lines] = text.slice(0, split).split('\r\n');
+  const parsed: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    parsed[name] = parsed[name] === undefined ? value : `${parsed[name]}, ${value}`;
+  }
+  let body = text.slice(split + 4);
+  if (parsed['transfer-encoding'] === 'chunked') body = dechunk(body);
+  return {
+    status: Number(statusLine.split(' ')[1]),
+    headers: parsed,
+    body,
+    json: <T>() => JSON.parse(body) as T,
+  };
 }
 
 function dechunk(body: string): string {
