@@ -269,7 +269,6 @@ describe('TLS termination', () => {
 
   it('refuses TLS 1.1 with a protocol_version alert', async () => {
     expect(await handshake({ maxVersion: 'TLSv1.1' })).toEqual({ error: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' });
-    expect(upstream.seen).toHaveLength(0);
   });
 
   it('accepts TLS 1.2 and 1.3 with the configured certificate', async () => {

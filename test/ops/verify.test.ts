@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { accessLogLine, expectRefused, methodNotAllowed, refuses, type Refusal } from '../gateway/auth-fixture.js';
 
 /**
  * SPEC §10: forward-auth as the two ingress controllers call it. Each helper sends the exact header set the
@@ -162,27 +163,39 @@ describe.each(callers)('forward-auth as $controller calls it', ({ call }) => {
     });
     expect(res.status).toBe(200);
     expect(res.headers['x-user-id']).toBe('alice');
-    expect(trusting.logs.some((line) => line.includes('"route":"admin"') && line.includes('"path":"/admin/users"'))).toBe(true);
+    const line = await accessLogLine(trusting, res.headers['x-request-id'] ?? '');
+    expect({ route: line.route, path: line.path }).toEqual({ route: 'admin', path: '/admin/users' });
   });
 
   it('refuses the check from a peer outside trusted_proxies, whatever it claims (403)', async () => {
     const token = idp.sign({ sub: 'alice', roles: ['admin'] });
     const res = await call(distrusting, { method: 'GET', host: 'shop.test', uri: '/public/x', clientHeaders: [['Authorization', `Bearer ${token}`]] });
-    expect(res.status).toBe(403);
-    expect(res.json()).toMatchObject({ error: 'forbidden' });
+    await expectRefused(distrusting, upstream, res, untrustedForwardAuth, [token]);
     expect(res.headers['x-user-id']).toBeUndefined();
-    expect(upstream.seen).toHaveLength(0);
   });
 });
 
+const untrustedForwardAuth: Refusal = {
+  status: 403,
+  error: 'forbidden',
+  description: 'Forward-auth requests are accepted only from trusted proxies',
+  wwwAuthenticate: undefined,
+  reason: 'untrusted_forward_auth',
+};
+
 it('answers 400 when a trusted proxy does not say which request it asks about', async () => {
-  const res = await rawRequest(trusting.port, { target: '/_authgate/verify', headers: [['Authorization', `Bearer ${idp.sign()}`]] });
-  expect(res.status).toBe(400);
-  expect(upstream.seen).toHaveLength(0);
+  const token = idp.sign();
+  const description = 'The original request URI is missing';
+  const noOriginalUri: Refusal = {
+    status: 400,
+    error: 'invalid_request',
+    description,
+    wwwAuthenticate: `Bearer realm="authgate", error="invalid_request", error_description="${description}"`,
+    reason: 'no_original_uri',
+  };
+  await refuses(trusting, upstream, { target: '/_authgate/verify', headers: [['Authorization', `Bearer ${token}`]] }, noOriginalUri, [token]);
 });
 
 it('answers 405 to a method other than GET or POST on the verify endpoint', async () => {
-  const res = await rawRequest(trusting.port, { method: 'PUT', target: '/_authgate/verify', headers: [['X-Forwarded-Uri', '/public/x']] });
-  expect(res.status).toBe(405);
-  expect(upstream.seen).toHaveLength(0);
+  await refuses(trusting, upstream, { method: 'PUT', target: '/_authgate/verify', headers: [['X-Forwarded-Uri', '/public/x']] }, methodNotAllowed);
 });
