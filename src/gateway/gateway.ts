@@ -236,6 +236,15 @@ class Gateway implements RunningGateway {
     socket.on('error', () => socket.destroy());
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
+    // A handshake pipelined behind a request whose response is still pending: anything written on the raw socket
+    // now would go out ahead of that response and be read as its answer. Let that response finish, then close
+    // the connection without answering the handshake; clients retry it on a new one (RFC 9112 §9.3.2).
+    const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (pending) {
+      this.record(facts, { allow: false, reason: 'pipelined_upgrade', route: undefined, identity: undefined, path: undefined }, CLOSED_UNANSWERED, started);
+      pending.once('close', () => socket.end());
+      return;
+    }
     // Only a real WebSocket handshake counts as an upgrade: the flag unlocks query-string tokens.
     const websocket = req.method === 'GET' && req.headers['sec-websocket-key'] !== undefined && (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
     if (this.draining || !websocket) {
@@ -325,6 +334,8 @@ const MAX_HEADER_BYTES = 32 * 1024;
 
 /** The status nginx made the convention for a client that left before an answer: for the access log only. */
 const CLIENT_CLOSED = 499;
+/** nginx's status for a connection closed without a response: for the access log only. */
+const CLOSED_UNANSWERED = 444;
 
 function upstreamError(failure: UpstreamFailure): GatewayError {
   return failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway;

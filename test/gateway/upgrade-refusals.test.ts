@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { parseRawResponse, rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
+import { parseRawResponse, rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { createLatch, startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { bearer, expectRefused, insufficientScope, upgrade, type Refusal } from './auth-fixture.js';
@@ -17,9 +17,9 @@ const PER_USER_LIMIT = 2;
 let idp: Idp;
 /** Where the WebSocket routes go: it must never see a refused handshake. */
 let upstream: RecordingUpstream;
-/** Where /held goes: its answers wait for `heldAnswers`, keeping a request in flight while the gateway drains. */
+/** Where /held goes: its answers wait for `heldAnswers`, keeping a request in flight as long as a test needs. */
 let holding: RecordingUpstream;
-const heldAnswers = createLatch();
+let heldAnswers = createLatch();
 let gw: TestGateway;
 
 /**
@@ -51,6 +51,7 @@ beforeAll(async () => {
   [idp, upstream, holding] = await Promise.all([
     startIdp({ keys: ['rsa'] }),
     startRecordingUpstream(),
+    // Read per request, so a test can hold its requests with a latch of its own.
     startRecordingUpstream(() => ({ holdUntil: heldAnswers })),
   ]);
   gw = await startTestGateway(gatewayYaml('1s'));
@@ -62,6 +63,9 @@ afterAll(async () => {
 });
 beforeEach(() => {
   upstream.seen.length = 0;
+  holding.seen.length = 0;
+  heldAnswers.release();
+  heldAnswers = createLatch();
 });
 
 const authorization = (token: string): Record<string, string> => ({ Authorization: bearer(token)[1] });
@@ -102,13 +106,15 @@ describe('a WebSocket handshake with a valid token', () => {
   });
 });
 
-/** Every byte the peer sends until it closes, parsed as one response. */
-async function responseOf(socket: Socket): Promise<RawResponse> {
+/** Every byte the peer sends until it closes. */
+async function bytesUntilClose(socket: Socket): Promise<string> {
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
   await once(socket, 'close');
-  return parseRawResponse(Buffer.concat(chunks).toString('utf8'));
+  return Buffer.concat(chunks).toString('utf8');
 }
+
+const HANDSHAKE_HEADERS = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
 
 function write(socket: Socket, text: string): Promise<void> {
   return new Promise((resolve, reject) => socket.write(text, (err) => (err ? reject(err) : resolve())));
@@ -121,14 +127,14 @@ describe('a WebSocket handshake while the gateway drains', () => {
     // and close() leaves it open; the rest of the handshake arrives while the gateway drains.
     const handshake = connect(draining.port, '127.0.0.1');
     await once(handshake, 'connect');
-    const answer = responseOf(handshake);
+    const answer = bytesUntilClose(handshake).then(parseRawResponse);
     await write(handshake, `GET /ws/public HTTP/1.1\r\nHost: 127.0.0.1:${draining.port}\r\n`);
     // Sent after those first bytes, and seen by the upstream: the gateway has read both connections by now.
     const held = rawRequest(draining.port, { target: '/held' });
     await expect.poll(() => holding.seen.map((seen) => seen.url)).toEqual(['/held']);
 
     const closed = draining.close();
-    await write(handshake, 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    await write(handshake, `${HANDSHAKE_HEADERS}\r\n`);
     const unavailable: Refusal = {
       status: 503,
       error: 'service_unavailable',
@@ -143,5 +149,35 @@ describe('a WebSocket handshake while the gateway drains', () => {
     heldAnswers.release();
     expect((await held).status).toBe(200);
     await closed;
+  });
+});
+
+describe('a WebSocket handshake pipelined behind a request still in flight', () => {
+  it.each([
+    ['one that would be refused', '/ws/admin'],
+    ['one that would pass', '/ws/public'],
+  ])('(%s) is never answered ahead of that request: its response comes alone, then the connection closes', async (_name, path) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    await once(socket, 'connect');
+    const received = bytesUntilClose(socket);
+    await write(socket, `GET /held HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\n\r\n`);
+    await expect.poll(() => holding.seen.map((seen) => seen.url)).toEqual(['/held']);
+
+    const linesBefore = gw.logs.length;
+    await write(socket, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\n${HANDSHAKE_HEADERS}\r\n`);
+    // The gateway has taken the handshake once it logged it; only then may the earlier response go out.
+    const handshakeLine = (): Record<string, unknown> | undefined =>
+      gw.logs
+        .slice(linesBefore)
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((line) => line.msg === 'request');
+    await expect.poll(handshakeLine).toBeDefined();
+    expect(handshakeLine()).toMatchObject({ decision: 'deny', reason: 'pipelined_upgrade' });
+    heldAnswers.release();
+
+    const text = await received;
+    expect(text.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200']);
+    expect(parseRawResponse(text).json()).toMatchObject({ url: '/held' });
+    expect(upstream.seen).toEqual([]);
   });
 });
