@@ -56,6 +56,8 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
   const plans = new Map<RouteConfig, RoutePlan>();
   const corsOf = compileRouteCors(config);
   for (const route of config.routes) plans.set(route, planRoute(route, config, corsOf(route)));
+  // The forwarder first: it reads CA files and may throw, and nothing has claimed shared key sets by then.
+  const forwarder = new Forwarder(config.upstreams, deps.metrics, previous?.forwarder);
   return {
     config,
     routes: compileRoutes(config.routes, config.server.pathCase),
@@ -70,7 +72,7 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
       deps,
       previous?.authenticator instanceof Authenticator ? previous.authenticator : undefined,
     ),
-    forwarder: new Forwarder(config.upstreams, deps.metrics, previous?.forwarder),
+    forwarder,
   };
 }
 

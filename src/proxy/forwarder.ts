@@ -95,9 +95,11 @@ export class Forwarder {
 
   /** `previous`: the forwarder of the config being replaced; upstreams with unchanged settings keep its pools. */
   constructor(upstreams: ReadonlyMap<string, UpstreamConfig>, private readonly metrics: Metrics, previous?: Forwarder) {
+    // Every CA file is read before any pool is adopted, so an unreadable one leaves no pool counted twice.
+    // Read once per config load: a reload re-reads the CA file, and a changed CA means a new pool.
+    const cas = new Map([...upstreams].map(([name, config]) => [name, config.tls?.caFile ? readFileSync(config.tls.caFile) : undefined]));
     for (const [name, config] of upstreams) {
-      // Read once per config load: a reload re-reads the CA file, and a changed CA means a new pool.
-      const ca = config.tls?.caFile ? readFileSync(config.tls.caFile) : undefined;
+      const ca = cas.get(name);
       const settings = JSON.stringify([config.url.href, config.timeoutMs, config.tls?.serverName, ca?.toString('base64')]);
       const kept = previous?.upstreams.get(name);
       this.upstreams.set(name, kept?.settings === settings ? kept.adopt() : new UpstreamConnections(name, config, settings, ca));
