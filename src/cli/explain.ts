@@ -90,7 +90,7 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
     io.stdout.write(`${out.join('\n')}\n`);
     return 0;
   } finally {
-    await closeRuntime(runtime);
+    closeRuntime(runtime);
     await store.close();
   }
 }

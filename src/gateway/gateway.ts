@@ -123,7 +123,7 @@ class Gateway implements RunningGateway {
     try {
       await next.authenticator.start();
     } catch (err) {
-      await closeRuntime(next, 'retire');
+      closeRuntime(next, 'retire');
       throw err;
     }
     const restartNeeded = listenerChanges(previous.config, config);
@@ -138,7 +138,7 @@ class Gateway implements RunningGateway {
     this.retiring.add(previous);
     setTimeout(() => {
       if (!this.retiring.delete(previous)) return;
-      void closeRuntime(previous, 'retire');
+      closeRuntime(previous, 'retire');
       this.logger.info('previous configuration retired; its replaced upstream pools close once idle');
     }, previous.config.server.shutdownGraceMs).unref();
     this.logger.info({ routes: config.routes.length }, 'configuration reloaded');
@@ -156,9 +156,9 @@ class Gateway implements RunningGateway {
       server.closeAllConnections();
       for (const socket of this.upgraded) socket.destroy();
     }
-    for (const runtime of this.retiring) await closeRuntime(runtime, 'shutdown');
+    for (const runtime of this.retiring) closeRuntime(runtime, 'shutdown');
     this.retiring.clear();
-    await closeRuntime(this.runtime, 'shutdown');
+    closeRuntime(this.runtime, 'shutdown');
     await this.store.close();
     await this.admin?.close();
   }

@@ -92,7 +92,7 @@ function planRoute(route: RouteConfig, config: GatewayConfig, cors: CorsPolicy |
  * `retire`: a reload replaced this runtime; upstream pools still in use close once their requests in flight have
  * finished. `shutdown`: the process is stopping; connections go now.
  */
-export async function closeRuntime(runtime: Runtime, mode: 'retire' | 'shutdown' = 'shutdown'): Promise<void> {
+export function closeRuntime(runtime: Runtime, mode: 'retire' | 'shutdown' = 'shutdown'): void {
   runtime.authenticator.close();
   if (mode === 'retire') runtime.forwarder.close();
   else runtime.forwarder.destroy();
