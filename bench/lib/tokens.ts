@@ -31,6 +31,8 @@ function claims(issuer: string, index: number): object {
 
 export interface RsaIssuer {
   readonly jwks: { keys: object[] };
+  /** The public key as PEM, for verifiers that take a key file (HAProxy's `jwt_verify`). */
+  readonly publicKeyPem: string;
   mint(index: number): string;
 }
 
@@ -39,6 +41,7 @@ export function createRsaIssuer(): RsaIssuer {
   const header = segment({ alg: 'RS256', typ: 'JWT', kid: KID });
   return {
     jwks: { keys: [{ ...(publicKey.export({ format: 'jwk' }) as object), kid: KID, alg: 'RS256', use: 'sig' }] },
+    publicKeyPem: publicKey.export({ format: 'pem', type: 'spki' }).toString(),
     mint: (index) => signed(header, segment(claims(RS_ISSUER, index)), (input) => sign('sha256', input, privateKey as KeyObject)),
   };
 }

@@ -1,0 +1,106 @@
+/** Starting what the bench measures: authgate from dist/ as production runs it, and free loopback ports. */
+import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { spawnPinned, type Spawned } from './proc.js';
+import { AUDIENCE, HS_ISSUER, HS_SECRET, RS_ISSUER } from './tokens.js';
+
+const READY_DEADLINE_MS = 30_000;
+
+export interface GatewaySetup {
+  readonly root: string;
+  readonly dir: string;
+  readonly upstreamPort: number;
+  readonly redisUrl?: string;
+  readonly workers: number;
+}
+
+export interface RunningAuthgate {
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly process: Spawned;
+}
+
+function gatewayYaml(setup: GatewaySetup, port: number, adminPort: number): string {
+  return `version: 1
+server:
+  listen: 127.0.0.1:${port}
+  workers: ${setup.workers}
+  shutdown_grace: 1s
+admin:
+  listen: 127.0.0.1:${adminPort}
+${setup.redisUrl ? `store:\n  redis: ${setup.redisUrl}\n` : ''}logging: { level: info, access_log: true }
+tokens:
+  - header: Authorization
+issuers:
+  bench:
+    issuer: ${RS_ISSUER}
+    jwks_file: jwks.json
+    audiences: [${AUDIENCE}]
+    algorithms: [RS256]
+    claims: { subject: sub, email: email, roles: roles }
+  bench-hs:
+    issuer: ${HS_ISSUER}
+    secret: ${HS_SECRET}
+    audiences: [${AUDIENCE}]
+    algorithms: [HS256]
+upstreams:
+  app: { url: "http://127.0.0.1:${setup.upstreamPort}", timeout: 30s }
+identity:
+  headers: { X-User-Id: subject, X-User-Email: email, X-User-Roles: roles, X-Auth-Issuer: issuer }
+  strip: ["X-User-*", "X-Auth-*"]
+rate_limits:
+  per-subject: { key: subject, limit: 1000000000, window: 1s }
+routes:
+  - { name: public, match: { path: /public/** }, upstream: app, auth: none }
+  - { name: limited, match: { path: /limited/** }, upstream: app, issuers: [bench], require: { roles: [reader] }, rate_limit: [per-subject] }
+  - { name: hs, match: { path: /hs/** }, upstream: app, issuers: [bench-hs] }
+  - { name: api, match: { path: /api/** }, upstream: app, issuers: [bench], require: { roles: [reader] } }
+`;
+}
+
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+export async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + READY_DEADLINE_MS;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what} not ready within ${READY_DEADLINE_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** `authgate start` from dist/, as production runs it; ready when /readyz says so. */
+export async function startAuthgate(setup: GatewaySetup, cpu: number | undefined, profileDir: string | undefined): Promise<RunningAuthgate> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const file = join(setup.dir, `gateway-${port}.yaml`);
+  await writeFile(file, gatewayYaml(setup, port, adminPort));
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const gateway = spawnPinned(cpu, process.execPath, [...profile, join(setup.root, 'bin/authgate.js'), 'start', '-c', file], { cwd: setup.dir });
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  await waitUntil('authgate', async () => {
+    if (gateway.child.exitCode !== null) throw new Error(`authgate exited with ${gateway.child.exitCode}`);
+    return (await fetch(`${adminUrl}/readyz`)).ok;
+  });
+  return { url: `http://127.0.0.1:${port}`, adminUrl, process: gateway };
+}
+
+/** Token-cache hits and misses so far, from the gateway's own metrics: shows whether a scenario hit the cache. */
+export async function tokenCacheCounts(adminUrl: string): Promise<{ hit: number; miss: number }> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  const count = (result: string): number => {
+    const line = text.split('\n').find((entry) => entry.startsWith(`authgate_token_cache_total{result="${result}"}`));
+    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  };
+  return { hit: count('hit'), miss: count('miss') };
+}
+
+export async function announcedUrl(spawned: Spawned): Promise<string> {
+  return `http://127.0.0.1:${String((await spawned.announcement).port)}`;
+}
