@@ -56,6 +56,7 @@ const KNOWN_METHODS = new Set(METHODS);
 const URI_MISSING = invalidRequest('The original request URI is missing');
 const METHOD_MISSING = invalidRequest('The original request method is missing');
 const HOST_MISSING = invalidRequest('The original request host is missing');
+const SCHEME_MISSING = invalidRequest('The original request scheme is missing');
 
 /**
  * The original request as `family` describes it. A missing header → 400; a method that is no HTTP method or a
@@ -67,7 +68,7 @@ export function readOriginalRequest(family: ProxyFamily, facts: RequestFacts, en
   if (target === undefined) return { ok: false, error: URI_MISSING, reason: 'no_original_uri' };
   if (method === undefined) return { ok: false, error: METHOD_MISSING, reason: 'no_original_method' };
   if (host === undefined) return { ok: false, error: HOST_MISSING, reason: 'no_original_host' };
-  if (proto === undefined) return { ok: false, error: invalidRequest('The original request scheme is missing'), reason: 'no_original_proto' };
+  if (proto === undefined) return { ok: false, error: SCHEME_MISSING, reason: 'no_original_proto' };
   const upper = method.toUpperCase();
   if (!KNOWN_METHODS.has(upper)) return { ok: false, error: Errors.badTarget, reason: 'bad_original_method' };
   if (normalizeHost(host) === undefined) return { ok: false, error: Errors.badTarget, reason: 'bad_original_host' };
@@ -93,15 +94,34 @@ function splitOriginalUrl(url: string | undefined): { scheme: string; host: stri
 /**
  * For Envoy: the original target inside a check request's raw target, which is `{prefix}/verify` + the original
  * path. Read from the raw target, before any normalization could fold a `..` of the original path into the
- * prefix. Undefined when the target does not start with the verify path.
+ * prefix. Undefined when the target does not start with the verify path. Runs on every request while `envoy` is
+ * configured, so it compares in place instead of building strings.
  */
-export function envoyOriginalTarget(rawTarget: string, verifyPath: string, folded: boolean): string | undefined {
-  const head = rawTarget.slice(0, verifyPath.length);
-  if ((folded ? head.toLowerCase() : head) !== verifyPath) return undefined;
-  const rest = rawTarget.slice(verifyPath.length);
-  if (rest === '' || rest.charCodeAt(0) === QUESTION) return `/${rest}`;
-  return rest.charCodeAt(0) === SLASH ? rest : undefined;
+export function envoyOriginalTarget(rawTarget: string, reservedPrefix: string, folded: boolean): string | undefined {
+  if (!startsWithAt(rawTarget, reservedPrefix, 0, folded) || !startsWithAt(rawTarget, VERIFY, reservedPrefix.length, folded)) {
+    return undefined;
+  }
+  const restStart = reservedPrefix.length + VERIFY.length;
+  if (restStart === rawTarget.length) return '/';
+  const next = rawTarget.charCodeAt(restStart);
+  if (next === QUESTION) return `/${rawTarget.slice(restStart)}`;
+  return next === SLASH ? rawTarget.slice(restStart) : undefined;
 }
 
+/** `text` has `prefix` at `position`, ASCII letters compared without case when `folded`. */
+function startsWithAt(text: string, prefix: string, position: number, folded: boolean): boolean {
+  if (!folded) return text.startsWith(prefix, position);
+  if (text.length < position + prefix.length) return false;
+  for (let index = 0; index < prefix.length; index++) {
+    if (asciiLower(text.charCodeAt(position + index)) !== asciiLower(prefix.charCodeAt(index))) return false;
+  }
+  return true;
+}
+
+function asciiLower(code: number): number {
+  return code >= 0x41 && code <= 0x5a ? code + 0x20 : code;
+}
+
+const VERIFY = '/verify';
 const SLASH = 0x2f;
 const QUESTION = 0x3f;

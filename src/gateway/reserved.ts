@@ -25,8 +25,7 @@ export function handleReserved(res: ServerResponse, facts: RequestFacts, runtime
   const { reservedPrefix, pathCase, forwardAuth } = runtime.config.server;
   const folded = pathCase === 'insensitive';
   if (forwardAuth === 'envoy') {
-    const verifyPath = `${folded ? reservedPrefix.toLowerCase() : reservedPrefix}/verify`;
-    const original = envoyOriginalTarget(facts.target, verifyPath, folded);
+    const original = envoyOriginalTarget(facts.target, reservedPrefix, folded);
     if (original !== undefined) return verify(res, facts, runtime, deps, 'envoy', original);
   }
   const endpoint = reservedEndpoint(facts.target, reservedPrefix, folded);

@@ -121,7 +121,7 @@ describe('a mixed-case reserved prefix on a case-insensitive gateway', () => {
   beforeAll(async () => {
     folded = await startTestGateway(`
 version: 1
-server: { listen: 127.0.0.1:0, shutdown_grace: 1s, path_case: insensitive, reserved_prefix: /_AuthGate }
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, path_case: insensitive, reserved_prefix: /_AuthGate, trusted_proxies: [127.0.0.1/32], forward_auth: envoy }
 admin: { listen: 127.0.0.1:0 }
 upstreams: { api: { url: ${upstream.url} } }
 routes:
@@ -134,6 +134,12 @@ routes:
 
   it.each(['/_AuthGate/logout', '/_authgate/logout', '/_AUTHGATE/logout'])('%s is the gateway’s logout, in any case', async (target) => {
     await refuses(folded, upstream, { method: 'POST', target }, noCredentials);
+  });
+
+  it.each(['/_AuthGate/verify/page?x=1', '/_authgate/VERIFY/page?x=1'])('%s is Envoy’s check of /page?x=1, in any case', async (target) => {
+    const res = await rawRequest(folded.port, { method: 'PUT', target, headers: [['Host', 'shop.test']] });
+    expect(res.status).toBe(200);
+    expect(upstream.seen).toEqual([]);
   });
 });
 
