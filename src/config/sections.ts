@@ -21,6 +21,7 @@ import type {
   TokenSource,
   UpstreamConfig,
 } from './types.js';
+import { FORWARD_AUTH_FAMILIES } from './types.js';
 import { isHostname, isOrigin, isToken, parseHostPattern, parseListen } from './values.js';
 
 const DEFAULT_IDENTITY_HEADERS: readonly IdentityHeader[] = [
@@ -62,6 +63,7 @@ function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
 export function readServer(r: Reader, slot: Slot, baseDir: string): { server: ServerConfig; workersSlot: Slot } {
   const s = r.section(slot, [
     'listen', 'tls', 'trusted_proxies', 'allowed_hosts', 'path_case', 'workers', 'shutdown_grace', 'reserved_prefix',
+    'forward_auth',
   ]);
   const server: ServerConfig = {
     listen: readListen(r, s.slot('listen'), '0.0.0.0:8080'),
@@ -76,6 +78,7 @@ export function readServer(r: Reader, slot: Slot, baseDir: string): { server: Se
     workers: readWorkers(r, s.slot('workers')),
     shutdownGraceMs: r.duration(s.slot('shutdown_grace')) ?? 10 * SECOND,
     reservedPrefix: readReservedPrefix(r, s.slot('reserved_prefix')),
+    forwardAuth: r.oneOf(s.slot('forward_auth'), FORWARD_AUTH_FAMILIES) ?? 'off',
   };
   return { server, workersSlot: s.slot('workers') };
 }

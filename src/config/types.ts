@@ -39,7 +39,12 @@ export interface ServerConfig {
   readonly shutdownGraceMs: number;
   /** Starts with `/`, no trailing slash, e.g. `/_authgate`. */
   readonly reservedPrefix: string;
+  /** The proxy that calls `{reservedPrefix}/verify`; only its headers describe the original request. */
+  readonly forwardAuth: ForwardAuthFamily;
 }
+
+export const FORWARD_AUTH_FAMILIES = ['off', 'nginx', 'ingress-nginx', 'traefik', 'envoy'] as const;
+export type ForwardAuthFamily = (typeof FORWARD_AUTH_FAMILIES)[number];
 
 export interface ServerTlsConfig {
   /** Absolute paths (resolved against the config file's directory). */

@@ -290,7 +290,8 @@ class Gateway implements RunningGateway {
   private record(facts: RequestFacts, decision: Outcome | undefined, status: number, started: number): void {
     const ms = performance.now() - started;
     const route = decision?.route?.name ?? '-';
-    this.metrics.requests.inc({ route, method: facts.method, status });
+    const method = decision?.method ?? facts.method;
+    this.metrics.requests.inc({ route, method, status });
     this.metrics.requestDuration.observe({ route }, ms / 1000);
     if (decision && !decision.allow && (decision.stage === 'authenticate' || decision.stage === 'revocation' || decision.stage === 'authorize')) {
       this.metrics.authDenied.inc({ reason: decision.reason });
@@ -300,7 +301,7 @@ class Gateway implements RunningGateway {
     this.accessLog.write({
       requestId: facts.requestId,
       route,
-      method: facts.method,
+      method,
       path: decision?.path,
       status,
       decision: decision ? (decision.allow ? 'allow' : 'deny') : 'error',

@@ -72,6 +72,8 @@ export interface Outcome {
   readonly route: RouteConfig | undefined;
   readonly identity: Identity | undefined;
   readonly path: string | undefined;
+  /** The method to record when it is not the request's own: a forward-auth check records the original's. */
+  readonly method?: string;
 }
 
 export interface PipelineDeps {
@@ -85,12 +87,17 @@ export interface PipelineDeps {
  */
 export type Trace = (stage: Stage | 'inject', ok: boolean, detail: string) => void;
 
+/** `server.allowed_hosts`: the one host check, for routes and the reserved endpoints alike. */
+export function hostAllowed(host: string, runtime: Runtime): boolean {
+  return runtime.allowedHost === undefined || runtime.allowedHost(host);
+}
+
 /**
  * The filter chain of SPEC §1, steps 1–8 short of forwarding: a function of the request facts, the compiled
  * config and the store. Every transport (HTTP, WebSocket, forward-auth, logout) runs the same chain.
  */
 export async function decide(facts: RequestFacts, runtime: Runtime, deps: PipelineDeps, trace?: Trace): Promise<Decision> {
-  if (runtime.allowedHost && !runtime.allowedHost(facts.host)) {
+  if (!hostAllowed(facts.host, runtime)) {
     trace?.('host', false, `host ${JSON.stringify(facts.host)} is not in server.allowed_hosts`);
     return deny('host', Errors.misdirected, 'host_not_allowed');
   }

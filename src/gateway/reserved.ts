@@ -2,11 +2,12 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { InvalidTokenDescription, type Identity } from '../auth/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { headerValue } from '../routing/headers.js';
+import { headersForProxyToRemove } from '../routing/headers.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import type { Store } from '../store/types.js';
-import { Errors, invalidRequest, invalidToken, sendError, type GatewayError } from './errors.js';
-import { authenticate, decide, type Outcome, type RequestFacts } from './pipeline.js';
+import { Errors, invalidToken, sendError, type GatewayError } from './errors.js';
+import { envoyOriginalTarget, readOriginalRequest, type ProxyFamily } from './forward-auth.js';
+import { authenticate, decide, hostAllowed, type Outcome, type RequestFacts } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 
 export interface ReservedDeps {
@@ -21,23 +22,33 @@ export interface ReservedDeps {
  * where routes are), so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`) can slip past it to a route.
  */
 export function handleReserved(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> | undefined {
-  const target = normalizeTarget(facts.target);
-  if (!target.ok) return undefined; // the main chain answers 400 for it
-  const { reservedPrefix, pathCase } = runtime.config.server;
+  const { reservedPrefix, pathCase, forwardAuth } = runtime.config.server;
   const folded = pathCase === 'insensitive';
+  if (forwardAuth === 'envoy') {
+    const original = envoyOriginalTarget(facts.target, reservedPrefix, folded);
+    if (original !== undefined) return verify(res, facts, runtime, deps, 'envoy', original);
+  }
+  const endpoint = reservedEndpoint(facts.target, reservedPrefix, folded);
+  if (endpoint === undefined) return undefined;
+  if (endpoint === '/verify' && forwardAuth !== 'off' && forwardAuth !== 'envoy') {
+    if (facts.method !== 'GET' && facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
+    return verify(res, facts, runtime, deps, forwardAuth);
+  }
+  // A verify check's own Host names the gateway's service; the chain checks the original request's host instead.
+  if (!hostAllowed(facts.host, runtime)) return respond(res, facts, Errors.misdirected, 'host_not_allowed');
+  if (endpoint !== '/logout') return respond(res, facts, Errors.notFound, 'no_route');
+  if (facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
+  return logout(res, facts, runtime, deps);
+}
+
+/** The path below the reserved prefix (`''` for the prefix itself), or undefined when the target is not under it. */
+function reservedEndpoint(rawTarget: string, reservedPrefix: string, folded: boolean): string | undefined {
+  const target = normalizeTarget(rawTarget);
+  if (!target.ok) return undefined; // the main chain answers 400 for it
   const path = folded ? target.path.toLowerCase() : target.path;
   const prefix = folded ? reservedPrefix.toLowerCase() : reservedPrefix;
   if (!path.startsWith(prefix) || (path.length > prefix.length && path.charCodeAt(prefix.length) !== SLASH)) return undefined;
-  switch (path.slice(prefix.length)) {
-    case '/verify':
-      if (facts.method !== 'GET' && facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
-      return verify(res, facts, runtime, deps);
-    case '/logout':
-      if (facts.method !== 'POST') return respond(res, facts, Errors.methodNotAllowed, 'method');
-      return logout(res, facts, runtime, deps);
-    default:
-      return respond(res, facts, Errors.notFound, 'no_route');
-  }
+  return path.slice(prefix.length);
 }
 
 const SLASH = 0x2f;
@@ -48,32 +59,48 @@ async function respond(res: ServerResponse, facts: RequestFacts, error: GatewayE
 }
 
 /**
- * Forward-auth: the ingress asks whether the original request may pass. The original method, URI and host are
- * believed only from a trusted proxy; the original request then runs the same chain as a proxied one.
+ * Forward-auth: the proxy in front asks whether the original request may pass. Only a trusted proxy is asked,
+ * only the configured family's headers describe the original request, and that request then runs the same chain
+ * as a proxied one. Logs and metrics record the original method and path.
  */
-async function verify(res: ServerResponse, facts: RequestFacts, runtime: Runtime, deps: ReservedDeps): Promise<Outcome> {
+async function verify(
+  res: ServerResponse,
+  facts: RequestFacts,
+  runtime: Runtime,
+  deps: ReservedDeps,
+  family: ProxyFamily,
+  envoyTarget?: string,
+): Promise<Outcome> {
   if (!facts.trustedPeer) return respond(res, facts, Errors.forwardAuthForbidden, 'untrusted_forward_auth');
-  const h = facts.headers;
-  const originalUrl = headerValue(h['x-original-url']);
-  const uri = headerValue(h['x-forwarded-uri']) ?? headerValue(h['x-original-uri']) ?? pathOfUrl(originalUrl);
-  if (uri === undefined) return respond(res, facts, invalidRequest('The original request URI is missing'), 'no_original_uri');
-  const original: RequestFacts = {
-    ...facts,
-    method: (headerValue(h['x-forwarded-method']) ?? headerValue(h['x-original-method']) ?? 'GET').toUpperCase(),
-    target: uri,
-    host: headerValue(h['x-forwarded-host']) ?? hostOfUrl(originalUrl) ?? facts.host,
-    proto: headerValue(h['x-forwarded-proto']) === 'https' ? 'https' : facts.proto,
-  };
-  const decision = await decide(original, runtime, deps);
+  const read = readOriginalRequest(family, facts, envoyTarget);
+  if (!read.ok) return respond(res, facts, read.error, read.reason);
+  const decision = await decide({ ...facts, ...read.original }, runtime, deps);
+  const outcome: Outcome = { ...decision, method: read.original.method };
   if (!decision.allow) {
     sendError(res, decision.error, facts.requestId);
-    return decision;
+    return outcome;
   }
   const headers: OutgoingHttpHeaders = { ...decision.rateLimitHeaders, 'cache-control': 'no-store', 'x-request-id': facts.requestId };
   if (decision.identity) runtime.identityHeaders.write(decision.identity, headers);
+  if (family === 'envoy') {
+    const toRemove = headersEnvoyMustRemove(facts, runtime, headers);
+    if (toRemove.length > 0) headers['x-envoy-auth-headers-to-remove'] = toRemove.join(',');
+  }
   res.writeHead(200, headers);
   res.end();
-  return decision;
+  return outcome;
+}
+
+/**
+ * Envoy keeps the data path: it forwards the client's own request with our headers set on it. Whatever the gateway
+ * would have stripped must be removed by Envoy instead: every configured identity header this answer does not set
+ * (a client's `X-User-Email` must not survive for a token without an email) and the client's spoofed headers.
+ */
+function headersEnvoyMustRemove(facts: RequestFacts, runtime: Runtime, answer: OutgoingHttpHeaders): string[] {
+  const { identity } = runtime.config;
+  const names = new Set(headersForProxyToRemove(facts.headers, runtime.headerPolicy, identity.forwardToken));
+  for (const header of identity.headers) names.add(header.name.toLowerCase());
+  return [...names].filter((name) => answer[name] === undefined);
 }
 
 /** Revoke the presented token: by `jti` until it expires, else every token of its subject issued up to its `iat`. */
@@ -113,19 +140,6 @@ function sameOrigin(facts: RequestFacts, runtime: Runtime): boolean {
   if (origin === undefined) return true;
   if (hostOfUrl(origin) === facts.host) return true;
   return runtime.config.cors?.origins.includes(origin) ?? false;
-}
-
-
-const ABSOLUTE_URL_PREFIX = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
-
-/**
- * The request target of an absolute URL, taken verbatim: WHATWG URL parsing would resolve dot segments and
- * encoded dots before our normalizer could refuse them.
- */
-function pathOfUrl(url: string | undefined): string | undefined {
-  const prefix = url === undefined ? null : ABSOLUTE_URL_PREFIX.exec(url);
-  if (!url || !prefix) return undefined;
-  return url.slice(prefix[0].length) || '/';
 }
 
 function hostOfUrl(url: string | undefined): string | undefined {

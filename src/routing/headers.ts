@@ -76,7 +76,22 @@ const TRUSTED_ONLY = [
   'x-client-ip',
   'true-client-ip',
   'cf-connecting-ip',
+  'client-ip',
+  'x-cluster-client-ip',
+  'fastly-client-ip',
+  'x-original-host',
+  'x-host',
+  'front-end-https',
 ];
+
+/**
+ * Dropped headers a proxy in front rebuilds itself (hop-by-hop, request id, X-Forwarded-*): when that proxy keeps
+ * the data path (Envoy ext_authz), asking it to remove them would break its own forwarding.
+ */
+const REBUILT_BY_PROXY = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'x-request-id',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+]);
 
 /** Connection values that list no header names, so the common request needs no parsing. */
 const PLAIN_CONNECTION_VALUES = new Set(['keep-alive', 'close', 'upgrade']);
@@ -166,6 +181,25 @@ export function buildUpstreamHeaders(
   const forwardedHost = (ctx.trustedPeer && incoming['x-forwarded-host']) || ctx.host;
   if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
   return out;
+}
+
+/**
+ * The names, as the client spelt them, of the incoming headers the gateway would keep from an upstream and that a
+ * proxy keeping the data path must therefore remove: identity and `identity.strip` headers in any spelling, method
+ * overrides and URL rewrites, and the token unless it is forwarded.
+ */
+export function headersForProxyToRemove(incoming: IncomingHttpHeaders, policy: HeaderPolicy, forwardToken: boolean): string[] {
+  const names: string[] = [];
+  for (const name in incoming) {
+    const canonical = canonicalName(name);
+    const disposition = policy.dispositions.get(canonical);
+    const removed =
+      policy.strip?.test(canonical) === true ||
+      (disposition === 'drop' && !REBUILT_BY_PROXY.has(canonical)) ||
+      (disposition === 'token' && !forwardToken);
+    if (removed) names.push(name);
+  }
+  return names;
 }
 
 /** Canonical names a Connection header lists as hop-by-hop (RFC 9110 §7.6.1); undefined for the usual values. */

@@ -12,6 +12,7 @@
 export type HostPredicate = (normalizedHost: string) => boolean;
 
 const PORT_DIGITS_MAX = 5;
+const PORT_MAX = 65535;
 
 function isNameChar(code: number): boolean {
   return (
@@ -34,14 +35,17 @@ function isIpv6LiteralChar(code: number): boolean {
   );
 }
 
+/** 1–65535 in decimal digits: `:`, `:0`, `:99999` or `:@other.host` name no port a client could have connected to. */
 function isValidPort(host: string, colon: number): boolean {
   const digits = host.length - colon - 1;
   if (digits < 1 || digits > PORT_DIGITS_MAX) return false;
+  let port = 0;
   for (let index = colon + 1; index < host.length; index++) {
     const code = host.charCodeAt(index);
     if (code < 0x30 || code > 0x39) return false;
+    port = port * 10 + code - 0x30;
   }
-  return true;
+  return port >= 1 && port <= PORT_MAX;
 }
 
 /**

@@ -84,6 +84,7 @@ describe('defaults', () => {
         workers: 1,
         shutdownGraceMs: 10_000,
         reservedPrefix: '/_authgate',
+        forwardAuth: 'off',
       },
       admin: { listen: { host: '127.0.0.1', port: 9090 }, token: '' },
       store: { redis: undefined, prefix: 'authgate:' },

@@ -34,6 +34,13 @@ describe('invalid configs', () => {
       expected: ['gw.yaml:3:3: server.trusted_proxy: unknown key "trusted_proxy", did you mean "trusted_proxies"?'],
     },
     {
+      case: 'misspelt forward-auth proxy, with a suggestion',
+      yaml: `version: 1\nserver:\n  forward_auth: ingress_nginx\n${ISSUER}${UPSTREAM}${ROUTE}`,
+      expected: [
+        'gw.yaml:3:17: server.forward_auth: "ingress_nginx" is not one of "off", "nginx", "ingress-nginx", "traefik", "envoy", did you mean "ingress-nginx"?',
+      ],
+    },
+    {
       case: 'unknown key with nothing close',
       yaml: `version: 1\nfrobnicate: true\n${ISSUER}${UPSTREAM}${ROUTE}`,
       expected: ['gw.yaml:2:1: frobnicate: unknown key "frobnicate"'],

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { bearer, expectRefused, methodNotAllowed, noCredentials, noRoute, refuses, tokenCookie, type Refusal } from './auth-fixture.js';
+import { Errors } from '../../src/gateway/errors.js';
 
 const SECRET = 'reserved-test-secret-0123456789-abcdefghij';
 let upstream: RecordingUpstream;
@@ -12,7 +13,7 @@ beforeAll(async () => {
   upstream = await startRecordingUpstream();
   gw = await startTestGateway(`
 version: 1
-server: { listen: 127.0.0.1:0, shutdown_grace: 1s }
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, forward_auth: traefik }
 admin: { listen: 127.0.0.1:0 }
 issuers:
   legacy: { issuer: https://legacy.example.com, secret: ${SECRET}, audiences: [api] }
@@ -120,7 +121,7 @@ describe('a mixed-case reserved prefix on a case-insensitive gateway', () => {
   beforeAll(async () => {
     folded = await startTestGateway(`
 version: 1
-server: { listen: 127.0.0.1:0, shutdown_grace: 1s, path_case: insensitive, reserved_prefix: /_AuthGate }
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, path_case: insensitive, reserved_prefix: /_AuthGate, trusted_proxies: [127.0.0.1/32], forward_auth: envoy }
 admin: { listen: 127.0.0.1:0 }
 upstreams: { api: { url: ${upstream.url} } }
 routes:
@@ -133,5 +134,59 @@ routes:
 
   it.each(['/_AuthGate/logout', '/_authgate/logout', '/_AUTHGATE/logout'])('%s is the gateway’s logout, in any case', async (target) => {
     await refuses(folded, upstream, { method: 'POST', target }, noCredentials);
+  });
+
+  it.each(['/_AuthGate/verify/page?x=1', '/_authgate/VERIFY/page?x=1'])('%s is Envoy’s check of /page?x=1, in any case', async (target) => {
+    const res = await rawRequest(folded.port, { method: 'PUT', target, headers: [['Host', 'shop.test']] });
+    expect(res.status).toBe(200);
+    expect(upstream.seen).toEqual([]);
+  });
+});
+
+describe('the reserved endpoints behind server.allowed_hosts', () => {
+  let hosted: TestGateway;
+  beforeAll(async () => {
+    hosted = await startTestGateway(`
+version: 1
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, allowed_hosts: [shop.test], trusted_proxies: [127.0.0.1/32], forward_auth: ingress-nginx }
+admin: { listen: 127.0.0.1:0 }
+issuers:
+  legacy: { issuer: https://legacy.example.com, secret: ${SECRET}, audiences: [api] }
+upstreams: { api: { url: ${upstream.url} } }
+routes:
+  - { name: everything, match: { path: /** }, upstream: api, auth: none }
+`);
+  });
+  afterAll(async () => {
+    await hosted?.close();
+  });
+
+  const misdirected: Refusal = {
+    status: 421,
+    error: Errors.misdirected.code,
+    description: Errors.misdirected.description,
+    wwwAuthenticate: undefined,
+    reason: 'host_not_allowed',
+  };
+
+  it.each([
+    ['POST', '/_authgate/logout'],
+    ['GET', '/_authgate/logout'],
+    ['GET', '/_authgate/anything-else'],
+  ])('%s %s with a Host outside allowed_hosts → 421, and the token keeps working', async (method, target) => {
+    const token = await sign(`misdirected-${method}-${target}`);
+    await refuses(hosted, upstream, { method, target, headers: [['Host', 'evil.example'], bearer(token)] }, misdirected, [token]);
+    const logout = await rawRequest(hosted.port, { method: 'POST', target: '/_authgate/logout', headers: [['Host', 'shop.test'], bearer(token)] });
+    expect(logout.status).toBe(204);
+  });
+
+  it('checks a forward-auth request on the original host, not on the Host the proxy addressed the gateway by', async () => {
+    const check = (host: string) =>
+      rawRequest(hosted.port, {
+        target: '/_authgate/verify',
+        headers: [['Host', 'authgate.auth.svc'], ['X-Original-URL', `https://${host}/page`], ['X-Original-Method', 'GET']],
+      });
+    expect((await check('shop.test')).status).toBe(200);
+    await expectRefused(hosted, upstream, await check('evil.example'), misdirected);
   });
 });

@@ -14,7 +14,7 @@ export interface RedisServer {
 const START_DEADLINE_MS = 10_000;
 const PING_RETRY_MS = 20;
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const { port } = probe.address() as AddressInfo;

@@ -1,27 +1,36 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { accessLogLine, expectRefused, methodNotAllowed, refuses, type Refusal } from '../gateway/auth-fixture.js';
+import {
+  accessLogLine,
+  bearer,
+  expectRefused,
+  insufficientScope,
+  methodNotAllowed,
+  noCredentials,
+  noRoute,
+  refuses,
+  type Refusal,
+} from '../gateway/auth-fixture.js';
 
 /**
- * SPEC §10: forward-auth as the two ingress controllers call it. Each helper sends the exact header set the
- * controller sends to its auth endpoint: the client's own headers (Authorization, cookies, spoof attempts)
- * plus the controller's description of the original request.
+ * SPEC §10: forward-auth as each proxy family calls it. Each helper sends the exact header set the proxy sends to
+ * its auth endpoint: the client's own headers (Authorization, cookies, spoof attempts, another family's headers)
+ * plus the proxy's description of the original request. Real nginx runs in forward-auth-nginx.test.ts.
  */
 
 let idp: Idp;
 let upstream: RecordingUpstream;
-let trusting: TestGateway;
-let distrusting: TestGateway;
-
-function yaml(trustedProxies: string): string {
+function yaml(trustedProxies: string, family: string): string {
   return `
 version: 1
 server:
   listen: 127.0.0.1:0
   trusted_proxies: [${trustedProxies}]
   shutdown_grace: 1s
+  forward_auth: ${family}
 admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
 issuers:
@@ -41,6 +50,14 @@ routes:
     match: { host: shop.test, path: /admin/** }
     upstream: api
     require: { roles: [admin] }
+  - name: docs
+    match: { host: docs.test, path: /** }
+    upstream: api
+    auth: none
+  - name: orders-delete
+    match: { path: "/orders/{id}", methods: [DELETE] }
+    upstream: api
+    require: { permissions: [orders:delete] }
   - name: orders
     match: { path: "/orders/{id}", methods: [GET, DELETE] }
     upstream: api
@@ -50,18 +67,29 @@ routes:
 beforeAll(async () => {
   idp = await startIdp({ keys: ['rsa'] });
   upstream = await startRecordingUpstream();
-  trusting = await startTestGateway(yaml('127.0.0.1/32'));
-  distrusting = await startTestGateway(yaml('10.0.0.0/8'));
 });
 afterAll(async () => {
-  await trusting?.close();
-  await distrusting?.close();
   await upstream?.close();
   await idp?.close();
 });
 beforeEach(() => {
   upstream.seen.length = 0;
 });
+
+/** A gateway trusting loopback and one trusting only 10/8, both with `forward_auth: family`, for one describe block. */
+function gatewaysFor(family: string): { trusting: () => TestGateway; distrusting: () => TestGateway } {
+  let trusting: TestGateway;
+  let distrusting: TestGateway;
+  beforeAll(async () => {
+    trusting = await startTestGateway(yaml('127.0.0.1/32', family));
+    distrusting = await startTestGateway(yaml('10.0.0.0/8', family));
+  });
+  afterAll(async () => {
+    await trusting?.close();
+    await distrusting?.close();
+  });
+  return { trusting: () => trusting, distrusting: () => distrusting };
+}
 
 interface Original {
   readonly method: string;
@@ -73,21 +101,33 @@ interface Original {
 
 type Caller = (gw: TestGateway, original: Original) => Promise<RawResponse>;
 
-/** ingress-nginx `auth-url`: a GET subrequest with X-Original-* (nginx's $request_uri is not normalized). */
+/** ingress-nginx `auth-url`: a GET subrequest to the auth host with X-Original-URL/-Method and the client's headers. */
 const ingressNginx: Caller = (gw, o) =>
   rawRequest(gw.port, {
     method: 'GET',
     target: '/_authgate/verify',
     headers: [
       ['Host', 'authgate.auth.svc.cluster.local'],
-      ['X-Original-URI', o.uri],
-      ['X-Original-Method', o.method],
       ['X-Original-URL', `https://${o.host}${o.uri}`],
-      ['X-Scheme', 'https'],
+      ['X-Original-Method', o.method],
       ['X-Sent-From', 'nginx-ingress-controller'],
       ['X-Real-IP', '203.0.113.7'],
       ['X-Forwarded-For', '203.0.113.7'],
       ['X-Auth-Request-Redirect', o.uri],
+      ...(o.clientHeaders ?? []),
+    ],
+  });
+
+/** Plain nginx `auth_request`, configured as the docs say: X-Original-URI/-Method/-Host. */
+const plainNginx: Caller = (gw, o) =>
+  rawRequest(gw.port, {
+    method: 'GET',
+    target: '/_authgate/verify',
+    headers: [
+      ['Host', 'authgate'],
+      ['X-Original-URI', o.uri],
+      ['X-Original-Method', o.method],
+      ['X-Original-Host', o.host],
       ...(o.clientHeaders ?? []),
     ],
   });
@@ -108,12 +148,60 @@ const traefik: Caller = (gw, o) =>
     ],
   });
 
+/**
+ * Envoy ext_authz HTTP service (`path_prefix: /_authgate/verify`): the original method, the original authority as
+ * Host, the prefix followed by the original path, no body, and the client's headers.
+ */
+const envoy: Caller = (gw, o) =>
+  rawRequest(gw.port, {
+    method: o.method,
+    target: `/_authgate/verify${o.uri}`,
+    headers: [
+      ['Host', o.host],
+      ['X-Forwarded-Proto', 'https'],
+      ['X-Forwarded-For', '203.0.113.7'],
+      ['X-Request-Id', randomUUID()],
+      ['Content-Length', '0'],
+      ...(o.clientHeaders ?? []),
+    ],
+  });
+
+/** `own`: the headers of EVERY_FAMILY_SPOOF the proxy sets itself (overwriting the client's). */
 const callers = [
-  { controller: 'ingress-nginx', call: ingressNginx },
-  { controller: 'Traefik', call: traefik },
+  { controller: 'ingress-nginx', family: 'ingress-nginx', call: ingressNginx, own: ['X-Original-URL', 'X-Original-Method'] },
+  { controller: 'plain nginx', family: 'nginx', call: plainNginx, own: ['X-Original-URI', 'X-Original-Method', 'X-Original-Host'] },
+  { controller: 'Traefik', family: 'traefik', call: traefik, own: ['X-Forwarded-Uri', 'X-Forwarded-Method', 'X-Forwarded-Host', 'X-Forwarded-Proto'] },
+  { controller: 'Envoy', family: 'envoy', call: envoy, own: ['X-Forwarded-Proto'] },
 ];
 
-describe.each(callers)('forward-auth as $controller calls it', ({ call }) => {
+function spoofsBesides(own: readonly string[]): Array<readonly [string, string]> {
+  return EVERY_FAMILY_SPOOF.filter(([name]) => !own.includes(name));
+}
+
+/**
+ * Every family's description of a harmless request (GET /public/x on the public docs.test), as a client would add
+ * it: a header the proxy in front does not set reaches the auth endpoint as the client wrote it.
+ */
+const EVERY_FAMILY_SPOOF: ReadonlyArray<readonly [string, string]> = [
+  ['X-Forwarded-Uri', '/public/x'],
+  ['X-Forwarded-Method', 'GET'],
+  ['X-Forwarded-Host', 'docs.test'],
+  ['X-Forwarded-Proto', 'https'],
+  ['X-Original-URI', '/public/x'],
+  ['X-Original-URL', 'https://docs.test/public/x'],
+  ['X-Original-Method', 'GET'],
+  ['X-Original-Host', 'docs.test'],
+];
+
+describe.each(callers)('forward-auth as $controller calls it', ({ call, family, own }) => {
+  const gateways = gatewaysFor(family);
+  let trusting: TestGateway;
+  let distrusting: TestGateway;
+  beforeAll(() => {
+    trusting = gateways.trusting();
+    distrusting = gateways.distrusting();
+  });
+
   it('answers 200 with the identity headers for an allowed request, without a body, forwarding nothing', async () => {
     const token = idp.sign({ sub: 'alice', roles: ['admin', 'ops'] });
     const res = await call(trusting, {
@@ -173,6 +261,42 @@ describe.each(callers)('forward-auth as $controller calls it', ({ call }) => {
     await expectRefused(distrusting, upstream, res, untrustedForwardAuth, [token]);
     expect(res.headers['x-user-id']).toBeUndefined();
   });
+
+  it('reads only its own proxy’s headers: another family’s, added by a client without a token, cannot turn /admin public', async () => {
+    const res = await call(trusting, { method: 'GET', host: 'shop.test', uri: '/admin/orders', clientHeaders: spoofsBesides(own) });
+    await expectRefused(trusting, upstream, res, noCredentials);
+  });
+
+  it('reads only its own proxy’s method: another family’s GET cannot take a DELETE past a permissions rule', async () => {
+    const token = idp.sign({ sub: 'alice', permissions: ['orders:read'] });
+    const res = await call(trusting, { method: 'DELETE', host: 'shop.test', uri: '/orders/7', clientHeaders: [bearer(token), ...spoofsBesides(own)] });
+    await expectRefused(trusting, upstream, res, insufficientScope('permissions'), [token]);
+  });
+
+  it('records the original method and normalized path in the access log and authgate_requests_total', async () => {
+    const token = idp.sign({ sub: 'alice', permissions: ['orders:delete'] });
+    const res = await call(trusting, { method: 'DELETE', host: 'shop.test', uri: '/orders/./7?x=1', clientHeaders: [bearer(token)] });
+    expect(res.status).toBe(200);
+    const line = await accessLogLine(trusting, res.headers['x-request-id'] ?? '');
+    expect({ method: line.method, path: line.path, route: line.route }).toEqual({ method: 'DELETE', path: '/orders/7', route: 'orders-delete' });
+    const samples = (await trusting.metrics.requests.get()).values.filter((v) => v.labels.route === 'orders-delete');
+    expect(new Set(samples.map((v) => v.labels.method))).toEqual(new Set(['DELETE']));
+  });
+});
+
+describe('without server.forward_auth', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway(yaml('127.0.0.1/32', 'off'));
+  });
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it.each(callers)('the verify endpoint does not exist: $controller’s check gets 404 like any unknown reserved path', async ({ call }) => {
+    const res = await call(gw, { method: 'GET', host: 'shop.test', uri: '/public/x' });
+    await expectRefused(gw, upstream, res, noRoute);
+  });
 });
 
 const untrustedForwardAuth: Refusal = {
@@ -183,19 +307,99 @@ const untrustedForwardAuth: Refusal = {
   reason: 'untrusted_forward_auth',
 };
 
-it('answers 400 when a trusted proxy does not say which request it asks about', async () => {
-  const token = idp.sign();
-  const description = 'The original request URI is missing';
-  const noOriginalUri: Refusal = {
+function missing(what: string, reason: string): Refusal {
+  const description = `The original request ${what} is missing`;
+  return {
     status: 400,
     error: 'invalid_request',
     description,
     wwwAuthenticate: `Bearer realm="authgate", error="invalid_request", error_description="${description}"`,
-    reason: 'no_original_uri',
+    reason,
   };
-  await refuses(trusting, upstream, { target: '/_authgate/verify', headers: [['Authorization', `Bearer ${token}`]] }, noOriginalUri, [token]);
+}
+
+const badOriginal = (reason: string): Refusal => ({
+  status: 400,
+  error: 'invalid_request',
+  description: 'The request target is invalid',
+  wwwAuthenticate: undefined,
+  reason,
 });
 
-it('answers 405 to a method other than GET or POST on the verify endpoint', async () => {
-  await refuses(trusting, upstream, { method: 'PUT', target: '/_authgate/verify', headers: [['X-Forwarded-Uri', '/public/x']] }, methodNotAllowed);
+type Headers = ReadonlyArray<readonly [string, string]>;
+
+describe.each([
+  {
+    family: 'ingress-nginx',
+    cases: [
+      { case: 'no X-Original-URL', headers: [['X-Original-Method', 'GET'], ['X-Original-URI', '/public/x']], refusal: missing('URI', 'no_original_uri') },
+      { case: 'no X-Original-Method', headers: [['X-Original-URL', 'https://shop.test/public/x'], ['X-Forwarded-Method', 'GET']], refusal: missing('method', 'no_original_method') },
+      { case: 'a URL with userinfo', headers: [['X-Original-URL', 'http://shop.test:@docs.test/public/x'], ['X-Original-Method', 'GET']], refusal: badOriginal('bad_original_host') },
+      { case: 'a URL with port 0', headers: [['X-Original-URL', 'http://shop.test:0/public/x'], ['X-Original-Method', 'GET']], refusal: badOriginal('bad_original_host') },
+      { case: 'a URL with port 65536', headers: [['X-Original-URL', 'http://shop.test:65536/public/x'], ['X-Original-Method', 'GET']], refusal: badOriginal('bad_original_host') },
+      { case: 'a URL without a path', headers: [['X-Original-URL', 'http://shop.test'], ['X-Original-Method', 'GET']], refusal: badOriginal('bad_original_host') },
+      { case: 'a method that is no HTTP method', headers: [['X-Original-URL', 'http://shop.test/public/x'], ['X-Original-Method', 'BREW']], refusal: badOriginal('bad_original_method') },
+    ],
+  },
+  {
+    family: 'nginx',
+    cases: [
+      { case: 'no X-Original-URI', headers: [['X-Original-Method', 'GET'], ['X-Original-URL', 'https://shop.test/public/x']], refusal: missing('URI', 'no_original_uri') },
+      { case: 'no X-Original-Method', headers: [['X-Original-URI', '/public/x'], ['X-Forwarded-Method', 'GET']], refusal: missing('method', 'no_original_method') },
+      { case: 'a host with userinfo', headers: [['X-Original-URI', '/public/x'], ['X-Original-Method', 'GET'], ['X-Original-Host', 'shop.test:@docs.test']], refusal: badOriginal('bad_original_host') },
+    ],
+  },
+  {
+    family: 'traefik',
+    cases: [
+      { case: 'no X-Forwarded-Uri', headers: [['X-Forwarded-Method', 'GET'], ['X-Forwarded-Host', 'shop.test'], ['X-Forwarded-Proto', 'https'], ['X-Original-URI', '/public/x']], refusal: missing('URI', 'no_original_uri') },
+      { case: 'no X-Forwarded-Host', headers: [['X-Forwarded-Method', 'GET'], ['X-Forwarded-Uri', '/public/x'], ['X-Forwarded-Proto', 'https'], ['X-Original-Host', 'shop.test']], refusal: missing('host', 'no_original_host') },
+      { case: 'no X-Forwarded-Proto', headers: [['X-Forwarded-Method', 'GET'], ['X-Forwarded-Uri', '/public/x'], ['X-Forwarded-Host', 'shop.test']], refusal: missing('scheme', 'no_original_proto') },
+    ],
+  },
+] as const)('a $family check that does not describe the original request as $family does', ({ family, cases }) => {
+  const gateways = gatewaysFor(family);
+
+  it.each(cases as ReadonlyArray<{ case: string; headers: Headers; refusal: Refusal }>)('is refused: $case', async ({ headers, refusal }) => {
+    const token = idp.sign({ roles: ['admin'] });
+    await refuses(gateways.trusting(), upstream, { target: '/_authgate/verify', headers: [['Host', 'authgate'], bearer(token), ...headers] }, refusal, [token]);
+  });
+
+  it('answers 405 to a method other than GET or POST on the verify endpoint', async () => {
+    await refuses(gateways.trusting(), upstream, { method: 'PUT', target: '/_authgate/verify', headers: [['X-Forwarded-Uri', '/public/x']] }, methodNotAllowed);
+  });
+});
+
+describe('forward-auth for Envoy', () => {
+  const gateways = gatewaysFor('envoy');
+
+  it('lists the headers Envoy must remove: every identity header it does not set and the client’s spoofed ones', async () => {
+    const token = idp.sign({ sub: 'alice', roles: ['admin'] });
+    const res = await envoy(gateways.trusting(), {
+      method: 'POST',
+      host: 'shop.test',
+      uri: '/admin/orders',
+      clientHeaders: [bearer(token), ['X-User-Id', 'mallory'], ['X_User_Roles', 'root'], ['X-HTTP-Method-Override', 'DELETE'], ['X-Original-URL', '/public/x']],
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-user-id']).toBe('alice');
+    const removed = (res.headers['x-envoy-auth-headers-to-remove'] ?? '').split(',').sort();
+    expect(removed).toEqual(['authorization', 'x-http-method-override', 'x-original-url', 'x_user_roles']);
+    expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('has Envoy remove every identity header from an anonymous request to a public route', async () => {
+    const res = await envoy(gateways.trusting(), { method: 'GET', host: 'shop.test', uri: '/public/feed', clientHeaders: [['X-User-Id', 'mallory']] });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-user-id']).toBeUndefined();
+    expect((res.headers['x-envoy-auth-headers-to-remove'] ?? '').split(',').sort()).toEqual(['x-user-id', 'x-user-roles']);
+  });
+
+  it.each(['/_authgate/verify/../../admin/orders', '/_authgate/verify/%2e%2e/%2e%2e/admin/orders', '/_authgate/verify/public/..%2f..%2fadmin'])(
+    'refuses %s: the original path is cut from the raw target before anything is resolved (400)',
+    async (target) => {
+      const res = await rawRequest(gateways.trusting().port, { target, headers: [['Host', 'shop.test']] });
+      await expectRefused(gateways.trusting(), upstream, res, badOriginal('bad_target'));
+    },
+  );
 });
