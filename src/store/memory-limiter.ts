@@ -1,4 +1,4 @@
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterRedis } from 'rate-limiter-flexible';
 
 interface Counter {
   value: number;
@@ -53,6 +53,10 @@ export class BoundedCounters {
     return this.counters.delete(key);
   }
 
+  clear(): void {
+    this.counters.clear();
+  }
+
   /** Each counter is dropped once, so this costs O(1) per insert over time. */
   private makeRoom(now: number): void {
     for (const [key, counter] of this.counters) {
@@ -76,4 +80,23 @@ export class BoundedRateLimiterMemory extends RateLimiterMemory {
     // The library offers no option for its storage; this field is where every operation of the class looks.
     (this as unknown as { _memoryStorage: BoundedCounters })._memoryStorage = this.counters;
   }
+}
+
+/**
+ * RateLimiterRedis refuses keys already over their limit from an in-memory set, without a Redis round trip.
+ * The library's set has no cap either, and once it holds 1000 keys it scans all of them on every new block,
+ * so clients flooding distinct over-limit keys would cost memory and quadratic CPU. This puts it on
+ * {@link BoundedCounters}; a block forgotten at the bound only costs that key's next request a round trip,
+ * and Redis still refuses it. Returns the counters, whose size is the number of blocked keys held.
+ */
+export function boundInMemoryBlocks(limiter: RateLimiterRedis, maxKeys: number): BoundedCounters {
+  const blocks = new BoundedCounters(maxKeys);
+  // The library offers no option for this set; this field is where every operation of the class looks.
+  (limiter as unknown as { _inMemoryBlockedKeys: unknown })._inMemoryBlockedKeys = {
+    add: (key: string, seconds: number): void => void blocks.set(key, 1, seconds),
+    addMs: (key: string, ms: number): void => void blocks.set(key, 1, ms / 1000),
+    msBeforeExpire: (key: string): number => blocks.get(key)?.msBeforeNext ?? 0,
+    delete: (key?: string): void => (key === undefined ? blocks.clear() : void blocks.delete(key)),
+  };
+  return blocks;
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Redis } from 'ioredis';
 import type { RateLimitConfig } from '../config/types.js';
-import { BoundedRateLimiterMemory } from './memory-limiter.js';
+import { boundInMemoryBlocks, BoundedRateLimiterMemory } from './memory-limiter.js';
 import type { RateLimitDecision, RateLimitStore, StoreDeps } from './types.js';
 
 /** What one `rate_limits` entry becomes in rate-limiter-flexible, whose windows are whole seconds. */
@@ -49,16 +49,15 @@ export function createRateLimitStore(
   function build(name: string, shape: LimiterShape, maxKeys: number): LimiterEntry {
     const options = { points: shape.points, duration: shape.durationS, keyPrefix: `${prefix}rl:${name}` };
     const memory = new BoundedRateLimiterMemory(options, maxKeys);
-    const limiter =
-      redis === undefined
-        ? memory
-        : new RateLimiterRedis({
-            ...options,
-            storeClient: redis,
-            rejectIfRedisNotReady: true,
-            inMemoryBlockOnConsumed: shape.points + 1,
-            insuranceLimiter: memory,
-          });
+    if (redis === undefined) return { limiter: memory, shape, maxKeys };
+    const limiter = new RateLimiterRedis({
+      ...options,
+      storeClient: redis,
+      rejectIfRedisNotReady: true,
+      inMemoryBlockOnConsumed: shape.points + 1,
+      insuranceLimiter: memory,
+    });
+    boundInMemoryBlocks(limiter, maxKeys);
     return { limiter, shape, maxKeys };
   }
 

@@ -1,10 +1,11 @@
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RateLimitConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
+import { boundInMemoryBlocks } from '../../src/store/memory-limiter.js';
 import { createStore, JTI_RETENTION_GRACE_S, type RevocationSubject, type Store } from '../../src/store/index.js';
 import { startRedis, startTcpProxy, type RedisServer, type TcpProxy } from '../helpers/redis.js';
 
@@ -158,6 +159,24 @@ describe('Redis store, connected', () => {
     expect(decisions[3]?.resetMs).toBeGreaterThan(0);
     expect(decisions[3]?.resetMs).toBeLessThanOrEqual(60_000);
     expect((await a.store.rateLimits.consume('login', '198.51.100.8')).allowed).toBe(true);
+  });
+});
+
+describe('in-memory blocks of Redis-backed limits', () => {
+  it('hold at most max_keys over-limit keys; a key whose block was forgotten is still refused, by Redis', async () => {
+    const keyPrefix = `${freshPrefix()}rl`;
+    const limiter = new RateLimiterRedis({ storeClient: rawClient(), points: 1, duration: 60, keyPrefix, inMemoryBlockOnConsumed: 2 });
+    const blocks = boundInMemoryBlocks(limiter, 3);
+    const keys = Array.from({ length: 10 }, (_, index) => `client-${index}`);
+    for (const key of keys) {
+      await limiter.consume(key);
+      await expect(limiter.consume(key)).rejects.toBeInstanceOf(RateLimiterRes);
+    }
+    expect(blocks.size).toBe(3);
+    expect(keys.filter((key) => blocks.get(`${keyPrefix}:${key}`) !== null)).toEqual(keys.slice(-3));
+    const refused = await limiter.consume('client-0').catch((refusal: unknown) => refusal);
+    expect(refused).toBeInstanceOf(RateLimiterRes);
+    expect((refused as RateLimiterRes).consumedPoints).toBe(3);
   });
 });
 
