@@ -442,7 +442,7 @@ describe('Redis failure and recovery', () => {
     for (const gateway of [a, b]) {
       expectRevoked(await send(gateway, { token: lateRevoked.token }));
       expectRevoked(await send(gateway, { token: loggedOut.token }));
-      // The restarted Redis is empty; the earlier revocation lives on in each instance's mirror.
+      // The restarted Redis came back empty; the instances wrote the earlier revocation back from their mirrors.
       expectRevoked(await send(gateway, { token: revoked.token }));
       expectForwarded(await send(gateway, { token: valid.token }));
     }
