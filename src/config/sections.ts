@@ -278,17 +278,21 @@ function afterPrefix(text: string, prefix: string): string | undefined {
   return text.startsWith(prefix) && text.length > prefix.length ? text.slice(prefix.length) : undefined;
 }
 
+/** About 0.4 KB a key (more for keys near 200 characters): some 45 MB per limit at most. */
+export const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000;
+
 export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
   return r.named(slot, (name, entry) => {
-    const s = r.section(entry, ['key', 'limit', 'window']);
+    const s = r.section(entry, ['key', 'limit', 'window', 'max_keys']);
     const limitKeySlot = s.slot('key');
     const limitSlot = s.slot('limit');
     const windowSlot = s.slot('window');
     const key = r.required(limitKeySlot) ? readRateLimitKey(r, limitKeySlot) : undefined;
     const limit = r.required(limitSlot) ? r.integer(limitSlot, 1) : undefined;
     const windowMs = r.required(windowSlot) ? r.duration(windowSlot, { positive: true }) : undefined;
+    const maxKeys = r.integer(s.slot('max_keys'), 1) ?? DEFAULT_RATE_LIMIT_MAX_KEYS;
     if (key === undefined || limit === undefined || windowMs === undefined) return undefined;
-    return { name, key, limit, windowMs };
+    return { name, key, limit, windowMs, maxKeys };
   });
 }
 

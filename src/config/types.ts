@@ -154,6 +154,8 @@ export interface RateLimitConfig {
   readonly key: RateLimitKey;
   readonly limit: number;
   readonly windowMs: number;
+  /** Most keys the in-memory limiter holds (the memory store, or the fallback while Redis is down). */
+  readonly maxKeys: number;
 }
 
 export interface CorsConfig {

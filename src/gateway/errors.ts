@@ -37,6 +37,13 @@ export const Errors = {
     description: 'The shared store is unreachable; the revocation holds on this instance and is replicated when it is back',
     headers: { 'retry-after': '5' },
   },
+  /** Started while Redis was down: revocations made before are unknown, so no token can be checked yet. */
+  revocationsNotLoaded: {
+    status: 503,
+    code: 'service_unavailable',
+    description: 'The gateway has not loaded revocations yet',
+    headers: { 'retry-after': '5' },
+  },
   crossSiteLogout: { status: 403, code: 'forbidden', description: 'A cookie logout must come from the same origin' },
   forwardAuthForbidden: { status: 403, code: 'forbidden', description: 'Forward-auth requests are accepted only from trusted proxies' },
   corsRefused: { status: 403, code: 'cors_forbidden', description: 'This cross-origin request is not allowed' },

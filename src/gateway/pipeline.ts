@@ -231,6 +231,10 @@ export async function authenticate(
       }
       const identity = verified.identity;
       trace?.('authenticate', true, `issuer ${identity.issuer.name}, subject ${identity.subject ?? '(none)'}`);
+      if (!store.revocations.synced()) {
+        trace?.('revocation', false, 'revocations not loaded yet: the store has been unreachable since start');
+        return refused('revocation', Errors.revocationsNotLoaded, 'store_not_synced', identity);
+      }
       if (store.revocations.isRevoked(revocationKey(identity))) {
         trace?.('revocation', false, 'token or subject revoked');
         return refused('revocation', invalidToken(InvalidTokenDescription.revoked), 'revoked', identity);

@@ -14,7 +14,7 @@ export function createStore(
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
   deps: { logger: Logger; metrics: Metrics; now?: () => number },
 ): Store {
-  const nowMs = deps.now ?? Date.now;
-  if (config.redis === undefined) return createMemoryStore(config.prefix, rateLimits, nowMs);
-  return createRedisStore(config.redis, config.prefix, rateLimits, { logger: deps.logger, metrics: deps.metrics, nowMs });
+  const storeDeps = { logger: deps.logger, metrics: deps.metrics, nowMs: deps.now ?? Date.now };
+  if (config.redis === undefined) return createMemoryStore(config.prefix, rateLimits, storeDeps);
+  return createRedisStore(config.redis, config.prefix, rateLimits, storeDeps);
 }

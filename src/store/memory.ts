@@ -1,7 +1,7 @@
 import type { RateLimitConfig } from '../config/types.js';
 import { createRateLimitStore } from './rate-limits.js';
 import { jtiEntry, RevocationMirror, subjectEntry } from './revocation-mirror.js';
-import type { Store } from './types.js';
+import type { Store, StoreDeps } from './types.js';
 
 /** How often expired revocations are dropped from a mirror. */
 export const PRUNE_INTERVAL_MS = 60_000;
@@ -10,19 +10,20 @@ export const PRUNE_INTERVAL_MS = 60_000;
 export function createMemoryStore(
   prefix: string,
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
-  nowMs: () => number,
+  deps: StoreDeps,
 ): Store {
-  const nowS = (): number => Math.floor(nowMs() / 1000);
+  const nowS = (): number => Math.floor(deps.nowMs() / 1000);
   const mirror = new RevocationMirror(nowS);
   const pruner = setInterval(() => mirror.prune(), PRUNE_INTERVAL_MS).unref();
   return {
     revocations: {
+      synced: () => true,
       isRevoked: (token) => mirror.isRevoked(token),
       isJtiRevoked: (jti, issuer) => mirror.isJtiRevoked(jti, issuer),
       revokeJti: async (jti, exp, issuer) => mirror.apply(jtiEntry(jti, exp, issuer)),
       revokeSubject: async (subject, before, issuer) => mirror.apply(subjectEntry(subject, before, issuer, nowS())),
     },
-    rateLimits: createRateLimitStore(rateLimits, prefix, undefined),
+    rateLimits: createRateLimitStore(rateLimits, prefix, undefined, deps),
     health: () => ({ status: 'memory' }),
     ready: async () => {},
     close: async () => clearInterval(pruner),

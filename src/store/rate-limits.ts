@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Redis } from 'ioredis';
 import type { RateLimitConfig } from '../config/types.js';
-import type { RateLimitDecision, RateLimitStore } from './types.js';
+import { boundInMemoryBlocks, BoundedRateLimiterMemory } from './memory-limiter.js';
+import type { RateLimitDecision, RateLimitStore, StoreDeps } from './types.js';
 
 /** What one `rate_limits` entry becomes in rate-limiter-flexible, whose windows are whole seconds. */
 export interface LimiterShape {
@@ -30,6 +31,7 @@ function storageKey(key: string): string {
 interface LimiterEntry {
   readonly limiter: RateLimiterAbstract;
   readonly shape: LimiterShape;
+  readonly maxKeys: number;
 }
 
 /**
@@ -42,21 +44,21 @@ export function createRateLimitStore(
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
   prefix: string,
   redis: Redis | undefined,
+  deps: Pick<StoreDeps, 'logger' | 'metrics'>,
 ): RateLimitStore {
-  function build(name: string, shape: LimiterShape): LimiterEntry {
+  function build(name: string, shape: LimiterShape, maxKeys: number): LimiterEntry {
     const options = { points: shape.points, duration: shape.durationS, keyPrefix: `${prefix}rl:${name}` };
-    const memory = new RateLimiterMemory(options);
-    const limiter =
-      redis === undefined
-        ? memory
-        : new RateLimiterRedis({
-            ...options,
-            storeClient: redis,
-            rejectIfRedisNotReady: true,
-            inMemoryBlockOnConsumed: shape.points + 1,
-            insuranceLimiter: memory,
-          });
-    return { limiter, shape };
+    const memory = new BoundedRateLimiterMemory(options, maxKeys);
+    if (redis === undefined) return { limiter: memory, shape, maxKeys };
+    const limiter = new RateLimiterRedis({
+      ...options,
+      storeClient: redis,
+      rejectIfRedisNotReady: true,
+      inMemoryBlockOnConsumed: shape.points + 1,
+      insuranceLimiter: memory,
+    });
+    boundInMemoryBlocks(limiter, maxKeys);
+    return { limiter, shape, maxKeys };
   }
 
   let limiters = new Map<string, LimiterEntry>();
@@ -67,8 +69,13 @@ export function createRateLimitStore(
       const shape = limiterShape(config);
       const current = updated.get(name);
       // An unchanged limit keeps its limiter, so a reload resets no in-memory counters.
-      if (current === undefined || current.shape.points !== shape.points || current.shape.durationS !== shape.durationS) {
-        updated.set(name, build(name, shape));
+      if (
+        current === undefined ||
+        current.shape.points !== shape.points ||
+        current.shape.durationS !== shape.durationS ||
+        current.maxKeys !== config.maxKeys
+      ) {
+        updated.set(name, build(name, shape, config.maxKeys));
       }
     }
     limiters = updated;
@@ -85,7 +92,9 @@ export function createRateLimitStore(
         return decision(true, points, await entry.limiter.consume(storageKey(key)));
       } catch (refusal) {
         if (refusal instanceof RateLimiterRes) return decision(false, points, refusal);
-        // Only reachable if the insurance limiter itself failed; refusing traffic over it would be worse.
+        // Only reachable if the in-memory limiter itself failed; refusing traffic over it would be worse.
+        deps.metrics.storeErrors.inc();
+        deps.logger.warn({ err: refusal, limit: limitName }, 'store: the in-memory rate limiter failed; request allowed unlimited');
         return { allowed: true, limit: points, remaining: points, resetMs: 0 };
       }
     },

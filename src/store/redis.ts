@@ -1,19 +1,17 @@
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { RateLimitConfig } from '../config/types.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { Logger } from '../observability/log.js';
 import { PRUNE_INTERVAL_MS } from './memory.js';
 import { createRateLimitStore } from './rate-limits.js';
 import { jtiEntry, parseRevocationEntry, RevocationMirror, subjectEntry, type RevocationEntry } from './revocation-mirror.js';
-import type { Store, StoreHealth } from './types.js';
+import type { Store, StoreDeps, StoreHealth } from './types.js';
 
 /** A hung Redis must not hold requests: hot-path commands give up after this and the insurance limiter answers. */
 const COMMAND_TIMEOUT_MS = 500;
 const CONNECT_TIMEOUT_MS = 2_000;
 const RECONNECT_BASE_MS = 100;
 const RECONNECT_CAP_MS = 2_000;
-/** Revocations written while Redis was down, replayed on reconnect; beyond this they stay local only. */
-const MAX_UNREPLICATED = 10_000;
+/** Revocations written back per round trip on reconnect, so a large mirror never makes one huge command. */
+const REPUBLISH_BATCH = 1_000;
 
 /** Exponential backoff with jitter, so N replicas do not reconnect in lock step after an outage. */
 function reconnectDelayMs(attempt: number, random: () => number = Math.random): number {
@@ -21,31 +19,27 @@ function reconnectDelayMs(attempt: number, random: () => number = Math.random): 
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
-export interface RedisStoreDeps {
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly nowMs: () => number;
-}
-
 /**
  * Revocations live in one sorted set (member = the JSON entry, score = when it may be forgotten) and
  * travel on one pub/sub channel. Each instance applies its own writes at once, applies what others
- * publish, and re-reads the whole set whenever its connections come (back) up, so nothing published
- * while it was away is missed. The subscription is confirmed before the re-read starts, which closes
- * the window between the two.
+ * publish, and whenever its connections come (back) up first writes back what it holds and Redis lacks
+ * (a Redis restarted without persistence comes back empty; writes made while it was down never reached
+ * it), then re-reads the whole set, so nothing published while it was away is missed. The subscription is
+ * confirmed before the re-read starts, which closes the window between the two.
  */
 export function createRedisStore(
   url: string,
   prefix: string,
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
-  deps: RedisStoreDeps,
+  deps: StoreDeps,
 ): Store {
   const { logger, metrics } = deps;
   const nowS = (): number => Math.floor(deps.nowMs() / 1000);
   const revocationsKey = `${prefix}revocations`;
   const channel = `${prefix}revocations`;
   const mirror = new RevocationMirror(nowS);
-  const unreplicated = new Map<string, RevocationEntry>();
+  /** Until the first resync the mirror may lack revocations made before this instance started. */
+  let synced = false;
 
   const options: RedisOptions = {
     connectionName: 'authgate',
@@ -87,35 +81,44 @@ export function createRedisStore(
     markDown(error);
   }
 
-  async function persist(entry: RevocationEntry): Promise<void> {
-    const member = JSON.stringify(entry);
-    await transaction(commands.multi().zadd(revocationsKey, entry.expiresAt, member).publish(channel, member));
-  }
-
+  /** The mirror keeps the entry whatever happens: a revocation made while Redis is down is written back on reconnect. */
   async function replicate(entry: RevocationEntry): Promise<void> {
     mirror.apply(entry);
+    const member = JSON.stringify(entry);
     try {
-      await persist(entry);
+      await execute(commands.multi().zadd(revocationsKey, entry.expiresAt, member).publish(channel, member));
     } catch (error) {
       metrics.storeErrors.inc();
-      if (unreplicated.size < MAX_UNREPLICATED) unreplicated.set(JSON.stringify(entry), entry);
-      else logger.error({ entry }, 'store: too many revocations waiting for Redis; this one stays local');
       throw new Error(`revocation holds on this instance only until Redis is back: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * Writes every live entry of the mirror that Redis lacks (ZADD NX leaves existing ones alone, so N instances
+   * doing this at once write each entry once) and publishes only those, to instances that started meanwhile.
+   */
+  async function republish(): Promise<void> {
+    const members = mirror.liveEntries().map((entry) => [entry.expiresAt, JSON.stringify(entry)] as const);
+    for (let start = 0; start < members.length; start += REPUBLISH_BATCH) {
+      const batch = members.slice(start, start + REPUBLISH_BATCH);
+      const writes = commands.pipeline();
+      for (const [score, member] of batch) writes.zadd(revocationsKey, 'NX', score, member);
+      const added = await execute(writes);
+      const missing = batch.filter((_, index) => added[index] === 1);
+      if (missing.length > 0) await execute(commands.pipeline(missing.map(([, member]) => ['publish', channel, member])));
     }
   }
 
   async function resync(): Promise<void> {
     if (commands.status !== 'ready' || !subscribed) return;
-    for (const [member, entry] of unreplicated) {
-      await persist(entry);
-      unreplicated.delete(member);
-    }
+    await republish();
     const now = nowS();
-    const [, members] = await transaction(
+    const [, members] = await execute(
       commands.multi().zremrangebyscore(revocationsKey, '-inf', now).zrangebyscore(revocationsKey, `(${now}`, '+inf'),
     );
     if (!Array.isArray(members)) throw new Error('unexpected reply to the revocation resync');
     for (const member of members) applyReceived(String(member));
+    synced = true;
     markUp();
   }
 
@@ -167,12 +170,13 @@ export function createRedisStore(
 
   return {
     revocations: {
+      synced: () => synced,
       isRevoked: (token) => mirror.isRevoked(token),
       isJtiRevoked: (jti, issuer) => mirror.isJtiRevoked(jti, issuer),
       revokeJti: (jti, exp, issuer) => replicate(jtiEntry(jti, exp, issuer)),
       revokeSubject: (subject, before, issuer) => replicate(subjectEntry(subject, before, issuer, nowS())),
     },
-    rateLimits: createRateLimitStore(rateLimits, prefix, commands),
+    rateLimits: createRateLimitStore(rateLimits, prefix, commands, deps),
     health: () => (health.status === 'starting' ? { status: 'degraded', error: 'connecting to Redis' } : health),
     ready: () => readiness,
     async close(): Promise<void> {
@@ -184,8 +188,8 @@ export function createRedisStore(
   };
 }
 
-/** Runs a MULTI and returns its results; ioredis reports a failed command inside it as a value, not a rejection. */
-async function transaction(multi: ChainableCommander): Promise<unknown[]> {
+/** Runs a MULTI or a pipeline and returns its results; ioredis reports a failed command in it as a value, not a rejection. */
+async function execute(multi: ChainableCommander): Promise<unknown[]> {
   const replies = await multi.exec();
   if (replies === null) throw new Error('Redis transaction aborted');
   return replies.map(([error, result]) => {

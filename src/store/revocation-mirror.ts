@@ -137,6 +137,28 @@ export class RevocationMirror {
     }
   }
 
+  /**
+   * Every entry still in force, as it would be written to Redis. A jti or subject revoked more than once
+   * comes back as one merged entry, which holds at least as long and as far back as each of them.
+   */
+  liveEntries(): RevocationEntry[] {
+    const now = this.nowS();
+    const entries: RevocationEntry[] = [];
+    const addJtis = (issuer: string | null, map: Map<string, number>): void => {
+      for (const [jti, expiresAt] of map) if (expiresAt > now) entries.push({ kind: 'jti', issuer, jti, expiresAt });
+    };
+    const addSubjects = (issuer: string | null, map: Map<string, SubjectCutoff>): void => {
+      for (const [subject, { before, expiresAt }] of map) {
+        if (expiresAt > now) entries.push({ kind: 'subject', issuer, subject, before, expiresAt });
+      }
+    };
+    addJtis(null, this.jtiAnyIssuer);
+    for (const [issuer, map] of this.jtiByIssuer) addJtis(issuer, map);
+    addSubjects(null, this.subjectAnyIssuer);
+    for (const [issuer, map] of this.subjectByIssuer) addSubjects(issuer, map);
+    return entries;
+  }
+
   private jtiHeld(jti: string, issuer: string, now: number): boolean {
     return isLive(this.jtiAnyIssuer.get(jti), now) || isLive(this.jtiByIssuer.get(issuer)?.get(jti), now);
   }

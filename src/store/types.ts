@@ -1,6 +1,14 @@
 /** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
 
 import type { RateLimitConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface StoreDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly nowMs: () => number;
+}
 
 export interface RevocationSubject {
   /** Issuer name (the key under `issuers:`). */
@@ -11,6 +19,11 @@ export interface RevocationSubject {
 }
 
 export interface RevocationStore {
+  /**
+   * Whether the mirror holds every revocation made before this instance started: false until the first read
+   * of the shared store succeeds, and then for good (an outage later serves the last known revocations).
+   */
+  synced(): boolean;
   /** Synchronous: answered from the local mirror, never a round trip. */
   isRevoked(token: RevocationSubject): boolean;
   /** `issuer` undefined = that jti under every issuer. Held until `exp` (epoch seconds). */

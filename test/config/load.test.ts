@@ -151,7 +151,7 @@ identity:
   headers: { X-Tenant: claims.org.tenant, X-Client: client_id }
 rate_limits:
   per-tenant: { key: claims.org.tenant, limit: 5, window: 1m }
-  per-key: { key: header.X-Api-Key, limit: 5, window: 1m }
+  per-key: { key: header.X-Api-Key, limit: 5, window: 1m, max_keys: 500 }
 routes:
   - name: data
     match: { path: "/data/{id}", methods: [get, Post], host: "*.Example.COM" }
@@ -177,6 +177,7 @@ routes:
     ]);
     expect(config?.rateLimits.get('per-tenant')?.key).toEqual({ kind: 'claim', path: 'org.tenant' });
     expect(config?.rateLimits.get('per-key')?.key).toEqual({ kind: 'header', name: 'x-api-key' });
+    expect([config?.rateLimits.get('per-tenant')?.maxKeys, config?.rateLimits.get('per-key')?.maxKeys]).toEqual([100_000, 500]);
     expect(config?.routes[0]).toEqual({
       name: 'data',
       match: { path: '/data/{id}', methods: ['GET', 'POST'], host: '*.example.com' },

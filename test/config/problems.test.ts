@@ -232,7 +232,7 @@ ${ISSUER}${UPSTREAM}routes:
     Authorization: subject
     x-user-id: email
 rate_limits:
-  burst: { key: header.Bad Name, limit: 0, window: 0s }
+  burst: { key: header.Bad Name, limit: 0, window: 0s, max_keys: 0 }
 `,
       expected: [
         'gw.yaml:13:16: identity.headers.X-User-Id: "subjekt" is not one of "subject", "email", "roles", "permissions", "scopes", "issuer", "client_id", "claims.<path>", did you mean "subject"?',
@@ -241,6 +241,7 @@ rate_limits:
         'gw.yaml:17:17: rate_limits.burst.key: "Bad Name" is not a valid header name',
         'gw.yaml:17:41: rate_limits.burst.limit: must be at least 1',
         'gw.yaml:17:52: rate_limits.burst.window: must be longer than 0',
+        'gw.yaml:17:66: rate_limits.burst.max_keys: must be at least 1',
       ],
     },
     {

@@ -21,6 +21,8 @@ const PROPAGATION_DEADLINE_MS = 1_000;
 const RECONNECT_DEADLINE_MS = 10_000;
 const PER_USER_LIMIT = 4;
 const LOGIN_LIMIT = 3;
+/** `max_keys` of the header-keyed limit on /keyed: small, so a test can go past it. */
+const KEYED_MAX_KEYS = 3;
 
 interface GatewayShape {
   readonly redisUrl?: string;
@@ -62,12 +64,14 @@ rate_limits:
   per-user: { key: subject, limit: ${shape.perUserLimit ?? PER_USER_LIMIT}, window: 1m }
   bulk: { key: subject, limit: 100000, window: 1m }
   login: { key: ip, limit: ${LOGIN_LIMIT}, window: 1m }
+  per-client: { key: header.X-Client, limit: 1, window: 1m, max_keys: ${KEYED_MAX_KEYS} }
 ${shape.burstLimit === undefined ? '' : `  burst: { key: subject, limit: ${shape.burstLimit}, window: 1m }`}
 routes:
   - { name: api, match: { path: /api/** }, upstream: api }
   - { name: limited, match: { path: /limited/** }, upstream: api, rate_limit: [${(shape.limitedRoute ?? ['per-user']).join(', ')}] }
   - { name: bulk, match: { path: /bulk/** }, upstream: api, rate_limit: [bulk] }
   - { name: login, match: { path: /login }, upstream: api, auth: none, rate_limit: [login] }
+  - { name: keyed, match: { path: /keyed }, upstream: api, auth: none, rate_limit: [per-client] }
   - { name: guarded, match: { path: /guarded/** }, upstream: api, rate_limit: [login] }
 `;
 }
@@ -438,7 +442,7 @@ describe('Redis failure and recovery', () => {
     for (const gateway of [a, b]) {
       expectRevoked(await send(gateway, { token: lateRevoked.token }));
       expectRevoked(await send(gateway, { token: loggedOut.token }));
-      // The restarted Redis is empty; the earlier revocation lives on in each instance's mirror.
+      // The restarted Redis came back empty; the instances wrote the earlier revocation back from their mirrors.
       expectRevoked(await send(gateway, { token: revoked.token }));
       expectForwarded(await send(gateway, { token: valid.token }));
     }
@@ -466,6 +470,95 @@ describe('Redis failure and recovery', () => {
       await Promise.all(openGateways.splice(0).map((gateway) => gateway.close()));
       await link.close();
     }
+  });
+});
+
+async function deniedFor(gateway: TestGateway, reason: string): Promise<number> {
+  return (await gateway.metrics.authDenied.get()).values.find((value) => value.labels.reason === reason)?.value ?? 0;
+}
+
+describe('cold start and Redis restarts', () => {
+  it('an instance started while Redis is down answers 503 to every token until it has loaded the revocations; auth: none routes keep working', async () => {
+    const persistent = await startRedis({ persist: true });
+    try {
+      const prefix = freshPrefix();
+      const first = await startGateway(prefix, { redisUrl: persistent.url });
+      const revoked = tokenFor();
+      const valid = tokenFor();
+      expect((await adminRevoke(first, { jti: revoked.jti, exp: revoked.exp, issuer: 'idp' })).status).toBe(201);
+      await persistent.stop();
+
+      const fresh = await startGateway(prefix, { redisUrl: persistent.url });
+      expect(await readiness(fresh)).toEqual({ status: 503, store: 'degraded' });
+      for (const token of [revoked.token, valid.token]) {
+        const sent = await send(fresh, { token });
+        expectRefused(sent, 503, 'service_unavailable');
+        expect(sent.res.headers['retry-after']).toBe('5');
+      }
+      expect(await deniedFor(fresh, 'store_not_synced')).toBe(2);
+      expectForwarded(await send(fresh, { target: '/login' }));
+
+      await persistent.restart();
+      const back = performance.now();
+      await expect.poll(() => readiness(fresh), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 200, store: 'ok' });
+      console.log(`instance started during the outage synced ${(performance.now() - back).toFixed(0)} ms after Redis was back`);
+      expectRevoked(await send(fresh, { token: revoked.token }));
+      expectForwarded(await send(fresh, { token: valid.token }));
+    } finally {
+      await Promise.all(openGateways.splice(0).map((gateway) => gateway.close()));
+      await persistent.close();
+    }
+  });
+
+  it('Redis restarted without persistence gets the revocations back from the running instances: a fresh instance refuses all 30', async () => {
+    const volatile = await startRedis();
+    try {
+      const [a, b] = await startReplicas(volatile.url);
+      const revoked = Array.from({ length: 30 }, () => tokenFor());
+      for (const [index, { jti, exp }] of revoked.entries()) {
+        expect((await adminRevoke(index % 2 === 0 ? a : b, { jti, exp, issuer: 'idp' })).status).toBe(201);
+      }
+      await revocationLatencyMs(a, (revoked.at(-1) as { token: string }).token, performance.now());
+
+      await volatile.stop();
+      for (const gateway of [a, b]) {
+        await expect.poll(() => readiness(gateway), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 503, store: 'degraded' });
+      }
+      await volatile.restart();
+      const back = performance.now();
+      for (const gateway of [a, b]) {
+        await expect.poll(() => readiness(gateway), { timeout: RECONNECT_DEADLINE_MS }).toEqual({ status: 200, store: 'ok' });
+      }
+      const c = await startGateway(a.config.store.prefix, { redisUrl: volatile.url });
+      expect(await readiness(c)).toEqual({ status: 200, store: 'ok' });
+      const results = await Promise.all(revoked.map(({ token }) => send(c, { token })));
+      console.log(`fresh instance refused all 30 revoked tokens ${(performance.now() - back).toFixed(0)} ms after Redis came back empty`);
+      for (const sent of results) expectRevoked(sent);
+      expectForwarded(await send(c, { token: tokenFor().token }));
+    } finally {
+      await Promise.all(openGateways.splice(0).map((gateway) => gateway.close()));
+      await volatile.close();
+    }
+  });
+});
+
+describe('in-memory limits hold a bounded number of keys', () => {
+  it.each([
+    ['the memory store', undefined],
+    ['the fallback limiter while Redis is unreachable', 'redis://127.0.0.1:1'],
+  ])('%s: past max_keys new clients are admitted and the oldest forgotten, so only the newest keys are counted', async (_store, redisUrl) => {
+    const gateway = await startGateway(freshPrefix(), { redisUrl });
+    const client = (id: string): Promise<Sent> => send(gateway, { target: '/keyed', headers: [['X-Client', id]] });
+    expectForwarded(await client('first'));
+    expectRateLimited(await client('first'), 1);
+
+    const flood = Array.from({ length: 200 }, (_, index) => `flood-${index}`);
+    for (const id of flood) expectForwarded(await client(id));
+    // Forgotten long ago: a fresh window. It takes the place of the oldest of the 3 counted keys.
+    expectForwarded(await client('first'));
+    const counted = flood.slice(-(KEYED_MAX_KEYS - 1));
+    for (const id of counted) expectRateLimited(await client(id), 1);
+    expectForwarded(await client(flood.at(-KEYED_MAX_KEYS) as string));
   });
 });
 

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
@@ -7,8 +10,10 @@ export interface RedisServer {
   readonly port: number;
   /** Kills the server (SIGKILL: clients see the connection drop, as in a crash). */
   stop(): Promise<void>;
-  /** Starts it again on the same port, empty. */
+  /** Starts it again on the same port: empty, or with its data when it was started with `persist`. */
   restart(): Promise<void>;
+  /** Stops it and removes its data directory, if any. */
+  close(): Promise<void>;
 }
 
 const START_DEADLINE_MS = 10_000;
@@ -37,9 +42,11 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-function spawnRedis(port: number): Promise<ChildProcess> {
+/** `aofDir` set: every write is fsynced to an append-only file there, so a SIGKILL loses nothing. */
+function spawnRedis(port: number, aofDir: string | undefined): Promise<ChildProcess> {
+  const persistence = aofDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', aofDir];
   return new Promise((resolve, reject) => {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], {
       stdio: 'ignore',
     });
     child.once('error', (error: NodeJS.ErrnoException) =>
@@ -69,10 +76,14 @@ function kill(child: ChildProcess): Promise<void> {
   return exited;
 }
 
-/** A real, empty, non-persistent redis-server on a free loopback port. */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * A real, empty redis-server on a free loopback port: without persistence (a restart comes back empty), or with
+ * `persist`, an append-only file in a temp directory removed when it stops for good (`close`).
+ */
+export async function startRedis(options: { persist?: boolean } = {}): Promise<RedisServer> {
   const port = await freePort();
-  let child = await spawnRedis(port);
+  const aofDir = options.persist ? await mkdtemp(join(tmpdir(), 'authgate-redis-')) : undefined;
+  let child = await spawnRedis(port, aofDir);
   await waitForPong(port, child);
   return {
     url: `redis://127.0.0.1:${port}`,
@@ -80,8 +91,12 @@ export async function startRedis(): Promise<RedisServer> {
     stop: () => kill(child),
     async restart() {
       await kill(child);
-      child = await spawnRedis(port);
+      child = await spawnRedis(port, aofDir);
       await waitForPong(port, child);
+    },
+    async close() {
+      await kill(child);
+      if (aofDir !== undefined) await rm(aofDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,23 +1,25 @@
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RateLimitConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { createStore, type RevocationSubject, type Store } from '../../src/store/index.js';
+import { boundInMemoryBlocks } from '../../src/store/memory-limiter.js';
+import { createStore, JTI_RETENTION_GRACE_S, type RevocationSubject, type Store } from '../../src/store/index.js';
 import { startRedis, startTcpProxy, type RedisServer, type TcpProxy } from '../helpers/redis.js';
 
 const HOUR = 3600;
 const nowS = (): number => Math.floor(Date.now() / 1000);
 const limits = new Map<string, RateLimitConfig>([
-  ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000 }],
+  ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000, maxKeys: 1000 }],
 ]);
 const within = (timeout: number) => ({ timeout, interval: 10 });
 
 interface Instance {
   readonly store: Store;
   readonly metrics: Metrics;
-  readonly logs: { level: number; msg: string }[];
+  readonly logs: { level: number; msg: string; err?: { message: string } }[];
 }
 
 let redis: RedisServer;
@@ -42,7 +44,7 @@ function freshPrefix(): string {
   return `t${prefixCounter}:`;
 }
 
-async function instance(prefix: string, url = redis.url): Promise<Instance> {
+async function instance(prefix: string, url = redis.url, now?: () => number): Promise<Instance> {
   const logs: Instance['logs'] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -51,7 +53,7 @@ async function instance(prefix: string, url = redis.url): Promise<Instance> {
     },
   });
   const metrics = new Metrics();
-  const store = createStore({ redis: url, prefix }, limits, { logger: createLogger('info', sink), metrics });
+  const store = createStore({ redis: url, prefix }, limits, { logger: createLogger('info', sink), metrics, now });
   stores.push(store);
   await store.ready();
   return { store, metrics, logs };
@@ -160,6 +162,24 @@ describe('Redis store, connected', () => {
   });
 });
 
+describe('in-memory blocks of Redis-backed limits', () => {
+  it('hold at most max_keys over-limit keys; a key whose block was forgotten is still refused, by Redis', async () => {
+    const keyPrefix = `${freshPrefix()}rl`;
+    const limiter = new RateLimiterRedis({ storeClient: rawClient(), points: 1, duration: 60, keyPrefix, inMemoryBlockOnConsumed: 2 });
+    const blocks = boundInMemoryBlocks(limiter, 3);
+    const keys = Array.from({ length: 10 }, (_, index) => `client-${index}`);
+    for (const key of keys) {
+      await limiter.consume(key);
+      await expect(limiter.consume(key)).rejects.toBeInstanceOf(RateLimiterRes);
+    }
+    expect(blocks.size).toBe(3);
+    expect(keys.filter((key) => blocks.get(`${keyPrefix}:${key}`) !== null)).toEqual(keys.slice(-3));
+    const refused = await limiter.consume('client-0').catch((refusal: unknown) => refusal);
+    expect(refused).toBeInstanceOf(RateLimiterRes);
+    expect((refused as RateLimiterRes).consumedPoints).toBe(3);
+  });
+});
+
 describe('Redis store, connection lost', () => {
   let proxy: TcpProxy;
   beforeAll(async () => {
@@ -185,6 +205,40 @@ describe('Redis store, connection lost', () => {
     await vi.waitFor(() => expect(cutOff.store.health()).toEqual({ status: 'ok' }), within(5000));
     expect(cutOff.store.revocations.isRevoked(token({ jti: 'while-away' }))).toBe(true);
     expect(cutOff.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'mallory' }))).toBe(true);
+  });
+
+  it('an instance that starts cut off is not synced until its first resync has loaded the revocations', async () => {
+    const prefix = freshPrefix();
+    const other = await instance(prefix);
+    await other.store.revocations.revokeJti('before-start', nowS() + HOUR, 'auth0');
+    proxy.cut();
+    const late = await instance(prefix, `redis://127.0.0.1:${proxy.port}`);
+    expect(late.store.health().status).toBe('degraded');
+    expect(late.store.revocations.synced()).toBe(false);
+    expect(late.store.revocations.isJtiRevoked('before-start')).toBe(false);
+
+    proxy.restore();
+    await vi.waitFor(() => expect(late.store.revocations.synced()).toBe(true), within(5000));
+    expect(late.store.revocations.isJtiRevoked('before-start')).toBe(true);
+    expect(other.store.revocations.synced()).toBe(true);
+  });
+
+  it('when the in-memory fallback limiter itself fails, the request is allowed, the failure logged and counted', async () => {
+    const cutOff = await instance(freshPrefix(), `redis://127.0.0.1:${proxy.port}`);
+    proxy.cut();
+    await vi.waitFor(() => expect(cutOff.store.health().status).toBe('degraded'), within(2000));
+    const errorsBefore = await storeErrors(cutOff.metrics);
+    const broken = vi.spyOn(RateLimiterMemory.prototype, 'consume').mockRejectedValueOnce(new Error('fallback limiter broke'));
+    try {
+      expect(await cutOff.store.rateLimits.consume('login', '203.0.113.9')).toEqual({ allowed: true, limit: 3, remaining: 3, resetMs: 0 });
+      expect(broken).toHaveBeenCalledTimes(1);
+    } finally {
+      broken.mockRestore();
+      proxy.restore();
+    }
+    expect(await storeErrors(cutOff.metrics)).toBe(errorsBefore + 1);
+    const warning = cutOff.logs.find((line) => line.level === 40 && line.msg.includes('rate limiter failed'));
+    expect(warning?.err?.message).toBe('fallback limiter broke');
   });
 });
 
@@ -223,5 +277,32 @@ describe('Redis store, Redis down and back', () => {
       ]);
       expect(logs.filter((line) => line.msg.includes('reachable again'))).toHaveLength(1);
     }
+  });
+
+  it('a Redis restarted empty gets back every live revocation the instances hold, expired ones not', async () => {
+    const prefix = freshPrefix();
+    const start = nowS();
+    const clock = { nowS: start };
+    const a = await instance(prefix, redis.url, () => clock.nowS * 1000);
+    await a.store.revocations.revokeJti('short-lived', start + 10, 'auth0');
+    await a.store.revocations.revokeJti('long-lived', start + HOUR);
+    await a.store.revocations.revokeSubject('mallory', start, 'okta');
+    // Past the short-lived entry's retention on a's clock: it is no longer in force there.
+    clock.nowS = start + 10 + JTI_RETENTION_GRACE_S;
+
+    await redis.restart();
+    await vi.waitFor(() => expect(a.store.health()).toEqual({ status: 'ok' }), within(5000));
+    const members = (await rawClient().zrange(`${prefix}revocations`, '0', '-1')).map((member) => JSON.parse(member) as Record<string, unknown>);
+    expect(members).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ kind: 'jti', jti: 'long-lived', issuer: null }),
+        expect.objectContaining({ kind: 'subject', subject: 'mallory', issuer: 'okta', before: start }),
+      ]),
+    );
+    expect(members).toHaveLength(2);
+    const fresh = await instance(prefix);
+    expect(fresh.store.revocations.isRevoked(token({ jti: 'long-lived' }))).toBe(true);
+    expect(fresh.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'mallory', iat: start }))).toBe(true);
+    expect(fresh.store.revocations.isJtiRevoked('short-lived')).toBe(false);
   });
 });
