@@ -206,8 +206,8 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * answers.
  *
  * A stalled client is found with the client socket's own idle timer (refreshed by Node on every read and write, so
- * it costs nothing per chunk): while the request body streams it runs for client_body_timeout, from the response
- * head on for client_read_timeout. When it fires, the relay looks at what it is waiting for: a body the upstream is
+ * it costs nothing per chunk): while the request body streams it runs for client_body_timeout, then for
+ * client_read_timeout. When it fires, the relay looks at what it is waiting for: a body the upstream is
  * ready to take, or a write the client does not drain. Anything else (the upstream thinking, or taking the body
  * slowly) is the upstream's to time out, and the timer starts again.
  */
@@ -238,7 +238,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.abort?.();
     });
     this.socket = req.socket;
-    this.socket.setTimeout(bodyPending(req) ? upstream.clientBodyTimeoutMs : upstream.clientReadTimeoutMs);
+    this.socket.setTimeout(this.clientTimeout());
     // Node emits the socket's timeout on the response it is writing; a listener keeps Node from destroying it.
     res.on('timeout', () => this.clientIdle());
   }
@@ -276,8 +276,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.res.destroy();
       return false;
     }
-    const readTimeoutMs = this.upstream.clientReadTimeoutMs;
-    if (this.socket.timeout !== readTimeoutMs) this.socket.setTimeout(readTimeoutMs);
+    const timeout = this.clientTimeout();
+    if (this.socket.timeout !== timeout) this.socket.setTimeout(timeout);
     this.resume = resume;
     return true;
   }
@@ -311,7 +311,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     // Bytes still queued for the client after a whole timeout (Node's timer spares a write that is progressing).
     if (socket.writableLength > 0) this.giveUp('client_read_timeout');
     else if (this.req.readableFlowing === true && !this.req.complete) this.giveUp('client_body_timeout');
-    else socket.setTimeout(socket.timeout ?? 0);
+    else socket.setTimeout(this.clientTimeout());
+  }
+
+  /** While the body is still coming its timeout applies (to a response the client leaves unread meanwhile too). */
+  private clientTimeout(): number {
+    return bodyPending(this.req) ? this.upstream.clientBodyTimeoutMs : this.upstream.clientReadTimeoutMs;
   }
 
   /** The client is answered (or cut) first, then the upstream request aborted: its connection is freed at once. */
