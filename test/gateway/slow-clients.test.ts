@@ -334,4 +334,14 @@ describe('access log', () => {
     expect(await gw.metrics.registry.getSingleMetricAsString('authgate_requests_total')).toContain('route="public",method="POST",status="400"} 1');
     await expect.poll(() => upstream.exchanges[0]?.abandoned).toBe(true);
   });
+
+  it('a client that leaves before any answer is logged as 499, not the 200 no one sent', async () => {
+    const upstream = await startUpstream(() => undefined); // never answers
+    const gw = await gateway(upstream.url, 'timeout: 5s');
+    const client = openRaw(gw.port, 'GET /gone HTTP/1.1\r\nHost: gw.test\r\n\r\n');
+    await expect.poll(() => upstream.exchanges.length).toBe(1);
+    client.socket.destroy();
+    await expect.poll(() => accessLines(gw).map((line) => [line.path, line.status, line.decision])).toEqual([['/gone', 499, 'allow']]);
+    await expect.poll(() => upstream.exchanges[0]?.abandoned).toBe(true);
+  });
 });
