@@ -63,7 +63,7 @@ function readListen(r: Reader, slot: Slot, fallback: string): ListenAddress {
 export function readServer(r: Reader, slot: Slot, baseDir: string): { server: ServerConfig; workersSlot: Slot } {
   const s = r.section(slot, [
     'listen', 'tls', 'trusted_proxies', 'allowed_hosts', 'path_case', 'workers', 'shutdown_grace', 'reserved_prefix',
-    'forward_auth',
+    'forward_auth', 'header_timeout',
   ]);
   const server: ServerConfig = {
     listen: readListen(r, s.slot('listen'), '0.0.0.0:8080'),
@@ -77,6 +77,7 @@ export function readServer(r: Reader, slot: Slot, baseDir: string): { server: Se
     pathCase: r.oneOf(s.slot('path_case'), ['sensitive', 'insensitive'] as const) ?? 'sensitive',
     workers: readWorkers(r, s.slot('workers')),
     shutdownGraceMs: r.duration(s.slot('shutdown_grace')) ?? 10 * SECOND,
+    headerTimeoutMs: r.duration(s.slot('header_timeout'), { positive: true }) ?? 20 * SECOND,
     reservedPrefix: readReservedPrefix(r, s.slot('reserved_prefix')),
     forwardAuth: r.oneOf(s.slot('forward_auth'), FORWARD_AUTH_FAMILIES) ?? 'off',
   };
@@ -199,12 +200,21 @@ export function readTokens(r: Reader, slot: Slot): readonly TokenSource[] {
 
 export function readUpstreams(r: Reader, slot: Slot, baseDir: string): Named<UpstreamConfig> {
   return r.named(slot, (name, entry) => {
-    const s = r.section(entry, ['url', 'timeout', 'tls']);
+    const s = r.section(entry, [
+      'url', 'timeout', 'tls', 'max_connections', 'queue_timeout', 'client_body_timeout', 'client_read_timeout',
+    ]);
     const urlSlot = s.slot('url');
     const url = r.required(urlSlot) ? readUpstreamUrl(r, urlSlot) : undefined;
     const timeoutMs = r.duration(s.slot('timeout'), { positive: true }) ?? 30 * SECOND;
+    const maxConnections = r.integer(s.slot('max_connections'), 1);
+    const queueSlot = s.slot('queue_timeout');
+    if (s.has('queue_timeout') && !s.has('max_connections')) r.problem(queueSlot, 'has no effect without max_connections');
+    const queueTimeoutMs = r.duration(queueSlot, { positive: true }) ?? 5 * SECOND;
+    const clientBodyTimeoutMs = r.duration(s.slot('client_body_timeout'), { positive: true }) ?? 30 * SECOND;
+    const clientReadTimeoutMs = r.duration(s.slot('client_read_timeout'), { positive: true }) ?? 30 * SECOND;
     const tls = s.has('tls') ? readUpstreamTls(r, s.slot('tls'), baseDir) : undefined;
-    return url === undefined ? undefined : { name, url, timeoutMs, tls };
+    if (url === undefined) return undefined;
+    return { name, url, timeoutMs, maxConnections, queueTimeoutMs, clientBodyTimeoutMs, clientReadTimeoutMs, tls };
   });
 }
 

@@ -37,6 +37,8 @@ export interface ServerConfig {
   readonly pathCase: 'sensitive' | 'insensitive';
   readonly workers: number | 'auto';
   readonly shutdownGraceMs: number;
+  /** How long a client may take to send a request's headers. */
+  readonly headerTimeoutMs: number;
   /** Starts with `/`, no trailing slash, e.g. `/_authgate`. */
   readonly reservedPrefix: string;
   /** The proxy that calls `{reservedPrefix}/verify`; only its headers describe the original request. */
@@ -122,6 +124,14 @@ export interface UpstreamConfig {
   readonly name: string;
   readonly url: URL;
   readonly timeoutMs: number;
+  /** Connections open to the upstream at most; undefined = no limit. Requests beyond it wait for a free one. */
+  readonly maxConnections: number | undefined;
+  /** How long a request may wait for a free connection (with `maxConnections`) before it is answered 503. */
+  readonly queueTimeoutMs: number;
+  /** How long a client may pause while sending a request body to this upstream. */
+  readonly clientBodyTimeoutMs: number;
+  /** How long a client may leave this upstream's response unread. */
+  readonly clientReadTimeoutMs: number;
   readonly tls: { readonly caFile: string | undefined; readonly serverName: string | undefined } | undefined;
 }
 

@@ -23,12 +23,16 @@ export const Errors = {
   malformedRequest: { status: 400, code: 'invalid_request', description: 'The request is malformed' },
   /** Headers past the listener's 32 KiB limit: refused by the parser before any request is seen. */
   headersTooLarge: { status: 431, code: 'request_header_fields_too_large', description: 'The request headers are too large' },
+  /** The client did not send its request headers, or paused its request body, for longer than allowed. */
+  requestTimeout: { status: 408, code: 'request_timeout', description: 'The request was not received in time' },
   notFound: { status: 404, code: 'not_found', description: 'No route matches this request' },
   misdirected: { status: 421, code: 'misdirected_request', description: 'This host is not served here' },
   methodNotAllowed: { status: 405, code: 'method_not_allowed', description: 'Method not allowed' },
   upgradeRefused: { status: 502, code: 'bad_gateway', description: 'The upstream refused the WebSocket upgrade' },
   badGateway: { status: 502, code: 'bad_gateway', description: 'The upstream could not be reached' },
   gatewayTimeout: { status: 504, code: 'gateway_timeout', description: 'The upstream did not answer in time' },
+  /** Every connection the upstream may have (max_connections) stayed busy for queue_timeout. */
+  upstreamBusy: { status: 503, code: 'service_unavailable', description: 'The upstream is busy', headers: { 'retry-after': '5' } },
   unavailable: { status: 503, code: 'service_unavailable', description: 'The gateway is not ready', headers: { 'retry-after': '5' } },
   /** A revocation (logout or admin API) was kept locally but could not be written to Redis. */
   storeUnavailable: {

@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  ServerResponse,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerOptions,
+} from 'node:http';
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,7 +25,8 @@ import { decide, type Outcome, type RequestFacts } from './pipeline.js';
 import { answerPreflight } from './cors.js';
 import { handleReserved } from './reserved.js';
 import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
-import type { UpstreamFailure } from '../proxy/forwarder.js';
+import { bodyPending, type ForwardFailure } from '../proxy/forwarder.js';
+import { isAbandoned } from '../proxy/failures.js';
 
 export interface RunningGateway {
   readonly url: string;
@@ -63,6 +71,8 @@ class Gateway implements RunningGateway {
   private readonly accessLog: AccessLog;
   /** Runtimes replaced by a reload whose grace period has not yet run out. */
   private readonly retiring = new Set<Runtime>();
+  /** Responses the gateway ended other than as written (given up on, or their request refused mid-body). */
+  private readonly interrupted = new WeakMap<ServerResponse, Interruption>();
   url = '';
   adminUrl = '';
 
@@ -91,24 +101,25 @@ class Gateway implements RunningGateway {
     await Promise.all([this.runtime.authenticator.start(), this.store.ready()]);
 
     const tls = config.server.tls;
-    // Room for every token up to the 8 KiB limit of SPEC §4 plus ordinary headers, so an oversized token meets
-    // the extractor's 401 rather than the parser's 431.
-    const serverOptions = { maxHeaderSize: MAX_HEADER_BYTES };
+    const headerTimeoutMs = config.server.headerTimeoutMs;
+    const serverOptions: ServerOptions = {
+      // Room for every token up to the 8 KiB limit of SPEC §4 plus ordinary headers, so an oversized token meets
+      // the extractor's 401 rather than the parser's 431.
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: headerTimeoutMs,
+      // Node checks header deadlines on this interval; a quarter of the timeout answers within 25% of it.
+      connectionsCheckingInterval: Math.max(25, Math.min(5_000, Math.round(headerTimeoutMs / 4))),
+      // Bodies stream for as long as the client keeps sending: the upstream's client_body_timeout bounds its pauses.
+      requestTimeout: 0,
+      ServerResponse: responseClass(() => this.draining),
+    };
     const server = tls ? createHttpsServer({ ...serverOptions, ...(await readTlsContext(tls)) }) : createHttpServer(serverOptions);
     // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
     server.on('request', (req, res) => this.onRequest(req, res));
     // Without this listener Node answers 100 Continue itself, inviting the body before any auth decision.
     server.on('checkContinue', (req, res) => this.onRequest(req, res, true));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    // Answers the parser's refusals in the SPEC §7 shape too (sendErrorOnSocket destroys an unwritable socket).
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: unknown }) => {
-      // A response still streaming on this connection (a bad request pipelined behind it): an error written now
-      // would land inside that body, so the connection just ends, as Node's own handler does.
-      if (err.code === 'ECONNRESET' || socket._httpMessage) socket.destroy();
-      else sendErrorOnSocket(socket, err.code === 'HPE_HEADER_OVERFLOW' ? Errors.headersTooLarge : Errors.malformedRequest, randomUUID());
-    });
-    server.headersTimeout = 20_000;
-    server.requestTimeout = 0; // bodies stream for as long as the upstream allows
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
     server.keepAliveTimeout = 65_000;
     this.url = await listen(server, config.server.listen, { scheme: tls ? 'https' : 'http' });
     this.server = server;
@@ -189,10 +200,9 @@ class Gateway implements RunningGateway {
     /** A reserved endpoint's answer may close the response before its outcome promise settles. */
     let outcomePending: Promise<unknown> | undefined;
     res.once('close', () => {
-      if (outcomePending) void outcomePending.finally(() => this.record(facts, decision, res.statusCode, started));
-      else this.record(facts, decision, res.statusCode, started);
+      if (outcomePending) void outcomePending.finally(() => this.recordResponse(facts, decision, res, started));
+      else this.recordResponse(facts, decision, res, started);
     });
-    if (this.draining) res.setHeader('connection', 'close');
     if (facts.proto === 'https') res.setHeader('strict-transport-security', HSTS);
 
     const reserved = handleReserved(res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
@@ -221,7 +231,7 @@ class Gateway implements RunningGateway {
         // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
         if (expectsContinue) res.writeContinue();
         runtime.forwarder.web(req, res, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, (failure) =>
-          sendError(res, upstreamError(failure), facts.requestId),
+          this.forwardFailed(res, failure, facts.requestId),
         );
       },
       (err: unknown) => this.fail(res, facts.requestId, err),
@@ -281,13 +291,62 @@ class Gateway implements RunningGateway {
     );
   }
 
+  /** Answers the client (or cuts its connection once the head is out); a request given up on is logged as such. */
+  private forwardFailed(res: ServerResponse, failure: ForwardFailure, requestId: string): void {
+    const error = upstreamError(failure);
+    if (isAbandoned(failure)) this.interrupted.set(res, { reason: failure, status: error.status });
+    sendError(res, error, requestId);
+  }
+
+  /**
+   * Node's parser refused bytes on a connection. Answered in the SPEC §7 shape where an answer can still be read
+   * (sendErrorOnSocket destroys an unwritable socket).
+   */
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket & { _httpMessage?: ServerResponse | null }): void {
+    const pending = socket._httpMessage;
+    if (pending) {
+      // A response is under way on this connection: an error written now would land inside its body, so the
+      // connection just ends, as Node's own handler does. If the refused bytes were that request's own body
+      // (a bad chunk), the request ends here and its log line must say so, not the 200 Node presets.
+      if (err.code !== 'ECONNRESET' && !pending.req.complete) this.interrupted.set(pending, MALFORMED_BODY);
+      socket.destroy();
+    } else if (err.code === 'ECONNRESET') {
+      socket.destroy();
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      this.headersTimedOut(socket);
+    } else {
+      sendErrorOnSocket(socket, err.code === 'HPE_HEADER_OVERFLOW' ? Errors.headersTooLarge : Errors.malformedRequest, randomUUID());
+    }
+  }
+
+  /** server.header_timeout passed before a request's headers were complete. */
+  private headersTimedOut(socket: Socket): void {
+    // A connection that never sent a byte (a browser's speculative preconnect) is closed without an answer.
+    if (socket.bytesRead === 0) {
+      socket.destroy();
+      return;
+    }
+    const requestId = randomUUID();
+    // Never the partial headers: they may hold a token.
+    this.logger.warn({ peer: peerAddress(socket), requestId, status: 408 }, 'request headers not received in time');
+    sendErrorOnSocket(socket, Errors.requestTimeout, requestId);
+  }
+
   /** A bug, never a client's doing: answer 500 without detail and keep serving. */
   private fail(res: ServerResponse, requestId: string, err: unknown): void {
     this.logger.error({ err, requestId }, 'request pipeline failed');
     sendError(res, Errors.internalError, requestId);
   }
 
-  private record(facts: RequestFacts, decision: Outcome | undefined, status: number, started: number): void {
+  /** The status the client really got: a response that never sent its head was not the 200 Node presets. */
+  private recordResponse(facts: RequestFacts, decision: Outcome | undefined, res: ServerResponse, started: number): void {
+    const interruption = this.interrupted.get(res);
+    const status = res.headersSent ? res.statusCode : (interruption?.status ?? CLIENT_CLOSED);
+    this.record(facts, decision, status, started, interruption?.reason);
+  }
+
+  /** `interrupted`: why the gateway ended the request itself, whatever the decision was. */
+  private record(facts: RequestFacts, decision: Outcome | undefined, status: number, started: number, interrupted?: string): void {
     const ms = performance.now() - started;
     const route = decision?.route?.name ?? '-';
     const method = decision?.method ?? facts.method;
@@ -304,8 +363,8 @@ class Gateway implements RunningGateway {
       method,
       path: decision?.path,
       status,
-      decision: decision ? (decision.allow ? 'allow' : 'deny') : 'error',
-      reason: decision && !decision.allow ? decision.reason : undefined,
+      decision: decision && !interrupted ? (decision.allow ? 'allow' : 'deny') : 'error',
+      reason: interrupted ?? (decision && !decision.allow ? decision.reason : undefined),
       subject: identity?.subject,
       issuer: identity?.issuer.name,
       upstream: decision?.allow ? decision.route?.upstream : undefined,
@@ -327,6 +386,7 @@ function listenerChanges(before: GatewayConfig, after: GatewayConfig): string[] 
   if ((before.server.tls === undefined) !== (after.server.tls === undefined)) changed.push('server.tls');
   if (!same(before.admin.listen, after.admin.listen)) changed.push('admin.listen');
   if (before.server.workers !== after.server.workers) changed.push('server.workers');
+  if (before.server.headerTimeoutMs !== after.server.headerTimeoutMs) changed.push('server.header_timeout');
   if (before.store.redis !== after.store.redis || before.store.prefix !== after.store.prefix) changed.push('store');
   return changed;
 }
@@ -338,8 +398,45 @@ const CLIENT_CLOSED = 499;
 /** nginx's status for a connection closed without a response: for the access log only. */
 const CLOSED_UNANSWERED = 444;
 
-function upstreamError(failure: UpstreamFailure): GatewayError {
-  return failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway;
+interface Interruption {
+  readonly reason: string;
+  /** Logged when the response head never went out. */
+  readonly status: number;
+}
+
+const MALFORMED_BODY: Interruption = { reason: 'malformed_body', status: Errors.malformedRequest.status };
+
+const FORWARD_ERRORS: Readonly<Record<ForwardFailure, GatewayError>> = {
+  refused: Errors.badGateway,
+  reset: Errors.badGateway,
+  tls: Errors.badGateway,
+  other: Errors.badGateway,
+  timeout: Errors.gatewayTimeout,
+  queue_timeout: Errors.upstreamBusy,
+  client_body_timeout: Errors.requestTimeout,
+  // The response head is out by then, so the client gets no answer: sendError cuts the connection.
+  client_read_timeout: Errors.requestTimeout,
+};
+
+function upstreamError(failure: ForwardFailure): GatewayError {
+  return FORWARD_ERRORS[failure];
+}
+
+/**
+ * The listener's responses. A head written while the gateway is draining, or while the request body is still
+ * arriving, says `Connection: close`, and Node closes the connection once the response is sent: clients do not
+ * reuse a connection the gateway is about to close, and after answering (a refusal, an upstream that answered
+ * early) the gateway does not go on reading a body at the client's pace.
+ */
+function responseClass(draining: () => boolean): typeof ServerResponse {
+  class GatewayResponse extends ServerResponse {
+    override writeHead(statusCode: number, ...rest: unknown[]): this {
+      if (draining() || bodyPending(this.req)) this.shouldKeepAlive = false;
+      return super.writeHead(statusCode, ...(rest as [OutgoingHttpHeaders]));
+    }
+  }
+  // Node builds it for every request; the generic parameter of the declared constructor is Node's typing only.
+  return GatewayResponse as typeof ServerResponse;
 }
 
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */

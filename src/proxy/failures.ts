@@ -1,6 +1,18 @@
 /** How an upstream failed, as `authgate_upstream_errors_total{kind}` counts it. */
 export type UpstreamFailure = 'refused' | 'timeout' | 'reset' | 'tls' | 'other';
 
+/**
+ * Why the gateway itself gave up on a forwarded request: no connection to the upstream came free in time, or the
+ * client stalled (stopped sending its body, or stopped reading the response) past its timeout.
+ */
+export type Abandoned = 'queue_timeout' | 'client_body_timeout' | 'client_read_timeout';
+
+export type ForwardFailure = UpstreamFailure | Abandoned;
+
+export function isAbandoned(failure: ForwardFailure): failure is Abandoned {
+  return failure === 'queue_timeout' || failure === 'client_body_timeout' || failure === 'client_read_timeout';
+}
+
 /** Node's and undici's error codes, folded into the few kinds an operator acts on. */
 export function classifyUpstreamError(err: Error & { code?: string }): UpstreamFailure {
   switch (err.code) {

@@ -1,16 +1,30 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
-import { classifyUpstreamError, type UpstreamFailure } from './failures.js';
+import { classifyUpstreamError, type Abandoned, type ForwardFailure, type UpstreamFailure } from './failures.js';
 import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
 
-export type { UpstreamFailure };
-/** The upstream failed before the response head: the caller answers the client (502, or 504 on `timeout`). */
-export type OnUpstreamError = (failure: UpstreamFailure) => void;
+export type { Abandoned, ForwardFailure, UpstreamFailure };
+/**
+ * The request failed or was given up: the caller answers the client (502, 504, 503 for `queue_timeout`, 408 for a
+ * stalled body) if the response head has not gone out yet, else cuts the connection.
+ */
+export type OnForwardFailure = (failure: ForwardFailure) => void;
+
+/**
+ * A request body is still arriving from the client: it was announced (Content-Length above 0, or chunked) and
+ * its end has not been read yet.
+ */
+export function bodyPending(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
 
 /**
  * The connections of one upstream: an undici pool for HTTP requests and a node:http agent for WebSocket
@@ -43,8 +57,9 @@ class UpstreamConnections {
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
     this.servername = https ? (config.tls?.serverName ?? url.hostname) : undefined;
     this.pool = new Pool(url.origin, {
-      // Unbounded like the node:http agent it replaces: one connection per concurrent request, kept alive.
-      connections: null,
+      // Without max_connections unbounded: one connection per concurrent request, kept alive. With it, requests
+      // beyond the limit wait in the pool's queue for a connection to come free.
+      connections: config.maxConnections ?? null,
       // One request at a time per connection: pipelining would let a slow or failed request hold up (or, for
       // non-idempotent ones, make ambiguous) the requests queued behind it.
       pipelining: 1,
@@ -91,7 +106,7 @@ class UpstreamConnections {
  * reaches the upstream unless the hygiene stage let it through.
  */
 export class Forwarder {
-  private readonly upstreams = new Map<string, UpstreamConnections>();
+  private readonly upstreams = new Map<string, Upstream>();
 
   /** `previous`: the forwarder of the config being replaced; upstreams with unchanged settings keep its pools. */
   constructor(upstreams: ReadonlyMap<string, UpstreamConfig>, private readonly metrics: Metrics, previous?: Forwarder) {
@@ -100,15 +115,18 @@ export class Forwarder {
     const cas = new Map([...upstreams].map(([name, config]) => [name, config.tls?.caFile ? readFileSync(config.tls.caFile) : undefined]));
     for (const [name, config] of upstreams) {
       const ca = cas.get(name);
-      const settings = JSON.stringify([config.url.href, config.timeoutMs, config.tls?.serverName, ca?.toString('base64')]);
-      const kept = previous?.upstreams.get(name);
-      this.upstreams.set(name, kept?.settings === settings ? kept.adopt() : new UpstreamConnections(name, config, settings, ca));
+      const settings = JSON.stringify([config.url.href, config.timeoutMs, config.maxConnections, config.tls?.serverName, ca?.toString('base64')]);
+      const kept = previous?.upstreams.get(name)?.connections;
+      const connections = kept?.settings === settings ? kept.adopt() : new UpstreamConnections(name, config, settings, ca);
+      // The client timeouts and queue_timeout are read per request from this config, so they follow a reload
+      // even where the pool is kept.
+      this.upstreams.set(name, { connections, config });
     }
   }
 
   /**
    * Forward an HTTP request. `pathAndQuery` is the normalized target the policy checked; `headers` the complete
-   * header set for the upstream. `onError` answers the client when the upstream fails before responding.
+   * header set for the upstream. `onFailure` answers the client, or cuts the connection once the head is out.
    */
   web(
     req: IncomingMessage,
@@ -117,17 +135,16 @@ export class Forwarder {
     pathAndQuery: string,
     headers: OutgoingHttpHeaders,
     requestId: string,
-    onError: OnUpstreamError,
+    onFailure: OnForwardFailure,
   ): void {
-    const upstream = this.upstreams.get(upstreamName);
-    if (!upstream) throw new Error(`unknown upstream ${upstreamName}`);
+    const { connections: upstream, config } = this.upstream(upstreamName);
     // Node's server has already answered `Expect: 100-continue` to the client, and undici refuses the header.
     if (headers.expect !== undefined) delete headers.expect;
     // Node hands us the body de-chunked; undici frames a stream of unknown length as chunked for every method,
     // so a chunked GET/HEAD/DELETE/OPTIONS body reaches the upstream as that request's body and never as a
     // second request. A request without framing headers has no body at all.
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-    const relay = new ResponseRelay(res, requestId, upstream.name, this.metrics, onError);
+    const relay = new ResponseRelay(req, res, requestId, config, this.metrics, onFailure);
     const options: DispatchOptionsWithServerName = {
       origin: upstream.origin,
       path: upstream.basePath + pathAndQuery,
@@ -136,13 +153,20 @@ export class Forwarder {
       body: hasBody ? req : null,
       servername: upstream.servername,
     };
-    upstream.pool.dispatch(options, relay);
+    // false: no connection is free (under max_connections the request waits in the pool's queue).
+    const free = upstream.pool.dispatch(options, relay);
+    if (!free && config.maxConnections !== undefined) relay.awaitConnection(config.queueTimeoutMs);
+  }
+
+  private upstream(name: string): Upstream {
+    const upstream = this.upstreams.get(name);
+    if (!upstream) throw new Error(`unknown upstream ${name}`);
+    return upstream;
   }
 
   /** Forward a WebSocket handshake that passed the pipeline; `callbacks` learn whether it upgraded. */
   ws(socket: Duplex, head: Buffer, upstreamName: string, pathAndQuery: string, headers: OutgoingHttpHeaders, requestId: string, callbacks: UpgradeCallbacks): void {
-    const upstream = this.upstreams.get(upstreamName);
-    if (!upstream) throw new Error(`unknown upstream ${upstreamName}`);
+    const upstream = this.upstream(upstreamName).connections;
     forwardUpgrade(socket, head, upstream.upgradeTarget, pathAndQuery, headers, requestId, {
       upgraded: callbacks.upgraded,
       failed: (failure) => {
@@ -154,13 +178,19 @@ export class Forwarder {
 
   /** After a reload: pools no newer forwarder adopted close once their requests in flight have finished. */
   close(): void {
-    for (const upstream of this.upstreams.values()) upstream.release();
+    for (const upstream of this.upstreams.values()) upstream.connections.release();
   }
 
   /** At shutdown: every connection goes now. */
   destroy(): void {
-    for (const upstream of this.upstreams.values()) upstream.destroy();
+    for (const upstream of this.upstreams.values()) upstream.connections.destroy();
   }
+}
+
+/** One upstream as this config has it: connections (possibly shared with other configs) and its own settings. */
+interface Upstream {
+  readonly connections: UpstreamConnections;
+  readonly config: UpstreamConfig;
 }
 
 /** undici's Request reads `servername` from the dispatch options; its type declarations omit it. */
@@ -172,33 +202,57 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 /**
  * undici's handler for one request (its dispatcher-native callback interface, so no adapter object is made per
  * request): writes the upstream's status and headers to the client's response and streams the body with
- * backpressure, aborts the upstream request when the client goes away, and maps failures to SPEC §7 answers.
+ * backpressure, aborts the upstream request when the client goes away or stalls, and maps failures to SPEC §7
+ * answers.
+ *
+ * A stalled client is found with the client socket's own idle timer (refreshed by Node on every read and write, so
+ * it costs nothing per chunk): while the request body streams it runs for client_body_timeout, then for
+ * client_read_timeout. When it fires, the relay looks at what it is waiting for: a body the upstream is
+ * ready to take, or a write the client does not drain. Anything else (the upstream thinking, or taking the body
+ * slowly) is the upstream's to time out, and the timer starts again.
  */
 class ResponseRelay implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | undefined;
   private resume: (() => void) | undefined;
-  /** The client connection closed before the response was complete. */
-  private clientGone = false;
+  /** The client connection closed, or the gateway answered or cut it: nothing more is relayed. */
+  private done = false;
+  /** Runs while the request waits in the pool's queue for a free connection. */
+  private queueTimer: NodeJS.Timeout | undefined;
+  /** Kept here: undici destroys the request stream once it has sent the body, and that unsets `req.socket`. */
+  private readonly socket: Socket;
 
   constructor(
+    private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly requestId: string,
-    private readonly upstream: string,
+    private readonly upstream: UpstreamConfig,
     private readonly metrics: Metrics,
-    private readonly onUpstreamError: OnUpstreamError,
+    private readonly onFailure: OnForwardFailure,
   ) {
     // The client may have left while the pipeline was deciding: then there is nothing to forward for.
-    this.clientGone = res.destroyed;
+    this.done = res.destroyed;
     res.once('close', () => {
+      clearTimeout(this.queueTimer);
       if (res.writableFinished) return;
-      this.clientGone = true;
+      this.done = true;
       this.abort?.();
     });
+    this.socket = req.socket;
+    this.socket.setTimeout(this.clientTimeout());
+    // Node emits the socket's timeout on the response it is writing; a listener keeps Node from destroying it.
+    res.on('timeout', () => this.clientIdle());
+  }
+
+  /** No connection was free at dispatch: give up with a 503 unless one comes free within `ms`. */
+  awaitConnection(ms: number): void {
+    if (this.abort === undefined && !this.done) this.queueTimer = setTimeout(() => this.giveUp('queue_timeout'), ms);
   }
 
   onConnect(abort: (err?: Error) => void): void {
+    clearTimeout(this.queueTimer);
     this.abort = abort;
-    if (this.clientGone) abort();
+    // Given up while queued: the request must not reach the upstream.
+    if (this.done) abort();
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -222,6 +276,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.res.destroy();
       return false;
     }
+    const timeout = this.clientTimeout();
+    if (this.socket.timeout !== timeout) this.socket.setTimeout(timeout);
     this.resume = resume;
     return true;
   }
@@ -238,13 +294,38 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error & { code?: string }): void {
-    // The client went away and we aborted: nobody is left to answer, and it is no upstream failure.
-    if (this.clientGone) return;
+    // The client went away or was given up on, and we aborted: nobody is left to answer, and it is no upstream
+    // failure.
+    if (this.done) return;
+    this.done = true;
     const failure = classifyUpstreamError(err);
-    this.metrics.upstreamErrors.inc({ upstream: this.upstream, kind: failure });
+    this.metrics.upstreamErrors.inc({ upstream: this.upstream.name, kind: failure });
     // Before the response head the client gets a 502/504 it can read; after it, the connection is cut so a
     // truncated body cannot pass for a complete one.
-    this.onUpstreamError(failure);
+    this.onFailure(failure);
+  }
+
+  /** The client socket saw no traffic for its timeout: give up if the client is the one holding things up. */
+  private clientIdle(): void {
+    const socket = this.socket;
+    // Bytes still queued for the client after a whole timeout (Node's timer spares a write that is progressing).
+    if (socket.writableLength > 0) this.giveUp('client_read_timeout');
+    else if (this.req.readableFlowing === true && !this.req.complete) this.giveUp('client_body_timeout');
+    else socket.setTimeout(this.clientTimeout());
+  }
+
+  /** While the body is still coming its timeout applies (to a response the client leaves unread meanwhile too). */
+  private clientTimeout(): number {
+    return bodyPending(this.req) ? this.upstream.clientBodyTimeoutMs : this.upstream.clientReadTimeoutMs;
+  }
+
+  /** The client is answered (or cut) first, then the upstream request aborted: its connection is freed at once. */
+  private giveUp(reason: Abandoned): void {
+    if (this.done) return;
+    this.done = true;
+    if (reason === 'queue_timeout') this.metrics.upstreamErrors.inc({ upstream: this.upstream.name, kind: reason });
+    this.onFailure(reason);
+    this.abort?.();
   }
 }
 

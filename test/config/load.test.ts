@@ -70,6 +70,36 @@ describe('store.redis', () => {
   });
 });
 
+describe('connection limits and client timeouts', () => {
+  const upstreams = (settings: string): string => MINIMAL.replace('api: { url: http://127.0.0.1:3000 }', `api: { url: http://127.0.0.1:3000, ${settings} }`);
+
+  it('reads the listener header timeout and the upstream limits and client timeouts', () => {
+    const yaml = `${upstreams('max_connections: 10, queue_timeout: 2s, client_body_timeout: 5s, client_read_timeout: 1m')}server:\n  header_timeout: 3s\n`;
+    const { config, problems } = parseConfig(yaml, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([]);
+    expect(config?.server.headerTimeoutMs).toBe(3_000);
+    expect(config?.upstreams.get('api')).toMatchObject({ maxConnections: 10, queueTimeoutMs: 2_000, clientBodyTimeoutMs: 5_000, clientReadTimeoutMs: 60_000 });
+  });
+
+  it('names the file, line, column and key of each bad value', () => {
+    const yaml = `${upstreams('max_connections: 0, client_body_timeout: 0s, client_read_timeout: soon')}server:\n  header_timeout: 0ms\n`;
+    const { problems } = parseConfig(yaml, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([
+      '/etc/authgate/gateway.yaml:8:55: upstreams.api.max_connections: must be at least 1',
+      '/etc/authgate/gateway.yaml:8:79: upstreams.api.client_body_timeout: must be longer than 0',
+      '/etc/authgate/gateway.yaml:8:104: upstreams.api.client_read_timeout: expected a duration like 500ms, 30s, 10m, 1h or 7d, got "soon"',
+      '/etc/authgate/gateway.yaml:12:19: server.header_timeout: must be longer than 0',
+    ]);
+  });
+
+  it('refuses a queue_timeout without max_connections, which would never apply', () => {
+    const { problems } = parseConfig(upstreams('queue_timeout: 2s'), '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([
+      '/etc/authgate/gateway.yaml:8:53: upstreams.api.queue_timeout: has no effect without max_connections',
+    ]);
+  });
+});
+
 describe('defaults', () => {
   it('fills in every default of docs/configuration.md', () => {
     const { config } = parseConfig(MINIMAL, '/etc/authgate/gateway.yaml', {});
@@ -83,6 +113,7 @@ describe('defaults', () => {
         pathCase: 'sensitive',
         workers: 1,
         shutdownGraceMs: 10_000,
+        headerTimeoutMs: 20_000,
         reservedPrefix: '/_authgate',
         forwardAuth: 'off',
       },
@@ -108,7 +139,7 @@ describe('defaults', () => {
           jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 30_000, staleIfErrorMs: 86_400_000 },
         }],
       ]),
-      upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, tls: undefined }]]),
+      upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, maxConnections: undefined, queueTimeoutMs: 5_000, clientBodyTimeoutMs: 30_000, clientReadTimeoutMs: 30_000, tls: undefined }]]),
       identity: {
         headers: [
           { name: 'X-User-Id', field: { kind: 'subject' } },
