@@ -1,0 +1,258 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { GatewayConfig } from '../../src/config/types.js';
+import { answerPreflight } from '../../src/gateway/cors.js';
+import { decide, type RequestFacts, type Trace } from '../../src/gateway/pipeline.js';
+import { buildRuntime, closeRuntime, type Runtime } from '../../src/gateway/runtime.js';
+import { createLogger } from '../../src/observability/log.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { createStore, type Store } from '../../src/store/index.js';
+
+/**
+ * The chain as a table: request facts and one config in, the verdict of every step out. No sockets: this pins
+ * what each step decides, in which order, independent of the listener that carries the request.
+ */
+const SECRET = 'chain-table-secret-0123456789-abcdefghijkl';
+const ISSUER = 'https://legacy.example.com';
+
+const YAML = `
+version: 1
+server: { listen: 127.0.0.1:0, allowed_hosts: [api.example.com] }
+tokens:
+  - header: Authorization
+  - query: access_token
+identity:
+  headers: { X-User-Id: subject, X-User-Roles: roles }
+issuers:
+  legacy: { issuer: ${ISSUER}, secret: ${SECRET}, audiences: [api] }
+  other: { issuer: https://other.example.com, secret: ${SECRET}-other, audiences: [api] }
+upstreams: { api: { url: "http://127.0.0.1:1" } }
+rate_limits:
+  one-per-ip: { key: ip, limit: 1, window: 1m }
+routes:
+  - { name: public, match: { path: /public/** }, upstream: api, auth: none }
+  - { name: limited, match: { path: /limited/** }, upstream: api, auth: none, rate_limit: one-per-ip }
+  - name: admin
+    match: { path: /admin/** }
+    upstream: api
+    require: { roles: [admin] }
+  - name: optional
+    match: { path: /optional/** }
+    upstream: api
+    auth: optional
+    require: { roles: [user] }
+  - name: other-only
+    match: { path: /other/** }
+    upstream: api
+    issuers: [other]
+  - name: cors
+    match: { path: /cors/** }
+    upstream: api
+    cors: { origins: ["https://app.example.com"], methods: [GET] }
+  - { name: api, match: { path: /** }, upstream: api }
+`;
+
+let config: GatewayConfig;
+let runtime: Runtime;
+let store: Store;
+const metrics = new Metrics();
+
+beforeAll(async () => {
+  const loaded = parseConfig(YAML, 'chain.yaml');
+  if (!loaded.config) throw new Error(JSON.stringify(loaded.problems));
+  config = loaded.config;
+  const logger = createLogger('silent');
+  runtime = buildRuntime(config, { logger, metrics });
+  store = createStore({ redis: undefined, prefix: 'chain:' }, config.rateLimits, { logger, metrics });
+  await Promise.all([runtime.authenticator.start(), store.ready()]);
+  await store.revocations.revokeJti('revoked-jti', Math.floor(Date.now() / 1000) + 600, 'legacy');
+});
+afterAll(async () => {
+  if (runtime) closeRuntime(runtime);
+  await store?.close();
+});
+
+function token(claims: Record<string, unknown>, secret = SECRET, issuer = ISSUER): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(issuer)
+    .setAudience('api')
+    .setSubject('alice')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 600)
+    .sign(new TextEncoder().encode(secret));
+}
+
+interface Row {
+  readonly method?: string;
+  readonly target: string;
+  readonly host?: string;
+  readonly headers?: Record<string, string | string[]>;
+  readonly upgrade?: boolean;
+}
+
+type Verdict =
+  | { readonly status: number; readonly reason: string | undefined }
+  | { readonly forwarded: string; readonly identityHeaders: Record<string, unknown> };
+
+interface Walked {
+  readonly steps: [string, boolean][];
+  readonly verdict: Verdict;
+}
+
+function factsOf(row: Row): RequestFacts {
+  const host = row.host ?? 'api.example.com';
+  const headers: IncomingHttpHeaders = { host };
+  const headersDistinct: NodeJS.Dict<string[]> = { host: [host] };
+  for (const [name, value] of Object.entries(row.headers ?? {})) {
+    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    headersDistinct[name] = Array.isArray(value) ? value : [value];
+  }
+  return {
+    method: row.method ?? 'GET',
+    target: row.target,
+    host,
+    headers,
+    headersDistinct,
+    peerIp: '192.0.2.7',
+    trustedPeer: false,
+    proto: 'https',
+    upgrade: row.upgrade ?? false,
+    requestId: 'chain-row',
+  };
+}
+
+function identityHeadersOf(headers: OutgoingHttpHeaders): Record<string, unknown> {
+  return { 'x-user-id': headers['x-user-id'], 'x-user-roles': headers['x-user-roles'] };
+}
+
+/** One request through the chain as the listener runs it: a CORS preflight first, then the steps. */
+async function decideRow(row: Row): Promise<Walked> {
+  const steps: [string, boolean][] = [];
+  const trace: Trace = (stage, ok) => steps.push([stage, ok]);
+  const facts = factsOf(row);
+  const preflight = answerPreflight(facts, runtime);
+  if (preflight) {
+    steps.push(['cors', preflight.headers !== undefined]);
+    return { steps, verdict: { status: preflight.headers ? 204 : 403, reason: 'cors_preflight' } };
+  }
+  const decision = await decide(facts, runtime, { store, metrics }, trace);
+  if (!decision.allow) return { steps, verdict: { status: decision.error.status, reason: decision.reason } };
+  return {
+    steps,
+    verdict: { forwarded: decision.path + decision.query, identityHeaders: identityHeadersOf(decision.upstreamHeaders) },
+  };
+}
+
+const NO_IDENTITY = { 'x-user-id': undefined, 'x-user-roles': undefined };
+
+describe('the chain, step by step', () => {
+  it('a public route forwards without identity headers', async () => {
+    expect(await decideRow({ target: '/public/a?x=1' })).toEqual({
+      steps: [['normalize', true], ['route', true], ['inject', true]],
+      verdict: { forwarded: '/public/a?x=1', identityHeaders: NO_IDENTITY },
+    });
+  });
+
+  it('no token on a protected route: 401 no_token', async () => {
+    expect(await decideRow({ target: '/api/a' })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', false]],
+      verdict: { status: 401, reason: 'no_token' },
+    });
+  });
+
+  it('a verified token passes with its identity headers', async () => {
+    const bearer = `Bearer ${await token({ roles: ['admin', 'ops'] })}`;
+    expect(await decideRow({ target: '/admin/x', headers: { authorization: bearer } })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', true], ['inject', true]],
+      verdict: { forwarded: '/admin/x', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': 'admin,ops' } },
+    });
+  });
+
+  it('a role missing: 403 rule_roles', async () => {
+    const bearer = `Bearer ${await token({ roles: ['user'] })}`;
+    expect(await decideRow({ target: '/admin/x', headers: { authorization: bearer } })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', false]],
+      verdict: { status: 403, reason: 'rule_roles' },
+    });
+  });
+
+  it('two Authorization headers: 400 multiple_authorization_headers', async () => {
+    const bearer = `Bearer ${await token({})}`;
+    expect(await decideRow({ target: '/api/a', headers: { authorization: [bearer, bearer] } })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', false]],
+      verdict: { status: 400, reason: 'multiple_authorization_headers' },
+    });
+  });
+
+  it('a query token on a plain request: 400 query_token_not_upgrade', async () => {
+    expect(await decideRow({ target: `/api/a?access_token=${await token({})}` })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', false]],
+      verdict: { status: 400, reason: 'query_token_not_upgrade' },
+    });
+  });
+
+  it('a query token on an upgrade passes and is cut from the forwarded query', async () => {
+    const row = { target: `/api/ws?a=1&access_token=${await token({})}&b=2`, upgrade: true };
+    expect(await decideRow(row)).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['inject', true]],
+      verdict: { forwarded: '/api/ws?a=1&b=2', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': undefined } },
+    });
+  });
+
+  it('a revoked jti: 401 revoked', async () => {
+    const bearer = `Bearer ${await token({ jti: 'revoked-jti' })}`;
+    expect(await decideRow({ target: '/api/a', headers: { authorization: bearer } })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', false]],
+      verdict: { status: 401, reason: 'revoked' },
+    });
+  });
+
+  it('an IP limit of one: the second request is 429', async () => {
+    expect((await decideRow({ target: '/limited/a' })).verdict).toEqual({ forwarded: '/limited/a', identityHeaders: NO_IDENTITY });
+    expect(await decideRow({ target: '/limited/a' })).toEqual({
+      steps: [['normalize', true], ['route', true], ['rate_limit', false]],
+      verdict: { status: 429, reason: 'rate_limit_one-per-ip' },
+    });
+  });
+
+  it('a target climbing out of the root: 400 bad_target', async () => {
+    expect(await decideRow({ target: '/a/%2e%2e/..' })).toEqual({
+      steps: [['normalize', false]],
+      verdict: { status: 400, reason: 'bad_target' },
+    });
+  });
+
+  it('a host outside allowed_hosts: 421 host_not_allowed', async () => {
+    expect(await decideRow({ target: '/public/a', host: 'evil.example.com' })).toEqual({
+      steps: [['host', false]],
+      verdict: { status: 421, reason: 'host_not_allowed' },
+    });
+  });
+
+  it('an anonymous request on an optional route with rules: 401 no_token', async () => {
+    expect(await decideRow({ target: '/optional/a' })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', true], ['authorize', false]],
+      verdict: { status: 401, reason: 'no_token' },
+    });
+  });
+
+  it('a token of an issuer the route does not accept: 401 issuer_not_allowed', async () => {
+    const bearer = `Bearer ${await token({})}`;
+    expect(await decideRow({ target: '/other/a', headers: { authorization: bearer } })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', false]],
+      verdict: { status: 401, reason: 'issuer_not_allowed' },
+    });
+  });
+
+  it('a CORS preflight is answered 204 before authentication', async () => {
+    const headers = { origin: 'https://app.example.com', 'access-control-request-method': 'GET' };
+    expect(await decideRow({ method: 'OPTIONS', target: '/cors/a', headers })).toEqual({
+      steps: [['cors', true]],
+      verdict: { status: 204, reason: 'cors_preflight' },
+    });
+  });
+});
