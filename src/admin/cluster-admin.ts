@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
 import type { AdminConfig } from '../config/types.js';
-import { Errors, sendError, writeJson } from '../gateway/errors.js';
+import { Errors, sendError, writeJson } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
 import { adminRequestHandler } from './endpoints.js';
-import { closeServer, listen } from './listen.js';
+import { closeServer, listen } from '../lib/listen.js';
 import type { AdminServer } from './server.js';
 
 export interface ClusterAdminDeps {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Errors, sendError, writeJson } from '../gateway/errors.js';
+import { Errors, sendError, writeJson } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;

@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
-import { writeJson } from '../gateway/errors.js';
+import { writeJson } from '../http/responses.js';
 import type { Runtime } from '../gateway/runtime.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';
 import { adminRequestHandler } from './endpoints.js';
-import { closeServer, listen } from './listen.js';
+import { closeServer, listen } from '../lib/listen.js';
 import { createRevocationApi } from './revocations.js';
 
 export interface AdminServer {

@@ -3,7 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
-import { DEFAULT_FETCH_LIMITS, type FetchLimits } from './fetch-json.js';
+import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../http/fetch-json.js';
 import { parseCompactJws, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
 import { TokenCache } from './token-cache.js';

@@ -1,5 +1,5 @@
 import type { IssuerConfig } from '../config/types.js';
-import { claimAsList, readClaim, scopeList } from '../policy/claim-path.js';
+import { claimAsList, readClaim, scopeList } from '../identity/claim-path.js';
 import type { Identity } from './types.js';
 
 /**

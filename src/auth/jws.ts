@@ -1,4 +1,4 @@
-import { isPlainObject } from '../policy/claim-path.js';
+import { isPlainObject } from '../identity/claim-path.js';
 
 /**
  * Structural checks on a compact JWS before any key is touched (SPEC §4, RFC 8725). Everything here is cheap and

@@ -3,10 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
 import type { IssuerConfig } from '../config/types.js';
 import { parseKeyServerUrl } from '../config/values.js';
-import { isPlainObject } from '../policy/claim-path.js';
+import { isPlainObject } from '../identity/claim-path.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { fetchJson, type FetchLimits } from './fetch-json.js';
+import { fetchJson, type FetchLimits } from '../http/fetch-json.js';
 import type { IssuerStatus } from './types.js';
 
 /**

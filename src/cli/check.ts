@@ -1,5 +1,5 @@
 import { formatProblem, loadConfig } from '../config/load.js';
-import { formatHostPort } from '../admin/listen.js';
+import { formatHostPort } from '../lib/listen.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { Io } from './io.js';
 

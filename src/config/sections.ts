@@ -1,7 +1,7 @@
 import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
 import { isB64token } from '../auth/extract.js';
-import { parseCidr } from '../routing/client-ip.js';
+import { parseCidr } from '../http/client-ip.js';
 import { existingFile } from './files.js';
 import { MINUTE, SECOND } from './duration.js';
 import { keySlot, type Named, type Reader, type Slot } from './reader.js';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { closeServer } from '../admin/listen.js';
+import { closeServer } from '../lib/listen.js';
 import { boundUrl, demoAddress, listenForDemo } from './listen.js';
 
 export interface EchoUpstream {

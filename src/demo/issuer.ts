@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { closeServer } from '../admin/listen.js';
+import { closeServer } from '../lib/listen.js';
 import { boundUrl, demoAddress, listenForDemo } from './listen.js';
 
 export interface DemoUser {

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { formatHostPort, listen } from '../admin/listen.js';
+import { formatHostPort, listen } from '../lib/listen.js';
 
 /** A demo listener could not bind; the message says which one and which variable moves it. */
 export class DemoListenError extends Error {

@@ -2,11 +2,11 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
 import type { TokenExtraction } from '../auth/extract.js';
 import { InvalidTokenDescription, type Identity } from '../auth/types.js';
-import { claimAsString, readClaim } from '../policy/claim-path.js';
+import { claimAsString, readClaim } from '../identity/claim-path.js';
 import { evaluateRules } from '../policy/rules.js';
-import { resolveClientIp } from '../routing/client-ip.js';
-import { buildUpstreamHeaders, headerValue } from '../routing/headers.js';
-import { normalizeTarget } from '../routing/normalize.js';
+import { resolveClientIp } from '../http/client-ip.js';
+import { buildUpstreamHeaders, headerValue } from '../mechanisms/finalizers/header-hygiene.js';
+import { normalizeTarget } from '../http/target.js';
 import type { RateLimitDecision, Store } from '../store/types.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
@@ -18,7 +18,7 @@ import {
   keysUnavailable,
   missingToken,
   type GatewayError,
-} from './errors.js';
+} from '../http/responses.js';
 import type { RoutePlan, Runtime } from './runtime.js';
 
 /** The facts of one request the chain decides on: a proxied request, an upgrade, or a forward-auth check. */

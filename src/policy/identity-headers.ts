@@ -5,7 +5,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Identity } from '../auth/types.js';
 import type { IdentityConfig, IdentityField } from '../config/types.js';
-import { claimAsList, claimAsString, readClaim } from './claim-path.js';
+import { claimAsList, claimAsString, readClaim } from '../identity/claim-path.js';
 
 export interface IdentityHeaderWriter {
   /** Sets each configured header that has a value (keys lower-cased); absent or empty values set nothing. */

@@ -7,7 +7,7 @@
  */
 import type { Identity } from '../auth/types.js';
 import type { ClaimValue, ListRule, RequireRules } from '../config/types.js';
-import { readClaim } from './claim-path.js';
+import { readClaim } from '../identity/claim-path.js';
 
 export type RuleName = 'roles' | 'permissions' | 'scopes' | 'claims';
 

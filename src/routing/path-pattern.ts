@@ -1,4 +1,4 @@
-import { normalizeTarget } from './normalize.js';
+import { normalizeTarget } from '../http/target.js';
 
 /**
  * A route path pattern, parsed once per config: `/a/b` (exact, also `/a/b/`), `/a/*` and `/a/{id}` (one

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { bearer, expectRefused, methodNotAllowed, noCredentials, noRoute, refuses, tokenCookie, type Refusal } from './auth-fixture.js';
-import { Errors } from '../../src/gateway/errors.js';
+import { Errors } from '../../src/http/responses.js';
 
 const SECRET = 'reserved-test-secret-0123456789-abcdefghij';
 let upstream: RecordingUpstream;

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeServer, formatHostPort, listen } from '../../src/admin/listen.js';
+import { closeServer, formatHostPort, listen } from '../../src/lib/listen.js';
 
 describe('formatHostPort', () => {
   it.each([

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, compileTrustedProxies, parseCidr, resolveClientIp } from '../../src/routing/client-ip.js';
+import { canonicalIp, compileTrustedProxies, parseCidr, resolveClientIp } from '../../src/http/client-ip.js';
 
 const trusted = compileTrustedProxies(['127.0.0.1/32', '10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeTarget } from '../../src/routing/normalize.js';
+import { normalizeTarget } from '../../src/http/target.js';
 
 const accepted: ReadonlyArray<readonly [target: string, path: string, query: string]> = [
   // Already normal: returned as is.

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { IdentityConfig, TokenSource } from '../config/types.js';
+import type { IdentityConfig, TokenSource } from '../../config/types.js';
 
 /**
  * Header hygiene (SPEC §1 step 3): the headers an upstream gets, built fresh from the client's. Runs on every

@@ -2,8 +2,8 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { IdentityConfig } from '../../src/config/types.js';
-import { buildUpstreamHeaders, compileHeaderPolicy, type UpstreamHeaderContext } from '../../src/routing/headers.js';
+import type { IdentityConfig } from '../../../src/config/types.js';
+import { buildUpstreamHeaders, compileHeaderPolicy, type UpstreamHeaderContext } from '../../../src/mechanisms/finalizers/header-hygiene.js';
 
 const identity: IdentityConfig = {
   headers: [

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { claimAsList, claimAsString, readClaim, scopeList } from '../../src/policy/claim-path.js';
+import { claimAsList, claimAsString, readClaim, scopeList } from '../../src/identity/claim-path.js';
 
 const claims: Readonly<Record<string, unknown>> = JSON.parse(
   JSON.stringify({
