@@ -1,9 +1,9 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { bearerToken } from '../auth/extract.js';
+import { bearerToken } from '../http/bearer.js';
 import { Errors, sendError, writeJson, type GatewayError } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
-import { isPlainObject } from '../identity/claim-path.js';
+import { isPlainObject } from '../lib/json.js';
 import type { Store } from '../store/types.js';
 
 /** Revocation requests are a few hundred bytes; anything near this is not one. */

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
 import { writeJson } from '../http/responses.js';
-import type { Runtime } from '../gateway/runtime.js';
+import type { IssuerStatus } from '../auth/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';
@@ -16,7 +16,8 @@ export interface AdminServer {
 
 export interface ReadinessSource {
   readonly draining: boolean;
-  readonly runtime: Runtime;
+  /** The key state of every configured issuer, by name. */
+  status(): ReadonlyMap<string, IssuerStatus>;
 }
 
 export interface AdminDeps {
@@ -45,7 +46,7 @@ interface ReadinessReport {
 function readinessReport(source: ReadinessSource, gatewayStore: Store): ReadinessReport {
   const issuers: ReadinessReport['checks']['issuers'] = {};
   let issuersOk = true;
-  for (const [name, status] of source.runtime.authenticator.issuerStatus()) {
+  for (const [name, status] of source.status()) {
     if (status.state !== 'ok' && status.state !== 'stale') issuersOk = false;
     issuers[name] = {
       state: status.state,

@@ -7,7 +7,8 @@ import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../http/fetch-json.js';
 import { parseCompactJws, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
 import { TokenCache } from './token-cache.js';
-import { InvalidTokenDescription, type Identity, type IssuerStatus, type VerifyResult } from './types.js';
+import type { Identity } from '../identity/identity.js';
+import { InvalidTokenDescription, type IssuerStatus, type VerifyResult } from './types.js';
 
 export interface AuthenticatorDeps {
   logger: Logger;

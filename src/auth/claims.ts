@@ -1,6 +1,7 @@
 import type { IssuerConfig } from '../config/types.js';
 import { claimAsList, readClaim, scopeList } from '../identity/claim-path.js';
-import type { Identity } from './types.js';
+import { deepFreeze } from '../lib/json.js';
+import type { Identity } from '../identity/identity.js';
 
 /**
  * Claim validation after the signature holds (SPEC §4, RFC 9068 §4, RFC 8725 §3.11), and the Identity built from
@@ -88,14 +89,6 @@ function isAbsentOrString(value: unknown): boolean {
 
 function optionalString(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const member of Object.values(value)) deepFreeze(member);
-  }
-  return value;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { TokenSource } from '../config/types.js';
-import { MAX_TOKEN_LENGTH } from './jws.js';
+import { bearerToken, hasBearerScheme, isB64token, MAX_TOKEN_LENGTH } from '../http/bearer.js';
 
 /**
  * Finding the access token in a request (SPEC §4, RFC 6750 §2). Pure: headers and query in, a decision out.
@@ -25,13 +25,6 @@ export type TokenExtractor = (
 /** Query parameter refused on ordinary requests when no query source is configured (RFC 6750 §2.3's name). */
 const DEFAULT_QUERY_PARAMETER = 'access_token';
 
-/** RFC 6750 §2.1: `Bearer` 1*SP b64token, nothing after. Node already trims the header value's outer whitespace. */
-const BEARER_CREDENTIALS = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
-/** The scheme is `Bearer` when the next character cannot continue an RFC 9110 token (so `Bearerx` is another scheme). */
-const BEARER_SCHEME = /^bearer(?![!#$%&'*+\-.^_`|~0-9a-z])/i;
-/** A bare token in a custom header: b64token only. */
-const BARE_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
-
 const NONE: { readonly kind: 'none' } = Object.freeze({ kind: 'none' });
 const TOO_LONG: TokenExtraction = Object.freeze({ kind: 'too_long' });
 
@@ -45,19 +38,9 @@ type Found =
   | { readonly kind: 'token'; readonly token: string }
   | { readonly kind: 'invalid_request'; readonly reason: string };
 
-/** The token of RFC 6750 §2.1 `Bearer` credentials; undefined for another scheme or bad syntax. */
-export function bearerToken(authorization: string): string | undefined {
-  return BEARER_CREDENTIALS.exec(authorization)?.[1];
-}
-
-/** RFC 6750 b64token: the characters a bearer token may consist of. */
-export function isB64token(text: string): boolean {
-  return BARE_TOKEN.test(text);
-}
-
 /** RFC 6750 §2.1 credentials. A scheme other than Bearer means "no token here". */
 function fromAuthorization(value: string): Found {
-  if (!BEARER_SCHEME.test(value)) return NONE;
+  if (!hasBearerScheme(value)) return NONE;
   const token = bearerToken(value);
   if (token === undefined) return invalid('malformed_bearer');
   return { kind: 'token', token };
@@ -66,7 +49,7 @@ function fromAuthorization(value: string): Found {
 /** A custom header carries the token itself, without a scheme (Envoy `from_headers` without a prefix). */
 function fromBareHeader(value: string): Found {
   if (value === '') return NONE;
-  if (!BARE_TOKEN.test(value)) return invalid('malformed_token_header');
+  if (!isB64token(value)) return invalid('malformed_token_header');
   return { kind: 'token', token: value };
 }
 
@@ -181,7 +164,7 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExt
         if (querySource === undefined) return invalid('query_token_not_enabled');
         if (!isUpgrade) return invalid('query_token_not_upgrade');
         if (token !== undefined) return invalid('multiple_token_sources');
-        if (!BARE_TOKEN.test(found.token)) return invalid('malformed_query_token');
+        if (!isB64token(found.token)) return invalid('malformed_query_token');
         token = found.token;
         tokenSource = querySource.source;
       }

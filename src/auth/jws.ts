@@ -1,4 +1,5 @@
-import { isPlainObject } from '../identity/claim-path.js';
+import { MAX_TOKEN_LENGTH } from '../http/bearer.js';
+import { isPlainObject } from '../lib/json.js';
 
 /**
  * Structural checks on a compact JWS before any key is touched (SPEC §4, RFC 8725). Everything here is cheap and
@@ -7,8 +8,6 @@ import { isPlainObject } from '../identity/claim-path.js';
  * spellings (and defeat any check keyed on the token text).
  */
 
-/** Longest token accepted (SPEC §4: 8 KiB), checked before any decoding. */
-export const MAX_TOKEN_LENGTH = 8192;
 /** Objects and arrays nested deeper than this are refused: no real access token comes close. */
 export const MAX_PAYLOAD_DEPTH = 16;
 /** Object members across the whole payload, at every level. */

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
 import type { IssuerConfig } from '../config/types.js';
 import { parseKeyServerUrl } from '../config/values.js';
-import { isPlainObject } from '../identity/claim-path.js';
+import { isPlainObject } from '../lib/json.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { fetchJson, type FetchLimits } from '../http/fetch-json.js';

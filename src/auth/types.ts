@@ -1,21 +1,4 @@
-import type { IssuerConfig } from '../config/types.js';
-
-/** What a verified token says about its bearer. Built only from a verified payload. */
-export interface Identity {
-  readonly issuer: IssuerConfig;
-  readonly subject: string | undefined;
-  readonly email: string | undefined;
-  readonly roles: readonly string[];
-  readonly permissions: readonly string[];
-  readonly scopes: readonly string[];
-  readonly clientId: string | undefined;
-  readonly jti: string | undefined;
-  /** Seconds since the epoch, as in the token. */
-  readonly iat: number | undefined;
-  readonly exp: number;
-  /** The verified payload (frozen); read with `policy/claim-path`. */
-  readonly claims: Readonly<Record<string, unknown>>;
-}
+import type { Identity } from '../identity/identity.js';
 
 /**
  * Fixed list of client-facing descriptions (SPEC §7). The detailed reason goes to the log only,

@@ -7,7 +7,7 @@ import { decide, type RequestFacts, type Trace } from '../gateway/pipeline.js';
 import { buildRuntime, closeRuntime, type Runtime, type TokenVerifier } from '../gateway/runtime.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
-import { isPlainObject } from '../identity/claim-path.js';
+import { isPlainObject } from '../lib/json.js';
 import { explainRules } from '../policy/rules.js';
 import { createStore } from '../store/index.js';
 import { configFile, parse, UsageError, type Io } from './io.js';

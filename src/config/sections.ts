@@ -1,6 +1,6 @@
 import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
-import { isB64token } from '../auth/extract.js';
+import { isB64token } from '../http/bearer.js';
 import { parseCidr } from '../http/client-ip.js';
 import { existingFile } from './files.js';
 import { MINUTE, SECOND } from './duration.js';

@@ -1,3 +1,5 @@
+import type { RouteMatch } from '../routing/match.js';
+
 /**
  * The validated, normalized configuration. Everything downstream of `config/` consumes these types and
  * never the raw YAML: durations are milliseconds, listen addresses are split, references are checked.
@@ -193,14 +195,7 @@ export interface RequireRules {
 
 export type AuthMode = 'none' | 'optional' | 'required';
 
-export interface RouteMatchConfig {
-  /** Exact host or `*.suffix`, lower-cased; undefined = any host. */
-  readonly host: string | undefined;
-  /** Pattern: `/a/b`, `/a/*`, `/a/{id}`, `/a/**`. */
-  readonly path: string;
-  /** Upper-cased; undefined = every method. */
-  readonly methods: readonly string[] | undefined;
-}
+export type RouteMatchConfig = RouteMatch;
 
 export interface RouteConfig {
   readonly name: string;

@@ -1,6 +1,6 @@
 import { METHODS, type IncomingHttpHeaders } from 'node:http';
 import type { ForwardAuthFamily } from '../config/types.js';
-import { headerValue } from '../mechanisms/finalizers/header-hygiene.js';
+import { headerValue } from '../http/headers.js';
 import { normalizeHost } from '../routing/hosts.js';
 import { Errors, invalidRequest, type GatewayError } from '../http/responses.js';
 import type { RequestFacts } from './pipeline.js';

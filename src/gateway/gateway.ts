@@ -94,7 +94,7 @@ class Gateway implements RunningGateway {
       logger: this.logger,
       metrics: this.metrics,
       store: this.store,
-      readiness: () => ({ draining: this.draining, runtime: this.runtime }),
+      readiness: () => ({ draining: this.draining, status: () => this.runtime.authenticator.issuerStatus() }),
       adminToken: () => this.runtime.config.admin.token,
     });
     this.adminUrl = this.admin.url;

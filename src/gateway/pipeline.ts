@@ -1,11 +1,13 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
 import type { TokenExtraction } from '../auth/extract.js';
-import { InvalidTokenDescription, type Identity } from '../auth/types.js';
+import { InvalidTokenDescription } from '../auth/types.js';
+import type { Identity } from '../identity/identity.js';
 import { claimAsString, readClaim } from '../identity/claim-path.js';
 import { evaluateRules } from '../policy/rules.js';
 import { resolveClientIp } from '../http/client-ip.js';
-import { buildUpstreamHeaders, headerValue } from '../mechanisms/finalizers/header-hygiene.js';
+import { buildUpstreamHeaders } from '../mechanisms/finalizers/header-hygiene.js';
+import { headerValue } from '../http/headers.js';
 import { normalizeTarget } from '../http/target.js';
 import type { RateLimitDecision, Store } from '../store/types.js';
 import type { Metrics } from '../observability/metrics.js';

@@ -1,5 +1,6 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { InvalidTokenDescription, type Identity } from '../auth/types.js';
+import { InvalidTokenDescription } from '../auth/types.js';
+import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { headersForProxyToRemove } from '../mechanisms/finalizers/header-hygiene.js';

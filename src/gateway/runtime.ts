@@ -32,7 +32,7 @@ export type TokenVerifier = Pick<Authenticator, 'start' | 'verify' | 'issuerStat
  */
 export interface Runtime {
   readonly config: GatewayConfig;
-  readonly routes: RouteTable;
+  readonly routes: RouteTable<RouteConfig>;
   readonly plans: ReadonlyMap<RouteConfig, RoutePlan>;
   readonly headerPolicy: HeaderPolicy;
   readonly extractToken: ReturnType<typeof compileTokenExtractor>;

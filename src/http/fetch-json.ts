@@ -1,5 +1,5 @@
 import { request } from 'undici';
-import { headerValue } from '../mechanisms/finalizers/header-hygiene.js';
+import { headerValue } from './headers.js';
 
 /**
  * A guarded GET for discovery documents and JWKS: one overall deadline, a size cap, no redirects (a redirect is an

@@ -1,3 +1,5 @@
+import { isPlainObject } from '../lib/json.js';
+
 /**
  * Claim paths (SPEC §5). A path is first looked up as a whole top-level claim name, so URL-shaped
  * namespaced claims such as `https://example.com/roles` work; otherwise it is split on `.` and walked
@@ -8,13 +10,6 @@
  */
 
 const hasOwn = Object.prototype.hasOwnProperty;
-
-/** A JSON object (not an array, not a class instance): what a claim set, a JWK or a request body must be. */
-export function isPlainObject(value: unknown): value is Readonly<Record<string, unknown>> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
-  const proto: unknown = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
 
 function ownValue(container: Readonly<Record<string, unknown>>, key: string): unknown {
   return hasOwn.call(container, key) ? container[key] : undefined;

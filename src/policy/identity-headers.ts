@@ -3,7 +3,7 @@
  * reader per header, so a request only reads its identity and writes strings.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { Identity } from '../auth/types.js';
+import type { Identity } from '../identity/identity.js';
 import type { IdentityConfig, IdentityField } from '../config/types.js';
 import { claimAsList, claimAsString, readClaim } from '../identity/claim-path.js';
 

@@ -1,4 +1,4 @@
-import type { RouteConfig } from '../config/types.js';
+import type { MatchEntry } from './match.js';
 import { compileHostPattern, normalizeHost, type HostPredicate } from './hosts.js';
 import { parsePathPattern, type PathPattern } from './path-pattern.js';
 
@@ -10,14 +10,14 @@ import { parsePathPattern, type PathPattern } from './path-pattern.js';
  *
  * `path` must come from `normalizeTarget` (no `//`, no dot-segments, escapes canonical).
  */
-export interface RouteTable {
-  match(host: string, method: string, path: string): RouteConfig | undefined;
+export interface RouteTable<T extends MatchEntry> {
+  match(host: string, method: string, path: string): T | undefined;
 }
 
 type PathPredicate = (path: string) => boolean;
 
-interface CompiledRoute {
-  readonly route: RouteConfig;
+interface CompiledRoute<T> {
+  readonly route: T;
   readonly methods: ReadonlySet<string> | undefined;
   readonly host: HostPredicate | undefined;
   readonly path: PathPredicate;
@@ -28,11 +28,11 @@ const ANY_PATH: PathPredicate = () => true;
 /** Malformed Host: routes that name a host never match it; routes without one still do. */
 const NO_HOST = '';
 
-export function compileRoutes(routes: readonly RouteConfig[], pathCase: 'sensitive' | 'insensitive'): RouteTable {
-  const byFirstSegment = new Map<string, CompiledRoute[]>();
-  const anyFirstSegment: CompiledRoute[] = [];
+export function compileRoutes<T extends MatchEntry>(routes: readonly T[], pathCase: 'sensitive' | 'insensitive'): RouteTable<T> {
+  const byFirstSegment = new Map<string, CompiledRoute<T>[]>();
+  const anyFirstSegment: CompiledRoute<T>[] = [];
   const keys: (string | undefined)[] = [];
-  const compiled = routes.map((route): CompiledRoute => {
+  const compiled = routes.map((route): CompiledRoute<T> => {
     const pattern = parsePathPattern(route.match.path, pathCase);
     if (typeof pattern === 'string') throw new Error(`route "${route.name}": ${pattern}`);
     keys.push(firstSegmentKey(pattern));

@@ -1,4 +1,4 @@
-import type { RouteConfig, RouteMatchConfig } from '../config/types.js';
+import type { MatchEntry, RouteMatch } from './match.js';
 import { parsePathPattern, type PathPattern } from './path-pattern.js';
 
 /**
@@ -7,7 +7,7 @@ import { parsePathPattern, type PathPattern } from './path-pattern.js';
  * Routes whose patterns do not parse are left to the config validator and never reported.
  */
 export function findShadowedRoutes(
-  routes: readonly RouteConfig[],
+  routes: readonly MatchEntry[],
   pathCase: 'sensitive' | 'insensitive',
 ): Array<{ index: number; by: number }> {
   const patterns = routes.map((route) => {
@@ -21,8 +21,8 @@ export function findShadowedRoutes(
     for (let by = 0; by < index; by++) {
       const earlier = patterns[by];
       if (earlier === undefined) continue;
-      const laterMatch = (routes[index] as RouteConfig).match;
-      const earlierMatch = (routes[by] as RouteConfig).match;
+      const laterMatch = (routes[index] as MatchEntry).match;
+      const earlierMatch = (routes[by] as MatchEntry).match;
       if (coversMatch(earlierMatch, earlier, laterMatch, later)) {
         shadowed.push({ index, by });
         break;
@@ -32,7 +32,7 @@ export function findShadowedRoutes(
   return shadowed;
 }
 
-function coversMatch(outer: RouteMatchConfig, outerPath: PathPattern, inner: RouteMatchConfig, innerPath: PathPattern): boolean {
+function coversMatch(outer: RouteMatch, outerPath: PathPattern, inner: RouteMatch, innerPath: PathPattern): boolean {
   return coversMethods(outer.methods, inner.methods) && coversHost(outer.host, inner.host) && coversPath(outerPath, innerPath);
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileTokenExtractor, type TokenExtraction } from '../../src/auth/extract.js';
-import { MAX_TOKEN_LENGTH } from '../../src/auth/jws.js';
+import { MAX_TOKEN_LENGTH } from '../../src/http/bearer.js';
 import type { TokenSource } from '../../src/config/types.js';
 
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl';

@@ -1,4 +1,4 @@
-import type { Identity } from '../../src/auth/types.js';
+import type { Identity } from '../../src/identity/identity.js';
 import type { IssuerConfig, RequireRules } from '../../src/config/types.js';
 import { issuerConfigFor } from '../helpers/idp.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Identity } from '../../src/auth/types.js';
+import type { Identity } from '../../src/identity/identity.js';
 import type { RequireRules } from '../../src/config/types.js';
 import { evaluateRules, explainRules, type RuleName } from '../../src/policy/rules.js';
 import { identity, rules } from './identity.js';

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { IdentityConfig, TokenSource } from '../../config/types.js';
+import { canonicalName } from '../../http/headers.js';
 
 /**
  * Header hygiene (SPEC §1 step 3): the headers an upstream gets, built fresh from the client's. Runs on every
@@ -95,11 +96,6 @@ const REBUILT_BY_PROXY = new Set([
 
 /** Connection values that list no header names, so the common request needs no parsing. */
 const PLAIN_CONNECTION_VALUES = new Set(['keep-alive', 'close', 'upgrade']);
-
-function canonicalName(name: string): string {
-  const lower = name.toLowerCase();
-  return lower.includes('_') ? lower.replaceAll('_', '-') : lower;
-}
 
 function stripRegex(patterns: readonly string[]): RegExp | undefined {
   if (patterns.length === 0) return undefined;
@@ -224,9 +220,4 @@ function withoutCookies(cookie: string, names: readonly string[]): string {
     if (name !== '' && !names.includes(name)) kept.push(pair.trim());
   }
   return kept.join('; ');
-}
-
-/** A header as one string: Node gives repeated lines of most headers joined already, a few as arrays. */
-export function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value;
 }
