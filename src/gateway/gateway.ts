@@ -305,6 +305,7 @@ class Gateway implements RunningGateway {
       status,
       decision: decision ? (decision.allow ? 'allow' : 'deny') : 'error',
       reason: decision && !decision.allow ? decision.reason : undefined,
+      detail: decision?.detail,
       subject: identity?.subject,
       issuer: identity?.issuer.name,
       upstream: decision?.allow ? decision.route?.upstream : undefined,
