@@ -56,18 +56,14 @@ async function checkIssuersOnline(config: GatewayConfig, loaded: LoadResult): Pr
       try {
         await keys.start();
         const { error } = keys.status();
-        if (error !== undefined) findings.problems.push({ ...site, message: `${keySource(issuer)}: ${error}` });
-        else for (const alg of unpublished(issuer, keys)) findings.warnings.push({ ...site, message: `${keySource(issuer)} has no key for ${alg}` });
+        if (error !== undefined) findings.problems.push({ ...site, message: error });
+        else for (const alg of unpublished(issuer, keys)) findings.warnings.push({ ...site, message: `no published key can verify ${alg}` });
       } finally {
         keys.release();
       }
     }),
   );
   return findings;
-}
-
-function keySource(issuer: IssuerConfig): string {
-  return issuer.keys.kind === 'secret' ? 'secret' : `${issuer.keys.kind} of issuer ${JSON.stringify(issuer.issuer)}`;
 }
 
 /** Allowed algorithms no loaded key can verify (tokens signed with them would always be refused). */
