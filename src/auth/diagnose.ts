@@ -22,12 +22,21 @@ export interface NearIssuer {
   readonly difference: string;
 }
 
+/** Only http(s) issuers have parts worth comparing; `urn:` and plain names are compared as text. */
 function parseUrl(text: string): URL | undefined {
   try {
-    return new URL(text);
+    const url = new URL(text);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** For issuers that are not URLs: the same text but for letter case or a trailing slash. */
+function textDifference(iss: string, configured: string): string | undefined {
+  const bare = (text: string): string => text.replace(/\/+$/, '');
+  if (bare(iss).toLowerCase() !== bare(configured).toLowerCase()) return undefined;
+  return bare(iss) === bare(configured) ? 'a trailing slash' : 'letter case';
 }
 
 /** How `configured` differs from `iss`, when both name the same host (the usual copy-paste slips). */
@@ -52,10 +61,9 @@ function difference(iss: string, issUrl: URL, configured: string): string | unde
 /** The configured issuer a mistyped `iss` most likely meant: same host, differing in scheme, slash, case or path. */
 export function nearestIssuer(iss: string, configured: Iterable<string>): NearIssuer | undefined {
   const issUrl = parseUrl(iss);
-  if (issUrl === undefined) return undefined;
   let best: NearIssuer | undefined;
   for (const candidate of configured) {
-    const diff = difference(iss, issUrl, candidate);
+    const diff = issUrl === undefined ? textDifference(iss, candidate) : difference(iss, issUrl, candidate);
     // Fewer differences first; a path difference is the weakest resemblance.
     if (diff !== undefined && (best === undefined || rank(diff) < rank(best.difference))) best = { issuer: candidate, difference: diff };
   }
