@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,5 +91,21 @@ describe('refusal diagnostics in the logs', () => {
     });
     expect(warning).not.toHaveProperty('err');
     expect(authgate.logs.filter((l) => JSON.stringify(l).includes('    at '))).toEqual([]);
+  });
+
+  it('a config file that disappears: one warning with the reason, no stack trace, the gateway keeps serving', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-diagnostics-gone-'));
+    const file = join(dir, 'gateway.yaml');
+    await copyFile(configFile, file);
+    const authgate = await startAuthgate(file);
+    try {
+      await rm(file);
+      const warning = await authgate.waitForLog((l) => l.msg === 'config file unreadable; keeping the running config');
+      expect(warning).toMatchObject({ level: 40, file, reason: 'ENOENT' });
+      expect(warning).not.toHaveProperty('err');
+      expect((await fetch(`${authgate.url}/api/things`)).status).toBe(401);
+    } finally {
+      await authgate.kill();
+    }
   });
 });
