@@ -96,7 +96,8 @@ function watchFile(file: string, onChange: () => void, logger: Logger): FSWatche
         lastText = text;
         onChange();
       },
-      (err: unknown) => logger.warn({ err }, 'config file unreadable; keeping the running config'),
+      // A file mid-replacement or gone is an operator's matter, not a bug: the reason, no stack trace.
+      (err: NodeJS.ErrnoException) => logger.warn({ file, reason: err.code ?? err.message }, 'config file unreadable; keeping the running config'),
     );
   };
   try {

@@ -365,6 +365,7 @@ class Gateway implements RunningGateway {
       status,
       decision: decision && !interrupted ? (decision.allow ? 'allow' : 'deny') : 'error',
       reason: interrupted ?? (decision && !decision.allow ? decision.reason : undefined),
+      detail: decision?.detail,
       subject: identity?.subject,
       issuer: identity?.issuer.name,
       upstream: decision?.allow ? decision.route?.upstream : undefined,
