@@ -1,6 +1,9 @@
 /** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
 
 import type { RateLimitConfig } from '../config/types.js';
+import type { RevocationListener } from './revocation-mirror.js';
+
+export type { RevocationEntry, RevocationListener } from './revocation-mirror.js';
 
 export interface RevocationSubject {
   /** Issuer name (the key under `issuers:`). */
@@ -18,6 +21,8 @@ export interface RevocationStore {
   /** Every token of `subject` with `iat <= before` (epoch seconds); `issuer` undefined = every issuer. */
   revokeSubject(subject: string, before: number, issuer?: string): Promise<void>;
   isJtiRevoked(jti: string, issuer?: string): boolean;
+  /** Hears of every revocation applied to this instance's mirror, wherever it was made; returns the unsubscriber. */
+  onRevocation(listener: RevocationListener): () => void;
 }
 
 export interface RateLimitDecision {
