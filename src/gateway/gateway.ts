@@ -19,6 +19,9 @@ import { answerPreflight } from './cors.js';
 import { handleReserved } from './reserved.js';
 import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
 import type { UpstreamFailure } from '../proxy/forwarder.js';
+import { POLICY_VIOLATION, type UpgradeFailure, type WebSocketTunnel } from '../proxy/websocket.js';
+import { InvalidTokenDescription, type Identity } from '../auth/types.js';
+import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 
 export interface RunningGateway {
   readonly url: string;
@@ -63,6 +66,8 @@ class Gateway implements RunningGateway {
   private readonly accessLog: AccessLog;
   /** Runtimes replaced by a reload whose grace period has not yet run out. */
   private readonly retiring = new Set<Runtime>();
+  /** Ends proxied WebSockets whose token expires or is revoked. */
+  private readonly credentials: CredentialWatch;
   url = '';
   adminUrl = '';
 
@@ -75,6 +80,7 @@ class Gateway implements RunningGateway {
     this.accessLog = new AccessLog(logger);
     this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
+    this.credentials = new CredentialWatch(this.store.revocations);
   }
 
   async start(): Promise<void> {
@@ -262,13 +268,16 @@ class Gateway implements RunningGateway {
           return;
         }
         runtime.forwarder.ws(socket, head, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, {
-          upgraded: () => this.record(facts, d, 101, started),
+          upgraded: (tunnel) => {
+            this.record(facts, d, 101, started);
+            if (d.identity) this.closeWithCredential(socket, tunnel, d.identity, facts.requestId);
+          },
           failed: (failure) => {
             if (failure === 'client_closed') {
               this.record(facts, d, CLIENT_CLOSED, started);
               return;
             }
-            const error = failure === 'upgrade_refused' ? Errors.upgradeRefused : upstreamError(failure);
+            const error = upgradeError(failure);
             this.record(facts, d, error.status, started);
             sendErrorOnSocket(socket, error, facts.requestId);
           },
@@ -279,6 +288,18 @@ class Gateway implements RunningGateway {
         sendErrorOnSocket(socket, Errors.internalError, facts.requestId);
       },
     );
+  }
+
+  /**
+   * A WebSocket passed the checks once, with a credential that ends: when it does (expiry, revocation), so does
+   * the WebSocket, with a close frame saying why, rather than carrying frames for whoever held the token.
+   */
+  private closeWithCredential(socket: Duplex, tunnel: WebSocketTunnel, identity: Identity, requestId: string): void {
+    const forget = this.credentials.watch(identity, (why) => {
+      this.logger.info({ requestId, reason: why }, 'WebSocket closed: its credential ended');
+      tunnel.close(POLICY_VIOLATION, CLOSE_REASONS[why]);
+    });
+    socket.once('close', forget);
   }
 
   /** A bug, never a client's doing: answer 500 without detail and keep serving. */
@@ -340,6 +361,16 @@ const CLOSED_UNANSWERED = 444;
 function upstreamError(failure: UpstreamFailure): GatewayError {
   return failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway;
 }
+
+function upgradeError(failure: Exclude<UpgradeFailure, 'client_closed'>): GatewayError {
+  return failure === 'upgrade_refused' || failure === 'bad_handshake' ? Errors.upgradeRefused : upstreamError(failure);
+}
+
+/** Close-frame reasons, worded as the refusal a new handshake with the same token would get. */
+const CLOSE_REASONS: Readonly<Record<CredentialEnd, string>> = {
+  expired: InvalidTokenDescription.expired,
+  revoked: InvalidTokenDescription.revoked,
+};
 
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
 const HSTS = 'max-age=31536000';

@@ -241,7 +241,7 @@ function refused(stage: 'authenticate' | 'revocation', error: GatewayError, reas
   return { ok: false, stage, error, reason, identity };
 }
 
-function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
+export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
   return { issuer: identity.issuer.name, jti: identity.jti, subject: identity.subject, iat: identity.iat };
 }
 
