@@ -1,11 +1,10 @@
 import { mkdtemp, open, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { startAuthgate, type AuthgateProcess } from './process.js';
+import { get, startAuthgate, type AuthgateProcess } from './process.js';
 
 /**
  * A config rewritten in place, in two writes with a pause between them (a slow copy, a shell redirect, an editor
@@ -54,17 +53,6 @@ routes:
     require:
       roles: [admin]
 `;
-}
-
-function get(base: string, path: string, headers: Record<string, string> = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { headers, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 describe('hot reload of a file rewritten in place', () => {
