@@ -14,18 +14,20 @@ const MASKED = 0x80;
 /** A control frame's payload is at most 125 bytes: 2 of status, the rest reason. */
 const MAX_REASON_BYTES = 123;
 
-function headerLength(header: Buffer): number {
-  const length7 = (header[1] as number) & 0x7f;
+/** The length of the frame header starting at `at` in `bytes`, which must hold its first two bytes. */
+function headerLength(bytes: Buffer, at: number): number {
+  const length7 = (bytes[at + 1] as number) & 0x7f;
   const extended = length7 === 126 ? 2 : length7 === 127 ? 8 : 0;
-  return 2 + extended + ((header[1] as number) & MASKED ? 4 : 0);
+  return 2 + extended + ((bytes[at + 1] as number) & MASKED ? 4 : 0);
 }
 
-function payloadLength(header: Buffer): number {
-  const length7 = (header[1] as number) & 0x7f;
+/** The payload length of the complete frame header starting at `at` in `bytes`. */
+function payloadLength(bytes: Buffer, at: number): number {
+  const length7 = (bytes[at + 1] as number) & 0x7f;
   if (length7 < 126) return length7;
-  if (length7 === 126) return header.readUInt16BE(2);
+  if (length7 === 126) return bytes.readUInt16BE(at + 2);
   // Two 32-bit reads instead of a BigInt: exact up to 2^53, and a longer frame never ends in practice anyway.
-  return header.readUInt32BE(2) * 2 ** 32 + header.readUInt32BE(6);
+  return bytes.readUInt32BE(at + 2) * 2 ** 32 + bytes.readUInt32BE(at + 6);
 }
 
 /**
@@ -57,12 +59,17 @@ export class FrameBoundaries {
   }
 
   private readHeader(chunk: Buffer, offset: number): number {
-    const wanted = this.headerFill < 2 ? 2 : headerLength(this.header);
+    // Usually the whole header is in the chunk: read it in place.
+    if (this.headerFill === 0 && chunk.length - offset >= 2 && chunk.length - offset >= headerLength(chunk, offset)) {
+      this.payloadLeft = payloadLength(chunk, offset);
+      return offset + headerLength(chunk, offset);
+    }
+    const wanted = this.headerFill < 2 ? 2 : headerLength(this.header, 0);
     const taken = Math.min(wanted - this.headerFill, chunk.length - offset);
     chunk.copy(this.header, this.headerFill, offset, offset + taken);
     this.headerFill += taken;
-    if (this.headerFill >= 2 && this.headerFill === headerLength(this.header)) {
-      this.payloadLeft = payloadLength(this.header);
+    if (this.headerFill >= 2 && this.headerFill === headerLength(this.header, 0)) {
+      this.payloadLeft = payloadLength(this.header, 0);
       this.headerFill = 0;
     }
     return offset + taken;
