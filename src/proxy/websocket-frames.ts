@@ -95,7 +95,7 @@ export function closeFrame(status: number, reason: string, masked: boolean): Buf
 export class FrameRelay {
   private readonly frames = new FrameBoundaries();
   private pendingClose: Buffer | undefined;
-  /** The close frame went out: nothing more is relayed. */
+  /** Nothing more is relayed: our close frame went out, or the sender hung up. */
   ended = false;
 
   constructor(
