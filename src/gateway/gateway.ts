@@ -7,6 +7,9 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
 import { AccessLog, createLogger, type Logger } from '../observability/log.js';
+import { POLICY_VIOLATION, type UpgradeFailure, type WebSocketTunnel } from '../proxy/websocket.js';
+import { InvalidTokenDescription, type Identity } from '../auth/types.js';
+import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 import { canonicalIp } from '../routing/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -19,9 +22,6 @@ import { answerPreflight } from './cors.js';
 import { handleReserved } from './reserved.js';
 import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
 import type { UpstreamFailure } from '../proxy/forwarder.js';
-import { POLICY_VIOLATION, type UpgradeFailure, type WebSocketTunnel } from '../proxy/websocket.js';
-import { InvalidTokenDescription, type Identity } from '../auth/types.js';
-import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 
 export interface RunningGateway {
   readonly url: string;
@@ -63,11 +63,11 @@ class Gateway implements RunningGateway {
   private draining = false;
   /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
   private readonly upgraded = new Set<Duplex>();
+  /** Ends proxied WebSockets whose token expires or is revoked. */
+  private readonly credentials: CredentialWatch;
   private readonly accessLog: AccessLog;
   /** Runtimes replaced by a reload whose grace period has not yet run out. */
   private readonly retiring = new Set<Runtime>();
-  /** Ends proxied WebSockets whose token expires or is revoked. */
-  private readonly credentials: CredentialWatch;
   url = '';
   adminUrl = '';
 
@@ -290,18 +290,6 @@ class Gateway implements RunningGateway {
     );
   }
 
-  /**
-   * A WebSocket passed the checks once, with a credential that ends: when it does (expiry, revocation), so does
-   * the WebSocket, with a close frame saying why, rather than carrying frames for whoever held the token.
-   */
-  private closeWithCredential(socket: Duplex, tunnel: WebSocketTunnel, identity: Identity, requestId: string): void {
-    const forget = this.credentials.watch(identity, (why) => {
-      this.logger.info({ requestId, reason: why }, 'WebSocket closed: its credential ended');
-      tunnel.close(POLICY_VIOLATION, CLOSE_REASONS[why]);
-    });
-    socket.once('close', forget);
-  }
-
   /** A bug, never a client's doing: answer 500 without detail and keep serving. */
   private fail(res: ServerResponse, requestId: string, err: unknown): void {
     this.logger.error({ err, requestId }, 'request pipeline failed');
@@ -331,6 +319,18 @@ class Gateway implements RunningGateway {
       upstream: decision?.allow ? decision.route?.upstream : undefined,
       ms: Math.round(ms * 1000) / 1000,
     });
+  }
+
+  /**
+   * A WebSocket passed the checks once, with a credential that ends: when it does (expiry, revocation), so does
+   * the WebSocket, with a close frame saying why, rather than carrying frames for whoever held the token.
+   */
+  private closeWithCredential(socket: Duplex, tunnel: WebSocketTunnel, identity: Identity, requestId: string): void {
+    const forget = this.credentials.watch(identity, (why) => {
+      this.logger.info({ requestId, reason: why }, 'WebSocket closed: its credential ended');
+      tunnel.close(POLICY_VIOLATION, CLOSE_REASONS[why]);
+    });
+    socket.once('close', forget);
   }
 }
 
@@ -362,16 +362,6 @@ function upstreamError(failure: UpstreamFailure): GatewayError {
   return failure === 'timeout' ? Errors.gatewayTimeout : Errors.badGateway;
 }
 
-function upgradeError(failure: Exclude<UpgradeFailure, 'client_closed'>): GatewayError {
-  return failure === 'upgrade_refused' || failure === 'bad_handshake' ? Errors.upgradeRefused : upstreamError(failure);
-}
-
-/** Close-frame reasons, worded as the refusal a new handshake with the same token would get. */
-const CLOSE_REASONS: Readonly<Record<CredentialEnd, string>> = {
-  expired: InvalidTokenDescription.expired,
-  revoked: InvalidTokenDescription.revoked,
-};
-
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
 const HSTS = 'max-age=31536000';
 
@@ -381,3 +371,13 @@ const HSTS = 'max-age=31536000';
 function peerAddress(socket: Socket): string {
   return canonicalIp(socket.remoteAddress ?? '');
 }
+
+function upgradeError(failure: Exclude<UpgradeFailure, 'client_closed'>): GatewayError {
+  return failure === 'upgrade_refused' || failure === 'bad_handshake' ? Errors.upgradeRefused : upstreamError(failure);
+}
+
+/** Close-frame reasons, worded as the refusal a new handshake with the same token would get. */
+const CLOSE_REASONS: Readonly<Record<CredentialEnd, string>> = {
+  expired: InvalidTokenDescription.expired,
+  revoked: InvalidTokenDescription.revoked,
+};
