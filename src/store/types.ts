@@ -1,9 +1,7 @@
 /** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
 
-import type { RateLimitConfig } from '../config/types.js';
 import type { RevocationListener } from './revocation-mirror.js';
-
-export type { RevocationEntry, RevocationListener } from './revocation-mirror.js';
+import type { RateLimitConfig } from '../config/types.js';
 
 export interface RevocationSubject {
   /** Issuer name (the key under `issuers:`). */
@@ -56,3 +54,5 @@ export interface Store {
   ready(): Promise<void>;
   close(): Promise<void>;
 }
+
+export type { RevocationEntry, RevocationListener } from './revocation-mirror.js';
