@@ -257,7 +257,7 @@ function refused(stage: 'authenticate' | 'revocation', error: GatewayError, reas
   return detail === undefined ? { ok: false, stage, error, reason, identity } : { ok: false, stage, error, reason, detail, identity };
 }
 
-function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
+export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
   return { issuer: identity.issuer.name, jti: identity.jti, subject: identity.subject, iat: identity.iat };
 }
 
