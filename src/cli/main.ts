@@ -5,6 +5,7 @@ import { runExplain } from './explain.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
 import { DEFAULT_ADMIN_URL, runRevoke } from './revoke.js';
 import { runStart } from './start.js';
+import { runToken } from './token.js';
 
 const USAGE = `usage:
   authgate start   [-c FILE]
@@ -12,6 +13,7 @@ const USAGE = `usage:
   authgate explain [-c FILE] (--token JWT | --claims JSON) METHOD URL
   authgate revoke  --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]
   authgate demo
+  authgate token   --key FILE --issuer ISS --audience AUD [--claims JSON] [--ttl 1h] [--kid KID]
 
 FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. revoke reads the admin token from $AUTHGATE_ADMIN_TOKEN;
 --admin defaults to ${DEFAULT_ADMIN_URL}. Exit codes: 0 ok, 1 invalid config or failed command, 2 usage.`;
@@ -40,6 +42,8 @@ export async function main(
         return await runExplain(rest, io);
       case 'revoke':
         return await runRevoke(rest, io, env);
+      case 'token':
+        return await runToken(rest, io, env);
       case 'demo': {
         parse(rest, {});
         const demo = await runDemo({ configFile: bundledConfig(), stdout: io.stdout });

@@ -130,7 +130,7 @@ export interface TokenSigner {
 }
 
 /** One access token (RFC 9068 shape by default): iss, iat, exp, jti, aud from the options, then the claims given. */
-export function signToken(signer: TokenSigner, claims: JWTPayload, options: MintOptions): Promise<string> {
+export async function signToken(signer: TokenSigner, claims: JWTPayload, options: MintOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const audience = options.audience === undefined ? {} : { aud: typeof options.audience === 'string' ? options.audience : [...options.audience] };
   const payload: JWTPayload = {
