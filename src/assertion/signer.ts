@@ -1,9 +1,11 @@
 /**
  * Signed identity for upstreams: a short-lived JWS telling one upstream (its origin is the `aud`) who the caller
  * is. Signing costs far more than proxying, so one assertion serves every request of the same identity, route and
- * audience until half its lifetime has passed; the cache is a bounded LRU so many callers cannot grow it.
+ * audience until half its lifetime has passed; the cache is bounded (recently used entries stay) so many callers
+ * cannot grow it.
  */
 import { SignJWT, type JWTPayload } from 'jose';
+import { GenerationalCache } from './generational-cache.js';
 import type { SigningKey } from './keys.js';
 
 /** What the signer needs to know about a verified caller; the gateway adapts its identity to this. */
@@ -25,7 +27,7 @@ export interface AssertionSignerOptions {
   readonly ttlSeconds: number;
   /** Identity fields copied into the assertion under their own names (`subject` is the `sub`). */
   readonly fields: readonly string[];
-  /** Entries kept; the least recently used goes first. */
+  /** Entries kept at most; the least recently used go first. */
   readonly cacheSize?: number;
   /** Epoch milliseconds; a parameter so tests can move time. */
   readonly clock?: () => number;
@@ -40,14 +42,13 @@ interface CachedAssertion {
 const DEFAULT_CACHE_SIZE = 10_000;
 
 export class AssertionSigner {
-  private readonly cache = new Map<string, CachedAssertion>();
-  private readonly cacheSize: number;
+  private readonly cache: GenerationalCache<CachedAssertion>;
   private readonly clock: () => number;
   private signatures = 0;
 
   constructor(private readonly options: AssertionSignerOptions) {
     if (options.keys.length === 0) throw new Error('an assertion signer needs at least one key');
-    this.cacheSize = options.cacheSize ?? DEFAULT_CACHE_SIZE;
+    this.cache = new GenerationalCache(options.cacheSize ?? DEFAULT_CACHE_SIZE);
     this.clock = options.clock ?? Date.now;
   }
 
@@ -63,15 +64,10 @@ export class AssertionSigner {
     // The field values are part of the key: a new token for the same subject with other roles gets its own assertion.
     const key = JSON.stringify([identity.issuer, identity.subject, identity.exp, route, audience, fields]);
     const cached = this.cache.get(key);
-    this.cache.delete(key);
-    if (cached !== undefined && now < cached.renewAt) {
-      this.cache.set(key, cached);
-      return cached.jws;
-    }
+    if (cached !== undefined && now < cached.renewAt) return cached.jws;
     const entry = this.sign(identity, route, audience, fields, now);
     this.cache.set(key, entry);
-    entry.jws.catch(() => this.cache.get(key) === entry && this.cache.delete(key));
-    if (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
+    entry.jws.catch(() => this.cache.deleteIf(key, entry));
     return entry.jws;
   }
 

@@ -215,20 +215,26 @@ describe('AssertionSigner reuse', () => {
     expect(reuse.signatureCount).toBe(6);
   });
 
-  it('renews by the credential expiry when that comes first, and keeps a bounded LRU', async () => {
+  it('renews by the credential expiry when that comes first', async () => {
     let now = Date.now();
-    const bounded = signer([ec], { clock: () => now, cacheSize: 2 });
+    const renewing = signer([ec], { clock: () => now });
     const shortLived = identity('carol', { exp: Math.floor(now / 1000) + 10 });
-    await bounded.assertion(shortLived, 'r', 'https://a.test');
-    now += 11_000;
-    await bounded.assertion(shortLived, 'r', 'https://a.test');
-    expect(bounded.signatureCount).toBe(2);
-    await bounded.assertion(identity('x'), 'r', 'https://a.test');
-    await bounded.assertion(identity('carol'), 'r', 'https://a.test');
-    await bounded.assertion(identity('x'), 'r', 'https://a.test');
+    const first = await renewing.assertion(shortLived, 'r', 'https://a.test');
+    now += 9_000;
+    expect(await renewing.assertion(shortLived, 'r', 'https://a.test')).toBe(first);
+    now += 2_000;
+    await renewing.assertion(shortLived, 'r', 'https://a.test');
+    expect(renewing.signatureCount).toBe(2);
+  });
+
+  it('keeps a bounded cache: recently used assertions stay, the others are dropped and signed again', async () => {
+    const bounded = signer([ec], { cacheSize: 4 });
+    const use = (subject: string) => bounded.assertion(identity(subject), 'r', 'https://a.test');
+    for (const subject of ['a', 'b', 'a', 'c', 'a', 'd']) await use(subject);
     expect(bounded.signatureCount).toBe(4);
-    await bounded.assertion(identity('y'), 'r', 'https://a.test');
-    await bounded.assertion(identity('carol'), 'r', 'https://a.test');
-    expect(bounded.signatureCount).toBe(6);
+    await use('b');
+    expect(bounded.signatureCount).toBe(5);
+    await use('a');
+    expect(bounded.signatureCount).toBe(5);
   });
 });
