@@ -112,6 +112,8 @@ describe('an HS256 token from $AUTHGATE_TOKEN_SECRET through a gateway', () => {
     upstream = await startRecordingUpstream();
     gateway = await startTestGateway(`
 version: 1
+server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
 issuers:
   scripts: { issuer: https://scripts.test, secret: ${SECRET}, audiences: [api], algorithms: [HS256] }
 upstreams:
