@@ -64,12 +64,16 @@ async function signingMaterial(algorithm: DevAlgorithm, kid: string | undefined)
   return { key: privateKey, publicJwk: { ...jwk, kid: kid ?? (await calculateJwkThumbprint(jwk)), alg: algorithm, use: 'sig' } };
 }
 
-/** Seconds from a number of seconds or a duration text; throws on anything else so a typo never mints forever. */
+/**
+ * Seconds from a number of seconds or a duration text (`-1h` for a token that expired an hour ago); throws on
+ * anything else so a typo never mints a token that lives forever.
+ */
 export function ttlSeconds(ttl: number | string): number {
   if (typeof ttl === 'number') return ttl;
-  const ms = parseDuration(ttl);
-  if (ms === undefined) throw new Error(`ttl "${ttl}" is not a duration such as 30s, 10m or 1h`);
-  return Math.floor(ms / 1000);
+  const sign = ttl.startsWith('-') ? -1 : 1;
+  const ms = parseDuration(sign < 0 ? ttl.slice(1) : ttl);
+  if (ms === undefined) throw new Error(`ttl "${ttl}" is not a duration such as 30s, 10m, 1h or -1h`);
+  return sign * Math.floor(ms / 1000);
 }
 
 function bindLoopback(server: Server): Promise<string> {
