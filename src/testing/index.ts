@@ -5,4 +5,3 @@
 export { startDevIssuer, type DevAlgorithm, type DevIssuer, type DevIssuerOptions, type MintOptions } from './dev-issuer.js';
 export { formatProblem, loadConfig, parseConfig, type LoadResult } from '../config/load.js';
 export { startGateway, type GatewayOptions, type RunningGateway } from '../gateway/gateway.js';
-export { createLogger } from '../observability/log.js';
