@@ -16,7 +16,7 @@ export interface DevIssuerOptions {
   readonly algorithm?: DevAlgorithm;
   /** Binds the HTTP server and resolves to the issuer URL. Default: 127.0.0.1 on a free port, the origin as issuer. */
   readonly bind?: (server: Server) => Promise<string>;
-  /** `kid` of the key; default its RFC 7638 thumbprint (HS256: none). */
+  /** `kid` of the key; default its RFC 7638 thumbprint (HS256: no kid unless given). */
   readonly kid?: string;
   /** Defaults for every `mint`. */
   readonly audience?: string | readonly string[];
@@ -50,6 +50,7 @@ const DEFAULT_TTL_SECONDS = 3600;
 
 interface SigningMaterial {
   readonly key: CryptoKey | Uint8Array;
+  readonly kid: string | undefined;
   readonly publicJwk?: JWK;
   readonly secret?: string;
 }
@@ -57,11 +58,12 @@ interface SigningMaterial {
 async function signingMaterial(algorithm: DevAlgorithm, kid: string | undefined): Promise<SigningMaterial> {
   if (algorithm === 'HS256') {
     const secret = randomBytes(32).toString('base64url');
-    return { key: new TextEncoder().encode(secret), secret };
+    return { key: new TextEncoder().encode(secret), kid, secret };
   }
   const { privateKey, publicKey } = await generateKeyPair(algorithm, { modulusLength: 2048 });
   const jwk = await exportJWK(publicKey);
-  return { key: privateKey, publicJwk: { ...jwk, kid: kid ?? (await calculateJwkThumbprint(jwk)), alg: algorithm, use: 'sig' } };
+  const keyId = kid ?? (await calculateJwkThumbprint(jwk));
+  return { key: privateKey, kid: keyId, publicJwk: { ...jwk, kid: keyId, alg: algorithm, use: 'sig' } };
 }
 
 /**
@@ -84,14 +86,7 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
   const algorithm = options.algorithm ?? 'ES256';
   const material = await signingMaterial(algorithm, options.kid);
   const documents = new Map<string, string>();
-  const server = createServer((req, res) => {
-    const body = req.method === 'GET' || req.method === 'HEAD' ? documents.get((req.url ?? '/').split('?', 1)[0] ?? '') : undefined;
-    if (body === undefined) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}\n');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' }).end(body);
-  });
+  const server = documentServer(documents);
   const issuer = await (options.bind ?? bindLoopback)(server);
   const base = issuer.replace(/\/+$/, '');
   const discoveryUri = `${base}/.well-known/openid-configuration`;
@@ -107,9 +102,21 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
     algorithm,
     ...(material.secret === undefined ? {} : { secret: material.secret }),
     mint: (claims = {}, mintOptions = {}) =>
-      signToken({ key: material.key, algorithm, kid: material.publicJwk?.kid, issuer }, claims, { ...defaults, ...defined(mintOptions) }),
+      signToken({ key: material.key, algorithm, kid: material.kid, issuer }, claims, { ...defaults, ...defined(mintOptions) }),
     close: () => closeServer(server),
   };
+}
+
+/** Serves JSON documents by path; filled once the bound URL (which they name) is known. */
+function documentServer(documents: ReadonlyMap<string, string>): Server {
+  return createServer((req, res) => {
+    const body = req.method === 'GET' || req.method === 'HEAD' ? documents.get((req.url ?? '/').split('?', 1)[0] ?? '') : undefined;
+    if (body === undefined) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' }).end(body);
+  });
 }
 
 function discovery(issuer: string, jwksUri: string, algorithm: DevAlgorithm): Record<string, unknown> {
