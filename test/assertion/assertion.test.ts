@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen, closeServer } from '../../src/admin/listen.js';
 import {
@@ -159,10 +159,21 @@ describe('assertions verified by a real upstream over a real JWKS URL', () => {
     const longAgo = () => Date.now() - 3600_000;
     const expired = await signer([ec], { clock: longAgo }).assertion(identity('alice', { exp: undefined }), 'orders', upstream.origin);
     const otherIssuer = await signer([ec], { issuer: 'https://elsewhere.test' }).assertion(identity('alice'), 'orders', upstream.origin);
-    for (const assertion of [undefined, '', 'not.a.jws', forged, forgedKid, forOther, expired, otherIssuer]) {
+    const hmac = await new SignJWT({ route: 'orders' })
+      .setProtectedHeader({ alg: 'HS256', kid: ec.kid })
+      .setIssuer('https://gateway.test')
+      .setAudience(upstream.origin)
+      .setSubject('mallory')
+      .setIssuedAt()
+      .setExpirationTime('1m')
+      .sign(new TextEncoder().encode(JSON.stringify(ec.publicJwk)));
+    for (const assertion of [undefined, '', 'not.a.jws', forged, forgedKid, forOther, expired, otherIssuer, hmac]) {
       const { status, body } = await call(upstream, assertion);
       expect({ assertion, status, error: body.error }).toEqual({ assertion, status: 401, error: 'invalid_assertion' });
     }
+    const valid = await signer([ec]).assertion(identity('alice'), 'orders', upstream.origin);
+    const twice = await fetch(upstream.origin, { headers: [['x-authgate-assertion', valid], ['x-authgate-assertion', valid]] });
+    expect(twice.status).toBe(401);
     expect(upstream.reached.length).toBe(before);
     expect((await call(other, forOther)).status).toBe(200);
   });
