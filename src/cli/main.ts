@@ -6,6 +6,7 @@ import { EXPLAIN_USAGE, runExplain } from './explain.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
 import { DEFAULT_ADMIN_URL, runRevoke } from './revoke.js';
 import { runStart } from './start.js';
+import { runToken, TOKEN_USAGE } from './token.js';
 
 const EXIT_CODES = 'Exit codes: 0 ok, 1 invalid config or failed command, 2 usage error (explain: 3 refused).';
 
@@ -15,6 +16,7 @@ const USAGE = `usage:
   authgate explain [-c FILE] (--token JWT | --claims JSON) [--json] METHOD URL
   authgate revoke  --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]
   authgate demo
+  authgate token   --key FILE --issuer ISS --audience AUD [--claims JSON] [--ttl 1h] [--kid KID]
   authgate --version
 
 FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. \`authgate COMMAND --help\` explains a command.
@@ -27,6 +29,7 @@ Runs the gateway on FILE ($AUTHGATE_CONFIG, then ./gateway.yaml). Reloads on SIG
 (a config that does not load is logged and the running one stays); drains and exits on SIGTERM or SIGINT.`,
   check: CHECK_USAGE,
   explain: EXPLAIN_USAGE,
+  token: TOKEN_USAGE,
   revoke: `usage: authgate revoke --jti ID --exp UNIX [--issuer NAME] [--admin URL]
        authgate revoke --subject SUB [--before UNIX] [--issuer NAME] [--admin URL]
 
@@ -91,6 +94,8 @@ async function dispatch(command: string | undefined, rest: string[], io: Io, env
       return await runExplain(rest, io);
     case 'revoke':
       return await runRevoke(rest, io, env);
+    case 'token':
+      return await runToken(rest, io, env);
     case 'demo':
       parse(rest, {});
       return startDemo(io);
