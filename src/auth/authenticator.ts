@@ -3,6 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
+import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../http/fetch-json.js';
 import { parseCompactJws, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
@@ -19,6 +20,11 @@ export interface AuthenticatorDeps {
   fetchLimits?: FetchLimits;
   /** Verified-token cache size; defaults to 10,000 entries, 0 disables the cache. */
   tokenCacheEntries?: number;
+  /**
+   * Attach to every refusal the values that were compared (`authgate explain`). Off in the gateway, where a
+   * refusal allocates nothing, except an unknown issuer's detail (the access log names it).
+   */
+  explain?: boolean;
 }
 
 export type DenyReason =
@@ -67,6 +73,11 @@ function deny(reason: DenyReason): VerifyResult {
   return DENIALS.get(reason) as VerifyResult;
 }
 
+/** A refusal with the operator-facing detail (never shown to the client). */
+function denyWith(reason: DenyReason, detail: string): VerifyResult {
+  return { ...(DENIALS.get(reason) as VerifyResult & { ok: false }), detail };
+}
+
 interface IssuerRuntime {
   readonly config: IssuerConfig;
   readonly algorithms: ReadonlySet<string>;
@@ -85,12 +96,14 @@ export class Authenticator {
   private readonly cache: TokenCache<Identity>;
   private readonly now: () => number;
   private readonly logger: Logger;
+  private readonly explain: boolean;
   private readonly cacheHits;
   private readonly cacheMisses;
 
   constructor(issuers: ReadonlyMap<string, IssuerConfig>, deps: AuthenticatorDeps, reuse?: Authenticator) {
     this.now = deps.now ?? Date.now;
     this.logger = deps.logger;
+    this.explain = deps.explain ?? false;
     this.cache = new TokenCache(deps.tokenCacheEntries);
     this.cacheHits = deps.metrics.tokenCache.labels('hit');
     this.cacheMisses = deps.metrics.tokenCache.labels('miss');
@@ -142,28 +155,53 @@ export class Authenticator {
     const { header, payload } = parsed;
 
     const runtime = this.issuerFor(payload.iss, allowedIssuers);
-    if (typeof runtime === 'string') return deny(runtime);
-    if (!runtime.algorithms.has(header.alg)) return deny('alg_not_allowed');
+    if (typeof runtime === 'string') return this.issuerRefusal(runtime, payload.iss, allowedIssuers);
+    if (!runtime.algorithms.has(header.alg)) {
+      if (!this.explain) return deny('alg_not_allowed');
+      return denyWith('alg_not_allowed', `alg ${quote(header.alg)} is not in algorithms [${runtime.config.algorithms.join(', ')}]`);
+    }
 
     let keys = runtime.keys.lookup(header.alg, header.kid, this.now());
     if (keys === 'unknown_kid' && (await runtime.keys.refetchForUnknownKid())) {
       keys = runtime.keys.lookup(header.alg, header.kid, this.now());
     }
-    if (keys === 'unavailable') return deny('keys_unavailable');
-    if (keys === 'unknown_kid') return deny('unknown_kid');
+    if (typeof keys === 'string') return this.keyRefusal(keys, runtime, header.alg, header.kid);
     // Noted before the await: a token verified against keys replaced meanwhile must not be cached as current.
     const generation = runtime.keys.generation;
-    if (!(await this.signatureHolds(token, header.alg, keys, runtime.config.name))) return deny('bad_signature');
+    if (!(await this.signatureHolds(token, header.alg, keys, runtime.config.name))) {
+      if (!this.explain) return deny('bad_signature');
+      return denyWith('bad_signature', `the signature does not verify with the ${keys.length} ${header.alg} key(s) of issuer ${runtime.config.name}`);
+    }
 
     const now = this.now();
     const claims = runtime.validateClaims(payload, header.typ, now);
-    if (!claims.ok) return deny(claims.reason);
+    if (!claims.ok) {
+      if (!this.explain) return deny(claims.reason);
+      return denyWith(claims.reason, claimsFailureDetail(runtime.config, claims.reason, payload, header.typ, now));
+    }
 
     const identity = buildIdentity(runtime.config, payload);
     if (generation === runtime.keys.generation) {
       this.cache.set(token, identity, claims.validUntilMs, runtime.keys);
     }
     return { ok: true, identity };
+  }
+
+  /** An unknown `iss` always names itself and its nearest configured issuer: the classic slip is a trailing slash. */
+  private issuerRefusal(reason: DenyReason, iss: unknown, allowedIssuers: readonly string[] | undefined): VerifyResult {
+    if (reason === 'unknown_issuer') return denyWith(reason, unknownIssuerDetail(iss, this.byIss.keys()));
+    if (!this.explain) return deny(reason);
+    return denyWith(reason, `iss ${quote(iss)} belongs to an issuer this route does not accept (route issuers [${allowedIssuers?.join(', ') ?? ''}])`);
+  }
+
+  private keyRefusal(lookup: 'unknown_kid' | 'unavailable', runtime: IssuerRuntime, alg: string, kid: string | undefined): VerifyResult {
+    const reason = lookup === 'unavailable' ? 'keys_unavailable' : 'unknown_kid';
+    if (!this.explain) return deny(reason);
+    if (lookup === 'unavailable') {
+      return denyWith(reason, `issuer ${runtime.config.name} has no usable keys (${runtime.keys.status().error ?? 'not loaded'})`);
+    }
+    const named = kid === undefined ? 'the token names no kid;' : `kid ${quote(kid)} is not in the key set:`;
+    return denyWith(reason, `${named} issuer ${runtime.config.name} has ${alg} keys with kids [${runtime.keys.kids(alg).join(', ')}]`);
   }
 
   private issuerFor(iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerRuntime | DenyReason {

@@ -6,7 +6,7 @@ import { parseKeyServerUrl } from '../config/values.js';
 import { isPlainObject } from '../lib/json.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { fetchJson, type FetchLimits } from '../http/fetch-json.js';
+import { FetchError, fetchJson, type FetchLimits } from '../http/fetch-json.js';
 import type { IssuerStatus } from './types.js';
 
 /**
@@ -88,7 +88,7 @@ async function importJwks(
   algorithms: readonly string[],
   onSkip: (kid: string | undefined, why: string) => void,
 ): Promise<{ index: KeyIndex; fingerprint: string; count: number }> {
-  if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) throw new Error('not a JWK Set (no "keys" array)');
+  if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) throw new FetchError('not a JWK Set (no "keys" array)');
   const index = new Map<string, AlgorithmKeys>();
   const accepted: string[] = [];
   for (const candidate of jwks.keys as unknown[]) {
@@ -190,6 +190,16 @@ export class IssuerKeySet {
     this.timer = undefined;
   }
 
+  /** The kids of the keys held for `alg` (for explaining an unknown kid). */
+  kids(alg: string): string[] {
+    return [...(this.index.get(alg)?.byKid.keys() ?? [])];
+  }
+
+  /** The allowed algorithms some loaded key can verify. */
+  algorithmsWithKeys(): string[] {
+    return this.issuer.algorithms.filter((alg) => (this.index.get(alg)?.all.length ?? 0) > 0);
+  }
+
   /** Candidate keys for `alg` and `kid`, best first. A secret issuer ignores `kid`. */
   lookup(alg: string, kid: string | undefined, nowMs: number): KeyLookup {
     if (nowMs >= this.usableUntilMs) return 'unavailable';
@@ -260,7 +270,10 @@ export class IssuerKeySet {
       this.lastError = (error as Error).message;
       this.consecutiveFailures++;
       metrics.jwksRefresh.inc({ issuer: name, result: 'error' });
-      logger.warn({ issuer: name, err: error, staleUntil: this.usableUntilMs || undefined }, 'issuer key refresh failed');
+      const staleUntil = this.usableUntilMs || undefined;
+      // An IdP that is down or misconfigured is an expected condition: one line saying why. Anything else is a bug.
+      if (error instanceof FetchError) logger.warn({ issuer: name, reason: error.message, staleUntil }, 'issuer key refresh failed');
+      else logger.warn({ issuer: name, err: error, staleUntil }, 'issuer key refresh failed');
       // A failed refresh resets the discovered jwks_uri: the IdP may have moved it.
       if (this.issuer.keys.kind === 'discovery') this.jwksUri = undefined;
       const backoff = jwksCache.minRefetchIntervalMs * 2 ** (this.consecutiveFailures - 1);
@@ -286,18 +299,23 @@ export class IssuerKeySet {
     let document: unknown;
     let maxAgeMs: number | undefined;
     if (source.kind === 'jwks_file') {
-      const text = await readFile(source.path, 'utf8');
-      if (text.length > this.deps.fetchLimits.maxBytes) throw new Error('JWKS file too large');
-      document = JSON.parse(text) as unknown;
+      document = await readJwksFile(source.path, this.deps.fetchLimits.maxBytes);
     } else {
-      const fetched = await fetchJson(await this.resolveJwksUri(), this.deps.fetchLimits);
+      const url = await this.resolveJwksUri();
+      const fetched = await inContext(`JWKS ${url}`, fetchJson(url, this.deps.fetchLimits));
       document = fetched.body;
       maxAgeMs = fetched.maxAgeMs;
     }
-    const onSkip = (kid: string | undefined, why: string): void =>
+    const skipped: string[] = [];
+    const onSkip = (kid: string | undefined, why: string): void => {
+      skipped.push(`kid ${kid ?? '(none)'}: ${why}`);
       this.deps.logger.warn({ issuer: name, kid, why }, 'issuer key skipped');
+    };
     const { index, fingerprint, count } = await importJwks(document, algorithms, onSkip);
-    if (count === 0) throw new Error('no usable keys in the JWK Set');
+    if (count === 0) {
+      const why = skipped.length === 0 ? 'the set is empty' : skipped.join('; ');
+      throw new FetchError(`no key in the JWK Set is usable for [${algorithms.join(', ')}] (${why})`);
+    }
     return { index, fingerprint, maxAgeMs };
   }
 
@@ -309,13 +327,39 @@ export class IssuerKeySet {
     if (this.jwksUri !== undefined) return this.jwksUri;
     const issuer = this.issuer.issuer;
     const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-    const { body } = await fetchJson(url, this.deps.fetchLimits);
-    if (!isPlainObject(body)) throw new Error('discovery document is not an object');
-    if (body.issuer !== issuer) throw new Error('discovery document names another issuer');
-    if (typeof body.jwks_uri !== 'string') throw new Error('discovery jwks_uri missing');
+    const { body } = await inContext(`discovery ${url}`, fetchJson(url, this.deps.fetchLimits));
+    if (!isPlainObject(body)) throw new FetchError(`discovery ${url}: the document is not an object`);
+    if (body.issuer !== issuer) {
+      throw new FetchError(`discovery document names another issuer: expected ${JSON.stringify(issuer)}, got ${JSON.stringify(body.issuer) ?? 'none'}`);
+    }
+    if (typeof body.jwks_uri !== 'string') throw new FetchError(`discovery ${url}: jwks_uri missing`);
     const jwksUri = parseKeyServerUrl(body.jwks_uri);
-    if (typeof jwksUri === 'string') throw new Error(`discovery jwks_uri ${jwksUri}`);
+    if (typeof jwksUri === 'string') throw new FetchError(`discovery ${url}: jwks_uri ${jwksUri}`);
     this.jwksUri = jwksUri.href;
     return this.jwksUri;
+  }
+}
+
+/** Prefixes a fetch failure with what was being fetched, so the one-line reason names the URL. */
+async function inContext<T>(what: string, pending: Promise<T>): Promise<T> {
+  try {
+    return await pending;
+  } catch (error) {
+    throw error instanceof FetchError ? new FetchError(`${what}: ${error.message}`) : error;
+  }
+}
+
+async function readJwksFile(path: string, maxBytes: number): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new FetchError(`jwks_file ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  if (text.length > maxBytes) throw new FetchError(`jwks_file ${path}: larger than ${maxBytes} bytes`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new FetchError(`jwks_file ${path}: not valid JSON`);
   }
 }

@@ -29,6 +29,8 @@ export type VerifyResult =
       readonly description: InvalidTokenDescription | 'The token issuer keys are unavailable';
       /** Short machine reason for logs and `authgate_auth_denied_total{reason}`, e.g. `expired`, `bad_signature`. */
       readonly reason: string;
+      /** For the operator (access log, `authgate explain`), never the client: the values that were compared. */
+      readonly detail?: string;
     };
 
 export type IssuerKeyState = 'ok' | 'stale' | 'unavailable' | 'loading';

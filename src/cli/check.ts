@@ -1,21 +1,75 @@
-import { formatProblem, loadConfig } from '../config/load.js';
+import { DEFAULT_FETCH_LIMITS } from '../http/fetch-json.js';
+import { IssuerKeySet } from '../auth/key-set.js';
+import { formatProblem, loadConfig, type ConfigProblem, type LoadResult } from '../config/load.js';
 import { formatHostPort } from '../lib/listen.js';
-import type { GatewayConfig } from '../config/types.js';
+import type { GatewayConfig, IssuerConfig } from '../config/types.js';
+import { createLogger } from '../observability/log.js';
+import { Metrics } from '../observability/metrics.js';
 import type { Io } from './io.js';
+
+export const CHECK_USAGE = `usage: authgate check [-c FILE] [--online]
+
+Validates the config: exit 0 with a summary (and any warnings), or exit 1 with one FILE:LINE:COL: key: message
+line per problem. --online also loads every issuer's keys as the gateway would (discovery document and JWKS,
+same time and size limits) and reports an issuer whose discovery document names another issuer, whose JWKS
+has no key usable for its algorithms, or that cannot be reached.`;
 
 /**
  * `authgate check`: exit 0 with a summary and any warnings on stdout, or exit 1 with one
  * `FILE:LINE:COL: path: message` line per problem on stderr.
  */
-export async function runCheck(file: string, out: Io): Promise<number> {
-  const { config, problems, warnings } = await loadConfig(file);
+export async function runCheck(file: string, out: Io, options: { online?: boolean } = {}): Promise<number> {
+  const loaded = await loadConfig(file);
+  const { config } = loaded;
   if (config === undefined) {
-    for (const problem of problems) out.stderr.write(`${formatProblem(problem)}\n`);
+    for (const problem of loaded.problems) out.stderr.write(`${formatProblem(problem)}\n`);
     return 1;
   }
-  for (const warning of warnings) out.stdout.write(`${formatProblem({ ...warning, message: `warning: ${warning.message}` })}\n`);
+  const findings = options.online ? await checkIssuersOnline(config, loaded) : { problems: [], warnings: [] };
+  for (const warning of [...loaded.warnings, ...findings.warnings]) {
+    out.stdout.write(`${formatProblem({ ...warning, message: `warning: ${warning.message}` })}\n`);
+  }
+  if (findings.problems.length > 0) {
+    for (const problem of findings.problems) out.stderr.write(`${formatProblem(problem)}\n`);
+    return 1;
+  }
   out.stdout.write(summarize(config));
   return 0;
+}
+
+interface Findings {
+  readonly problems: ConfigProblem[];
+  readonly warnings: ConfigProblem[];
+}
+
+/**
+ * Loads each issuer's keys with the gateway's own key-set code (so the same limits and rules apply) and turns
+ * what went wrong into findings at the issuer's entry.
+ */
+async function checkIssuersOnline(config: GatewayConfig, loaded: LoadResult): Promise<Findings> {
+  const findings: Findings = { problems: [], warnings: [] };
+  const deps = { logger: createLogger('silent'), metrics: new Metrics(), now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS };
+  await Promise.all(
+    [...config.issuers.values()].map(async (issuer) => {
+      const site = loaded.issuerSites?.get(issuer.name) ?? { file: config.file, line: 1, col: 1, path: `issuers.${issuer.name}` };
+      const keys = new IssuerKeySet(issuer, deps);
+      try {
+        await keys.start();
+        const { error } = keys.status();
+        if (error !== undefined) findings.problems.push({ ...site, message: error });
+        else for (const alg of unpublished(issuer, keys)) findings.warnings.push({ ...site, message: `no published key can verify ${alg}` });
+      } finally {
+        keys.release();
+      }
+    }),
+  );
+  return findings;
+}
+
+/** Allowed algorithms no loaded key can verify (tokens signed with them would always be refused). */
+function unpublished(issuer: IssuerConfig, keys: IssuerKeySet): string[] {
+  const usable = new Set(keys.algorithmsWithKeys());
+  return issuer.algorithms.filter((alg) => !usable.has(alg));
 }
 
 function summarize(config: GatewayConfig): string {

@@ -1,9 +1,11 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { Authenticator } from '../auth/authenticator.js';
 import { buildIdentity } from '../auth/claims.js';
+import { unknownIssuerDetail } from '../auth/diagnose.js';
 import { formatProblem, loadConfig } from '../config/load.js';
 import type { GatewayConfig, IssuerConfig } from '../config/types.js';
 import type { VerifyResult } from '../auth/types.js';
-import { decide, type RequestFacts, type Trace } from '../gateway/pipeline.js';
+import { decide, type Decision, type RequestFacts } from '../gateway/pipeline.js';
 import { buildRuntime, closeRuntime, type Runtime, type TokenVerifier } from '../gateway/runtime.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
@@ -14,13 +16,52 @@ import { configFile, parse, UsageError, type Io } from './io.js';
 
 /** Stands in for the token when --claims skips verification; the dry-run verifier never reads it. */
 const DRY_RUN_TOKEN = 'claims-dry-run';
+/** The lifetime given to a dry-run identity whose claims carry no `exp`. */
+const DRY_RUN_LIFETIME_S = 3600;
+/** Exit code of a request the gateway would refuse (0: forwarded, 1: config error, 2: usage error). */
+export const EXIT_DENIED = 3;
 
-/**
- * `authgate explain`: run one request through the same chain the gateway runs and print every step's verdict
- * and the headers the upstream would get. `--claims` replaces verification with the given payload so policy
- * authors can try rules without minting a token.
- */
-export async function runExplain(argv: string[], io: Io): Promise<number> {
+export const EXPLAIN_USAGE = `usage: authgate explain [-c FILE] (--token JWT | --claims JSON) [-H 'Name: value']... [--json] METHOD URL
+
+Runs one request through the gateway's checks without sending anything upstream: which route matched, every
+step with pass/FAIL and the values compared, and the headers the upstream would get. --claims skips the
+signature and token checks (a dry run for policy authors); its "iss" picks the issuer (required when several
+are configured) and a missing "exp" becomes now + 1h. --json prints the same as one JSON object.
+Exit codes: 0 forwarded, 3 refused, 1 config error, 2 usage error.`;
+
+interface Step {
+  readonly stage: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+/** What `--json` prints; the text output is rendered from the same. */
+interface ExplainReport {
+  readonly request: { readonly method: string; readonly host: string; readonly target: string };
+  readonly dryRun: boolean;
+  readonly route: string | null;
+  readonly steps: readonly Step[];
+  readonly rules: readonly { readonly rule: string; readonly ok: boolean; readonly detail: string }[];
+  readonly verdict: 'allow' | 'deny';
+  /** The status authgate answers with when it refuses; null when the request is forwarded. */
+  readonly status: number | null;
+  readonly error: string | null;
+  readonly reason: string | null;
+  readonly upstream: { readonly name: string; readonly path: string } | null;
+  readonly upstreamHeaders: Readonly<Record<string, string>>;
+}
+
+interface ExplainArgs {
+  readonly config: string;
+  readonly method: string;
+  readonly target: { host: string; path: string; proto: 'http' | 'https' };
+  readonly token: string | undefined;
+  readonly claims: Record<string, unknown> | undefined;
+  readonly headers: readonly string[];
+  readonly json: boolean;
+}
+
+function parseExplainArgs(argv: string[]): ExplainArgs {
   const { values, positionals } = parse(
     argv,
     {
@@ -28,88 +69,162 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
       token: { type: 'string' },
       claims: { type: 'string' },
       header: { type: 'string', multiple: true, short: 'H' },
+      json: { type: 'boolean' },
     },
     true,
   );
   const [method, url] = positionals;
   if (!method || !url || positionals.length !== 2) throw new UsageError('explain needs METHOD and URL');
   if ((values.token === undefined) === (values.claims === undefined)) throw new UsageError('explain needs exactly one of --token or --claims');
-  const claims = values.claims === undefined ? undefined : parseClaimsArgument(values.claims);
   const target = splitUrl(url);
   if (!target) throw new UsageError(`URL must be absolute (http://host/path) or a path: ${url}`);
+  return {
+    config: configFile(values.config),
+    method: method.toUpperCase(),
+    target,
+    token: values.token,
+    claims: values.claims === undefined ? undefined : parseClaimsArgument(values.claims),
+    headers: values.header ?? [],
+    json: values.json ?? false,
+  };
+}
 
-  const loaded = await loadConfig(configFile(values.config));
+/**
+ * `authgate explain`: run one request through the same chain the gateway runs and report every step's verdict
+ * and the headers the upstream would get. `--claims` replaces verification with the given payload so policy
+ * authors can try rules without minting a token.
+ */
+export async function runExplain(argv: string[], io: Io): Promise<number> {
+  const args = parseExplainArgs(argv);
+  const loaded = await loadConfig(args.config);
   if (!loaded.config) {
     for (const problem of loaded.problems) io.stderr.write(`${formatProblem(problem)}\n`);
     return 1;
   }
   const config = loaded.config;
+  const steps: Step[] = [];
+  const dryRun = args.claims === undefined ? undefined : dryRunVerifier(config, args.claims, steps);
   const logger = createLogger('silent');
   const metrics = new Metrics();
   const built = buildRuntime(config, { logger, metrics });
-  const runtime: Runtime = claims ? { ...built, authenticator: dryRunVerifier(config, claims) } : built;
+  // Replaced (never started) by one that attaches the compared values to every refusal, or by the dry run.
+  built.authenticator.close();
+  const runtime: Runtime = { ...built, authenticator: dryRun ?? new Authenticator(config.issuers, { logger, metrics, explain: true }) };
   const store = createStore({ redis: undefined, prefix: config.store.prefix }, config.rateLimits, { logger, metrics });
   try {
-    if (!claims) await runtime.authenticator.start();
-    const headers: IncomingHttpHeaders = { host: target.host };
-    for (const line of values.header ?? []) {
-      const colon = line.indexOf(':');
-      if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    headers.authorization = `Bearer ${values.token ?? DRY_RUN_TOKEN}`;
-    const facts: RequestFacts = {
-      method: method.toUpperCase(),
-      target: target.path,
-      host: target.host,
-      headers,
-      headersDistinct: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v : [String(v)]])),
-      peerIp: '127.0.0.1',
-      trustedPeer: false,
-      proto: target.proto,
-      upgrade: false,
-      requestId: 'explain',
-    };
-    const out: string[] = [`${facts.method} ${target.host}${target.path}${claims ? '   (dry run: --claims, signature and token checks skipped)' : ''}`];
-    const trace: Trace = (stage, ok, detail) => out.push(`  ${ok ? 'pass' : 'FAIL'}  ${stage.padEnd(12)} ${detail}`);
-    const decision = await decide(facts, runtime, { store, metrics }, trace);
-    if (decision.route?.require && decision.identity) {
-      out.push('  rules:');
-      for (const rule of explainRules(decision.route.require, decision.identity)) {
-        out.push(`    ${rule.ok ? 'pass' : 'FAIL'}  ${rule.rule.padEnd(11)} ${rule.detail}`);
-      }
-    }
-    if (decision.allow) {
-      out.push(`result: forwarded to upstream ${decision.route.upstream} as ${decision.path}${decision.query}`, 'upstream headers:');
-      for (const [name, value] of Object.entries(decision.upstreamHeaders)) {
-        if (name === 'x-request-id') continue;
-        out.push(`  ${name}: ${Array.isArray(value) ? value.join(', ') : String(value)}`);
-      }
-    } else {
-      out.push(`result: ${decision.error.status} ${decision.error.code} (${decision.reason})`);
-    }
-    io.stdout.write(`${out.join('\n')}\n`);
-    return 0;
+    await runtime.authenticator.start();
+    const facts = requestFacts(args);
+    const decision = await decide(facts, runtime, { store, metrics }, (stage, ok, detail) => steps.push({ stage, ok, detail }));
+    const report = reportOf(args, dryRun !== undefined, steps, decision);
+    io.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report));
+    return decision.allow ? 0 : EXIT_DENIED;
   } finally {
     closeRuntime(runtime);
     await store.close();
   }
 }
 
-/** Accepts the claims as given; `iss` picks the issuer (else the first configured one), as verification would. */
-function dryRunVerifier(config: GatewayConfig, claims: Record<string, unknown>): TokenVerifier {
-  const issuers = [...config.issuers.values()];
-  const issuer: IssuerConfig | undefined = issuers.find((i) => i.issuer === claims.iss) ?? issuers[0];
+function requestFacts(args: ExplainArgs): RequestFacts {
+  const headers: IncomingHttpHeaders = { host: args.target.host };
+  for (const line of args.headers) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  headers.authorization = `Bearer ${args.token ?? DRY_RUN_TOKEN}`;
+  return {
+    method: args.method,
+    target: args.target.path,
+    host: args.target.host,
+    headers,
+    headersDistinct: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v : [String(v)]])),
+    peerIp: '127.0.0.1',
+    trustedPeer: false,
+    proto: args.target.proto,
+    upgrade: false,
+    requestId: 'explain',
+  };
+}
+
+function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], decision: Decision): ExplainReport {
+  const rules = decision.route?.require && decision.identity ? explainRules(decision.route.require, decision.identity) : [];
+  return {
+    request: { method: args.method, host: args.target.host, target: args.target.path },
+    dryRun,
+    route: decision.route?.name ?? null,
+    steps,
+    rules,
+    verdict: decision.allow ? 'allow' : 'deny',
+    status: decision.allow ? null : decision.error.status,
+    error: decision.allow ? null : decision.error.code,
+    reason: decision.allow ? null : decision.reason,
+    upstream: decision.allow ? { name: decision.route.upstream, path: `${decision.path}${decision.query}` } : null,
+    upstreamHeaders: decision.allow ? headerLines(decision.upstreamHeaders) : {},
+  };
+}
+
+function headerLines(headers: OutgoingHttpHeaders): Record<string, string> {
+  const lines: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    // A fresh id per request: not something the upstream would see as shown here.
+    if (name === 'x-request-id' || value === undefined) continue;
+    lines[name] = Array.isArray(value) ? value.join(', ') : String(value);
+  }
+  return lines;
+}
+
+function renderText(report: ExplainReport): string {
+  const { method, host, target } = report.request;
+  const out = [`${method} ${host}${target}${report.dryRun ? '   (dry run: --claims, signature and token checks skipped)' : ''}`];
+  for (const step of report.steps) out.push(`  ${step.ok ? 'pass' : 'FAIL'}  ${step.stage.padEnd(12)} ${step.detail}`);
+  if (report.rules.length > 0) out.push('  rules:');
+  for (const rule of report.rules) out.push(`    ${rule.ok ? 'pass' : 'FAIL'}  ${rule.rule.padEnd(11)} ${rule.detail}`);
+  if (report.upstream) {
+    out.push(`result: forwarded to upstream ${report.upstream.name} as ${report.upstream.path}`, 'upstream headers:');
+    for (const [name, value] of Object.entries(report.upstreamHeaders)) out.push(`  ${name}: ${value}`);
+  } else {
+    out.push(`result: ${report.status} ${report.error} (${report.reason})`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * Accepts the claims as given, for the issuer their `iss` names; with one issuer configured `iss` may be left out.
+ * A missing `exp` becomes now + 1h (noted as a step), so the identity is one a real token could carry.
+ */
+function dryRunVerifier(config: GatewayConfig, given: Record<string, unknown>, steps: Step[]): TokenVerifier {
+  const issuer = dryRunIssuer(config, given.iss);
+  const claims = { ...given };
+  if (claims.exp === undefined) {
+    claims.exp = Math.floor(Date.now() / 1000) + DRY_RUN_LIFETIME_S;
+    steps.push({ stage: 'claims', ok: true, detail: `no exp in --claims: using now + 1h (${new Date(Number(claims.exp) * 1000).toISOString()})` });
+  }
   return {
     start: async () => undefined,
     close: () => undefined,
     issuerStatus: () => new Map(),
     verify: async (_token, allowed): Promise<VerifyResult> => {
-      if (!issuer || (allowed && !allowed.includes(issuer.name))) {
-        return { ok: false, status: 401, description: 'The access token issuer is not accepted', reason: 'unknown_issuer' };
+      if (typeof issuer === 'string') {
+        return { ok: false, status: 401, description: 'The access token issuer is not accepted', reason: 'unknown_issuer', detail: issuer };
+      }
+      if (allowed && !allowed.includes(issuer.name)) {
+        const detail = `issuer ${issuer.name} is not among this route's issuers [${allowed.join(', ')}]`;
+        return { ok: false, status: 401, description: 'The access token issuer is not accepted', reason: 'issuer_not_allowed', detail };
       }
       return { ok: true, identity: buildIdentity(issuer, claims) };
     },
   };
+}
+
+/** The issuer `iss` names, the only one when `iss` is left out, or why there is none (a refusal detail). */
+function dryRunIssuer(config: GatewayConfig, iss: unknown): IssuerConfig | string {
+  const issuers = [...config.issuers.values()];
+  if (iss === undefined) {
+    if (issuers.length === 1) return issuers[0] as IssuerConfig;
+    if (issuers.length === 0) return 'no issuer is configured';
+    const names = issuers.map((i) => JSON.stringify(i.issuer)).join(', ');
+    throw new UsageError(`several issuers are configured: add "iss" to --claims naming one of ${names}`);
+  }
+  return issuers.find((i) => i.issuer === iss) ?? unknownIssuerDetail(iss, issuers.map((i) => i.issuer));
 }
 
 /** `--claims`: a JSON object, or a UsageError (exit 2) saying what is wrong with it. */

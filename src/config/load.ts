@@ -27,6 +27,8 @@ export interface LoadResult {
   config: GatewayConfig | undefined;
   problems: ConfigProblem[];
   warnings: ConfigProblem[];
+  /** Where each issuer entry is written, for findings made after loading (`authgate check --online`). */
+  issuerSites?: ReadonlyMap<string, Omit<ConfigProblem, 'message'>>;
 }
 
 const TOP_LEVEL_KEYS = [
@@ -68,7 +70,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (sink.problems.length > 0) return finish(undefined, sink);
   warnAboutShadowedRoutes(reader, read.routes, read.config.server.pathCase);
   warnAboutUnusedIssuers(reader, read.config.routes, read.issuers);
-  return finish(read.config, sink);
+  const issuerSites = new Map([...read.issuers.slots].map(([name, slot]) => [name, { file, ...lineCounter.linePos(slot.anchor), path: slot.path }]));
+  return { ...finish(read.config, sink), issuerSites };
 }
 
 /**

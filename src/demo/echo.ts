@@ -3,10 +3,10 @@
  * so you can see exactly what authgate forwarded (identity headers in, client-sent ones gone).
  * A WebSocket upgrade is accepted and the same JSON is sent as one text message; a close frame is answered.
  */
-import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { closeServer } from '../lib/listen.js';
+import { websocketAccept } from '../proxy/websocket.js';
 import { boundUrl, demoAddress, listenForDemo } from './listen.js';
 
 export interface EchoUpstream {
@@ -16,7 +16,6 @@ export interface EchoUpstream {
 
 export const ECHO_UPSTREAM_ENV = 'AUTHGATE_DEMO_UPSTREAM';
 
-const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const OPCODE_CLOSE = 0x8;
 
 function describe(req: IncomingMessage): string {
@@ -52,8 +51,7 @@ function acceptUpgrade(req: IncomingMessage, socket: Duplex, open: Set<Duplex>):
   socket.on('error', () => socket.destroy());
   // Upgraded HTTP sockets allow half-open; without this the connection would outlive a peer that left.
   socket.on('end', () => socket.end());
-  const accept = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
-  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${websocketAccept(key)}\r\n\r\n`);
   socket.write(textFrame(describe(req)));
   // The demo only greets; it reads just enough of the client's frames to answer a close.
   socket.on('data', (chunk: Buffer) => {

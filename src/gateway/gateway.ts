@@ -18,6 +18,10 @@ import { canonicalIp } from '../http/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { POLICY_VIOLATION, type UpgradeFailure, type WebSocketTunnel } from '../proxy/websocket.js';
+import { InvalidTokenDescription } from '../auth/types.js';
+import type { Identity } from '../identity/identity.js';
+import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 import { listen } from '../lib/listen.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { sendError, sendErrorOnSocket, Errors, SECURITY_HEADERS, type GatewayError } from '../http/responses.js';
@@ -68,6 +72,8 @@ class Gateway implements RunningGateway {
   private draining = false;
   /** Proxied WebSockets: they leave the HTTP server's bookkeeping once upgraded, so shutdown ends them itself. */
   private readonly upgraded = new Set<Duplex>();
+  /** Ends proxied WebSockets whose token expires or is revoked. */
+  private readonly credentials: CredentialWatch;
   private readonly accessLog: AccessLog;
   /** Runtimes replaced by a reload whose grace period has not yet run out. */
   private readonly retiring = new Set<Runtime>();
@@ -85,6 +91,7 @@ class Gateway implements RunningGateway {
     this.accessLog = new AccessLog(logger);
     this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
+    this.credentials = new CredentialWatch(this.store.revocations);
   }
 
   async start(): Promise<void> {
@@ -272,13 +279,16 @@ class Gateway implements RunningGateway {
           return;
         }
         runtime.forwarder.ws(socket, head, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, {
-          upgraded: () => this.record(facts, d, 101, started),
+          upgraded: (tunnel) => {
+            this.record(facts, d, 101, started);
+            if (d.identity) this.closeWithCredential(socket, tunnel, d.identity, facts.requestId);
+          },
           failed: (failure) => {
             if (failure === 'client_closed') {
               this.record(facts, d, CLIENT_CLOSED, started);
               return;
             }
-            const error = failure === 'upgrade_refused' ? Errors.upgradeRefused : upstreamError(failure);
+            const error = upgradeError(failure);
             this.record(facts, d, error.status, started);
             sendErrorOnSocket(socket, error, facts.requestId);
           },
@@ -365,11 +375,24 @@ class Gateway implements RunningGateway {
       status,
       decision: decision && !interrupted ? (decision.allow ? 'allow' : 'deny') : 'error',
       reason: interrupted ?? (decision && !decision.allow ? decision.reason : undefined),
+      detail: decision?.detail,
       subject: identity?.subject,
       issuer: identity?.issuer.name,
       upstream: decision?.allow ? decision.route?.upstream : undefined,
       ms: Math.round(ms * 1000) / 1000,
     });
+  }
+
+  /**
+   * A WebSocket passed the checks once, with a credential that ends: when it does (expiry, revocation), so does
+   * the WebSocket, with a close frame saying why, rather than carrying frames for whoever held the token.
+   */
+  private closeWithCredential(socket: Duplex, tunnel: WebSocketTunnel, identity: Identity, requestId: string): void {
+    const forget = this.credentials.watch(identity, (why) => {
+      this.logger.info({ requestId, reason: why }, 'WebSocket closed: its credential ended');
+      tunnel.close(POLICY_VIOLATION, CLOSE_REASONS[why]);
+    });
+    socket.once('close', forget);
   }
 }
 
@@ -448,3 +471,13 @@ const HSTS = 'max-age=31536000';
 function peerAddress(socket: Socket): string {
   return canonicalIp(socket.remoteAddress ?? '');
 }
+
+function upgradeError(failure: Exclude<UpgradeFailure, 'client_closed'>): GatewayError {
+  return failure === 'upgrade_refused' || failure === 'bad_handshake' ? Errors.upgradeRefused : upstreamError(failure);
+}
+
+/** Close-frame reasons, worded as the refusal a new handshake with the same token would get. */
+const CLOSE_REASONS: Readonly<Record<CredentialEnd, string>> = {
+  expired: InvalidTokenDescription.expired,
+  revoked: InvalidTokenDescription.revoked,
+};

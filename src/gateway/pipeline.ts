@@ -46,6 +46,8 @@ export interface Denied {
   readonly error: GatewayError;
   /** Short machine reason for the access log and `authgate_auth_denied_total`. */
   readonly reason: string;
+  /** For the access log only: what was compared (e.g. an unknown `iss` and the nearest configured issuer). */
+  readonly detail?: string;
   readonly route: RouteConfig | undefined;
   readonly identity: Identity | undefined;
   readonly path: string | undefined;
@@ -71,6 +73,7 @@ export interface Outcome {
   readonly allow: boolean;
   readonly stage?: Stage;
   readonly reason?: string;
+  readonly detail?: string;
   readonly route: RouteConfig | undefined;
   readonly identity: Identity | undefined;
   readonly path: string | undefined;
@@ -136,7 +139,8 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
     const extracted = runtime.extractToken(facts.headersDistinct, target.query, facts.upgrade);
     const authenticated = await authenticate(extracted, route.auth === 'required', route.issuers, runtime, deps.store, trace);
     if (!authenticated.ok) {
-      return deny(authenticated.stage, authenticated.error, authenticated.reason, route, authenticated.identity, target.path);
+      const denied = deny(authenticated.stage, authenticated.error, authenticated.reason, route, authenticated.identity, target.path);
+      return authenticated.detail === undefined ? denied : { ...denied, detail: authenticated.detail };
     }
     identity = authenticated.identity;
     if (extracted.kind === 'token' && extracted.source.kind === 'query' && !runtime.config.identity.forwardToken) {
@@ -199,6 +203,7 @@ export type Authentication =
       readonly stage: 'authenticate' | 'revocation';
       readonly error: GatewayError;
       readonly reason: string;
+      readonly detail?: string;
       readonly identity: Identity | undefined;
     };
 
@@ -227,9 +232,9 @@ export async function authenticate(
     case 'token': {
       const verified = await runtime.authenticator.verify(extracted.token, issuers);
       if (!verified.ok) {
-        trace?.('authenticate', false, `${verified.reason} (${extracted.source.kind} ${extracted.source.name})`);
+        trace?.('authenticate', false, `${verified.reason} (${extracted.source.kind} ${extracted.source.name})${verified.detail === undefined ? '' : `: ${verified.detail}`}`);
         const error = verified.status === 503 ? keysUnavailable(verified.description) : invalidToken(verified.description);
-        return refused('authenticate', error, verified.reason);
+        return refused('authenticate', error, verified.reason, undefined, verified.detail);
       }
       const identity = verified.identity;
       trace?.('authenticate', true, `issuer ${identity.issuer.name}, subject ${identity.subject ?? '(none)'}`);
@@ -250,11 +255,11 @@ export async function authenticate(
 const INVALID_CREDENTIALS = 'The request carries credentials in an invalid way';
 const ANONYMOUS: Authentication = Object.freeze({ ok: true, identity: undefined });
 
-function refused(stage: 'authenticate' | 'revocation', error: GatewayError, reason: string, identity?: Identity): Authentication {
-  return { ok: false, stage, error, reason, identity };
+function refused(stage: 'authenticate' | 'revocation', error: GatewayError, reason: string, identity?: Identity, detail?: string): Authentication {
+  return detail === undefined ? { ok: false, stage, error, reason, identity } : { ok: false, stage, error, reason, detail, identity };
 }
 
-function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
+export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
   return { issuer: identity.issuer.name, jti: identity.jti, subject: identity.subject, iat: identity.iat };
 }
 

@@ -19,7 +19,11 @@ export interface FetchedJson {
   readonly maxAgeMs: number | undefined;
 }
 
-class FetchError extends Error {
+/**
+ * An expected failure of a key source (unreachable, bad status, wrong shape, a discovery document naming another
+ * issuer): logged as a one-line reason, never with a stack trace.
+ */
+export class FetchError extends Error {
   override readonly name = 'FetchError';
 }
 

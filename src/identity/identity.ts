@@ -5,6 +5,8 @@
 export interface IssuerRef {
   readonly name: string;
   readonly issuer: string;
+  /** How far the issuer's clock may be off: a credential counts until its `exp` plus this. */
+  readonly clockSkewMs: number;
 }
 
 /**

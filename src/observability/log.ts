@@ -31,6 +31,8 @@ export interface AccessLine {
   readonly status: number;
   readonly decision: 'allow' | 'deny' | 'error';
   readonly reason: string | undefined;
+  /** Why, for the operator (never sent to the client); only some refusals have one. */
+  readonly detail?: string | undefined;
   readonly subject: string | undefined;
   readonly issuer: string | undefined;
   readonly upstream: string | undefined;
@@ -60,6 +62,7 @@ export class AccessLog {
     if (line.path !== undefined) out += `,"path":${JSON.stringify(line.path)}`;
     out += `,"status":${line.status},"decision":"${line.decision}"`;
     if (line.reason !== undefined) out += `,"reason":${JSON.stringify(line.reason)}`;
+    if (line.detail !== undefined) out += `,"detail":${JSON.stringify(line.detail)}`;
     if (line.subject !== undefined) out += `,"subject":${JSON.stringify(line.subject)}`;
     if (line.issuer !== undefined) out += `,"issuer":${JSON.stringify(line.issuer)}`;
     if (line.upstream !== undefined) out += `,"upstream":${JSON.stringify(line.upstream)}`;

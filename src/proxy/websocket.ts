@@ -1,9 +1,34 @@
-import { request as httpRequest, type Agent, type OutgoingHttpHeaders } from 'node:http';
+import { createHash } from 'node:crypto';
+import { request as httpRequest, type Agent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { classifyUpstreamError, type UpstreamFailure } from './failures.js';
+import { closeFrame, FrameRelay } from './websocket-frames.js';
 
-export type UpgradeFailure = UpstreamFailure | 'upgrade_refused' | 'client_closed';
+/** `bad_handshake`: a 101 that does not complete the client's handshake (wrong or missing Sec-WebSocket-Accept). */
+export type UpgradeFailure = UpstreamFailure | 'upgrade_refused' | 'bad_handshake' | 'client_closed';
+
+/** RFC 6455 §7.4.1: the status for ending a connection whose terms no longer hold. */
+export const POLICY_VIOLATION = 1008;
+
+/** How long a tunnel being closed may take to get its frames in progress and close frames out before both sockets go. */
+const CLOSE_GRACE_MS = 5000;
+
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** The Sec-WebSocket-Accept that answers `key` (RFC 6455 §4.2.2). */
+export function websocketAccept(key: string): string {
+  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+}
+
+/** An open, proxied WebSocket. */
+export interface WebSocketTunnel {
+  /**
+   * Ends both sides with a close frame of `status` and `reason`, each sent once the frame in progress in its
+   * direction has been relayed; a side that takes longer than a few seconds is cut.
+   */
+  close(status: number, reason: string): void;
+}
 
 /** Where one upstream takes WebSocket handshakes. */
 export interface UpgradeTarget {
@@ -20,7 +45,7 @@ export interface UpgradeTarget {
 
 export interface UpgradeCallbacks {
   /** The upstream switched protocols; bytes now flow both ways. */
-  upgraded(): void;
+  upgraded(tunnel: WebSocketTunnel): void;
   /**
    * No upgrade happened: the upstream refused, timed out or answered without switching protocols (the client
    * socket is still ours to answer on), or the client itself left (`client_closed`: nobody to answer).
@@ -37,8 +62,9 @@ const NOT_RELAYED = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-conne
 /**
  * Proxies one WebSocket handshake with node:http's own upgrade support, then splices the two sockets. The
  * handshake has the upstream's timeout and dies with the client; an upstream that answers without switching
- * protocols is reported as a failure (the client gets a SPEC §7 502), never relayed raw: its body could carry
- * framing of its own. The path goes out exactly as the policy checked it.
+ * protocols, or switches them without accepting this handshake's key, is reported as a failure (the client gets
+ * a SPEC §7 502), never relayed raw: its body could carry framing of its own. The path goes out exactly as the
+ * policy checked it.
  */
 export function forwardUpgrade(
   client: Duplex,
@@ -74,8 +100,11 @@ export function forwardUpgrade(
     res.resume();
     settle('upgrade_refused');
   });
-  proxyReq.on('upgrade', (res, upstream: Duplex, upstreamHead: Buffer) => {
-    if (!settle(undefined) || client.destroyed) {
+  proxyReq.on('upgrade', (res: IncomingMessage, upstream: Duplex, upstreamHead: Buffer) => {
+    // A 101 that does not answer this handshake may come from something that is no WebSocket server at all: a
+    // tunnel to it would carry whatever the client sends next, HTTP requests with identity headers of its own.
+    const completes = completesHandshake(res, headers['sec-websocket-key']);
+    if (!settle(completes ? undefined : 'bad_handshake') || !completes || client.destroyed) {
       upstream.destroy();
       return;
     }
@@ -86,17 +115,46 @@ export function forwardUpgrade(
       if (!NOT_RELAYED.has(name.toLowerCase())) head += `${name}: ${res.rawHeaders[i + 1] as string}\r\n`;
     }
     client.write(`${head}x-request-id: ${requestId}\r\n\r\n`);
-    if (upstreamHead.length > 0) client.write(upstreamHead);
-    if (clientHead.length > 0) upstream.write(clientHead);
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-    upstream.once('close', () => client.destroy());
-    client.once('close', () => upstream.destroy());
-    upstream.pipe(client);
-    client.pipe(upstream);
-    callbacks.upgraded();
+    callbacks.upgraded(openTunnel(client, clientHead, upstream, upstreamHead));
   });
   // A client that leaves mid-handshake takes the upstream handshake with it.
   client.once('close', () => settle('client_closed'));
   proxyReq.end();
+}
+
+/** RFC 6455 §4.1: the client fails the connection unless the 101 says `websocket` and accepts its very key. */
+function completesHandshake(res: IncomingMessage, key: OutgoingHttpHeaders[string]): boolean {
+  return (
+    typeof key === 'string' &&
+    res.headers.upgrade?.toLowerCase() === 'websocket' &&
+    res.headers['sec-websocket-accept'] === websocketAccept(key)
+  );
+}
+
+/** Splices the two sockets frame-aware, so that `close` can end the WebSocket between frames. */
+function openTunnel(client: Duplex, clientHead: Buffer, upstream: Duplex, upstreamHead: Buffer): WebSocketTunnel {
+  const toClient = new FrameRelay(upstream, client);
+  const toUpstream = new FrameRelay(client, upstream);
+  const destroyBoth = (): void => {
+    client.destroy();
+    upstream.destroy();
+  };
+  let deadline: NodeJS.Timeout | undefined;
+  const windDown = (): void => {
+    deadline ??= setTimeout(destroyBoth, CLOSE_GRACE_MS).unref();
+  };
+  upstream.on('error', destroyBoth);
+  client.on('error', destroyBoth);
+  // A side that goes takes the other with it, unless that one was ended cleanly and may still be flushing.
+  upstream.once('close', () => (toClient.ended ? windDown() : client.destroy()));
+  client.once('close', () => (toUpstream.ended ? windDown() : upstream.destroy()));
+  toClient.start(upstreamHead);
+  toUpstream.start(clientHead);
+  return {
+    close(status, reason) {
+      toClient.endWith(closeFrame(status, reason, false));
+      toUpstream.endWith(closeFrame(status, reason, true));
+      windDown();
+    },
+  };
 }

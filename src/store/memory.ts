@@ -20,6 +20,7 @@ export function createMemoryStore(
       synced: () => true,
       isRevoked: (token) => mirror.isRevoked(token),
       isJtiRevoked: (jti, issuer) => mirror.isJtiRevoked(jti, issuer),
+      onRevocation: (listener) => mirror.onApply(listener),
       revokeJti: async (jti, exp, issuer) => mirror.apply(jtiEntry(jti, exp, issuer)),
       revokeSubject: async (subject, before, issuer) => mirror.apply(subjectEntry(subject, before, issuer, nowS())),
     },

@@ -173,6 +173,7 @@ export function createRedisStore(
       synced: () => synced,
       isRevoked: (token) => mirror.isRevoked(token),
       isJtiRevoked: (jti, issuer) => mirror.isJtiRevoked(jti, issuer),
+      onRevocation: (listener) => mirror.onApply(listener),
       revokeJti: (jti, exp, issuer) => replicate(jtiEntry(jti, exp, issuer)),
       revokeSubject: (subject, before, issuer) => replicate(subjectEntry(subject, before, issuer, nowS())),
     },

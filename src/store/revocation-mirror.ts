@@ -67,6 +67,9 @@ export function parseRevocationEntry(text: string): RevocationEntry | undefined 
   return undefined;
 }
 
+/** Told of each revocation once it holds: `isRevoked` already answers accordingly. */
+export type RevocationListener = (entry: RevocationEntry) => void;
+
 interface SubjectCutoff {
   before: number;
   expiresAt: number;
@@ -86,18 +89,30 @@ export class RevocationMirror {
   /** `nowS` returns epoch seconds. */
   constructor(private readonly nowS: () => number) {}
 
+  private readonly listeners = new Set<RevocationListener>();
+
   apply(entry: RevocationEntry): void {
     if (entry.kind === 'jti') {
       const map = entry.issuer === null ? this.jtiAnyIssuer : innerMap(this.jtiByIssuer, entry.issuer);
       map.set(entry.jti, Math.max(map.get(entry.jti) ?? 0, entry.expiresAt));
-      return;
+    } else {
+      const map = entry.issuer === null ? this.subjectAnyIssuer : innerMap(this.subjectByIssuer, entry.issuer);
+      const known = map.get(entry.subject);
+      map.set(entry.subject, {
+        before: Math.max(known?.before ?? -Infinity, entry.before),
+        expiresAt: Math.max(known?.expiresAt ?? 0, entry.expiresAt),
+      });
     }
-    const map = entry.issuer === null ? this.subjectAnyIssuer : innerMap(this.subjectByIssuer, entry.issuer);
-    const known = map.get(entry.subject);
-    map.set(entry.subject, {
-      before: Math.max(known?.before ?? -Infinity, entry.before),
-      expiresAt: Math.max(known?.expiresAt ?? 0, entry.expiresAt),
-    });
+    for (const listener of this.listeners) listener(entry);
+  }
+
+  /**
+   * Calls `listener` after every entry applied, from this instance or another (a resync re-applies known ones);
+   * returns the function that stops it.
+   */
+  onApply(listener: RevocationListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   isRevoked(token: RevocationSubject): boolean {

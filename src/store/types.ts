@@ -1,5 +1,6 @@
 /** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
 
+import type { RevocationListener } from './revocation-mirror.js';
 import type { RateLimitConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -31,6 +32,8 @@ export interface RevocationStore {
   /** Every token of `subject` with `iat <= before` (epoch seconds); `issuer` undefined = every issuer. */
   revokeSubject(subject: string, before: number, issuer?: string): Promise<void>;
   isJtiRevoked(jti: string, issuer?: string): boolean;
+  /** Hears of every revocation applied to this instance's mirror, wherever it was made; returns the unsubscriber. */
+  onRevocation(listener: RevocationListener): () => void;
 }
 
 export interface RateLimitDecision {
@@ -64,3 +67,5 @@ export interface Store {
   ready(): Promise<void>;
   close(): Promise<void>;
 }
+
+export type { RevocationEntry, RevocationListener } from './revocation-mirror.js';

@@ -50,7 +50,7 @@ async function explain(...args: string[]): Promise<{ code: number | undefined; o
 describe('authgate explain', () => {
   it('tells a policy author which rule refuses a dry-run identity, and with what', async () => {
     const { code, out } = await explain('--claims', '{"sub":"bob","roles":["user"],"scope":"admin:read"}', 'GET', 'http://api.local/admin/users');
-    expect(code).toBe(0);
+    expect(code).toBe(3);
     expect(out).toContain('pass  route        admin → upstream api');
     expect(out).toContain('FAIL  authorize    needs any of roles [admin]; has [user]');
     expect(out).toMatch(/pass\s+scopes\s+/);
@@ -79,7 +79,7 @@ describe('authgate explain', () => {
 
   it('explains a refused token without echoing it', async () => {
     const { code, out } = await explain('--token', 'aaaa.bbbb.cccc', 'GET', '/admin/users');
-    expect(code).toBe(0);
+    expect(code).toBe(3);
     expect(out).toMatch(/FAIL {2}authenticate \w+ \(header Authorization\)/);
     expect(out).toContain('result: 401 invalid_token');
   });

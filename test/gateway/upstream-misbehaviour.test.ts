@@ -44,6 +44,10 @@ beforeEach(() => {
   script = () => undefined;
 });
 
+/** RFC 6455 §1.3's own example: the accept that answers the key every handshake here sends. */
+const ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
+const SWITCHING = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n';
+
 const HANDSHAKE = (path: string): string =>
   `GET ${path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
   'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
@@ -92,7 +96,7 @@ describe('an upstream that misbehaves', () => {
 
   it('resetting after the 101: the client connection ends, with no HTTP error written into the WebSocket stream', async () => {
     script = (socket) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nKeep-Alive: timeout=5\r\n\r\n');
+      socket.write(`${SWITCHING}Sec-WebSocket-Accept: ${ACCEPT}\r\nKeep-Alive: timeout=5\r\n\r\n`);
       setImmediate(() => socket.destroy());
     };
     const received = await exchange(HANDSHAKE('/ws'));
@@ -105,10 +109,50 @@ describe('an upstream that misbehaves', () => {
     let requestLine = '';
     script = (socket, request) => {
       requestLine = request.slice(0, request.indexOf('\r\n'));
-      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+      socket.end(`${SWITCHING}Sec-WebSocket-Accept: ${ACCEPT}\r\n\r\n`);
     };
     await exchange(HANDSHAKE('/ws/http:/x/y?q=1'));
     expect(requestLine).toBe('GET /ws/http:/x/y?q=1 HTTP/1.1');
+  });
+
+  /** An HTTP request pipelined behind the handshake: through a tunnel it would reach the upstream as is, spoof and all. */
+  const SMUGGLED = 'GET /admin HTTP/1.1\r\nHost: gw.test\r\nX-User-Id: admin\r\nContent-Length: 0\r\n\r\n';
+
+  it.each([
+    ['a wrong Sec-WebSocket-Accept', `${SWITCHING}Sec-WebSocket-Accept: ${ACCEPT.replace('s3p', 'x3p')}\r\n\r\n`],
+    ['no Sec-WebSocket-Accept', `${SWITCHING}\r\n`],
+    ['the right accept for another protocol', `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nSec-WebSocket-Accept: ${ACCEPT}\r\n\r\n`],
+  ])('answering 101 with %s: the client gets a 502, both sides close, and nothing the client sent after the handshake reaches the upstream', async (_, answer) => {
+    let upstreamGot = '';
+    script = (socket, request) => {
+      // Something that is no WebSocket server: it says 101, then reads what follows as more HTTP.
+      if (upstreamGot === '') socket.write(answer);
+      else socket.end('HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nadmin ok');
+      upstreamGot = request;
+    };
+    const received = await exchange(HANDSHAKE('/ws') + SMUGGLED);
+    expect(received.startsWith('HTTP/1.1 502 Bad Gateway\r\n')).toBe(true);
+    expect(received.match(/HTTP\/1\.1/g)).toHaveLength(1);
+    expect(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      error: 'bad_gateway',
+      error_description: 'The upstream refused the WebSocket upgrade',
+    });
+    await expect.poll(() => upstreamSockets.size).toBe(0);
+    expect(upstreamGot.startsWith('GET /ws HTTP/1.1\r\n')).toBe(true);
+    expect(upstreamGot).not.toContain('/admin');
+  });
+
+  it('answering 101 with the accept of the client\'s key: the client gets that 101, and the tunnel carries its bytes', async () => {
+    let upstreamGot = '';
+    script = (socket, request) => {
+      if (upstreamGot === '') socket.write(`${SWITCHING}Sec-WebSocket-Accept: ${ACCEPT}\r\n\r\n`);
+      upstreamGot = request;
+      if (request.endsWith('tunnelled')) socket.end('answered');
+    };
+    const received = await exchange(`${HANDSHAKE('/ws')}tunnelled`);
+    expect(received.startsWith('HTTP/1.1 101 Switching Protocols\r\n')).toBe(true);
+    expect(received).toContain(`Sec-WebSocket-Accept: ${ACCEPT}\r\n`);
+    expect(received.endsWith('\r\n\r\nanswered')).toBe(true);
   });
 
   it('sending a reason phrase Node would not write: the response is relayed with Node’s own phrase', async () => {

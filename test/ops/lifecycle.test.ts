@@ -1,11 +1,10 @@
 import { mkdir, mkdtemp, rename, symlink, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startIdp, type Idp } from '../helpers/idp.js';
 import { createLatch, startRecordingUpstream, type Latch, type RecordingUpstream } from '../helpers/upstream.js';
-import { startAuthgate, type AuthgateProcess } from './process.js';
+import { get, startAuthgate, type AuthgateProcess } from './process.js';
 
 /** SPEC §12 in a real `authgate start` process: hot reload (file change, SIGHUP) and draining on SIGTERM. */
 
@@ -100,17 +99,6 @@ async function configMapVolume(first: string): Promise<{ file: string; swap(text
       return join(dir, 'gateway.yaml');
     },
   };
-}
-
-function get(base: string, path: string, headers: Record<string, string> = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { headers, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 const countOf = (process: AuthgateProcess, msg: string): number => process.logs.filter((line) => line.msg === msg).length;

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 
@@ -60,4 +61,16 @@ export async function startAuthgate(configFile: string, env: NodeJS.ProcessEnv =
       await exited;
     },
   };
+}
+
+/** GET `path` on a fresh connection; resolves with the status once the body has been read. */
+export function get(base: string, path: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}${path}`, { headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

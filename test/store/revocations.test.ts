@@ -239,7 +239,7 @@ describe('authgate revoke', () => {
     const { lines, out } = capture();
     expect(await main(['revoke', ...argv], out, { AUTHGATE_ADMIN_TOKEN: ADMIN_TOKEN })).toBe(2);
     expect(lines.stderr).toContain(reason);
-    expect(lines.stderr).toContain('authgate revoke  --jti ID');
+    expect(lines.stderr).toContain('usage: authgate revoke --jti ID');
   });
 
   it('exits 2 when AUTHGATE_ADMIN_TOKEN is not set', async () => {
