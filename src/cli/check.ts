@@ -1,5 +1,5 @@
 import { DEFAULT_FETCH_LIMITS } from '../http/fetch-json.js';
-import { IssuerKeySet } from '../auth/key-set.js';
+import { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadResult } from '../config/load.js';
 import { formatHostPort } from '../lib/listen.js';
 import type { GatewayConfig, IssuerConfig } from '../config/types.js';

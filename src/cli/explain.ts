@@ -1,16 +1,16 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { Authenticator } from '../auth/authenticator.js';
-import { buildIdentity } from '../auth/claims.js';
-import { unknownIssuerDetail } from '../auth/diagnose.js';
+import { Authenticator } from '../mechanisms/authenticators/jwt/authenticator.js';
+import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
+import { unknownIssuerDetail } from '../mechanisms/authenticators/jwt/diagnose.js';
 import { formatProblem, loadConfig } from '../config/load.js';
 import type { GatewayConfig, IssuerConfig } from '../config/types.js';
-import type { VerifyResult } from '../auth/types.js';
+import type { VerifyResult } from '../mechanisms/authenticators/jwt/types.js';
 import { decide, type Decision, type RequestFacts } from '../gateway/pipeline.js';
 import { buildRuntime, closeRuntime, type Runtime, type TokenVerifier } from '../gateway/runtime.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import { isPlainObject } from '../lib/json.js';
-import { explainRules } from '../policy/rules.js';
+import { explainRules } from '../mechanisms/authorizers/require.js';
 import { createStore } from '../store/index.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
 

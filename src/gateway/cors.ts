@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { GatewayConfig, RouteConfig } from '../config/types.js';
-import { compileCors, type CorsPolicy } from '../policy/cors.js';
+import { compileCors, type CorsPolicy } from '../mechanisms/cors/policy.js';
 import { normalizeTarget } from '../http/target.js';
 import type { RequestFacts } from './pipeline.js';
 import type { Runtime } from './runtime.js';

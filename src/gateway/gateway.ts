@@ -19,7 +19,7 @@ import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { POLICY_VIOLATION, type UpgradeFailure, type WebSocketTunnel } from '../proxy/websocket.js';
-import { InvalidTokenDescription } from '../auth/types.js';
+import { InvalidTokenDescription } from '../mechanisms/authenticators/jwt/types.js';
 import type { Identity } from '../identity/identity.js';
 import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 import { listen } from '../lib/listen.js';

@@ -1,10 +1,10 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
-import type { TokenExtraction } from '../auth/extract.js';
-import { InvalidTokenDescription } from '../auth/types.js';
+import type { TokenExtraction } from '../mechanisms/credentials/search.js';
+import { InvalidTokenDescription } from '../mechanisms/authenticators/jwt/types.js';
 import type { Identity } from '../identity/identity.js';
 import { claimAsString, readClaim } from '../identity/claim-path.js';
-import { evaluateRules } from '../policy/rules.js';
+import { evaluateRules } from '../mechanisms/authorizers/require.js';
 import { resolveClientIp } from '../http/client-ip.js';
 import { buildUpstreamHeaders } from '../mechanisms/finalizers/header-hygiene.js';
 import { headerValue } from '../http/headers.js';

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { InvalidTokenDescription } from '../auth/types.js';
+import { InvalidTokenDescription } from '../mechanisms/authenticators/jwt/types.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';

@@ -1,15 +1,15 @@
 import type { GatewayConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
-import { Authenticator } from '../auth/authenticator.js';
-import { compileTokenExtractor } from '../auth/extract.js';
+import { Authenticator } from '../mechanisms/authenticators/jwt/authenticator.js';
+import { compileTokenExtractor } from '../mechanisms/credentials/search.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { compileIdentityHeaders, type IdentityHeaderWriter } from '../policy/identity-headers.js';
+import { compileIdentityHeaders, type IdentityHeaderWriter } from '../mechanisms/finalizers/identity-headers.js';
 import { Forwarder } from '../proxy/forwarder.js';
 import { compileTrustedProxies, type TrustedProxies } from '../http/client-ip.js';
 import { compileHeaderPolicy, type HeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
 import { compileHostMatcher } from '../routing/hosts.js';
 import { compileRoutes, type RouteTable } from '../routing/route-table.js';
-import type { CorsPolicy } from '../policy/cors.js';
+import type { CorsPolicy } from '../mechanisms/cors/policy.js';
 import { compileRouteCors } from './cors.js';
 
 /** Per-route work that depends only on the config, split once so the hot path only iterates. */

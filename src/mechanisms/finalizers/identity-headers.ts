@@ -3,9 +3,9 @@
  * reader per header, so a request only reads its identity and writes strings.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { Identity } from '../identity/identity.js';
-import type { IdentityConfig, IdentityField } from '../config/types.js';
-import { claimAsList, claimAsString, readClaim } from '../identity/claim-path.js';
+import type { Identity } from '../../identity/identity.js';
+import type { IdentityConfig, IdentityField } from '../../config/types.js';
+import { claimAsList, claimAsString, readClaim } from '../../identity/claim-path.js';
 
 export interface IdentityHeaderWriter {
   /** Sets each configured header that has a value (keys lower-cased); absent or empty values set nothing. */

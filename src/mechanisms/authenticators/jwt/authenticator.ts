@@ -1,14 +1,14 @@
 import { compactVerify, errors as joseErrors } from 'jose';
-import type { IssuerConfig } from '../config/types.js';
-import type { Logger } from '../observability/log.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { IssuerConfig } from '../../../config/types.js';
+import type { Logger } from '../../../observability/log.js';
+import type { Metrics } from '../../../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
-import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../http/fetch-json.js';
+import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/fetch-json.js';
 import { parseCompactJws, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
 import { TokenCache } from './token-cache.js';
-import type { Identity } from '../identity/identity.js';
+import type { Identity } from '../../../identity/identity.js';
 import { InvalidTokenDescription, type IssuerStatus, type VerifyResult } from './types.js';
 
 export interface AuthenticatorDeps {

@@ -1,10 +1,10 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IdentityConfig, IdentityField } from '../../src/config/types.js';
-import { compileIdentityHeaders, headerSafeValue } from '../../src/policy/identity-headers.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { identity } from './identity.js';
+import type { IdentityConfig, IdentityField } from '../../../src/config/types.js';
+import { compileIdentityHeaders, headerSafeValue } from '../../../src/mechanisms/finalizers/identity-headers.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
+import { identity } from '../../helpers/identity.js';
 
 function config(headers: Record<string, IdentityField>, listSeparator = ','): IdentityConfig {
   return {

@@ -1,12 +1,12 @@
 import type { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
-import type { IssuerConfig } from '../config/types.js';
-import { parseKeyServerUrl } from '../config/values.js';
-import { isPlainObject } from '../lib/json.js';
-import type { Logger } from '../observability/log.js';
-import type { Metrics } from '../observability/metrics.js';
-import { FetchError, fetchJson, type FetchLimits } from '../http/fetch-json.js';
+import type { IssuerConfig } from '../../../config/types.js';
+import { parseKeyServerUrl } from '../../../config/values.js';
+import { isPlainObject } from '../../../lib/json.js';
+import type { Logger } from '../../../observability/log.js';
+import type { Metrics } from '../../../observability/metrics.js';
+import { FetchError, fetchJson, type FetchLimits } from '../../../http/fetch-json.js';
 import type { IssuerStatus } from './types.js';
 
 /**

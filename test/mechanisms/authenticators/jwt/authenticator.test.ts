@@ -2,13 +2,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Authenticator, type AuthenticatorDeps } from '../../src/auth/authenticator.js';
-import type { VerifyResult } from '../../src/auth/types.js';
-import type { IssuerConfig } from '../../src/config/types.js';
-import { createLogger } from '../../src/observability/log.js';
-import { Metrics } from '../../src/observability/metrics.js';
-import { issuerConfigFor, startIdp, type Idp, type IdpOptions, type JwksBehaviour } from '../helpers/idp.js';
-import { signRaw } from '../helpers/tokens.js';
+import { Authenticator, type AuthenticatorDeps } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
+import type { VerifyResult } from '../../../../src/mechanisms/authenticators/jwt/types.js';
+import type { IssuerConfig } from '../../../../src/config/types.js';
+import { createLogger } from '../../../../src/observability/log.js';
+import { Metrics } from '../../../../src/observability/metrics.js';
+import { issuerConfigFor, startIdp, type Idp, type IdpOptions, type JwksBehaviour } from '../../../helpers/idp.js';
+import { signRaw } from '../../../helpers/tokens.js';
 
 /** JWKS lifecycle, happy paths and the verified-token cache, against real IdPs and a controllable clock. */
 

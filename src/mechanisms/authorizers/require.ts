@@ -5,9 +5,9 @@
  * The lists involved are a handful of entries on both sides, so linear `includes` beats building Sets:
  * it allocates nothing per request. Strings for logs and `explain` are built only when they are needed.
  */
-import type { Identity } from '../identity/identity.js';
-import type { ClaimValue, ListRule, RequireRules } from '../config/types.js';
-import { readClaim } from '../identity/claim-path.js';
+import type { Identity } from '../../identity/identity.js';
+import type { ClaimValue, ListRule, RequireRules } from '../../config/types.js';
+import { readClaim } from '../../identity/claim-path.js';
 
 export type RuleName = 'roles' | 'permissions' | 'scopes' | 'claims';
 

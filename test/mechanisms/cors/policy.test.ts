@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { CorsConfig } from '../../src/config/types.js';
-import { compileCors } from '../../src/policy/cors.js';
+import type { CorsConfig } from '../../../src/config/types.js';
+import { compileCors } from '../../../src/mechanisms/cors/policy.js';
 
 const APP = 'https://app.example.com';
 const withCredentials: CorsConfig = {

@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { buildIdentity, compileClaimsValidator } from '../../src/auth/claims.js';
+import { buildIdentity, compileClaimsValidator } from '../../src/mechanisms/authenticators/jwt/claims.js';
 import { formatProblem, parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
-import { compileIdentityHeaders } from '../../src/policy/identity-headers.js';
-import { evaluateRules, type RuleName } from '../../src/policy/rules.js';
+import { compileIdentityHeaders } from '../../src/mechanisms/finalizers/identity-headers.js';
+import { evaluateRules, type RuleName } from '../../src/mechanisms/authorizers/require.js';
 
 const DOC = resolve(import.meta.dirname, '../../docs/issuers-and-policy.md');
 const PREAMBLE = 'version: 1\nupstreams:\n  api: { url: http://127.0.0.1:3000 }\n';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { buildIdentity, compileClaimsValidator, normalizeTokenType, type ClaimsFailure } from '../../src/auth/claims.js';
-import type { IssuerConfig } from '../../src/config/types.js';
-import { issuerConfigFor } from '../helpers/idp.js';
+import { buildIdentity, compileClaimsValidator, normalizeTokenType, type ClaimsFailure } from '../../../../src/mechanisms/authenticators/jwt/claims.js';
+import type { IssuerConfig } from '../../../../src/config/types.js';
+import { issuerConfigFor } from '../../../helpers/idp.js';
 
 const NOW = 1_700_000_000; // seconds
 const SKEW = 30;

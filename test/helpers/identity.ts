@@ -1,6 +1,6 @@
 import type { Identity } from '../../src/identity/identity.js';
 import type { IssuerConfig, RequireRules } from '../../src/config/types.js';
-import { issuerConfigFor } from '../helpers/idp.js';
+import { issuerConfigFor } from './idp.js';
 
 export const testIssuer: IssuerConfig = issuerConfigFor(
   { issuer: 'https://idp.example.com/', audience: 'https://api.example.com', jwksUri: 'https://idp.example.com/jwks.json' },

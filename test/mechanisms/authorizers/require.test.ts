@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { Identity } from '../../src/identity/identity.js';
-import type { RequireRules } from '../../src/config/types.js';
-import { evaluateRules, explainRules, type RuleName } from '../../src/policy/rules.js';
-import { identity, rules } from './identity.js';
+import type { Identity } from '../../../src/identity/identity.js';
+import type { RequireRules } from '../../../src/config/types.js';
+import { evaluateRules, explainRules, type RuleName } from '../../../src/mechanisms/authorizers/require.js';
+import { identity, rules } from '../../helpers/identity.js';
 
 const any = (...values: string[]) => ({ mode: 'any' as const, values });
 const all = (...values: string[]) => ({ mode: 'all' as const, values });

@@ -3,11 +3,11 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { compactVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Authenticator } from '../../src/auth/authenticator.js';
-import type { VerifyResult } from '../../src/auth/types.js';
-import { createLogger } from '../../src/observability/log.js';
-import { Metrics } from '../../src/observability/metrics.js';
-import { issuerConfigFor, startIdp, type Idp, type SignOptions } from '../helpers/idp.js';
+import { Authenticator } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
+import type { VerifyResult } from '../../../../src/mechanisms/authenticators/jwt/types.js';
+import { createLogger } from '../../../../src/observability/log.js';
+import { Metrics } from '../../../../src/observability/metrics.js';
+import { issuerConfigFor, startIdp, type Idp, type SignOptions } from '../../../helpers/idp.js';
 import {
   b64url,
   duplicateClaimJson,
@@ -20,7 +20,7 @@ import {
   withPadding,
   withSpareBits,
   withTruncatedSignature,
-} from '../helpers/tokens.js';
+} from '../../../helpers/tokens.js';
 
 /**
  * ATTACKS.md "Signature and algorithm", "Key selection", "Claims" and the token parts of "Transport", each minted

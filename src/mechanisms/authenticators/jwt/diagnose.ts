@@ -1,5 +1,5 @@
-import type { IssuerConfig } from '../config/types.js';
-import { readClaim } from '../identity/claim-path.js';
+import type { IssuerConfig } from '../../../config/types.js';
+import { readClaim } from '../../../identity/claim-path.js';
 import { normalizeTokenType, type ClaimsFailure } from './claims.js';
 
 /**

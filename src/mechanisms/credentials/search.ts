@@ -1,5 +1,5 @@
-import type { TokenSource } from '../config/types.js';
-import { bearerToken, hasBearerScheme, isB64token, MAX_TOKEN_LENGTH } from '../http/bearer.js';
+import type { TokenSource } from '../../config/types.js';
+import { bearerToken, hasBearerScheme, isB64token, MAX_TOKEN_LENGTH } from '../../http/bearer.js';
 
 /**
  * Finding the access token in a request (SPEC §4, RFC 6750 §2). Pure: headers and query in, a decision out.

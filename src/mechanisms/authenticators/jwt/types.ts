@@ -1,4 +1,4 @@
-import type { Identity } from '../identity/identity.js';
+import type { Identity } from '../../../identity/identity.js';
 
 /**
  * Fixed list of client-facing descriptions (SPEC §7). The detailed reason goes to the log only,

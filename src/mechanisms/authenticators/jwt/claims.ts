@@ -1,7 +1,7 @@
-import type { IssuerConfig } from '../config/types.js';
-import { claimAsList, readClaim, scopeList } from '../identity/claim-path.js';
-import { deepFreeze } from '../lib/json.js';
-import type { Identity } from '../identity/identity.js';
+import type { IssuerConfig } from '../../../config/types.js';
+import { claimAsList, readClaim, scopeList } from '../../../identity/claim-path.js';
+import { deepFreeze } from '../../../lib/json.js';
+import type { Identity } from '../../../identity/identity.js';
 
 /**
  * Claim validation after the signature holds (SPEC §4, RFC 9068 §4, RFC 8725 §3.11), and the Identity built from

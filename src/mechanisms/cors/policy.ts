@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { CorsConfig } from '../config/types.js';
+import type { CorsConfig } from '../../config/types.js';
 
 /**
  * CORS for one route, compiled once per config: every header value is built here so the hot path only looks up

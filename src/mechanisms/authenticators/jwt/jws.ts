@@ -1,5 +1,5 @@
-import { MAX_TOKEN_LENGTH } from '../http/bearer.js';
-import { isPlainObject } from '../lib/json.js';
+import { MAX_TOKEN_LENGTH } from '../../../http/bearer.js';
+import { isPlainObject } from '../../../lib/json.js';
 
 /**
  * Structural checks on a compact JWS before any key is touched (SPEC §4, RFC 8725). Everything here is cheap and

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { compileTokenExtractor, type TokenExtraction } from '../../src/auth/extract.js';
-import { MAX_TOKEN_LENGTH } from '../../src/http/bearer.js';
-import type { TokenSource } from '../../src/config/types.js';
+import { compileTokenExtractor, type TokenExtraction } from '../../../src/mechanisms/credentials/search.js';
+import { MAX_TOKEN_LENGTH } from '../../../src/http/bearer.js';
+import type { TokenSource } from '../../../src/config/types.js';
 
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl';
 const OTHER = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIyIn0.c2ln';

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Authenticator } from '../../src/auth/authenticator.js';
-import { nearestIssuer, quote, unknownIssuerDetail } from '../../src/auth/diagnose.js';
-import { createLogger } from '../../src/observability/log.js';
-import { Metrics } from '../../src/observability/metrics.js';
-import { issuerConfigFor, startIdp } from '../helpers/idp.js';
+import { Authenticator } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
+import { nearestIssuer, quote, unknownIssuerDetail } from '../../../../src/mechanisms/authenticators/jwt/diagnose.js';
+import { createLogger } from '../../../../src/observability/log.js';
+import { Metrics } from '../../../../src/observability/metrics.js';
+import { issuerConfigFor, startIdp } from '../../../helpers/idp.js';
 
 /** Refusal details for operators: the nearest configured issuer, and what the gateway and explain attach. */
 

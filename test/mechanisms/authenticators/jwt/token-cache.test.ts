@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TokenCache, type KeyVersion } from '../../src/auth/token-cache.js';
+import { TokenCache, type KeyVersion } from '../../../../src/mechanisms/authenticators/jwt/token-cache.js';
 
 const keys = (): { generation: number; usableUntilMs: number } => ({ generation: 1, usableUntilMs: 10_000 });
 

@@ -6,8 +6,8 @@ import {
   parseCompactJws,
   scanJsonMembers,
   type JwsFailure,
-} from '../../src/auth/jws.js';
-import { assemble, b64url } from '../helpers/tokens.js';
+} from '../../../../src/mechanisms/authenticators/jwt/jws.js';
+import { assemble, b64url } from '../../../helpers/tokens.js';
 
 describe('isCanonicalBase64url agrees with a decode/re-encode round trip', () => {
   const roundTrips = (segment: string): boolean => Buffer.from(segment, 'base64url').toString('base64url') === segment;
