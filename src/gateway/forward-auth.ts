@@ -2,7 +2,8 @@ import { METHODS, type IncomingHttpHeaders } from 'node:http';
 import type { ForwardAuthFamily } from '../config/types.js';
 import { headerValue } from '../http/headers.js';
 import { normalizeHost } from '../routing/hosts.js';
-import { Errors, invalidRequest, type GatewayError } from '../http/responses.js';
+import { Errors, type GatewayError } from '../http/responses.js';
+import { invalidRequest } from '../mechanisms/errors/bearer.js';
 import type { RequestFacts } from './pipeline.js';
 
 /**

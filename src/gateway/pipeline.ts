@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
 import type { TokenExtraction } from '../mechanisms/credentials/search.js';
-import { InvalidTokenDescription } from '../mechanisms/authenticators/jwt/types.js';
 import type { Identity } from '../identity/identity.js';
 import { claimAsString, readClaim } from '../identity/claim-path.js';
 import { evaluateRules } from '../mechanisms/authorizers/require.js';
@@ -11,16 +10,8 @@ import { headerValue } from '../http/headers.js';
 import { normalizeTarget } from '../http/target.js';
 import type { RateLimitDecision, Store } from '../store/types.js';
 import type { Metrics } from '../observability/metrics.js';
-import {
-  Errors,
-  insufficientScope,
-  rateLimited,
-  invalidRequest,
-  invalidToken,
-  keysUnavailable,
-  missingToken,
-  type GatewayError,
-} from '../http/responses.js';
+import { Errors, InvalidTokenDescription, type GatewayError } from '../http/responses.js';
+import { insufficientScope, invalidRequest, invalidToken, keysUnavailable, missingToken, rateLimited } from '../mechanisms/errors/bearer.js';
 import type { RoutePlan, Runtime } from './runtime.js';
 
 /** The facts of one request the chain decides on: a proxied request, an upgrade, or a forward-auth check. */

@@ -1,12 +1,12 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { InvalidTokenDescription } from '../mechanisms/authenticators/jwt/types.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { headersForProxyToRemove } from '../mechanisms/finalizers/header-hygiene.js';
 import { normalizeTarget } from '../http/target.js';
 import type { Store } from '../store/types.js';
-import { Errors, invalidToken, sendError, type GatewayError } from '../http/responses.js';
+import { Errors, InvalidTokenDescription, sendError, type GatewayError } from '../http/responses.js';
+import { invalidToken } from '../mechanisms/errors/bearer.js';
 import { envoyOriginalTarget, readOriginalRequest, type ProxyFamily } from './forward-auth.js';
 import { authenticate, decide, hostAllowed, type Outcome, type RequestFacts } from './pipeline.js';
 import type { Runtime } from './runtime.js';

@@ -14,7 +14,25 @@ export interface GatewayError {
   readonly headers?: OutgoingHttpHeaders | undefined;
 }
 
-const REALM = 'Bearer realm="authgate"';
+/**
+ * Fixed list of client-facing descriptions (SPEC §7). The detailed reason goes to the log only,
+ * so nothing from the token is ever echoed to a client.
+ */
+export const InvalidTokenDescription = {
+  malformed: 'The access token is malformed',
+  tooLong: 'The access token is too long',
+  expired: 'The access token expired',
+  notYetValid: 'The access token is not yet valid',
+  signature: 'The access token signature is invalid',
+  issuer: 'The access token issuer is not accepted',
+  audience: 'The access token audience is not accepted',
+  type: 'The access token type is not accepted',
+  algorithm: 'The access token algorithm is not accepted',
+  claims: 'The access token claims are not accepted',
+  revoked: 'The access token has been revoked',
+  tooOld: 'The access token is too old',
+} as const;
+export type InvalidTokenDescription = (typeof InvalidTokenDescription)[keyof typeof InvalidTokenDescription];
 
 export const Errors = {
   badTarget: { status: 400, code: 'invalid_request', description: 'The request target is invalid' },
@@ -57,52 +75,6 @@ export const Errors = {
   noWorker: { status: 503, code: 'service_unavailable', description: 'No worker is up', headers: { 'retry-after': '5' } },
   workerUnreachable: { status: 502, code: 'bad_gateway', description: 'The worker did not answer' },
 } as const satisfies Record<string, GatewayError>;
-
-/** 401 without an error code: the client sent no credentials (RFC 6750 §3.1). */
-export const missingToken: GatewayError = {
-  status: 401,
-  code: 'unauthorized',
-  description: 'An access token is required',
-  headers: { 'www-authenticate': REALM },
-};
-
-export function invalidToken(description: string): GatewayError {
-  return {
-    status: 401,
-    code: 'invalid_token',
-    description,
-    headers: { 'www-authenticate': `${REALM}, error="invalid_token", error_description="${description}"` },
-  };
-}
-
-export function invalidRequest(description: string): GatewayError {
-  return {
-    status: 400,
-    code: 'invalid_request',
-    description,
-    headers: { 'www-authenticate': `${REALM}, error="invalid_request", error_description="${description}"` },
-  };
-}
-
-export function insufficientScope(requiredScopes: readonly string[] | undefined): GatewayError {
-  const description = 'The access token does not grant access to this resource';
-  const scope = requiredScopes && requiredScopes.length > 0 ? `, scope="${requiredScopes.join(' ')}"` : '';
-  return {
-    status: 403,
-    code: 'insufficient_scope',
-    description,
-    headers: { 'www-authenticate': `${REALM}, error="insufficient_scope", error_description="${description}"${scope}` },
-  };
-}
-
-/** 429 with the RateLimit-* and Retry-After headers of the limit that refused. */
-export function rateLimited(headers: OutgoingHttpHeaders): GatewayError {
-  return { status: 429, code: 'rate_limited', description: 'Too many requests', headers };
-}
-
-export function keysUnavailable(description: string): GatewayError {
-  return { status: 503, code: 'service_unavailable', description, headers: { 'retry-after': '5' } };
-}
 
 function errorBody(error: GatewayError, requestId: string): string {
   return JSON.stringify({ error: error.code, error_description: error.description, request_id: requestId });

@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { expect } from 'vitest';
-import { InvalidTokenDescription } from '../../src/mechanisms/authenticators/jwt/types.js';
+import { InvalidTokenDescription } from '../../src/http/responses.js';
 import { rawRequest, type RawRequest, type RawResponse, type TestGateway } from '../helpers/gateway.js';
 import type { RecordingUpstream } from '../helpers/upstream.js';
 

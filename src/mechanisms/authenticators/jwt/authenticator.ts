@@ -9,7 +9,8 @@ import { parseCompactJws, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
 import { TokenCache } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
-import { InvalidTokenDescription, type IssuerStatus, type VerifyResult } from './types.js';
+import { InvalidTokenDescription } from '../../../http/responses.js';
+import type { IssuerStatus, VerifyResult } from './types.js';
 
 export interface AuthenticatorDeps {
   logger: Logger;

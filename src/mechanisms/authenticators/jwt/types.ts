@@ -1,24 +1,5 @@
+import type { InvalidTokenDescription } from '../../../http/responses.js';
 import type { Identity } from '../../../identity/identity.js';
-
-/**
- * Fixed list of client-facing descriptions (SPEC §7). The detailed reason goes to the log only,
- * so nothing from the token is ever echoed to a client.
- */
-export const InvalidTokenDescription = {
-  malformed: 'The access token is malformed',
-  tooLong: 'The access token is too long',
-  expired: 'The access token expired',
-  notYetValid: 'The access token is not yet valid',
-  signature: 'The access token signature is invalid',
-  issuer: 'The access token issuer is not accepted',
-  audience: 'The access token audience is not accepted',
-  type: 'The access token type is not accepted',
-  algorithm: 'The access token algorithm is not accepted',
-  claims: 'The access token claims are not accepted',
-  revoked: 'The access token has been revoked',
-  tooOld: 'The access token is too old',
-} as const;
-export type InvalidTokenDescription = (typeof InvalidTokenDescription)[keyof typeof InvalidTokenDescription];
 
 export type VerifyResult =
   | { readonly ok: true; readonly identity: Identity }
