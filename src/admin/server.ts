@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
 import { writeJson } from '../http/responses.js';
-import type { IssuerStatus } from '../mechanisms/authenticators/jwt/types.js';
+import type { IssuerStatus } from '../chain/kinds.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/types.js';

@@ -1,12 +1,15 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { Authenticator } from '../mechanisms/authenticators/jwt/authenticator.js';
+import { Context } from '../chain/context.js';
+import { decide } from '../chain/run.js';
+import type { Verdict } from '../chain/verdict.js';
+import { JwtAuthenticator, JwtMechanism, type TokenVerifier } from '../mechanisms/authenticators/jwt/authenticator.js';
 import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
 import { unknownIssuerDetail } from '../mechanisms/authenticators/jwt/diagnose.js';
 import { formatProblem, loadConfig } from '../config/load.js';
 import type { GatewayConfig, IssuerConfig } from '../config/types.js';
 import type { VerifyResult } from '../mechanisms/authenticators/jwt/types.js';
-import { decide, type Decision, type RequestFacts } from '../gateway/pipeline.js';
-import { buildRuntime, closeRuntime, type Runtime, type TokenVerifier } from '../gateway/runtime.js';
+import { registry } from '../plan/registry.js';
+import { buildRuntime, closeRuntime, startRuntime } from '../server/runtime.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import { isPlainObject } from '../lib/json.js';
@@ -106,32 +109,32 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
   const dryRun = args.claims === undefined ? undefined : dryRunVerifier(config, args.claims, steps);
   const logger = createLogger('silent');
   const metrics = new Metrics();
-  const built = buildRuntime(config, { logger, metrics });
-  // Replaced (never started) by one that attaches the compared values to every refusal, or by the dry run.
-  built.authenticator.close();
-  const runtime: Runtime = { ...built, authenticator: dryRun ?? new Authenticator(config.issuers, { logger, metrics, explain: true }) };
   const store = createStore({ redis: undefined, prefix: config.store.prefix }, config.rateLimits, { logger, metrics });
+  // The JWT mechanism verifies with one that attaches the compared values to every refusal, or is the dry run.
+  const verifier = dryRun ?? new JwtAuthenticator(config.issuers, { logger, metrics, explain: true });
+  const explaining = { ...registry, authenticators: { jwt: { create: () => new JwtMechanism(verifier) } } };
+  const runtime = buildRuntime(config, { logger, metrics, store }, undefined, explaining);
   try {
-    await runtime.authenticator.start();
-    const facts = requestFacts(args);
-    const decision = await decide(facts, runtime, { store, metrics }, (stage, ok, detail) => steps.push({ stage, ok, detail }));
-    const report = reportOf(args, dryRun !== undefined, steps, decision);
+    await startRuntime(runtime);
+    const ctx = requestContext(args);
+    const verdict = await decide(runtime.head, ctx, (stage, ok, detail) => steps.push({ stage, ok, detail }));
+    const report = reportOf(args, dryRun !== undefined, steps, ctx, verdict);
     io.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report));
-    return decision.allow ? 0 : EXIT_DENIED;
+    return verdict.ok ? 0 : EXIT_DENIED;
   } finally {
     closeRuntime(runtime);
     await store.close();
   }
 }
 
-function requestFacts(args: ExplainArgs): RequestFacts {
+function requestContext(args: ExplainArgs): Context {
   const headers: IncomingHttpHeaders = { host: args.target.host };
   for (const line of args.headers) {
     const colon = line.indexOf(':');
     if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
   headers.authorization = `Bearer ${args.token ?? DRY_RUN_TOKEN}`;
-  return {
+  return new Context({
     method: args.method,
     target: args.target.path,
     host: args.target.host,
@@ -140,25 +143,26 @@ function requestFacts(args: ExplainArgs): RequestFacts {
     peerIp: '127.0.0.1',
     trustedPeer: false,
     proto: args.target.proto,
-    upgrade: false,
+    transport: 'request',
     requestId: 'explain',
-  };
+  });
 }
 
-function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], decision: Decision): ExplainReport {
-  const rules = decision.route?.require && decision.identity ? explainRules(decision.route.require, decision.identity) : [];
+function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], ctx: Context, verdict: Verdict): ExplainReport {
+  const route = ctx.plan?.route;
+  const rules = route?.require && ctx.identity ? explainRules(route.require, ctx.identity) : [];
   return {
     request: { method: args.method, host: args.target.host, target: args.target.path },
     dryRun,
-    route: decision.route?.name ?? null,
+    route: route?.name ?? null,
     steps,
     rules,
-    verdict: decision.allow ? 'allow' : 'deny',
-    status: decision.allow ? null : decision.error.status,
-    error: decision.allow ? null : decision.error.code,
-    reason: decision.allow ? null : decision.reason,
-    upstream: decision.allow ? { name: decision.route.upstream, path: `${decision.path}${decision.query}` } : null,
-    upstreamHeaders: decision.allow ? headerLines(decision.upstreamHeaders) : {},
+    verdict: verdict.ok ? 'allow' : 'deny',
+    status: verdict.ok ? null : verdict.error.status,
+    error: verdict.ok ? null : verdict.error.code,
+    reason: verdict.ok ? null : verdict.reason,
+    upstream: verdict.ok ? { name: ctx.plan?.upstream ?? '-', path: `${ctx.path}${ctx.query}` } : null,
+    upstreamHeaders: verdict.ok ? headerLines(ctx.upstreamHeaders ?? {}) : {},
   };
 }
 

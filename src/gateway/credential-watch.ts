@@ -1,6 +1,6 @@
 import type { Identity } from '../identity/identity.js';
 import type { RevocationEntry, RevocationStore } from '../store/types.js';
-import { revocationKey } from './pipeline.js';
+import { revocationKey } from '../chain/steps/revocation.js';
 
 /** Why a watched credential stopped holding. */
 export type CredentialEnd = 'expired' | 'revoked';

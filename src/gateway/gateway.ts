@@ -23,11 +23,13 @@ import type { Identity } from '../identity/identity.js';
 import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 import { listen } from '../lib/listen.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
-import { sendError, sendErrorOnSocket, Errors, InvalidTokenDescription, SECURITY_HEADERS, type GatewayError } from '../http/responses.js';
-import { decide, type Outcome, type RequestFacts } from './pipeline.js';
-import { answerPreflight } from './cors.js';
-import { handleReserved } from './reserved.js';
-import { buildRuntime, closeRuntime, type Runtime } from './runtime.js';
+import { sendError, sendErrorOnSocket, Errors, InvalidTokenDescription, type GatewayError } from '../http/responses.js';
+import { Context } from '../chain/context.js';
+import type { Transport } from '../chain/kinds.js';
+import { decide } from '../chain/run.js';
+import { isThenable, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
+import { rateLimitHeaders } from '../mechanisms/limiters/rate-limit.js';
+import { buildRuntime, closeRuntime, runtimeStatus, startRuntime, type Runtime } from '../server/runtime.js';
 import { bodyPending, type ForwardFailure } from '../proxy/forwarder.js';
 import { isAbandoned } from '../proxy/failures.js';
 
@@ -88,8 +90,8 @@ class Gateway implements RunningGateway {
     private readonly adminListen: ListenAddress | undefined,
   ) {
     this.accessLog = new AccessLog(logger);
-    this.runtime = buildRuntime(config, { logger, metrics });
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
+    this.runtime = buildRuntime(config, { logger, metrics, store: this.store });
     this.credentials = new CredentialWatch(this.store.revocations);
   }
 
@@ -100,11 +102,11 @@ class Gateway implements RunningGateway {
       logger: this.logger,
       metrics: this.metrics,
       store: this.store,
-      readiness: () => ({ draining: this.draining, status: () => this.runtime.authenticator.issuerStatus() }),
+      readiness: () => ({ draining: this.draining, status: () => runtimeStatus(this.runtime) }),
       adminToken: () => this.runtime.config.admin.token,
     });
     this.adminUrl = this.admin.url;
-    await Promise.all([this.runtime.authenticator.start(), this.store.ready()]);
+    await Promise.all([startRuntime(this.runtime), this.store.ready()]);
 
     const tls = config.server.tls;
     const headerTimeoutMs = config.server.headerTimeoutMs;
@@ -136,9 +138,9 @@ class Gateway implements RunningGateway {
     const previous = this.runtime;
     // Certificates first: a renewed certificate that cannot be read refuses the whole reload.
     const tlsContext = config.server.tls ? await readTlsContext(config.server.tls) : undefined;
-    const next = buildRuntime(config, { logger: this.logger, metrics: this.metrics }, previous);
+    const next = buildRuntime(config, { logger: this.logger, metrics: this.metrics, store: this.store }, previous);
     try {
-      await next.authenticator.start();
+      await startRuntime(next);
     } catch (err) {
       closeRuntime(next, 'retire');
       throw err;
@@ -180,9 +182,12 @@ class Gateway implements RunningGateway {
     await this.admin?.close();
   }
 
-  private facts(req: IncomingMessage, upgrade: boolean, trustedPeer: boolean, peerIp: string): RequestFacts {
+  private context(req: IncomingMessage, transport: Transport, runtime: Runtime): Context {
+    const peerIp = peerAddress(req.socket);
+    const trustedPeer = runtime.head.trustedProxies.isTrusted(peerIp);
     const incomingId = req.headers['x-request-id'];
-    return {
+    const socket = req.socket as TLSSocket;
+    return new Context({
       method: req.method ?? 'GET',
       target: req.url ?? '',
       host: req.headers.host ?? '',
@@ -190,65 +195,65 @@ class Gateway implements RunningGateway {
       headersDistinct: req.headersDistinct,
       peerIp,
       trustedPeer,
-      proto: (req.socket as TLSSocket).encrypted ? 'https' : 'http',
-      upgrade,
+      proto: socket.encrypted ? 'https' : 'http',
+      transport,
       requestId: trustedPeer && typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID(),
-    };
+      tls: socket.encrypted ? socket : undefined,
+    });
   }
 
   /** `expectsContinue`: the client sent `Expect: 100-continue` and waits for our word before its body. */
   private onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue = false): void {
     const started = performance.now();
     const runtime = this.runtime;
-    const peerIp = peerAddress(req.socket);
-    const facts = this.facts(req, false, runtime.trustedProxies.isTrusted(peerIp), peerIp);
-    let decision: Outcome | undefined;
-    /** A reserved endpoint's answer may close the response before its outcome promise settles. */
-    let outcomePending: Promise<unknown> | undefined;
-    res.once('close', () => {
-      if (outcomePending) void outcomePending.finally(() => this.recordResponse(facts, decision, res, started));
-      else this.recordResponse(facts, decision, res, started);
-    });
-    if (facts.proto === 'https') res.setHeader('strict-transport-security', HSTS);
-
-    const reserved = handleReserved(res, facts, runtime, { store: this.store, metrics: this.metrics, logger: this.logger });
-    if (reserved) {
-      outcomePending = reserved.then((d) => (decision = d)).catch((err: unknown) => this.fail(res, facts.requestId, err));
-      return;
+    const ctx = this.context(req, 'request', runtime);
+    let verdict: Verdict | undefined;
+    res.once('close', () => this.recordResponse(ctx, verdict, res, started));
+    if (ctx.proto === 'https') res.setHeader('strict-transport-security', HSTS);
+    const settle = (settled: Verdict): void => {
+      verdict = settled;
+      this.respond(req, res, ctx, settled, runtime, expectsContinue);
+    };
+    try {
+      const decided = decide(runtime.head, ctx);
+      if (isThenable(decided)) decided.then(settle, (err: unknown) => this.fail(res, ctx.requestId, err));
+      else settle(decided);
+    } catch (err) {
+      this.fail(res, ctx.requestId, err);
     }
-    const preflight = answerPreflight(facts, runtime);
-    if (preflight) {
-      decision = { allow: preflight.headers !== undefined, reason: 'cors_preflight', route: preflight.route, identity: undefined, path: preflight.path };
-      if (preflight.headers) res.writeHead(204, { ...preflight.headers, ...SECURITY_HEADERS, 'x-request-id': facts.requestId }).end();
-      else sendError(res, Errors.corsRefused, facts.requestId);
+  }
+
+  /** A refusal or the gateway's own answer goes back to the client; a pass is forwarded to the plan's upstream. */
+  private respond(req: IncomingMessage, res: ServerResponse, ctx: Context, verdict: Verdict, runtime: Runtime, expectsContinue: boolean): void {
+    const plan = ctx.plan;
+    if (verdict.ok && verdict.answer !== undefined) {
+      res.writeHead(verdict.answer.status, { ...verdict.answer.headers, 'x-request-id': ctx.requestId }).end();
       return;
     }
     const origin = req.headers.origin;
-    decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
-      (d) => {
-        decision = d;
-        const cors = origin !== undefined && d.route ? runtime.plans.get(d.route)?.cors : undefined;
-        if (cors) for (const [name, value] of Object.entries(cors.responseHeaders(origin as string))) res.setHeader(name, value as string);
-        if (!d.allow) {
-          sendError(res, d.error, facts.requestId);
-          return;
-        }
-        if (d.rateLimitHeaders) for (const name in d.rateLimitHeaders) res.setHeader(name, d.rateLimitHeaders[name] as string);
-        // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
-        if (expectsContinue) res.writeContinue();
-        runtime.forwarder.web(req, res, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, (failure) =>
-          this.forwardFailed(res, failure, facts.requestId),
-        );
-      },
-      (err: unknown) => this.fail(res, facts.requestId, err),
+    // Preflight refusals carry no CORS headers: the browser reads a refused preflight as refused either way.
+    if (origin !== undefined && plan?.cors !== undefined && (verdict.ok || verdict.stage !== 'cors')) {
+      for (const [name, value] of Object.entries(plan.cors.responseHeaders(origin))) res.setHeader(name, value as string);
+    }
+    if (!verdict.ok) {
+      sendError(res, verdict.error, ctx.requestId);
+      return;
+    }
+    if (ctx.limit) {
+      const limitHeaders = rateLimitHeaders(ctx.limit);
+      for (const name in limitHeaders) res.setHeader(name, limitHeaders[name] as string);
+    }
+    // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
+    if (expectsContinue) res.writeContinue();
+    runtime.forwarder.web(req, res, plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, (failure) =>
+      this.forwardFailed(res, failure, ctx.requestId),
     );
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const started = performance.now();
     const runtime = this.runtime;
-    const peerIp = peerAddress(req.socket);
-    const facts = this.facts(req, true, runtime.trustedProxies.isTrusted(peerIp), peerIp);
+    const ctx = this.context(req, 'upgrade', runtime);
     socket.on('error', () => socket.destroy());
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
@@ -257,47 +262,55 @@ class Gateway implements RunningGateway {
     // the connection without answering the handshake; clients retry it on a new one (RFC 9112 §9.3.2).
     const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (pending) {
-      this.record(facts, { allow: false, reason: 'pipelined_upgrade', route: undefined, identity: undefined, path: undefined }, CLOSED_UNANSWERED, started);
+      this.record(ctx, PIPELINED_UPGRADE, CLOSED_UNANSWERED, started);
       pending.once('close', () => socket.end());
       return;
     }
     // Only a real WebSocket handshake counts as an upgrade: the flag unlocks query-string tokens.
     const websocket = req.method === 'GET' && req.headers['sec-websocket-key'] !== undefined && (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
     if (this.draining || !websocket) {
-      const error = this.draining ? Errors.unavailable : Errors.badUpgrade;
-      const reason = this.draining ? 'draining' : 'not_websocket';
-      this.record(facts, { allow: false, reason, route: undefined, identity: undefined, path: undefined }, error.status, started);
-      sendErrorOnSocket(socket, error, facts.requestId);
+      this.refuseUpgrade(socket, ctx, this.draining ? DRAINING : NOT_WEBSOCKET, started);
       return;
     }
-    decide(facts, runtime, { store: this.store, metrics: this.metrics }).then(
-      (d) => {
-        if (!d.allow) {
-          this.record(facts, d, d.error.status, started);
-          sendErrorOnSocket(socket, d.error, facts.requestId);
+    const failed = (err: unknown): void => {
+      this.logger.error({ err, requestId: ctx.requestId }, 'upgrade pipeline failed');
+      sendErrorOnSocket(socket, Errors.internalError, ctx.requestId);
+    };
+    try {
+      const decided = decide(runtime.head, ctx);
+      if (isThenable(decided)) decided.then((verdict) => this.tunnel(socket, head, ctx, verdict, runtime, started), failed);
+      else this.tunnel(socket, head, ctx, decided, runtime, started);
+    } catch (err) {
+      failed(err);
+    }
+  }
+
+  private refuseUpgrade(socket: Duplex, ctx: Context, refused: Refusal, started: number): void {
+    this.record(ctx, refused, refused.error.status, started);
+    sendErrorOnSocket(socket, refused.error, ctx.requestId);
+  }
+
+  /** Upgrades never reach the gateway's own endpoints, so a verdict that passes always names an upstream. */
+  private tunnel(socket: Duplex, head: Buffer, ctx: Context, verdict: Verdict, runtime: Runtime, started: number): void {
+    if (!verdict.ok) {
+      this.refuseUpgrade(socket, ctx, verdict, started);
+      return;
+    }
+    runtime.forwarder.ws(socket, head, ctx.plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, {
+      upgraded: (tunnel) => {
+        this.record(ctx, verdict, 101, started);
+        if (ctx.identity) this.closeWithCredential(socket, tunnel, ctx.identity, ctx.requestId);
+      },
+      failed: (failure) => {
+        if (failure === 'client_closed') {
+          this.record(ctx, verdict, CLIENT_CLOSED, started);
           return;
         }
-        runtime.forwarder.ws(socket, head, d.route.upstream, d.path + d.query, d.upstreamHeaders, facts.requestId, {
-          upgraded: (tunnel) => {
-            this.record(facts, d, 101, started);
-            if (d.identity) this.closeWithCredential(socket, tunnel, d.identity, facts.requestId);
-          },
-          failed: (failure) => {
-            if (failure === 'client_closed') {
-              this.record(facts, d, CLIENT_CLOSED, started);
-              return;
-            }
-            const error = upgradeError(failure);
-            this.record(facts, d, error.status, started);
-            sendErrorOnSocket(socket, error, facts.requestId);
-          },
-        });
+        const error = upgradeError(failure);
+        this.record(ctx, verdict, error.status, started);
+        sendErrorOnSocket(socket, error, ctx.requestId);
       },
-      (err: unknown) => {
-        this.logger.error({ err, requestId: facts.requestId }, 'upgrade pipeline failed');
-        sendErrorOnSocket(socket, Errors.internalError, facts.requestId);
-      },
-    );
+    });
   }
 
   /** Answers the client (or cuts its connection once the head is out); a request given up on is logged as such. */
@@ -348,36 +361,41 @@ class Gateway implements RunningGateway {
   }
 
   /** The status the client really got: a response that never sent its head was not the 200 Node presets. */
-  private recordResponse(facts: RequestFacts, decision: Outcome | undefined, res: ServerResponse, started: number): void {
+  private recordResponse(ctx: Context, verdict: Verdict | undefined, res: ServerResponse, started: number): void {
     const interruption = this.interrupted.get(res);
     const status = res.headersSent ? res.statusCode : (interruption?.status ?? CLIENT_CLOSED);
-    this.record(facts, decision, status, started, interruption?.reason);
+    this.record(ctx, verdict, status, started, interruption?.reason);
   }
 
-  /** `interrupted`: why the gateway ended the request itself, whatever the decision was. */
-  private record(facts: RequestFacts, decision: Outcome | undefined, status: number, started: number, interrupted?: string): void {
+  /**
+   * `verdict` undefined: the chain failed. `interrupted`: why the gateway ended the request itself, whatever the
+   * verdict was. A forward-auth check reports the original request (its route, method, path and identity); the
+   * gateway's own endpoints report their target and identity only once they have done their work.
+   */
+  private record(ctx: Context, verdict: Verdict | undefined, status: number, started: number, interrupted?: string): void {
     const ms = performance.now() - started;
-    const route = decision?.route?.name ?? '-';
-    const method = decision?.method ?? facts.method;
-    this.metrics.requests.inc({ route, method, status });
+    const reported = ctx.reportAs ?? ctx;
+    const plan = reported.plan;
+    const route = plan?.name ?? '-';
+    const ok = verdict?.ok === true;
+    const own = plan !== undefined && plan.route === undefined;
+    this.metrics.requests.inc({ route, method: reported.method, status });
     this.metrics.requestDuration.observe({ route }, ms / 1000);
-    if (decision && !decision.allow && (decision.stage === 'authenticate' || decision.stage === 'revocation' || decision.stage === 'authorize')) {
-      this.metrics.authDenied.inc({ reason: decision.reason });
-    }
+    if (verdict && !verdict.ok && !own && COUNTED_DENIALS.has(verdict.stage)) this.metrics.authDenied.inc({ reason: verdict.reason });
     if (!this.runtime.config.logging.accessLog) return;
-    const identity = decision?.identity;
+    const identity = own && !ok ? undefined : reported.identity;
     this.accessLog.write({
-      requestId: facts.requestId,
+      requestId: ctx.requestId,
       route,
-      method,
-      path: decision?.path,
+      method: reported.method,
+      path: own ? (ok ? reported.target : undefined) : reported.path || undefined,
       status,
-      decision: decision && !interrupted ? (decision.allow ? 'allow' : 'deny') : 'error',
-      reason: interrupted ?? (decision && !decision.allow ? decision.reason : undefined),
-      detail: decision?.detail,
+      decision: verdict && !interrupted ? (ok ? 'allow' : 'deny') : 'error',
+      reason: interrupted ?? (verdict && !verdict.ok ? verdict.reason : undefined),
+      detail: verdict && !verdict.ok ? verdict.detail : undefined,
       subject: identity?.subject,
       issuer: identity?.issuer.name,
-      upstream: decision?.allow ? decision.route?.upstream : undefined,
+      upstream: ok ? plan?.upstream : undefined,
       ms: Math.round(ms * 1000) / 1000,
     });
   }
@@ -414,6 +432,13 @@ function listenerChanges(before: GatewayConfig, after: GatewayConfig): string[] 
 }
 
 const MAX_HEADER_BYTES = 32 * 1024;
+
+/** Refusals counted by `authgate_auth_denied_total`: those about the credential and what it may do. */
+const COUNTED_DENIALS: ReadonlySet<string> = new Set(['authenticate', 'revocation', 'authorize', 'inject']);
+
+const PIPELINED_UPGRADE = refusal('route', Errors.badUpgrade, 'pipelined_upgrade');
+const DRAINING = refusal('route', Errors.unavailable, 'draining');
+const NOT_WEBSOCKET = refusal('route', Errors.badUpgrade, 'not_websocket');
 
 /** The status nginx made the convention for a client that left before an answer: for the access log only. */
 const CLIENT_CLOSED = 499;

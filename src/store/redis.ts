@@ -2,8 +2,8 @@ import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { RateLimitConfig } from '../config/types.js';
 import { PRUNE_INTERVAL_MS } from './memory.js';
 import { createRateLimitStore } from './rate-limits.js';
-import { jtiEntry, parseRevocationEntry, RevocationMirror, subjectEntry, type RevocationEntry } from './revocation-mirror.js';
-import type { Store, StoreDeps, StoreHealth } from './types.js';
+import { jtiEntry, parseRevocationEntry, RevocationMirror, subjectEntry } from './revocation-mirror.js';
+import type { RevocationEntry, Store, StoreDeps, StoreHealth } from './types.js';
 
 /** A hung Redis must not hold requests: hot-path commands give up after this and the insurance limiter answers. */
 const COMMAND_TIMEOUT_MS = 500;

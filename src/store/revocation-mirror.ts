@@ -1,4 +1,4 @@
-import type { RevocationSubject } from './types.js';
+import type { RevocationEntry, RevocationListener, RevocationSubject } from './types.js';
 
 /**
  * A jti entry is kept this long (seconds) past the token's `exp`: verifiers accept a token until
@@ -11,17 +11,6 @@ export const JTI_RETENTION_GRACE_S = 300;
  * lifetime of the tokens it cuts off, so it assumes none outlives 30 days.
  */
 export const SUBJECT_RETENTION_S = 30 * 24 * 3600;
-
-/** One revocation, as stored in Redis and published to other instances. Times in epoch seconds. */
-export type RevocationEntry =
-  | { readonly kind: 'jti'; readonly issuer: string | null; readonly jti: string; readonly expiresAt: number }
-  | {
-      readonly kind: 'subject';
-      readonly issuer: string | null;
-      readonly subject: string;
-      readonly before: number;
-      readonly expiresAt: number;
-    };
 
 export function jtiEntry(jti: string, exp: number, issuer: string | undefined): RevocationEntry {
   return { kind: 'jti', issuer: issuer ?? null, jti, expiresAt: exp + JTI_RETENTION_GRACE_S };
@@ -66,9 +55,6 @@ export function parseRevocationEntry(text: string): RevocationEntry | undefined 
   }
   return undefined;
 }
-
-/** Told of each revocation once it holds: `isRevoked` already answers accordingly. */
-export type RevocationListener = (entry: RevocationEntry) => void;
 
 interface SubjectCutoff {
   before: number;

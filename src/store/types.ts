@@ -1,6 +1,5 @@
 /** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
 
-import type { RevocationListener } from './revocation-mirror.js';
 import type { RateLimitConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -68,4 +67,16 @@ export interface Store {
   close(): Promise<void>;
 }
 
-export type { RevocationEntry, RevocationListener } from './revocation-mirror.js';
+/** One revocation, as stored in Redis and published to other instances. Times in epoch seconds. */
+export type RevocationEntry =
+  | { readonly kind: 'jti'; readonly issuer: string | null; readonly jti: string; readonly expiresAt: number }
+  | {
+      readonly kind: 'subject';
+      readonly issuer: string | null;
+      readonly subject: string;
+      readonly before: number;
+      readonly expiresAt: number;
+    };
+
+/** Told of each revocation once it holds: `isRevoked` already answers accordingly. */
+export type RevocationListener = (entry: RevocationEntry) => void;

@@ -3,9 +3,10 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
-import { answerPreflight } from '../../src/gateway/cors.js';
-import { decide, type RequestFacts, type Trace } from '../../src/gateway/pipeline.js';
-import { buildRuntime, closeRuntime, type Runtime } from '../../src/gateway/runtime.js';
+import { Context } from '../../src/chain/context.js';
+import { decide } from '../../src/chain/run.js';
+import type { Trace } from '../../src/chain/verdict.js';
+import { buildRuntime, closeRuntime, startRuntime, type Runtime } from '../../src/server/runtime.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { createStore, type Store } from '../../src/store/index.js';
@@ -64,9 +65,9 @@ beforeAll(async () => {
   if (!loaded.config) throw new Error(JSON.stringify(loaded.problems));
   config = loaded.config;
   const logger = createLogger('silent');
-  runtime = buildRuntime(config, { logger, metrics });
   store = createStore({ redis: undefined, prefix: 'chain:' }, config.rateLimits, { logger, metrics });
-  await Promise.all([runtime.authenticator.start(), store.ready()]);
+  runtime = buildRuntime(config, { logger, metrics, store });
+  await Promise.all([startRuntime(runtime), store.ready()]);
   await store.revocations.revokeJti('revoked-jti', Math.floor(Date.now() / 1000) + 600, 'legacy');
 });
 afterAll(async () => {
@@ -103,7 +104,7 @@ interface Walked {
   readonly verdict: Verdict;
 }
 
-function factsOf(row: Row): RequestFacts {
+function contextOf(row: Row): Context {
   const host = row.host ?? 'api.example.com';
   const headers: IncomingHttpHeaders = { host };
   const headersDistinct: NodeJS.Dict<string[]> = { host: [host] };
@@ -111,7 +112,7 @@ function factsOf(row: Row): RequestFacts {
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
     headersDistinct[name] = Array.isArray(value) ? value : [value];
   }
-  return {
+  return new Context({
     method: row.method ?? 'GET',
     target: row.target,
     host,
@@ -120,31 +121,24 @@ function factsOf(row: Row): RequestFacts {
     peerIp: '192.0.2.7',
     trustedPeer: false,
     proto: 'https',
-    upgrade: row.upgrade ?? false,
+    transport: row.upgrade ? 'upgrade' : 'request',
     requestId: 'chain-row',
-  };
+  });
 }
 
 function identityHeadersOf(headers: OutgoingHttpHeaders): Record<string, unknown> {
   return { 'x-user-id': headers['x-user-id'], 'x-user-roles': headers['x-user-roles'] };
 }
 
-/** One request through the chain as the listener runs it: a CORS preflight first, then the steps. */
+/** One request through the chain as the listener runs it. */
 async function decideRow(row: Row): Promise<Walked> {
   const steps: [string, boolean][] = [];
   const trace: Trace = (stage, ok) => steps.push([stage, ok]);
-  const facts = factsOf(row);
-  const preflight = answerPreflight(facts, runtime);
-  if (preflight) {
-    steps.push(['cors', preflight.headers !== undefined]);
-    return { steps, verdict: { status: preflight.headers ? 204 : 403, reason: 'cors_preflight' } };
-  }
-  const decision = await decide(facts, runtime, { store, metrics }, trace);
-  if (!decision.allow) return { steps, verdict: { status: decision.error.status, reason: decision.reason } };
-  return {
-    steps,
-    verdict: { forwarded: decision.path + decision.query, identityHeaders: identityHeadersOf(decision.upstreamHeaders) },
-  };
+  const ctx = contextOf(row);
+  const verdict = await decide(runtime.head, ctx, trace);
+  if (!verdict.ok) return { steps, verdict: { status: verdict.error.status, reason: verdict.reason } };
+  if (verdict.answer) return { steps, verdict: { status: verdict.answer.status, reason: undefined } };
+  return { steps, verdict: { forwarded: ctx.path + ctx.query, identityHeaders: identityHeadersOf(ctx.upstreamHeaders ?? {}) } };
 }
 
 const NO_IDENTITY = { 'x-user-id': undefined, 'x-user-roles': undefined };
@@ -251,8 +245,15 @@ describe('the chain, step by step', () => {
   it('a CORS preflight is answered 204 before authentication', async () => {
     const headers = { origin: 'https://app.example.com', 'access-control-request-method': 'GET' };
     expect(await decideRow({ method: 'OPTIONS', target: '/cors/a', headers })).toEqual({
-      steps: [['cors', true]],
-      verdict: { status: 204, reason: 'cors_preflight' },
+      steps: [['normalize', true], ['cors', true]],
+      verdict: { status: 204, reason: undefined },
+    });
+  });
+
+  it('a WebSocket handshake under the reserved prefix: 404 no_route, whatever route would take it', async () => {
+    expect(await decideRow({ target: '/_authgate/verify', upgrade: true })).toEqual({
+      steps: [],
+      verdict: { status: 404, reason: 'no_route' },
     });
   });
 });

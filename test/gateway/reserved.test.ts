@@ -2,7 +2,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { bearer, expectRefused, methodNotAllowed, noCredentials, noRoute, refuses, tokenCookie, type Refusal } from './auth-fixture.js';
+import { bearer, expectRefused, methodNotAllowed, noCredentials, noRoute, refuses, tokenCookie, upgrade, type Refusal } from './auth-fixture.js';
 import { Errors } from '../../src/http/responses.js';
 
 const SECRET = 'reserved-test-secret-0123456789-abcdefghij';
@@ -71,6 +71,20 @@ describe('the reserved prefix', () => {
     ['/_authgate', noRoute],
   ])('%s is answered by the gateway, however it is spelt, and never reaches a catch-all route', async (target, refusal) => {
     await refuses(gw, upstream, { method: target.endsWith('logout') ? 'POST' : 'GET', target }, refusal);
+  });
+
+  it.each([
+    '/_authgate/verify',
+    '//_authgate/verify',
+    '/%5Fauthgate/verify',
+    '/x/../_authgate/verify',
+    '/./_authgate/logout',
+    '/_authgate/anything-else',
+    '/_authgate',
+  ])('a WebSocket handshake to %s is refused 404 and never reaches a catch-all route, however it is spelt', async (target) => {
+    const result = await upgrade(gw.port, target);
+    if (result.upgraded) throw new Error(`${target} was upgraded by the upstream`);
+    await expectRefused(gw, upstream, result.response, noRoute);
   });
 
   it('leaves paths that only start with the same letters to the routes', async () => {

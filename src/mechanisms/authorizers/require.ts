@@ -8,6 +8,7 @@
 import type { Identity } from '../../identity/identity.js';
 import type { ClaimValue, ListRule, RequireRules } from '../../config/types.js';
 import { readClaim } from '../../identity/claim-path.js';
+import type { Authorizer, MechanismType } from '../../chain/kinds.js';
 
 export type RuleName = 'roles' | 'permissions' | 'scopes' | 'claims';
 
@@ -110,3 +111,15 @@ export function explainRules(rules: RequireRules, identity: Identity): RuleExpla
   }
   return explanations;
 }
+
+/** The registry's `require`: a route's `require:` rules, compiled once per route. */
+export const requireRules: MechanismType<Authorizer> = {
+  create() {
+    return {
+      forRoute(route) {
+        const rules = route.require;
+        return rules === undefined ? undefined : { authorize: (identity) => evaluateRules(rules, identity) };
+      },
+    };
+  },
+};

@@ -1,25 +1,16 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import type { CorsPolicy } from '../../chain/kinds.js';
 import type { CorsConfig } from '../../config/types.js';
-
-/**
- * CORS for one route, compiled once per config: every header value is built here so the hot path only looks up
- * the request's Origin in a set and copies a few strings.
- */
-export interface CorsPolicy {
-  /**
-   * Headers for the answer to an actual (non-preflight) request carrying `origin`. An origin that is not
-   * allowed gets only `Vary: Origin`: the browser then withholds the response from the page.
-   */
-  responseHeaders(origin: string): OutgoingHttpHeaders;
-  /** The 204 preflight answer's headers, or undefined when origin, method or a requested header is not allowed. */
-  preflightHeaders(origin: string, method: string, requestedHeaders: string | undefined): OutgoingHttpHeaders | undefined;
-}
 
 /** Request headers a browser may send cross-origin without listing them (Fetch standard, CORS-safelisted). */
 const SAFELISTED_HEADERS: ReadonlySet<string> = new Set(['accept', 'accept-language', 'content-language']);
 
 const VARY_ORIGIN: OutgoingHttpHeaders = Object.freeze({ vary: 'Origin' });
 
+/**
+ * CORS for one route, compiled once per config: every header value is built here so the hot path only looks up
+ * the request's Origin in a set and copies a few strings.
+ */
 export function compileCors(config: CorsConfig): CorsPolicy {
   const anyOrigin = config.origins.includes('*');
   const origins: ReadonlySet<string> = new Set(config.origins);

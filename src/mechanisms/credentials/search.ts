@@ -1,4 +1,5 @@
 import type { TokenSource } from '../../config/types.js';
+import type { CredentialFinder, CredentialSearch } from '../../chain/kinds.js';
 import { bearerToken, hasBearerScheme, isB64token, MAX_TOKEN_LENGTH } from '../../http/bearer.js';
 
 /**
@@ -6,51 +7,39 @@ import { bearerToken, hasBearerScheme, isB64token, MAX_TOKEN_LENGTH } from '../.
  *
  * The rule that matters for security is "at most one token": when a request carries credentials in two places,
  * the gateway and the upstream could each pick a different one, so the request is refused instead of guessing.
+ * No credentials at all includes a non-Bearer scheme such as `Authorization: Basic …`.
  */
-export type TokenExtraction =
-  /** No credentials at all, including a non-Bearer scheme such as `Authorization: Basic …`. */
-  | { readonly kind: 'none' }
-  | { readonly kind: 'token'; readonly token: string; readonly source: TokenSource }
-  /** → 400 invalid_request: two Authorization headers, a token in two places, bad Bearer syntax. */
-  | { readonly kind: 'invalid_request'; readonly reason: string }
-  /** → 401 invalid_token before any decoding. */
-  | { readonly kind: 'too_long' };
-
-export type TokenExtractor = (
-  headersDistinct: NodeJS.Dict<string[]>,
-  query: string,
-  isUpgrade: boolean,
-) => TokenExtraction;
-
 /** Query parameter refused on ordinary requests when no query source is configured (RFC 6750 §2.3's name). */
 const DEFAULT_QUERY_PARAMETER = 'access_token';
 
-const NONE: { readonly kind: 'none' } = Object.freeze({ kind: 'none' });
-const TOO_LONG: TokenExtraction = Object.freeze({ kind: 'too_long' });
+/** What one source holds: nothing (`value` undefined), one token, or a reason to refuse the request. */
+type Found = { readonly ok: true; readonly value: string | undefined } | { readonly ok: false; readonly reason: string };
 
-function invalid(reason: string): { readonly kind: 'invalid_request'; readonly reason: string } {
-  return { kind: 'invalid_request', reason };
+const NONE: Found = Object.freeze({ ok: true, value: undefined });
+const NOTHING_FOUND: CredentialSearch = Object.freeze({ ok: true, credential: undefined });
+const TOO_LONG: CredentialSearch = Object.freeze({ ok: false, reason: 'token_too_long' });
+
+function invalid(reason: string): { readonly ok: false; readonly reason: string } {
+  return { ok: false, reason };
 }
 
-/** What one source holds: nothing, one token, or a reason to refuse the request. */
-type Found =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'token'; readonly token: string }
-  | { readonly kind: 'invalid_request'; readonly reason: string };
+function holding(value: string): Found {
+  return { ok: true, value };
+}
 
 /** RFC 6750 §2.1 credentials. A scheme other than Bearer means "no token here". */
 function fromAuthorization(value: string): Found {
   if (!hasBearerScheme(value)) return NONE;
   const token = bearerToken(value);
   if (token === undefined) return invalid('malformed_bearer');
-  return { kind: 'token', token };
+  return holding(token);
 }
 
 /** A custom header carries the token itself, without a scheme (Envoy `from_headers` without a prefix). */
 function fromBareHeader(value: string): Found {
   if (value === '') return NONE;
   if (!isB64token(value)) return invalid('malformed_token_header');
-  return { kind: 'token', token: value };
+  return holding(value);
 }
 
 function fromHeader(lines: string[] | undefined, isAuthorization: boolean): Found {
@@ -82,7 +71,7 @@ function fromCookies(lines: string[] | undefined, name: string): Found {
   }
   // An empty value is how a browser "deletes" a cookie: treat it as absent.
   if (found === undefined || found === '') return NONE;
-  return { kind: 'token', token: found };
+  return holding(found);
 }
 
 function decodeQueryComponent(text: string): string | undefined {
@@ -114,7 +103,7 @@ function fromQuery(query: string, name: string): Found {
     start = end + 1;
   }
   if (found === undefined) return NONE;
-  return { kind: 'token', token: found };
+  return holding(found);
 }
 
 interface CompiledSource {
@@ -131,7 +120,7 @@ interface CompiledSource {
  * query token is refused (400) rather than ignored, since an upstream might still read it. With no query source,
  * `access_token` in the query is refused the same way.
  */
-export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExtractor {
+export function compileTokenExtractor(sources: readonly TokenSource[]): CredentialFinder {
   const compiled: CompiledSource[] = sources.map((source) => {
     const key = source.kind === 'header' ? source.name.toLowerCase() : source.name;
     return { source, key, isAuthorization: source.kind === 'header' && key === 'authorization' };
@@ -149,29 +138,29 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExt
         entry.source.kind === 'header'
           ? fromHeader(headersDistinct[entry.key], entry.isAuthorization)
           : fromCookies(headersDistinct.cookie, entry.key);
-      if (found.kind === 'none') continue;
-      if (found.kind !== 'token') return found;
+      if (!found.ok) return found;
+      if (found.value === undefined) continue;
       if (token !== undefined) return invalid('multiple_token_sources');
-      token = found.token;
+      token = found.value;
       tokenSource = entry.source;
     }
 
     // Cheap pre-check; `%` covers a percent-encoded parameter name.
     if (query.length > 1 && (query.includes(watchedQueryName) || query.includes('%'))) {
       const found = fromQuery(query, watchedQueryName);
-      if (found.kind === 'invalid_request') return found;
-      if (found.kind === 'token') {
+      if (!found.ok) return found;
+      if (found.value !== undefined) {
         if (querySource === undefined) return invalid('query_token_not_enabled');
         if (!isUpgrade) return invalid('query_token_not_upgrade');
         if (token !== undefined) return invalid('multiple_token_sources');
-        if (!isB64token(found.token)) return invalid('malformed_query_token');
-        token = found.token;
+        if (!isB64token(found.value)) return invalid('malformed_query_token');
+        token = found.value;
         tokenSource = querySource.source;
       }
     }
 
-    if (token === undefined || tokenSource === undefined) return NONE;
+    if (token === undefined || tokenSource === undefined) return NOTHING_FOUND;
     if (token.length > MAX_TOKEN_LENGTH) return TOO_LONG;
-    return { kind: 'token', token, source: tokenSource };
+    return { ok: true, credential: { scheme: 'bearer', value: token, source: tokenSource } };
   };
 }

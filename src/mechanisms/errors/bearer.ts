@@ -1,5 +1,6 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { GatewayError } from '../../http/responses.js';
+import type { ErrorRenderer, ErrorsType } from '../../chain/kinds.js';
 
 /**
  * The refusals of bearer-token routes (RFC 6750 §3): a `WWW-Authenticate: Bearer` challenge that tells the client
@@ -52,3 +53,18 @@ export function rateLimited(headers: OutgoingHttpHeaders): GatewayError {
 export function keysUnavailable(description: string): GatewayError {
   return { status: 503, code: 'service_unavailable', description, headers: { 'retry-after': '5' } };
 }
+
+/** The registry's `bearer`: the JSON errors with RFC 6750 challenges, for every route. */
+export const bearer: ErrorsType = {
+  create() {
+    const renderer: ErrorRenderer = {
+      noCredentials: () => missingToken,
+      invalidRequest,
+      invalidCredentials: invalidToken,
+      insufficientScope,
+      unavailable: keysUnavailable,
+      rateLimited,
+    };
+    return { forRoute: () => renderer };
+  },
+};

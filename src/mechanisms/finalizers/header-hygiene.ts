@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { IdentityConfig, TokenSource } from '../../config/types.js';
 import { canonicalName } from '../../http/headers.js';
+import type { Finalizer, MechanismType } from '../../chain/kinds.js';
+import { PASS } from '../../chain/verdict.js';
 
 /**
  * Header hygiene (SPEC §1 step 3): the headers an upstream gets, built fresh from the client's. Runs on every
@@ -221,3 +223,27 @@ function withoutCookies(cookie: string, names: readonly string[]): string {
   }
   return kept.join('; ');
 }
+
+/** The registry's `hygiene`: the upstream's header set, built fresh on every route, `auth: none` included. */
+export const headerHygiene: MechanismType<Finalizer> = {
+  create({ config }) {
+    const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens });
+    const forwardToken = config.identity.forwardToken;
+    const finalizer: Finalizer = {
+      finalize(ctx) {
+        ctx.upstreamHeaders = buildUpstreamHeaders(ctx.headers, policy, {
+          trustedPeer: ctx.trustedPeer,
+          clientIp: ctx.clientIp,
+          peerIp: ctx.peerIp,
+          proto: ctx.proto,
+          host: ctx.host,
+          requestId: ctx.requestId,
+          upgrade: ctx.upgrade,
+          forwardToken,
+        });
+        return PASS;
+      },
+    };
+    return { forRoute: () => finalizer };
+  },
+};

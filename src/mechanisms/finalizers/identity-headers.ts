@@ -6,6 +6,8 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Identity } from '../../identity/identity.js';
 import type { IdentityConfig, IdentityField } from '../../config/types.js';
 import { claimAsList, claimAsString, readClaim } from '../../identity/claim-path.js';
+import type { Finalizer, MechanismType } from '../../chain/kinds.js';
+import { PASS } from '../../chain/verdict.js';
 
 export interface IdentityHeaderWriter {
   /** Sets each configured header that has a value (keys lower-cased); absent or empty values set nothing. */
@@ -78,3 +80,17 @@ export function compileIdentityHeaders(config: IdentityConfig): IdentityHeaderWr
     },
   };
 }
+
+/** The registry's `identity_headers`: what the upstream is told about the caller (`identity.headers`). */
+export const identityHeaders: MechanismType<Finalizer> = {
+  create({ config }) {
+    const writer = compileIdentityHeaders(config.identity);
+    const finalizer: Finalizer = {
+      finalize(ctx) {
+        if (ctx.identity !== undefined && ctx.upstreamHeaders !== undefined) writer.write(ctx.identity, ctx.upstreamHeaders);
+        return PASS;
+      },
+    };
+    return { forRoute: () => finalizer };
+  },
+};

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileTokenExtractor, type TokenExtraction } from '../../../src/mechanisms/credentials/search.js';
+import type { CredentialSearch as TokenExtraction } from '../../../src/chain/kinds.js';
+import { compileTokenExtractor } from '../../../src/mechanisms/credentials/search.js';
 import { MAX_TOKEN_LENGTH } from '../../../src/http/bearer.js';
 import type { TokenSource } from '../../../src/config/types.js';
 
@@ -23,8 +24,8 @@ interface Case {
   readonly expected: TokenExtraction | 'invalid_request';
 }
 
-const token = (value: string, source: TokenSource): TokenExtraction => ({ kind: 'token', token: value, source });
-const none: TokenExtraction = { kind: 'none' };
+const token = (value: string, source: TokenSource): TokenExtraction => ({ ok: true, credential: { scheme: 'bearer', value, source } });
+const none: TokenExtraction = { ok: true, credential: undefined };
 
 const cases: Case[] = [
   { name: 'no credentials', expected: none },
@@ -77,16 +78,19 @@ const cases: Case[] = [
   { name: 'custom header twice', sources: [customHeader], headers: { 'x-access-token': [JWT, JWT] }, expected: 'invalid_request' },
   { name: 'custom header and Authorization both configured and sent', sources: [header, customHeader], headers: { authorization: [`Bearer ${JWT}`], 'x-access-token': [JWT] }, expected: 'invalid_request' },
   { name: 'token of exactly 8 KiB', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH)}`] }, expected: token('a'.repeat(MAX_TOKEN_LENGTH), header) },
-  { name: 'token over 8 KiB in the header', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { kind: 'too_long' } },
-  { name: 'token over 8 KiB in the cookie', headers: { cookie: [`access_token=${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { kind: 'too_long' } },
+  { name: 'token over 8 KiB in the header', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { ok: false, reason: 'token_too_long' } },
+  { name: 'token over 8 KiB in the cookie', headers: { cookie: [`access_token=${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { ok: false, reason: 'token_too_long' } },
 ];
 
 describe('compileTokenExtractor', () => {
   it.each(cases)('$name', ({ sources = defaultSources, headers = {}, query: rawQuery = '', upgrade = false, expected }) => {
     const result = compileTokenExtractor(sources)(headers, rawQuery, upgrade);
     if (expected === 'invalid_request') {
-      expect(result.kind).toBe('invalid_request');
-      if (result.kind === 'invalid_request') expect(result.reason).not.toContain(JWT);
+      expect(result.ok).toBe(false);
+      if (!result.ok) {
+        expect(result.reason).not.toBe('token_too_long');
+        expect(result.reason).not.toContain(JWT);
+      }
     } else {
       expect(result).toEqual(expected);
     }

@@ -10,7 +10,10 @@ import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js
 import { TokenCache } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
 import { InvalidTokenDescription } from '../../../http/responses.js';
-import type { IssuerStatus, VerifyResult } from './types.js';
+import type { VerifyResult } from './types.js';
+import type { Authentication, Authenticator, Compiled, ErrorRenderer, IssuerStatus, MechanismType } from '../../../chain/kinds.js';
+import type { RouteConfig } from '../../../config/types.js';
+import type { Refusal } from '../../../chain/verdict.js';
 
 export interface AuthenticatorDeps {
   logger: Logger;
@@ -90,7 +93,7 @@ interface IssuerRuntime {
  * Token verification (SPEC §4): canonical-JWS and header checks, issuer by exact `iss`, then that issuer's keys
  * alone with jose, then the claims. Successful results are cached until the token lapses.
  */
-export class Authenticator {
+export class JwtAuthenticator {
   private readonly runtimes = new Map<string, IssuerRuntime>();
   /** Exact `iss` value → its issuer (the config refuses two entries with one `iss`). */
   private readonly byIss = new Map<string, IssuerRuntime>();
@@ -101,7 +104,7 @@ export class Authenticator {
   private readonly cacheHits;
   private readonly cacheMisses;
 
-  constructor(issuers: ReadonlyMap<string, IssuerConfig>, deps: AuthenticatorDeps, reuse?: Authenticator) {
+  constructor(issuers: ReadonlyMap<string, IssuerConfig>, deps: AuthenticatorDeps, reuse?: JwtAuthenticator) {
     this.now = deps.now ?? Date.now;
     this.logger = deps.logger;
     this.explain = deps.explain ?? false;
@@ -227,3 +230,59 @@ export class Authenticator {
     return false;
   }
 }
+
+/** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run. */
+export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'>;
+
+const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
+
+/** The JWT authenticator of one config; narrowed per route to the issuers the route accepts. */
+export class JwtMechanism implements Compiled<Authenticator> {
+  constructor(readonly verifier: TokenVerifier) {}
+
+  start(): Promise<void> {
+    return this.verifier.start();
+  }
+
+  close(): void {
+    this.verifier.close();
+  }
+
+  status(): ReadonlyMap<string, IssuerStatus> {
+    return this.verifier.issuerStatus();
+  }
+
+  forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {
+    if (route.auth === 'none') return undefined;
+    const { verifier } = this;
+    const issuers = route.issuers;
+    const settle = settler(errors);
+    return {
+      authenticate: (credential) => (credential.scheme === 'bearer' ? verifier.verify(credential.value, issuers).then(settle) : NOT_MINE),
+    };
+  }
+}
+
+/** Maps verify()'s result: a success is already an Authentication; a failure becomes one frozen Refusal per reason. */
+function settler(errors: ErrorRenderer): (verified: VerifyResult) => Authentication {
+  const refusals = new Map<string, { readonly ok: false; readonly refusal: Refusal }>();
+  return (verified) => {
+    if (verified.ok) return verified;
+    let known = refusals.get(verified.reason);
+    if (known === undefined) {
+      const error = verified.status === 503 ? errors.unavailable(verified.description) : errors.invalidCredentials(verified.description);
+      known = Object.freeze({ ok: false, refusal: Object.freeze({ ok: false, stage: 'authenticate', error, reason: verified.reason }) });
+      refusals.set(verified.reason, known);
+    }
+    if (verified.detail === undefined) return known;
+    return { ok: false, refusal: { ...known.refusal, detail: verified.detail } };
+  };
+}
+
+/** The registry's `jwt`: unchanged issuers keep the previous config's key sets and cache. */
+export const jwt: MechanismType<Authenticator> = {
+  create({ config, logger, metrics }, previous) {
+    const reusable = previous instanceof JwtMechanism && previous.verifier instanceof JwtAuthenticator ? previous.verifier : undefined;
+    return new JwtMechanism(new JwtAuthenticator(config.issuers, { logger, metrics }, reusable));
+  },
+};

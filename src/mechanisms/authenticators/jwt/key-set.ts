@@ -7,7 +7,7 @@ import { isPlainObject } from '../../../lib/json.js';
 import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
 import { FetchError, fetchJson, type FetchLimits } from '../../../http/fetch-json.js';
-import type { IssuerStatus } from './types.js';
+import type { IssuerStatus } from '../../../chain/kinds.js';
 
 /**
  * The verification keys of one issuer and their lifecycle (SPEC §4): loaded at start-up, refreshed in the

@@ -13,12 +13,3 @@ export type VerifyResult =
       /** For the operator (access log, `authgate explain`), never the client: the values that were compared. */
       readonly detail?: string;
     };
-
-export type IssuerKeyState = 'ok' | 'stale' | 'unavailable' | 'loading';
-
-export interface IssuerStatus {
-  readonly state: IssuerKeyState;
-  /** Epoch ms of the last successful key load, if any. */
-  readonly lastRefresh: number | undefined;
-  readonly error: string | undefined;
-}

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { compactVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Authenticator } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
+import { JwtAuthenticator as Authenticator } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
 import type { VerifyResult } from '../../../../src/mechanisms/authenticators/jwt/types.js';
 import { createLogger } from '../../../../src/observability/log.js';
 import { Metrics } from '../../../../src/observability/metrics.js';

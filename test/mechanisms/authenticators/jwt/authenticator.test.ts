@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Authenticator, type AuthenticatorDeps } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
+import { JwtAuthenticator as Authenticator, type AuthenticatorDeps } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
 import type { VerifyResult } from '../../../../src/mechanisms/authenticators/jwt/types.js';
 import type { IssuerConfig } from '../../../../src/config/types.js';
 import { createLogger } from '../../../../src/observability/log.js';

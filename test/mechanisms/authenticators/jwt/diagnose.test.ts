@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Authenticator } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
+import { JwtAuthenticator as Authenticator } from '../../../../src/mechanisms/authenticators/jwt/authenticator.js';
 import { nearestIssuer, quote, unknownIssuerDetail } from '../../../../src/mechanisms/authenticators/jwt/diagnose.js';
 import { createLogger } from '../../../../src/observability/log.js';
 import { Metrics } from '../../../../src/observability/metrics.js';

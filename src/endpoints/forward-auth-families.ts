@@ -1,10 +1,10 @@
 import { METHODS, type IncomingHttpHeaders } from 'node:http';
+import type { RequestContext } from '../chain/kinds.js';
 import type { ForwardAuthFamily } from '../config/types.js';
 import { headerValue } from '../http/headers.js';
 import { normalizeHost } from '../routing/hosts.js';
 import { Errors, type GatewayError } from '../http/responses.js';
 import { invalidRequest } from '../mechanisms/errors/bearer.js';
-import type { RequestFacts } from './pipeline.js';
 
 /**
  * How each proxy family describes the request it asks about. A proxy passes the client's own headers through to
@@ -22,14 +22,14 @@ interface Described {
 }
 
 export type OriginalReading =
-  | { readonly ok: true; readonly original: Pick<RequestFacts, 'method' | 'target' | 'host' | 'proto'> }
+  | { readonly ok: true; readonly original: Pick<RequestContext, 'method' | 'target' | 'host' | 'proto'> }
   | { readonly ok: false; readonly error: GatewayError; readonly reason: string };
 
 const one = (headers: IncomingHttpHeaders, name: string): string | undefined => headerValue(headers[name]);
 const protoOf = (scheme: string | undefined): 'http' | 'https' | undefined =>
   scheme === undefined ? undefined : scheme.toLowerCase() === 'https' ? 'https' : 'http';
 
-const DESCRIBERS: Readonly<Record<ProxyFamily, (facts: RequestFacts, envoyTarget: string | undefined) => Described>> = {
+const DESCRIBERS: Readonly<Record<ProxyFamily, (facts: RequestContext, envoyTarget: string | undefined) => Described>> = {
   // nginx auth_request: the configuration sets X-Original-URI/-Method (and the host, or passes Host on).
   nginx: ({ headers, proto }) => ({
     method: one(headers, 'x-original-method'),
@@ -64,7 +64,7 @@ const SCHEME_MISSING = invalidRequest('The original request scheme is missing');
  * host that is no host name (userinfo, `@`, an odd port) → 400 as for a bad target. The target itself is checked
  * by the chain's normalization, exactly as a proxied request's.
  */
-export function readOriginalRequest(family: ProxyFamily, facts: RequestFacts, envoyTarget?: string): OriginalReading {
+export function readOriginalRequest(family: ProxyFamily, facts: RequestContext, envoyTarget?: string): OriginalReading {
   const { method, target, host, proto } = DESCRIBERS[family](facts, envoyTarget);
   if (target === undefined) return { ok: false, error: URI_MISSING, reason: 'no_original_uri' };
   if (method === undefined) return { ok: false, error: METHOD_MISSING, reason: 'no_original_method' };

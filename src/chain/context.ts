@@ -1,0 +1,58 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { Identity } from '../identity/identity.js';
+import type { RateLimitDecision } from '../store/types.js';
+import type { Credential, Plan, RequestContext, RequestFacts, Transport } from './kinds.js';
+
+/** What the listener knows besides the facts: the TLS connection, whose peer certificate is read only when asked. */
+export interface TransportFacts extends RequestFacts {
+  readonly tls?: TLSSocket | undefined;
+}
+
+/**
+ * One request's context. Every field is set in the constructor, so all contexts share one shape and the steps'
+ * property reads stay monomorphic.
+ */
+export class Context implements RequestContext {
+  readonly method: string;
+  readonly target: string;
+  readonly host: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly headersDistinct: NodeJS.Dict<string[]>;
+  readonly peerIp: string;
+  readonly trustedPeer: boolean;
+  readonly proto: 'http' | 'https';
+  readonly transport: Transport;
+  readonly upgrade: boolean;
+  readonly requestId: string;
+  private readonly tls: TLSSocket | undefined;
+  plan: Plan | undefined = undefined;
+  path = '';
+  query = '';
+  clientIp = '';
+  credential: Credential | undefined = undefined;
+  identity: Identity | undefined = undefined;
+  limit: RateLimitDecision | undefined = undefined;
+  upstreamHeaders: OutgoingHttpHeaders | undefined = undefined;
+  reportAs: RequestContext | undefined = undefined;
+
+  constructor(facts: TransportFacts) {
+    this.method = facts.method;
+    this.target = facts.target;
+    this.host = facts.host;
+    this.headers = facts.headers;
+    this.headersDistinct = facts.headersDistinct;
+    this.peerIp = facts.peerIp;
+    this.trustedPeer = facts.trustedPeer;
+    this.proto = facts.proto;
+    this.transport = facts.transport;
+    this.upgrade = facts.transport === 'upgrade';
+    this.requestId = facts.requestId;
+    this.tls = facts.tls;
+  }
+
+  peerCertificate(): PeerCertificate | undefined {
+    const certificate = this.tls?.getPeerCertificate();
+    return certificate === undefined || Object.keys(certificate).length === 0 ? undefined : certificate;
+  }
+}

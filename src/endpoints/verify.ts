@@ -1,0 +1,69 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import { Context } from '../chain/context.js';
+import type { RequestContext, Step } from '../chain/kinds.js';
+import { answered, isThenable, refusal, type Verdict } from '../chain/verdict.js';
+import type { IdentityConfig } from '../config/types.js';
+import { Errors } from '../http/responses.js';
+import { headersForProxyToRemove, type HeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
+import type { IdentityHeaderWriter } from '../mechanisms/finalizers/identity-headers.js';
+import { rateLimitHeaders } from '../mechanisms/limiters/rate-limit.js';
+import { envoyOriginalTarget, readOriginalRequest, type ProxyFamily } from './forward-auth-families.js';
+
+export interface VerifyDeps {
+  readonly family: ProxyFamily;
+  readonly reservedPrefix: string;
+  readonly folded: boolean;
+  /** The whole chain, for the original request. */
+  readonly decide: (original: RequestContext) => Verdict | Promise<Verdict>;
+  readonly identityHeaders: IdentityHeaderWriter;
+  readonly headerPolicy: HeaderPolicy;
+  readonly identity: IdentityConfig;
+}
+
+const UNTRUSTED = refusal('endpoint', Errors.forwardAuthForbidden, 'untrusted_forward_auth');
+
+/**
+ * Forward-auth: the proxy in front asks whether the original request may pass. Only a trusted proxy is asked,
+ * only the configured family's headers describe the original request, and that request then runs the same chain
+ * as a proxied one. Logs and metrics report the original (`reportAs`): its method, route and path.
+ */
+export function verifyStep(deps: VerifyDeps): Step {
+  return {
+    stage: 'endpoint',
+    run(ctx, trace) {
+      if (!ctx.trustedPeer) return UNTRUSTED;
+      const envoyTarget = deps.family === 'envoy' ? envoyOriginalTarget(ctx.target, deps.reservedPrefix, deps.folded) : undefined;
+      const read = readOriginalRequest(deps.family, ctx, envoyTarget);
+      if (!read.ok) return refusal('endpoint', read.error, read.reason);
+      // The check's TLS peer is the proxy, not the original client: the original has no certificate to offer.
+      const original = new Context({ ...ctx, ...read.original, transport: 'forward_auth', tls: undefined });
+      ctx.reportAs = original;
+      const verdict = deps.decide(original);
+      trace?.('endpoint', true, `forward-auth check of ${read.original.method} ${read.original.target}`);
+      return isThenable(verdict) ? verdict.then((settled) => answer(settled, original, deps)) : answer(verdict, original, deps);
+    },
+  };
+}
+
+/** A refusal goes back as it is (the proxy relays it); a pass is 200 with the identity headers to set. */
+function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): Verdict {
+  if (!verdict.ok) return verdict;
+  const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
+  if (original.identity) deps.identityHeaders.write(original.identity, headers);
+  if (deps.family === 'envoy') {
+    const toRemove = headersEnvoyMustRemove(original, deps, headers);
+    if (toRemove.length > 0) headers['x-envoy-auth-headers-to-remove'] = toRemove.join(',');
+  }
+  return answered(200, headers);
+}
+
+/**
+ * Envoy keeps the data path: it forwards the client's own request with our headers set on it. Whatever the gateway
+ * would have stripped must be removed by Envoy instead: every configured identity header this answer does not set
+ * (a client's `X-User-Email` must not survive for a token without an email) and the client's spoofed headers.
+ */
+function headersEnvoyMustRemove(original: RequestContext, deps: VerifyDeps, answer: OutgoingHttpHeaders): string[] {
+  const names = new Set(headersForProxyToRemove(original.headers, deps.headerPolicy, deps.identity.forwardToken));
+  for (const header of deps.identity.headers) names.add(header.name.toLowerCase());
+  return [...names].filter((name) => answer[name] === undefined);
+}

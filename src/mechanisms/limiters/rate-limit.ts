@@ -1,0 +1,100 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { Limiter, MechanismType, RequestContext, ErrorRenderer } from '../../chain/kinds.js';
+import { PASS, refusal, type Trace, type Verdict } from '../../chain/verdict.js';
+import type { RateLimitConfig } from '../../config/types.js';
+import { headerValue } from '../../http/headers.js';
+import { claimAsString, readClaim } from '../../identity/claim-path.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { RateLimitStore } from '../../store/types.js';
+
+/**
+ * The route's `rate_limit` entries as two limiters: those keyed by the client (IP, a header) run before
+ * authentication, so brute force is cheap to refuse; those keyed by the identity run after authorization.
+ */
+export const rateLimits: MechanismType<readonly Limiter[]> = {
+  create({ config, store, metrics }) {
+    return {
+      forRoute(route, errors) {
+        const client: RateLimitConfig[] = [];
+        const identity: RateLimitConfig[] = [];
+        for (const name of route.rateLimit) {
+          const limit = config.rateLimits.get(name);
+          if (!limit) continue; // validated by config; a dangling name cannot get here
+          if (limit.key.kind === 'ip' || limit.key.kind === 'header') client.push(limit);
+          else identity.push(limit);
+        }
+        const deps: LimiterDeps = { store: store.rateLimits, metrics, errors };
+        const limiters: Limiter[] = [];
+        if (client.length > 0) limiters.push(limiter('client', client, deps));
+        if (identity.length > 0) limiters.push(limiter('identity', identity, deps));
+        return limiters;
+      },
+    };
+  },
+};
+
+interface LimiterDeps {
+  readonly store: RateLimitStore;
+  readonly metrics: Metrics;
+  readonly errors: ErrorRenderer;
+}
+
+function limiter(phase: 'client' | 'identity', limits: readonly RateLimitConfig[], deps: LimiterDeps): Limiter {
+  const names = `${phase} limits [${limits.map((limit) => limit.name).join(', ')}] have room`;
+  return {
+    stage: 'rate_limit',
+    phase,
+    async run(ctx: RequestContext, trace: Trace | undefined): Promise<Verdict> {
+      for (const limit of limits) {
+        const decision = await deps.store.consume(limit.name, limitKey(limit, ctx));
+        if (!decision.allowed) {
+          deps.metrics.rateLimited.inc({ limit: limit.name });
+          trace?.('rate_limit', false, `limit ${limit.name} exhausted`);
+          const headers = rateLimitHeaders(decision);
+          headers['retry-after'] = String(Math.max(1, Math.ceil(decision.resetMs / 1000)));
+          return refusal('rate_limit', deps.errors.rateLimited(headers), `rate_limit_${limit.name}`);
+        }
+        // The answer carries the tightest decision so the client sees the binding limit.
+        if (!ctx.limit || decision.remaining < ctx.limit.remaining) ctx.limit = decision;
+      }
+      trace?.('rate_limit', true, names);
+      return PASS;
+    },
+  };
+}
+
+/**
+ * The bucket a request counts against. Identity keys come only from the verified identity; a request
+ * without one (anonymous on an `auth: optional` route) counts against its client IP instead, so it is
+ * still limited.
+ */
+function limitKey(limit: RateLimitConfig, ctx: RequestContext): string {
+  const { clientIp, identity } = ctx;
+  const key = limit.key;
+  switch (key.kind) {
+    case 'ip':
+      return `ip:${clientIp}`;
+    case 'header': {
+      // A request without the header counts against its client IP, never against one bucket shared by all.
+      const value = headerValue(ctx.headers[key.name]);
+      return value !== undefined ? `h:${value}` : `anon:${clientIp}`;
+    }
+    case 'subject':
+      return identity?.subject !== undefined ? `sub:${identity.issuer.name}:${identity.subject}` : `anon:${clientIp}`;
+    case 'client_id':
+      return identity?.clientId !== undefined ? `cid:${identity.issuer.name}:${identity.clientId}` : `anon:${clientIp}`;
+    case 'claim': {
+      const value = identity ? claimAsString(readClaim(identity.claims, key.path)) : undefined;
+      return value !== undefined ? `claim:${identity?.issuer.name}:${value}` : `anon:${clientIp}`;
+    }
+  }
+}
+
+/** RateLimit-* (IETF draft) for a decision: on every answer of a limited route, and with Retry-After on a 429. */
+export function rateLimitHeaders(decision: { limit: number; remaining: number; resetMs: number }): OutgoingHttpHeaders {
+  return {
+    'ratelimit-limit': String(decision.limit),
+    'ratelimit-remaining': String(Math.max(0, decision.remaining)),
+    'ratelimit-reset': String(Math.max(0, Math.ceil(decision.resetMs / 1000))),
+  };
+}

@@ -1,0 +1,123 @@
+import type { RouteConfig } from '../config/types.js';
+import type {
+  Authenticator,
+  CompileContext,
+  Compiled,
+  CredentialFinder,
+  ErrorRenderer,
+  Finalizer,
+  Limiter,
+  MechanismType,
+  Plan,
+  Step,
+  Authorizer,
+} from '../chain/kinds.js';
+import { authenticateStep } from '../chain/steps/authenticate.js';
+import { authorizeStep } from '../chain/steps/authorize.js';
+import { credentialStep } from '../chain/steps/credentials.js';
+import { finalizeStep } from '../chain/steps/finalize.js';
+import { revocationStep } from '../chain/steps/revocation.js';
+import { refusal, type Refusal } from '../chain/verdict.js';
+import { InvalidTokenDescription } from '../http/responses.js';
+import type { CorsPolicy } from '../chain/kinds.js';
+import { preflightStep } from '../mechanisms/cors/preflight.js';
+import type { Registry } from './registry.js';
+
+/** Every mechanism of the registry, created for one config, in registry order. */
+export interface Mechanisms {
+  readonly authenticators: readonly Compiled<Authenticator>[];
+  readonly authorizers: readonly Compiled<Authorizer>[];
+  readonly limiters: readonly Compiled<readonly Limiter[]>[];
+  readonly finalizers: readonly Compiled<Finalizer>[];
+  readonly errors: readonly { forRoute(route: RouteConfig): ErrorRenderer | undefined }[];
+  /** `kind.name` → instance, for the next config to adopt (unchanged issuers keep their keys). */
+  readonly byName: ReadonlyMap<string, Compiled<unknown>>;
+}
+
+/** Creates every registered mechanism once for `ctx.config`, handing each what it built for the previous config. */
+export function createMechanisms(registry: Registry, ctx: CompileContext, previous: Mechanisms | undefined): Mechanisms {
+  const byName = new Map<string, Compiled<unknown>>();
+  const create = <I>(kind: string, types: Readonly<Record<string, MechanismType<I>>>): Compiled<I>[] => {
+    const created: Compiled<I>[] = [];
+    for (const [name, type] of Object.entries(types)) {
+      const instance = type.create(ctx, previous?.byName.get(`${kind}.${name}`) as Compiled<I> | undefined);
+      if (instance === undefined) continue;
+      byName.set(`${kind}.${name}`, instance as Compiled<unknown>);
+      created.push(instance);
+    }
+    return created;
+  };
+  const errors = Object.values(registry.errors).flatMap((type) => type.create(ctx) ?? []);
+  return {
+    authenticators: create('authenticators', registry.authenticators),
+    authorizers: create('authorizers', registry.authorizers),
+    limiters: create('limiters', registry.limiters),
+    finalizers: create('finalizers', registry.finalizers),
+    errors,
+    byName,
+  };
+}
+
+/** Each mechanism narrowed to `route`; those that do not apply there are left out. */
+export function forRoute<I>(compiled: readonly Compiled<I>[], route: RouteConfig, errors: ErrorRenderer): I[] {
+  const applied: I[] = [];
+  for (const mechanism of compiled) {
+    const instance = mechanism.forRoute(route, errors);
+    if (instance !== undefined) applied.push(instance);
+  }
+  return applied;
+}
+
+export function errorsFor(mechanisms: Mechanisms, route: RouteConfig): ErrorRenderer {
+  for (const candidate of mechanisms.errors) {
+    const renderer = candidate.forRoute(route);
+    if (renderer !== undefined) return renderer;
+  }
+  throw new Error(`route "${route.name}": no error renderer applies`);
+}
+
+/** Every authenticator said "not mine": the credential is of a kind no configured mechanism reads. */
+export function unclaimed(errors: ErrorRenderer): Refusal {
+  return refusal('authenticate', errors.invalidCredentials(InvalidTokenDescription.malformed), 'unclaimed_credential');
+}
+
+/** What a plan is compiled from besides its route. */
+export interface PlanInputs {
+  readonly ctx: CompileContext;
+  readonly mechanisms: Mechanisms;
+  readonly findCredential: CredentialFinder;
+  readonly cors: CorsPolicy | undefined;
+}
+
+/**
+ * One route's plan: client-keyed limits, then (unless `auth: none`) the credential, its authentication and the
+ * revocation check, the route's authorizers, identity-keyed limits, and the finalizers that build the upstream's
+ * headers. Compiled once per config; a request only walks the array.
+ */
+export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
+  const { ctx, mechanisms, cors } = inputs;
+  const errors = errorsFor(mechanisms, route);
+  const limiters = forRoute(mechanisms.limiters, route, errors).flat();
+  const steps: Step[] = limiters.filter((limiter) => limiter.phase === 'client');
+  if (route.auth !== 'none') {
+    const options = { required: route.auth === 'required', query: true, forwardToken: ctx.config.identity.forwardToken };
+    steps.push(
+      credentialStep(inputs.findCredential, errors, options),
+      authenticateStep(forRoute(mechanisms.authenticators, route, errors), unclaimed(errors)),
+      revocationStep(ctx.store.revocations, errors),
+    );
+  }
+  const authorizers = forRoute(mechanisms.authorizers, route, errors);
+  if (authorizers.length > 0) steps.push(authorizeStep(authorizers, errors));
+  steps.push(...limiters.filter((limiter) => limiter.phase === 'identity'));
+  steps.push(finalizeStep(forRoute(mechanisms.finalizers, route, errors)));
+  return {
+    name: route.name,
+    match: route.match,
+    route,
+    upstream: route.upstream,
+    steps,
+    preflight: cors === undefined ? undefined : preflightStep(cors),
+    cors,
+  };
+}

@@ -1,0 +1,99 @@
+import type { InternalRoutes } from '../chain/head.js';
+import type { CompileContext, Plan, Step } from '../chain/kinds.js';
+import { credentialStep } from '../chain/steps/credentials.js';
+import { authenticateStep } from '../chain/steps/authenticate.js';
+import { revocationStep } from '../chain/steps/revocation.js';
+import { PASS, refusal, type Refusal } from '../chain/verdict.js';
+import type { RouteConfig } from '../config/types.js';
+import { logoutStep, sameOriginStep } from '../endpoints/logout.js';
+import { verifyStep, type VerifyDeps } from '../endpoints/verify.js';
+import { envoyOriginalTarget } from '../endpoints/forward-auth-families.js';
+import { Errors } from '../http/responses.js';
+import { compileHeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
+import { compileIdentityHeaders } from '../mechanisms/finalizers/identity-headers.js';
+import { errorsFor, forRoute, unclaimed, type PlanInputs } from './compile.js';
+
+const SLASH = 0x2f;
+const NOT_FOUND = refusal('route', Errors.notFound, 'no_route');
+const METHOD_NOT_ALLOWED = refusal('endpoint', Errors.methodNotAllowed, 'method');
+const HOST_NOT_ALLOWED = refusal('host', Errors.misdirected, 'host_not_allowed');
+
+/** A step that always gives the same verdict. */
+function fixed(verdict: Refusal): Step {
+  return { stage: verdict.stage, run: () => verdict };
+}
+
+function methods(allowed: readonly string[]): Step {
+  return { stage: 'endpoint', run: (ctx) => (allowed.includes(ctx.method) ? PASS : METHOD_NOT_ALLOWED) };
+}
+
+/** `server.allowed_hosts` holds for the gateway's own endpoints too (a verify check's own Host excepted). */
+function host(allowedHost: ((host: string) => boolean) | undefined): readonly Step[] {
+  if (allowedHost === undefined) return [];
+  return [{ stage: 'host', run: (ctx) => (allowedHost(ctx.host) ? PASS : HOST_NOT_ALLOWED) }];
+}
+
+function internalPlan(path: string, steps: readonly Step[]): Plan {
+  return { name: '-', match: { host: undefined, path, methods: undefined }, route: undefined, upstream: undefined, steps, preflight: undefined, cors: undefined };
+}
+
+/**
+ * The gateway's own endpoints under `server.reserved_prefix`, ahead of every user route: logout, forward-auth
+ * verify (when `server.forward_auth` names a proxy), and 404 for anything else under the prefix. Suffixes are
+ * exact, so `/verify/` is a 404. The prefix is compared on the normalized path (case-folded where routes are),
+ * so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`) can slip past it to a user route.
+ */
+export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: string) => boolean) | undefined, decide: VerifyDeps['decide']): InternalRoutes {
+  const { server } = inputs.ctx.config;
+  const folded = server.pathCase === 'insensitive';
+  const prefix = folded ? server.reservedPrefix.toLowerCase() : server.reservedPrefix;
+  const family = server.forwardAuth;
+  const verify = family === 'off' ? undefined : verifyStep({ ...verifyDeps(inputs.ctx), family, reservedPrefix: server.reservedPrefix, folded, decide });
+  const logout = internalPlan(`${server.reservedPrefix}/logout`, [...host(allowedHost), methods(['POST']), ...logoutSteps(inputs)]);
+  const notFound = internalPlan(server.reservedPrefix, [...host(allowedHost), fixed(NOT_FOUND)]);
+  const verifyPlan = verify && internalPlan(`${server.reservedPrefix}/verify`, family === 'envoy' ? [verify] : [methods(['GET', 'POST']), verify]);
+  const envoy = family === 'envoy' ? verifyPlan : undefined;
+  const byEndpoint = new Map<string, Plan>([['/logout', logout]]);
+  if (verifyPlan && family !== 'envoy') byEndpoint.set('/verify', verifyPlan);
+  return {
+    raw: (target) => (envoy !== undefined && envoyOriginalTarget(target, server.reservedPrefix, folded) !== undefined ? envoy : undefined),
+    match(path) {
+      const candidate = folded ? path.toLowerCase() : path;
+      if (!candidate.startsWith(prefix) || (candidate.length > prefix.length && candidate.charCodeAt(prefix.length) !== SLASH)) return undefined;
+      return byEndpoint.get(candidate.slice(prefix.length)) ?? notFound;
+    },
+  };
+}
+
+function verifyDeps(ctx: CompileContext): Pick<VerifyDeps, 'identityHeaders' | 'headerPolicy' | 'identity'> {
+  const { identity, tokens } = ctx.config;
+  return {
+    identityHeaders: compileIdentityHeaders(identity),
+    headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens }),
+    identity,
+  };
+}
+
+/** Logout authenticates as a route that takes every issuer would, and refuses without a token. */
+const EVERY_ISSUER: RouteConfig = Object.freeze({
+  name: '-',
+  match: { host: undefined, path: '/', methods: undefined },
+  upstream: '',
+  auth: 'required',
+  issuers: undefined,
+  require: undefined,
+  rateLimit: [],
+  cors: false,
+});
+
+function logoutSteps(inputs: PlanInputs): Step[] {
+  const { ctx, mechanisms } = inputs;
+  const errors = errorsFor(mechanisms, EVERY_ISSUER);
+  return [
+    credentialStep(inputs.findCredential, errors, { required: true, query: false, forwardToken: false }),
+    sameOriginStep(ctx.config.cors?.origins ?? []),
+    authenticateStep(forRoute(mechanisms.authenticators, EVERY_ISSUER, errors), unclaimed(errors)),
+    revocationStep(ctx.store.revocations, errors),
+    logoutStep(ctx.store.revocations, errors, ctx.logger),
+  ];
+}

@@ -1,0 +1,31 @@
+/**
+ * The only file that names every mechanism. It is a plain object: importing it runs nothing, and a mechanism is
+ * in the gateway exactly when it has a line here (no self-registration by import side effects).
+ */
+import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType } from '../chain/kinds.js';
+import { jwt } from '../mechanisms/authenticators/jwt/authenticator.js';
+import { requireRules } from '../mechanisms/authorizers/require.js';
+import { bearer } from '../mechanisms/errors/bearer.js';
+import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
+import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
+import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
+
+export interface Registry {
+  /** Asked in this order; the first "mine" decides. */
+  readonly authenticators: Readonly<Record<string, MechanismType<Authenticator>>>;
+  /** All must hold, in this order. */
+  readonly authorizers: Readonly<Record<string, MechanismType<Authorizer>>>;
+  readonly limiters: Readonly<Record<string, MechanismType<readonly Limiter[]>>>;
+  /** Run in this order on the way to the upstream. */
+  readonly finalizers: Readonly<Record<string, MechanismType<Finalizer>>>;
+  /** The first that applies to a route renders its refusals. */
+  readonly errors: Readonly<Record<string, ErrorsType>>;
+}
+
+export const registry = {
+  authenticators: { jwt },
+  authorizers: { require: requireRules },
+  limiters: { rate_limit: rateLimits },
+  finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders },
+  errors: { bearer },
+} as const satisfies Registry;
