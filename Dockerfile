@@ -3,7 +3,7 @@
 # Node 22 LTS (the code also runs on Node 20.19+).
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json tsconfig.types.json ./
 COPY src ./src
 RUN npm ci --ignore-scripts && npm run build
 
