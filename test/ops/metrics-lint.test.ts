@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +6,7 @@ import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { signRaw } from '../helpers/tokens.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 import { startAuthgate, type AuthgateProcess } from './process.js';
+import { promtool } from './promtool.js';
 
 /**
  * What a real gateway (and a cluster primary) serves on /metrics passes `promtool check metrics`, the linter
@@ -28,20 +27,6 @@ afterAll(async () => {
   await upstream?.close();
   await redis?.stop();
 });
-
-/** Runs `promtool check metrics` on the text; resolves with its exit code and output. */
-async function promtool(text: string): Promise<{ code: number; output: string }> {
-  const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  const spawned = Promise.race([once(child, 'spawn'), once(child, 'error')]);
-  const failure = await spawned.then((args) => (args[0] instanceof Error ? args[0] : undefined));
-  if (failure) throw new Error(`promtool is required (Debian package \`prometheus\`: apt-get install prometheus): ${failure.message}`);
-  child.stdin.end(text);
-  const [code] = (await once(child, 'exit')) as [number];
-  return { code, output };
-}
 
 async function gatewayWith(server: string): Promise<AuthgateProcess> {
   const file = join(await mkdtemp(join(tmpdir(), 'authgate-metrics-')), 'gateway.yaml');
@@ -100,7 +85,7 @@ describe('promtool check metrics', () => {
     expect(text).toMatch(/^process_cpu_seconds_total \d/m);
     expect(text).toMatch(/^nodejs_heap_size_used_bytes \d/m);
     expect(text).not.toContain('authgate_process_');
-    expect(await promtool(text)).toEqual({ code: 0, output: '' });
+    expect(await promtool(['check', 'metrics'], text)).toEqual({ code: 0, output: '' });
   });
 
   it("passes on a cluster primary's aggregated /metrics", async () => {
@@ -112,6 +97,6 @@ describe('promtool check metrics', () => {
     const text = await (await fetch(`${adminUrl}/metrics`)).text();
     expect(text).toContain('\nauthgate_requests_total{');
     expect(text).toMatch(/^process_cpu_seconds_total \d/m);
-    expect(await promtool(text)).toEqual({ code: 0, output: '' });
+    expect(await promtool(['check', 'metrics'], text)).toEqual({ code: 0, output: '' });
   });
 });
