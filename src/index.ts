@@ -4,7 +4,8 @@
  * Entry points (package.json `exports`):
  * - `authgate`         this module
  * - `authgate/config`  config loading and checking only
- * Planned: the assertion verifier for upstreams and the dev issuer for tests get their own entry points here.
+ * - `authgate/testing` a dev issuer for users' own test suites
+ * - `authgate/assertion` verifying the signed identity in an upstream
  */
 export { startGateway, type GatewayOptions, type RunningGateway } from './gateway/gateway.js';
 export * from './config/index.js';
