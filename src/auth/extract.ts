@@ -111,27 +111,74 @@ function decodeQueryComponent(text: string): string | undefined {
   }
 }
 
-/** Every value of parameter `name` in a raw query string (with or without the leading `?`); names are decoded first. */
-function fromQuery(query: string, name: string): Found {
-  let found: string | undefined;
+/**
+ * Visits the `name=value` pairs of a raw query string (with or without the leading `?`): `visit` gets the bounds of
+ * each pair (`equals` is `end` when the pair has no `=`) and returns false to stop.
+ */
+function scanQuery(query: string, visit: (start: number, equals: number, end: number) => boolean): void {
   let start = query.startsWith('?') ? 1 : 0;
   while (start < query.length) {
     let end = query.indexOf('&', start);
     if (end === -1) end = query.length;
     let equals = query.indexOf('=', start);
     if (equals === -1 || equals > end) equals = end;
-    const rawName = query.slice(start, equals);
-    // Decode names so `access%5Ftoken` cannot slip a token past the gateway to an upstream that decodes it.
-    if (decodeQueryComponent(rawName) === name) {
-      if (found !== undefined) return invalid('multiple_query_tokens');
-      const value = decodeQueryComponent(query.slice(Math.min(equals + 1, end), end));
-      if (value === undefined) return invalid('malformed_query_token');
-      found = value;
-    }
+    if (!visit(start, equals, end)) return;
     start = end + 1;
   }
-  if (found === undefined) return NONE;
-  return { kind: 'token', token: found };
+}
+
+/**
+ * Whether a pair's raw name is `name` once percent-decoded: an upstream decodes `access%5Ftoken` and
+ * `%61ccess_token` to `access_token`, so the gateway must read (and remove) them as that name too.
+ */
+function namesParameter(query: string, start: number, equals: number, name: string): boolean {
+  return decodeQueryComponent(query.slice(start, equals)) === name;
+}
+
+/** Every value of parameter `name` in a raw query string; names are decoded first. */
+function fromQuery(query: string, name: string): Found {
+  let found: Found = NONE;
+  scanQuery(query, (start, equals, end) => {
+    if (!namesParameter(query, start, equals, name)) return true;
+    if (found.kind === 'token') {
+      found = invalid('multiple_query_tokens');
+      return false;
+    }
+    const value = decodeQueryComponent(query.slice(Math.min(equals + 1, end), end));
+    found = value === undefined ? invalid('malformed_query_token') : { kind: 'token', token: value };
+    return value !== undefined;
+  });
+  return found;
+}
+
+/** `query` without any pair named `name` in any spelling, the other pairs kept byte for byte; `?…` or empty. */
+function withoutQueryParameter(query: string, name: string): string {
+  const kept: string[] = [];
+  scanQuery(query, (start, equals, end) => {
+    if (!namesParameter(query, start, equals, name)) kept.push(query.slice(start, end));
+    return true;
+  });
+  return kept.length > 0 ? `?${kept.join('&')}` : '';
+}
+
+/** Whether a raw query may hold parameter `name` in some spelling: a cheap test before any scanning. */
+function mayHoldParameter(query: string, name: string): boolean {
+  return query.length > 1 && (query.includes(name) || query.includes('%'));
+}
+
+/** The query parameter that carries tokens: the configured query source, else RFC 6750 §2.3's `access_token`. */
+function tokenQueryName(sources: readonly TokenSource[]): string {
+  return sources.find((source) => source.kind === 'query')?.name ?? DEFAULT_QUERY_PARAMETER;
+}
+
+/**
+ * Compiles what the upstream's query string loses: the token parameter, in every spelling and every copy, on
+ * every route (`auth: none` too), unless `identity.forward_token` keeps it like the other token sources.
+ */
+export function compileTokenQueryStripper(sources: readonly TokenSource[], forwardToken: boolean): (query: string) => string {
+  if (forwardToken) return (query) => query;
+  const name = tokenQueryName(sources);
+  return (query) => (mayHoldParameter(query, name) ? withoutQueryParameter(query, name) : query);
 }
 
 interface CompiledSource {
@@ -154,7 +201,7 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExt
     return { source, key, isAuthorization: source.kind === 'header' && key === 'authorization' };
   });
   const querySource = compiled.find((entry) => entry.source.kind === 'query');
-  const watchedQueryName = querySource?.key ?? DEFAULT_QUERY_PARAMETER;
+  const watchedQueryName = tokenQueryName(sources);
   const others = compiled.filter((entry) => entry.source.kind !== 'query');
 
   return (headersDistinct, query, isUpgrade) => {
@@ -173,8 +220,7 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExt
       tokenSource = entry.source;
     }
 
-    // Cheap pre-check; `%` covers a percent-encoded parameter name.
-    if (query.length > 1 && (query.includes(watchedQueryName) || query.includes('%'))) {
+    if (mayHoldParameter(query, watchedQueryName)) {
       const found = fromQuery(query, watchedQueryName);
       if (found.kind === 'invalid_request') return found;
       if (found.kind === 'token') {
