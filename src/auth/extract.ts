@@ -128,18 +128,18 @@ function scanQuery(query: string, visit: (start: number, equals: number, end: nu
 }
 
 /**
- * Whether a pair's raw name is `name` once percent-decoded: an upstream decodes `access%5Ftoken` and
- * `%61ccess_token` to `access_token`, so the gateway must read (and remove) them as that name too.
+ * A pair's name percent-decoded: an upstream decodes `access%5Ftoken` and `%61ccess_token` to `access_token`, so
+ * the gateway must read (and remove) them under that name too. Undefined when the name does not decode.
  */
-function namesParameter(query: string, start: number, equals: number, name: string): boolean {
-  return decodeQueryComponent(query.slice(start, equals)) === name;
+function parameterName(query: string, start: number, equals: number): string | undefined {
+  return decodeQueryComponent(query.slice(start, equals));
 }
 
 /** Every value of parameter `name` in a raw query string; names are decoded first. */
 function fromQuery(query: string, name: string): Found {
   let found: Found = NONE;
   scanQuery(query, (start, equals, end) => {
-    if (!namesParameter(query, start, equals, name)) return true;
+    if (parameterName(query, start, equals) !== name) return true;
     if (found.kind === 'token') {
       found = invalid('multiple_query_tokens');
       return false;
@@ -151,11 +151,12 @@ function fromQuery(query: string, name: string): Found {
   return found;
 }
 
-/** `query` without any pair named `name` in any spelling, the other pairs kept byte for byte; `?…` or empty. */
-function withoutQueryParameter(query: string, name: string): string {
+/** `query` without any pair named one of `names` in any spelling, the others kept byte for byte; `?…` or empty. */
+function withoutQueryParameters(query: string, names: readonly string[]): string {
   const kept: string[] = [];
   scanQuery(query, (start, equals, end) => {
-    if (!namesParameter(query, start, equals, name)) kept.push(query.slice(start, end));
+    const name = parameterName(query, start, equals);
+    if (name === undefined || !names.includes(name)) kept.push(query.slice(start, end));
     return true;
   });
   return kept.length > 0 ? `?${kept.join('&')}` : '';
@@ -166,19 +167,42 @@ function mayHoldParameter(query: string, name: string): boolean {
   return query.length > 1 && (query.includes(name) || query.includes('%'));
 }
 
-/** The query parameter that carries tokens: the configured query source, else RFC 6750 §2.3's `access_token`. */
-function tokenQueryName(sources: readonly TokenSource[]): string {
-  return sources.find((source) => source.kind === 'query')?.name ?? DEFAULT_QUERY_PARAMETER;
+/** A query parameter that may carry a token; `source` undefined: none is configured, so one found is refused. */
+interface QueryWatch {
+  readonly name: string;
+  readonly source: TokenSource | undefined;
+}
+
+/** The configured query sources, else RFC 6750 §2.3's `access_token`, watched so that it can be refused. */
+function queryWatches(sources: readonly TokenSource[]): readonly QueryWatch[] {
+  const configured = sources.filter((source) => source.kind === 'query').map((source) => ({ name: source.name, source }));
+  return configured.length > 0 ? configured : [{ name: DEFAULT_QUERY_PARAMETER, source: undefined }];
+}
+
+/** The one token the query carries, if any, or why the request is refused. */
+function fromQuerySources(query: string, watches: readonly QueryWatch[], isUpgrade: boolean): Exclude<TokenExtraction, { kind: 'too_long' }> {
+  let token: Extract<TokenExtraction, { kind: 'token' }> | undefined;
+  for (const watch of watches) {
+    if (!mayHoldParameter(query, watch.name)) continue;
+    const found = fromQuery(query, watch.name);
+    if (found.kind === 'none') continue;
+    if (found.kind === 'invalid_request') return found;
+    if (watch.source === undefined) return invalid('query_token_not_enabled');
+    if (!isUpgrade) return invalid('query_token_not_upgrade');
+    if (token !== undefined) return invalid('multiple_query_tokens');
+    token = { kind: 'token', token: found.token, source: watch.source };
+  }
+  return token ?? NONE;
 }
 
 /**
- * Compiles what the upstream's query string loses: the token parameter, in every spelling and every copy, on
- * every route (`auth: none` too), unless `identity.forward_token` keeps it like the other token sources.
+ * Compiles what the upstream's query string loses: the token parameters, in every spelling and every copy, on
+ * every route (`auth: none` too), unless `identity.forward_token` keeps them like the other token places.
  */
 export function compileTokenQueryStripper(sources: readonly TokenSource[], forwardToken: boolean): (query: string) => string {
   if (forwardToken) return (query) => query;
-  const name = tokenQueryName(sources);
-  return (query) => (mayHoldParameter(query, name) ? withoutQueryParameter(query, name) : query);
+  const names = queryWatches(sources).map((watch) => watch.name);
+  return (query) => (names.some((name) => mayHoldParameter(query, name)) ? withoutQueryParameters(query, names) : query);
 }
 
 interface CompiledSource {
@@ -200,8 +224,7 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExt
     const key = source.kind === 'header' ? source.name.toLowerCase() : source.name;
     return { source, key, isAuthorization: source.kind === 'header' && key === 'authorization' };
   });
-  const querySource = compiled.find((entry) => entry.source.kind === 'query');
-  const watchedQueryName = tokenQueryName(sources);
+  const watches = queryWatches(sources);
   const others = compiled.filter((entry) => entry.source.kind !== 'query');
 
   return (headersDistinct, query, isUpgrade) => {
@@ -220,17 +243,13 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): TokenExt
       tokenSource = entry.source;
     }
 
-    if (mayHoldParameter(query, watchedQueryName)) {
-      const found = fromQuery(query, watchedQueryName);
-      if (found.kind === 'invalid_request') return found;
-      if (found.kind === 'token') {
-        if (querySource === undefined) return invalid('query_token_not_enabled');
-        if (!isUpgrade) return invalid('query_token_not_upgrade');
-        if (token !== undefined) return invalid('multiple_token_sources');
-        if (!BARE_TOKEN.test(found.token)) return invalid('malformed_query_token');
-        token = found.token;
-        tokenSource = querySource.source;
-      }
+    const inQuery = fromQuerySources(query, watches, isUpgrade);
+    if (inQuery.kind === 'invalid_request') return inQuery;
+    if (inQuery.kind === 'token') {
+      if (token !== undefined) return invalid('multiple_token_sources');
+      if (!BARE_TOKEN.test(inQuery.token)) return invalid('malformed_query_token');
+      token = inQuery.token;
+      tokenSource = inQuery.source;
     }
 
     if (token === undefined || tokenSource === undefined) return NONE;

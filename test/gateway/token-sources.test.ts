@@ -41,7 +41,7 @@ routes:
 `;
 }
 
-const WITH_QUERY = '  - header: Authorization\n  - cookie: access_token\n  - query: access_token';
+const WITH_QUERY = '  - header: Authorization\n  - cookie: access_token\n  - query: access_token\n  - query: token';
 const WITHOUT_QUERY = '  - header: Authorization\n  - cookie: access_token';
 
 beforeAll(async () => {
@@ -75,10 +75,10 @@ async function forwarded(target: TestGateway, request: RawRequest): Promise<{ ur
 }
 
 describe('an auth: none route', () => {
-  it('forwards no token: the token parameter in every spelling and copy, the Authorization header and the token cookie go', async () => {
+  it('forwards no token: every token parameter in every spelling and copy, the Authorization header and the token cookie go', async () => {
     const tokens = [idp.sign(), idp.sign(), idp.sign()];
     const seen = await forwarded(gw, {
-      target: `/public/feed?page=2&${tokenParameters(tokens)}&sort=asc`,
+      target: `/public/feed?page=2&${tokenParameters(tokens)}&sort=asc&%74oken=${tokens[2]}`,
       headers: [bearer(tokens[0] as string), ['Cookie', `theme=dark; access_token=${tokens[1]}`]],
     });
     expect(seen).toEqual({ url: '/public/feed?page=2&sort=asc', authorization: undefined, cookie: 'theme=dark' });
