@@ -35,7 +35,7 @@ interface Entry<V> {
 }
 
 /** Default budget: 64 MiB of estimated entry size per process (per worker with `workers` > 1). */
-export const DEFAULT_TOKEN_CACHE_BYTES = 64 * 1024 * 1024;
+const DEFAULT_TOKEN_CACHE_BYTES = 64 * 1024 * 1024;
 
 /**
  * Fixed cost of one entry besides its payload: the Map slot, the 44-character key, the entry record, the frozen
