@@ -22,7 +22,7 @@ export type TokenExtractor = (
   isUpgrade: boolean,
 ) => TokenExtraction;
 
-/** Query parameter refused on ordinary requests when no query source is configured (RFC 6750 §2.3's name). */
+/** With no query source configured, still watched (RFC 6750 §2.3's name): refused on protected routes, removed on all. */
 const DEFAULT_QUERY_PARAMETER = 'access_token';
 
 /** RFC 6750 §2.1: `Bearer` 1*SP b64token, nothing after. Node already trims the header value's outer whitespace. */
