@@ -114,11 +114,12 @@ describe('concurrent requests with one fresh token', () => {
     held = createLatch();
     const before = await cacheCounts();
     const responses = Array.from({ length: count }, () => status(token));
-    // Every request is inside the authenticator (counted) before the keys arrive.
+    // Every request is inside the authenticator (counted) before the keys arrive; within the gateway's 5 s JWKS
+    // fetch timeout, which the held refetch is running against.
     await expect.poll(async () => {
       const now = await cacheCounts();
       return now.miss + now.shared - before.miss - before.shared;
-    }).toBe(count);
+    }, { timeout: 4000 }).toBe(count);
     held.release();
     return Promise.all(responses);
   }
