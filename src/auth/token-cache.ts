@@ -45,7 +45,7 @@ const ENTRY_OVERHEAD_BYTES = 2560;
 /**
  * A decoded payload held as JS values takes about twice its JSON text (string headers, array slots, object shapes),
  * and the JSON text is 3/4 of the base64url segment. With the overhead above this overestimates what RSS shows by
- * about 10 % for 1 KB and 7.5 KB tokens, so the budget is an upper bound.
+ * 1–25 % for 1 KB and 7.5 KB tokens, so the budget is an upper bound.
  */
 const HEAP_BYTES_PER_PAYLOAD_CHARACTER = 1.5;
 
