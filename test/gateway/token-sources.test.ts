@@ -18,8 +18,10 @@ let upstream: RecordingUpstream;
 let gw: TestGateway;
 /** The same routes without a query source: `access_token` in the query is still kept from the upstream. */
 let plain: TestGateway;
+/** `forward_token: true` with a custom token header. */
+let forwarding: TestGateway;
 
-function yaml(tokens: string): string {
+function yaml(tokens: string, forwardToken = false): string {
   return `
 version: 1
 server: { listen: 127.0.0.1:0, shutdown_grace: 1s, trusted_proxies: [127.0.0.1/32] }
@@ -33,7 +35,7 @@ upstreams:
   api: { url: ${upstream.url}, timeout: 2s }
 identity:
   headers: { X-User-Id: subject }
-  forward_token: false
+  forward_token: ${forwardToken}
 routes:
   - { name: public, match: { path: /public/** }, upstream: api, auth: none }
   - { name: optional, match: { path: /optional/** }, upstream: api, auth: optional }
@@ -47,11 +49,15 @@ const WITHOUT_QUERY = '  - header: Authorization\n  - cookie: access_token';
 beforeAll(async () => {
   idp = await startIdp({ keys: ['rsa'] });
   upstream = await startRecordingUpstream();
-  [gw, plain] = await Promise.all([startTestGateway(yaml(WITH_QUERY)), startTestGateway(yaml(WITHOUT_QUERY))]);
+  [gw, plain, forwarding] = await Promise.all([
+    startTestGateway(yaml(WITH_QUERY)),
+    startTestGateway(yaml(WITHOUT_QUERY)),
+    startTestGateway(yaml('  - header: X-Access-Token\n  - query: access_token', true)),
+  ]);
 });
 
 afterAll(async () => {
-  await Promise.all([gw?.close(), plain?.close()]);
+  await Promise.all([gw?.close(), plain?.close(), forwarding?.close()]);
   await Promise.all([upstream?.close(), idp?.close()]);
 });
 
@@ -122,6 +128,26 @@ describe('a WebSocket upgrade with its token in the query', () => {
     const result = await upgrade(gw.port, `/ws/chat?access_token=${token}&access%5Ftoken=${token}`);
     expect(result.upgraded).toBe(false);
     if (!result.upgraded) await expectRefused(gw, upstream, result.response, invalidRequest('multiple_query_tokens'), [token]);
+  });
+});
+
+describe('forward_token: true', () => {
+  it('forwards the token as it was verified, and not a second copy under an underscore spelling of the header', async () => {
+    const [token, other] = [idp.sign({ sub: 'verified' }), idp.sign({ sub: 'smuggled' })];
+    const res = await rawRequest(forwarding.port, { target: '/api/x', headers: [['X-Access-Token', token], ['X_Access_Token', other]] });
+    expect(res.status).toBe(200);
+    const seen = upstream.seen[0] as SeenRequest;
+    const tokenHeaders = seen.rawHeaders.filter((_, index) => index % 2 === 0 && /^x[-_]access[-_]token$/i.test(seen.rawHeaders[index] as string));
+    expect({ names: tokenHeaders, value: seen.headers['x-access-token'], user: seen.headers['x-user-id'] }).toEqual({
+      names: ['x-access-token'],
+      value: token,
+      user: 'verified',
+    });
+  });
+
+  it('keeps the token parameter in the query', async () => {
+    const token = idp.sign();
+    expect((await forwarded(forwarding, { target: `/public/feed?access%5Ftoken=${token}&a=1` })).url).toBe(`/public/feed?access%5Ftoken=${token}&a=1`);
   });
 });
 
