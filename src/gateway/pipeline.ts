@@ -132,7 +132,6 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
   }
 
   let identity: Identity | undefined;
-  let query = target.query;
   if (route.auth !== 'none') {
     const extracted = runtime.extractToken(facts.headersDistinct, target.query, facts.upgrade);
     const authenticated = await authenticate(extracted, route.auth === 'required', route.issuers, runtime, deps.store, trace);
@@ -141,9 +140,6 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
       return authenticated.detail === undefined ? denied : { ...denied, detail: authenticated.detail };
     }
     identity = authenticated.identity;
-    if (extracted.kind === 'token' && extracted.source.kind === 'query' && !runtime.config.identity.forwardToken) {
-      query = withoutQueryParam(query, extracted.source.name);
-    }
   }
 
   if (route.require) {
@@ -170,6 +166,9 @@ export async function decide(facts: RequestFacts, runtime: Runtime, deps: Pipeli
     trace?.('rate_limit', true, `identity limits [${plan.identityLimits.map((l) => l.name).join(', ')}] have room`);
   }
 
+  // Like the token header and cookie, a token in the query is kept from the upstream on every route, public ones
+  // included, whether or not this request's credentials came from there.
+  const query = runtime.stripTokenQuery(target.query);
   const upstreamHeaders = buildUpstreamHeaders(facts.headers, runtime.headerPolicy, {
     trustedPeer: facts.trustedPeer,
     clientIp,
@@ -341,13 +340,4 @@ function rateLimitHeaders(decision: RateLimitDecision): OutgoingHttpHeaders {
     'ratelimit-remaining': String(Math.max(0, decision.remaining)),
     'ratelimit-reset': String(Math.max(0, Math.ceil(decision.resetMs / 1000))),
   };
-}
-
-/** Drops every `name=` pair from a `?…` query string, keeping the others byte for byte. */
-function withoutQueryParam(query: string, name: string): string {
-  const kept = query
-    .slice(1)
-    .split('&')
-    .filter((pair) => pair !== name && !pair.startsWith(`${name}=`));
-  return kept.length > 0 ? `?${kept.join('&')}` : '';
 }

@@ -1,6 +1,6 @@
 import type { GatewayConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
 import { Authenticator } from '../auth/authenticator.js';
-import { compileTokenExtractor } from '../auth/extract.js';
+import { compileTokenExtractor, compileTokenQueryStripper } from '../auth/extract.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { compileIdentityHeaders, type IdentityHeaderWriter } from '../policy/identity-headers.js';
@@ -36,6 +36,8 @@ export interface Runtime {
   readonly plans: ReadonlyMap<RouteConfig, RoutePlan>;
   readonly headerPolicy: HeaderPolicy;
   readonly extractToken: ReturnType<typeof compileTokenExtractor>;
+  /** The query string the upstream gets: without the token parameter unless the token is forwarded. */
+  readonly stripTokenQuery: ReturnType<typeof compileTokenQueryStripper>;
   readonly trustedProxies: TrustedProxies;
   readonly allowedHost: ((host: string) => boolean) | undefined;
   readonly identityHeaders: IdentityHeaderWriter;
@@ -64,6 +66,7 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
     plans,
     headerPolicy: compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens }),
     extractToken: compileTokenExtractor(config.tokens),
+    stripTokenQuery: compileTokenQueryStripper(config.tokens, config.identity.forwardToken),
     trustedProxies: compileTrustedProxies(config.server.trustedProxies),
     allowedHost: config.server.allowedHosts ? compileHostMatcher(config.server.allowedHosts) : undefined,
     identityHeaders: compileIdentityHeaders(config.identity),

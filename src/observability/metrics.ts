@@ -38,7 +38,7 @@ export class Metrics {
 
   readonly tokenCache = new Counter({
     name: 'authgate_token_cache_total',
-    help: 'Verified-token cache lookups, by result (hit, miss)',
+    help: 'Verified-token cache lookups, by result (hit; miss: verified now; shared: joined a verification of the same token under way)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

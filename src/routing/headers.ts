@@ -154,7 +154,8 @@ export function buildUpstreamHeaders(
         if (ctx.trustedPeer) out[name] = value;
         break;
       case 'token':
-        if (ctx.forwardToken) out[name] = value;
+        // Only the spelling the token was read from: an `X_Token` beside `X-Token` could be the one a CGI upstream reads.
+        if (ctx.forwardToken && name === canonical) out[name] = value;
         break;
       case 'cookie': {
         const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy.tokenCookies);
