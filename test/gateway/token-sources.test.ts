@@ -24,7 +24,7 @@ let forwarding: TestGateway;
 function yaml(tokens: string, forwardToken = false): string {
   return `
 version: 1
-server: { listen: 127.0.0.1:0, shutdown_grace: 1s, trusted_proxies: [127.0.0.1/32] }
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, trusted_proxies: [127.0.0.1/32], forward_auth: nginx }
 admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
 tokens:
@@ -161,7 +161,7 @@ describe('explain and forward-auth run the same chain', () => {
   }
 
   async function verify(uri: string, headers: Array<[string, string]> = []): Promise<number> {
-    const res = await rawRequest(gw.port, { target: '/_authgate/verify', headers: [['X-Original-URI', uri], ...headers] });
+    const res = await rawRequest(gw.port, { target: '/_authgate/verify', headers: [['X-Original-URI', uri], ['X-Original-Method', 'GET'], ...headers] });
     return res.status;
   }
 
