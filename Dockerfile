@@ -1,13 +1,14 @@
 # syntax=docker/dockerfile:1
 # Build stage: full toolchain, compiles TypeScript to dist/.
-FROM node:20-bookworm-slim AS build
+# Node 22 LTS (the code also runs on Node 20.19+).
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json tsconfig.types.json ./
 COPY src ./src
 RUN npm ci --ignore-scripts && npm run build
 
 # Runtime stage: production dependencies and the compiled output only, as an unprivileged user.
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 # Inside a container loopback is unreachable from outside: listen on every interface (the bundled config reads
 # these). The admin port must be reachable for kubelet probes; its write endpoints need the admin token.
 ENV NODE_ENV=production AUTHGATE_CONFIG=/etc/authgate/gateway.yaml \
@@ -18,7 +19,8 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY gateway.yaml /etc/authgate/gateway.yaml
-USER node
+# Numeric (the image's `node` user): kubelet can only enforce runAsNonRoot on a numeric user.
+USER 1000:1000
 EXPOSE 8080 9090
 # SIGTERM drains: readiness turns 503, in-flight requests get server.shutdown_grace, then exit 0.
 STOPSIGNAL SIGTERM

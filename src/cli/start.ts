@@ -7,7 +7,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { announceWorkerAdmin, registerWorker, runPrimary, workerCount, WORKER_ADMIN_LISTEN } from '../gateway/cluster.js';
 import { startGateway } from '../gateway/gateway.js';
 import { Metrics } from '../observability/metrics.js';
-import { createLogger, type Logger } from '../observability/log.js';
+import { loggerFor, type Logger } from '../observability/log.js';
 import type { Io } from './io.js';
 
 /**
@@ -20,7 +20,7 @@ export async function runStart(file: string, io: Io): Promise<number | undefined
     for (const problem of loaded.problems) io.stderr.write(`${formatProblem(problem)}\n`);
     return 1;
   }
-  const logger = createLogger(loaded.config.logging.level);
+  const logger = loggerFor(loaded.config.logging);
   if (cluster.isPrimary && workerCount(loaded.config.server.workers) > 1) {
     for (const warning of loaded.warnings) logger.warn({ warning: formatProblem(warning) }, 'config warning');
     await runPrimary(loaded.config, logger);

@@ -43,6 +43,7 @@ const VISIBLE_ASCII = /^[\x20-\x7e]+$/;
 const HEADER_PATTERN = /^[!#$%&'+.^_`|~0-9A-Za-z*-]+$/;
 const OBSOLETE_TLS = new Set(['TLSv1', 'TLSv1.0', 'TLSv1.1']);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+const LOG_FORMATS = ['json', 'pretty'] as const;
 const IDENTITY_KINDS = ['subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'client_id'] as const;
 const RATE_LIMIT_KINDS = ['ip', 'subject', 'client_id'] as const;
 /** Headers an identity header must not overwrite: transport, credentials and what the gateway sets itself. */
@@ -162,9 +163,10 @@ function isRedisUrl(text: string): boolean {
 }
 
 export function readLogging(r: Reader, slot: Slot): LoggingConfig {
-  const s = r.section(slot, ['level', 'access_log']);
+  const s = r.section(slot, ['level', 'format', 'access_log']);
   return {
     level: r.oneOf(s.slot('level'), LOG_LEVELS) ?? 'info',
+    format: r.oneOf(s.slot('format'), LOG_FORMATS) ?? 'json',
     accessLog: r.boolean(s.slot('access_log')) ?? true,
   };
 }

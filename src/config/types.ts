@@ -71,6 +71,8 @@ export interface StoreConfig {
 
 export interface LoggingConfig {
   readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** `json` for log pipelines; `pretty` (colour, one readable line per entry) for a terminal. */
+  readonly format: 'json' | 'pretty';
   readonly accessLog: boolean;
 }
 

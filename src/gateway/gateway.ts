@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
-import { AccessLog, createLogger, type Logger } from '../observability/log.js';
+import { AccessLog, loggerFor, type Logger } from '../observability/log.js';
 import { canonicalIp } from '../http/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -52,7 +52,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Start the gateway listener and the admin listener for one config. */
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
-  const logger = options.logger ?? createLogger(config.logging.level);
+  const logger = options.logger ?? loggerFor(config.logging);
   const metrics = options.metrics ?? new Metrics({ defaultMetrics: true });
   const gateway = new Gateway(config, logger, metrics, options.adminListen);
   try {

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import type { LoggingConfig } from '../config/types.js';
 
 export type { Logger };
@@ -22,7 +23,16 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
   );
 }
 
-/** One access line (SPEC §12): fixed fields, none of which is a token, cookie or Authorization value. */
+/**
+ * The logger `logging` asks for. `pretty` formats the same JSON lines for a terminal (pino-pretty, colour when
+ * stdout is one); the lines carry the same fields, so a switch between the two changes nothing else.
+ */
+export function loggerFor(logging: Pick<LoggingConfig, 'level' | 'format'>): Logger {
+  if (logging.format === 'json') return createLogger(logging.level);
+  return createLogger(logging.level, pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'service,hostname' }));
+}
+
+/** One access line: fixed fields, none of which is a token, cookie or Authorization value. */
 export interface AccessLine {
   readonly requestId: string;
   readonly route: string;

@@ -1,7 +1,7 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
- * Every metric of SPEC §11 in one registry that is passed to the stages that report to it.
+ * Every metric the admin listener's /metrics reports, in one registry that is passed to the stages that report to it.
  * Labels are bounded (route names, issuer names, fixed reasons), never paths or subjects.
  */
 export class Metrics {
@@ -38,7 +38,7 @@ export class Metrics {
 
   readonly tokenCache = new Counter({
     name: 'authgate_token_cache_total',
-    help: 'Verified-token cache lookups, by result (hit, miss)',
+    help: 'Verified-token cache lookups, by result (hit; miss: verified now; shared: joined a verification of the same token under way)',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
@@ -64,6 +64,13 @@ export class Metrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'authgate_process_' });
+    if (!options.defaultMetrics) return;
+    // Standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes…) so stock Node.js dashboards work.
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client also reports these gauges with a `_total` suffix, which Prometheus reserves for counters
+    // (`promtool check metrics` refuses them); each is the sum of its per-type twin (`nodejs_active_handles`…).
+    for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
   }
 }
+
+const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];

@@ -100,7 +100,7 @@ export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
   const limiters = forRoute(mechanisms.limiters, route, errors).flat();
   const steps: Step[] = limiters.filter((limiter) => limiter.phase === 'client');
   if (route.auth !== 'none') {
-    const options = { required: route.auth === 'required', query: true, forwardToken: ctx.config.identity.forwardToken };
+    const options = { required: route.auth === 'required', query: true };
     steps.push(
       credentialStep(inputs.findCredential, errors, options),
       authenticateStep(forRoute(mechanisms.authenticators, route, errors), unclaimed(errors)),

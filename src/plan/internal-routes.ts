@@ -90,7 +90,7 @@ function logoutSteps(inputs: PlanInputs): Step[] {
   const { ctx, mechanisms } = inputs;
   const errors = errorsFor(mechanisms, EVERY_ISSUER);
   return [
-    credentialStep(inputs.findCredential, errors, { required: true, query: false, forwardToken: false }),
+    credentialStep(inputs.findCredential, errors, { required: true, query: false }),
     sameOriginStep(ctx.config.cors?.origins ?? []),
     authenticateStep(forRoute(mechanisms.authenticators, EVERY_ISSUER, errors), unclaimed(errors)),
     revocationStep(ctx.store.revocations, errors),

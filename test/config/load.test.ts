@@ -119,7 +119,7 @@ describe('defaults', () => {
       },
       admin: { listen: { host: '127.0.0.1', port: 9090 }, token: '' },
       store: { redis: undefined, prefix: 'authgate:' },
-      logging: { level: 'info', accessLog: true },
+      logging: { level: 'info', format: 'json', accessLog: true },
       tokens: [
         { kind: 'header', name: 'Authorization' },
         { kind: 'cookie', name: 'access_token' },

@@ -7,8 +7,6 @@ export interface CredentialOptions {
   readonly required: boolean;
   /** Look in the query string too (never for logout, whose query is not a place for tokens). */
   readonly query: boolean;
-  /** Keep a query-string token in the forwarded query (`identity.forward_token`). */
-  readonly forwardToken: boolean;
 }
 
 const INVALID_CREDENTIALS = 'The request carries credentials in an invalid way';
@@ -42,17 +40,7 @@ export function credentialStep(find: CredentialFinder, errors: ErrorRenderer, op
         return options.required ? missing : PASS;
       }
       ctx.credential = credential;
-      if (credential.source.kind === 'query' && !options.forwardToken) ctx.query = withoutQueryParam(ctx.query, credential.source.name);
       return PASS;
     },
   };
-}
-
-/** Drops every `name=` pair from a `?…` query string, keeping the others byte for byte. */
-function withoutQueryParam(query: string, name: string): string {
-  const kept = query
-    .slice(1)
-    .split('&')
-    .filter((pair) => pair !== name && !pair.startsWith(`${name}=`));
-  return kept.length > 0 ? `?${kept.join('&')}` : '';
 }

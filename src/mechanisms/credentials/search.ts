@@ -9,7 +9,7 @@ import { bearerToken, hasBearerScheme, isB64token, MAX_TOKEN_LENGTH } from '../.
  * the gateway and the upstream could each pick a different one, so the request is refused instead of guessing.
  * No credentials at all includes a non-Bearer scheme such as `Authorization: Basic …`.
  */
-/** Query parameter refused on ordinary requests when no query source is configured (RFC 6750 §2.3's name). */
+/** With no query source configured, still watched (RFC 6750 §2.3's name): refused on protected routes, removed on all. */
 const DEFAULT_QUERY_PARAMETER = 'access_token';
 
 /** What one source holds: nothing (`value` undefined), one token, or a reason to refuse the request. */
@@ -83,27 +83,106 @@ function decodeQueryComponent(text: string): string | undefined {
   }
 }
 
-/** Every value of parameter `name` in a raw query string (with or without the leading `?`); names are decoded first. */
-function fromQuery(query: string, name: string): Found {
-  let found: string | undefined;
+/**
+ * Visits the `name=value` pairs of a raw query string (with or without the leading `?`): `visit` gets the bounds of
+ * each pair (`equals` is `end` when the pair has no `=`) and returns false to stop.
+ */
+function scanQuery(query: string, visit: (start: number, equals: number, end: number) => boolean): void {
   let start = query.startsWith('?') ? 1 : 0;
   while (start < query.length) {
     let end = query.indexOf('&', start);
     if (end === -1) end = query.length;
     let equals = query.indexOf('=', start);
     if (equals === -1 || equals > end) equals = end;
-    const rawName = query.slice(start, equals);
-    // Decode names so `access%5Ftoken` cannot slip a token past the gateway to an upstream that decodes it.
-    if (decodeQueryComponent(rawName) === name) {
-      if (found !== undefined) return invalid('multiple_query_tokens');
-      const value = decodeQueryComponent(query.slice(Math.min(equals + 1, end), end));
-      if (value === undefined) return invalid('malformed_query_token');
-      found = value;
-    }
+    if (!visit(start, equals, end)) return;
     start = end + 1;
   }
-  if (found === undefined) return NONE;
-  return holding(found);
+}
+
+/**
+ * A pair's name percent-decoded: an upstream decodes `access%5Ftoken` and `%61ccess_token` to `access_token`, so
+ * the gateway must read (and remove) them under that name too. Undefined when the name does not decode.
+ */
+function parameterName(query: string, start: number, equals: number): string | undefined {
+  return decodeQueryComponent(query.slice(start, equals));
+}
+
+/** Every value of parameter `name` in a raw query string; names are decoded first. */
+function fromQuery(query: string, name: string): Found {
+  let found: Found = NONE;
+  scanQuery(query, (start, equals, end) => {
+    if (parameterName(query, start, equals) !== name) return true;
+    if (found.ok && found.value !== undefined) {
+      found = invalid('multiple_query_tokens');
+      return false;
+    }
+    const value = decodeQueryComponent(query.slice(Math.min(equals + 1, end), end));
+    found = value === undefined ? invalid('malformed_query_token') : holding(value);
+    return value !== undefined;
+  });
+  return found;
+}
+
+/** `query` without any pair named one of `names` in any spelling, the others kept byte for byte; `?…` or empty. */
+function withoutQueryParameters(query: string, names: readonly string[]): string {
+  const kept: string[] = [];
+  scanQuery(query, (start, equals, end) => {
+    const name = parameterName(query, start, equals);
+    if (name === undefined || !names.includes(name)) kept.push(query.slice(start, end));
+    return true;
+  });
+  return kept.length > 0 ? `?${kept.join('&')}` : '';
+}
+
+/** Whether a raw query may hold parameter `name` in some spelling: a cheap test before any scanning. */
+function mayHoldParameter(query: string, name: string): boolean {
+  return query.length > 1 && (query.includes(name) || query.includes('%'));
+}
+
+/** A query parameter that may carry a token; `source` undefined: none is configured, so one found is refused. */
+interface QueryWatch {
+  readonly name: string;
+  readonly source: TokenSource | undefined;
+}
+
+/** The configured query sources, else RFC 6750 §2.3's `access_token`, watched so that it can be refused. */
+function queryWatches(sources: readonly TokenSource[]): readonly QueryWatch[] {
+  const configured = sources.filter((source) => source.kind === 'query').map((source) => ({ name: source.name, source }));
+  return configured.length > 0 ? configured : [{ name: DEFAULT_QUERY_PARAMETER, source: undefined }];
+}
+
+/** The one token the query carries, if any, or why the request is refused. */
+function fromQuerySources(query: string, watches: readonly QueryWatch[], isUpgrade: boolean): QueryFound {
+  let token: QueryFound = NO_QUERY_TOKEN;
+  for (const watch of watches) {
+    if (!mayHoldParameter(query, watch.name)) continue;
+    const found = fromQuery(query, watch.name);
+    if (!found.ok) return found;
+    if (found.value === undefined) continue;
+    if (watch.source === undefined) return invalid('query_token_not_enabled');
+    if (!isUpgrade) return invalid('query_token_not_upgrade');
+    if (token.ok && token.value !== undefined) return invalid('multiple_query_tokens');
+    token = { ok: true, value: found.value, source: watch.source };
+  }
+  return token;
+}
+
+/** A query token and the source it was configured by. */
+type QueryFound =
+  | { readonly ok: true; readonly value: string; readonly source: TokenSource }
+  | { readonly ok: true; readonly value: undefined; readonly source: undefined }
+  | { readonly ok: false; readonly reason: string };
+
+const NO_QUERY_TOKEN: QueryFound = Object.freeze({ ok: true, value: undefined, source: undefined });
+
+/**
+ * Compiles what the upstream's query string loses: the token parameters, in every spelling and every copy, on
+ * every route (`auth: none` too), unless `identity.forward_token` keeps them like the other token places.
+ */
+export function compileTokenQueryStripper(sources: readonly TokenSource[], forwardToken: boolean): (query: string) => string {
+  if (forwardToken) return (query) => query;
+  const names = queryWatches(sources).map((watch) => watch.name);
+  return (query) => (names.some((name) => mayHoldParameter(query, name)) ? withoutQueryParameters(query, names) : query);
 }
 
 interface CompiledSource {
@@ -125,8 +204,7 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): Credenti
     const key = source.kind === 'header' ? source.name.toLowerCase() : source.name;
     return { source, key, isAuthorization: source.kind === 'header' && key === 'authorization' };
   });
-  const querySource = compiled.find((entry) => entry.source.kind === 'query');
-  const watchedQueryName = querySource?.key ?? DEFAULT_QUERY_PARAMETER;
+  const watches = queryWatches(sources);
   const others = compiled.filter((entry) => entry.source.kind !== 'query');
 
   return (headersDistinct, query, isUpgrade) => {
@@ -145,18 +223,13 @@ export function compileTokenExtractor(sources: readonly TokenSource[]): Credenti
       tokenSource = entry.source;
     }
 
-    // Cheap pre-check; `%` covers a percent-encoded parameter name.
-    if (query.length > 1 && (query.includes(watchedQueryName) || query.includes('%'))) {
-      const found = fromQuery(query, watchedQueryName);
-      if (!found.ok) return found;
-      if (found.value !== undefined) {
-        if (querySource === undefined) return invalid('query_token_not_enabled');
-        if (!isUpgrade) return invalid('query_token_not_upgrade');
-        if (token !== undefined) return invalid('multiple_token_sources');
-        if (!isB64token(found.value)) return invalid('malformed_query_token');
-        token = found.value;
-        tokenSource = querySource.source;
-      }
+    const inQuery = fromQuerySources(query, watches, isUpgrade);
+    if (!inQuery.ok) return inQuery;
+    if (inQuery.value !== undefined) {
+      if (token !== undefined) return invalid('multiple_token_sources');
+      if (!isB64token(inQuery.value)) return invalid('malformed_query_token');
+      token = inQuery.value;
+      tokenSource = inQuery.source;
     }
 
     if (token === undefined || tokenSource === undefined) return NOTHING_FOUND;

@@ -3,6 +3,7 @@ import type { IdentityConfig, TokenSource } from '../../config/types.js';
 import { canonicalName } from '../../http/headers.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
 import { PASS } from '../../chain/verdict.js';
+import { compileTokenQueryStripper } from '../credentials/search.js';
 
 /**
  * Header hygiene (SPEC §1 step 3): the headers an upstream gets, built fresh from the client's. Runs on every
@@ -152,7 +153,8 @@ export function buildUpstreamHeaders(
         if (ctx.trustedPeer) out[name] = value;
         break;
       case 'token':
-        if (ctx.forwardToken) out[name] = value;
+        // Only the spelling the token was read from: an `X_Token` beside `X-Token` could be the one a CGI upstream reads.
+        if (ctx.forwardToken && name === canonical) out[name] = value;
         break;
       case 'cookie': {
         const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy.tokenCookies);
@@ -224,13 +226,19 @@ function withoutCookies(cookie: string, names: readonly string[]): string {
   return kept.join('; ');
 }
 
-/** The registry's `hygiene`: the upstream's header set, built fresh on every route, `auth: none` included. */
+/**
+ * The registry's `hygiene`: the upstream's header set, built fresh on every route, `auth: none` included. Like the
+ * token header and cookie, a token in the query is kept from the upstream on every route, whether or not this
+ * request's credentials came from there.
+ */
 export const headerHygiene: MechanismType<Finalizer> = {
   create({ config }) {
     const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens });
     const forwardToken = config.identity.forwardToken;
+    const stripTokenQuery = compileTokenQueryStripper(config.tokens, forwardToken);
     const finalizer: Finalizer = {
       finalize(ctx) {
+        ctx.query = stripTokenQuery(ctx.query);
         ctx.upstreamHeaders = buildUpstreamHeaders(ctx.headers, policy, {
           trustedPeer: ctx.trustedPeer,
           clientIp: ctx.clientIp,

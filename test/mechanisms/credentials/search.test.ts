@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CredentialSearch as TokenExtraction } from '../../../src/chain/kinds.js';
-import { compileTokenExtractor } from '../../../src/mechanisms/credentials/search.js';
+import { compileTokenExtractor, compileTokenQueryStripper } from '../../../src/mechanisms/credentials/search.js';
 import { MAX_TOKEN_LENGTH } from '../../../src/http/bearer.js';
 import type { TokenSource } from '../../../src/config/types.js';
 
@@ -11,6 +11,7 @@ const header: TokenSource = { kind: 'header', name: 'Authorization' };
 const cookie: TokenSource = { kind: 'cookie', name: 'access_token' };
 const query: TokenSource = { kind: 'query', name: 'access_token' };
 const customHeader: TokenSource = { kind: 'header', name: 'X-Access-Token' };
+const queryToken: TokenSource = { kind: 'query', name: 'token' };
 
 const defaultSources = [header, cookie];
 const withQuery = [header, cookie, query];
@@ -73,6 +74,9 @@ const cases: Case[] = [
   { name: 'empty query token', sources: withQuery, query: 'access_token=', upgrade: true, expected: 'invalid_request' },
   { name: 'bad percent-encoding in the query token', sources: withQuery, query: 'access_token=%zz', upgrade: true, expected: 'invalid_request' },
   { name: 'query source with another name', sources: [header, { kind: 'query', name: 'token' }], query: `token=${JWT}`, upgrade: true, expected: token(JWT, { kind: 'query', name: 'token' }) },
+  { name: 'the second of two query sources on an upgrade', sources: [...withQuery, queryToken], query: `x=1&%74oken=${JWT}`, upgrade: true, expected: token(JWT, queryToken) },
+  { name: 'the second of two query sources on an ordinary request', sources: [...withQuery, queryToken], query: `token=${JWT}`, expected: 'invalid_request' },
+  { name: 'both of two query sources on an upgrade', sources: [...withQuery, queryToken], query: `access_token=${JWT}&token=${OTHER}`, upgrade: true, expected: 'invalid_request' },
   { name: 'custom header carries a bare token', sources: [customHeader], headers: { 'x-access-token': [JWT] }, expected: token(JWT, customHeader) },
   { name: 'custom header with a scheme is malformed', sources: [customHeader], headers: { 'x-access-token': [`Bearer ${JWT}`] }, expected: 'invalid_request' },
   { name: 'custom header twice', sources: [customHeader], headers: { 'x-access-token': [JWT, JWT] }, expected: 'invalid_request' },
@@ -94,5 +98,22 @@ describe('compileTokenExtractor', () => {
     } else {
       expect(result).toEqual(expected);
     }
+  });
+});
+
+describe('compileTokenQueryStripper', () => {
+  it.each([
+    ['every spelling and copy of the token parameter', withQuery, `?a=1&access_token=${JWT}&access%5Ftoken=${JWT}&%61ccess_token=${OTHER}&b=2`, '?a=1&b=2'],
+    ['every configured query source', [...withQuery, queryToken], `?token=${JWT}&a=1&%74oken=${OTHER}&access_token=${JWT}`, '?a=1'],
+    ['access_token when no query source is configured', defaultSources, `?access%5ftoken=${JWT}`, ''],
+    ['nothing else, byte for byte', withQuery, '?access_token_x=1&x=%41&access+token=2&&flag&%zz=3', '?access_token_x=1&x=%41&access+token=2&&flag&%zz=3'],
+    ['nothing from a query without parameters', withQuery, '', ''],
+  ] as Array<[string, readonly TokenSource[], string, string]>)('removes %s', (_name, sources, query, expected) => {
+    expect(compileTokenQueryStripper(sources, false)(query)).toBe(expected);
+  });
+
+  it('keeps the query as it is when the token is forwarded', () => {
+    const query = `?access_token=${JWT}&a=1`;
+    expect(compileTokenQueryStripper(withQuery, true)(query)).toBe(query);
   });
 });

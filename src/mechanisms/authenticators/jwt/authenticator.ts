@@ -5,9 +5,9 @@ import type { Metrics } from '../../../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/fetch-json.js';
-import { parseCompactJws, type JwsFailure } from './jws.js';
+import { parseCompactJws, type JoseHeader, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
-import { TokenCache } from './token-cache.js';
+import { estimateEntryBytes, TokenCache, tokenDigest } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
 import { InvalidTokenDescription } from '../../../http/responses.js';
 import type { VerifyResult } from './types.js';
@@ -22,8 +22,8 @@ export interface AuthenticatorDeps {
   now?: () => number;
   /** JWKS/discovery fetch limits; defaults to 5 s and 1 MiB. */
   fetchLimits?: FetchLimits;
-  /** Verified-token cache size; defaults to 10,000 entries, 0 disables the cache. */
-  tokenCacheEntries?: number;
+  /** Verified-token cache budget in estimated bytes; defaults to 64 MiB, 0 disables the cache. */
+  tokenCacheBytes?: number;
   /**
    * Attach to every refusal the values that were compared (`authgate explain`). Off in the gateway, where a
    * refusal allocates nothing, except an unknown issuer's detail (the access log names it).
@@ -83,6 +83,7 @@ function denyWith(reason: DenyReason, detail: string): VerifyResult {
 }
 
 interface IssuerRuntime {
+  /** The previous config's object when the issuer's settings did not change: cached identities point at it. */
   readonly config: IssuerConfig;
   readonly algorithms: ReadonlySet<string>;
   readonly keys: IssuerKeySet;
@@ -97,25 +98,33 @@ export class JwtAuthenticator {
   private readonly runtimes = new Map<string, IssuerRuntime>();
   /** Exact `iss` value → its issuer (the config refuses two entries with one `iss`). */
   private readonly byIss = new Map<string, IssuerRuntime>();
+  /**
+   * Shared with the Authenticators before and after a reload, so the tokens of unchanged issuers stay verified.
+   * An entry counts only while its identity's issuer config is this Authenticator's (see `owns`).
+   */
   private readonly cache: TokenCache<Identity>;
+  /** Verifications under way, by token digest: requests that bring the same new token together wait for one. */
+  private readonly inflight = new Map<string, Promise<VerifyResult>>();
   private readonly now: () => number;
   private readonly logger: Logger;
   private readonly explain: boolean;
   private readonly cacheHits;
   private readonly cacheMisses;
+  private readonly cacheShared;
 
   constructor(issuers: ReadonlyMap<string, IssuerConfig>, deps: AuthenticatorDeps, reuse?: JwtAuthenticator) {
     this.now = deps.now ?? Date.now;
     this.logger = deps.logger;
     this.explain = deps.explain ?? false;
-    this.cache = new TokenCache(deps.tokenCacheEntries);
     this.cacheHits = deps.metrics.tokenCache.labels('hit');
     this.cacheMisses = deps.metrics.tokenCache.labels('miss');
+    this.cacheShared = deps.metrics.tokenCache.labels('shared');
     const keySetDeps = { logger: deps.logger, metrics: deps.metrics, now: this.now, fetchLimits: deps.fetchLimits ?? DEFAULT_FETCH_LIMITS };
-    for (const [name, config] of issuers) {
-      const reusable = reuse?.runtimes.get(name)?.keys;
-      const keys = reusable !== undefined && reusable.identity === keySetIdentity(config)
-        ? reusable.retain()
+    for (const [name, fresh] of issuers) {
+      const previous = reuse?.runtimes.get(name);
+      const config = previous !== undefined && sameSettings(previous.config, fresh) ? previous.config : fresh;
+      const keys = previous !== undefined && previous.keys.identity === keySetIdentity(config)
+        ? previous.keys.retain()
         : new IssuerKeySet(config, keySetDeps);
       const runtime: IssuerRuntime = {
         config,
@@ -126,6 +135,9 @@ export class JwtAuthenticator {
       this.runtimes.set(name, runtime);
       this.byIss.set(config.issuer, runtime);
     }
+    this.cache = reuse?.cache ?? new TokenCache(deps.tokenCacheBytes);
+    // Tokens of removed or changed issuers go now rather than when the LRU reaches them.
+    this.cache.retainOnly((identity) => this.owns(identity));
   }
 
   /** First load of every issuer's keys; resolves when all settled, whether they worked or not. */
@@ -146,25 +158,71 @@ export class JwtAuthenticator {
 
   /** `allowedIssuers`: issuer names the route accepts; undefined = every configured issuer. */
   async verify(token: string, allowedIssuers: readonly string[] | undefined): Promise<VerifyResult> {
-    const cached = this.cache.get(token, this.now());
-    if (cached !== undefined) {
+    // One digest per request: the cache key and the single-flight key.
+    const digest = tokenDigest(token);
+    const cached = this.cache.get(digest, this.now());
+    if (cached !== undefined && this.owns(cached)) {
       this.cacheHits.inc();
       if (allowedIssuers !== undefined && !allowedIssuers.includes(cached.issuer.name)) return deny('issuer_not_allowed');
       return { ok: true, identity: cached };
     }
-    this.cacheMisses.inc();
 
     const parsed = parseCompactJws(token);
-    if (!parsed.ok) return deny(parsed.reason);
+    if (!parsed.ok) return this.missed(deny(parsed.reason));
     const { header, payload } = parsed;
-
-    const runtime = this.issuerFor(payload.iss, allowedIssuers);
-    if (typeof runtime === 'string') return this.issuerRefusal(runtime, payload.iss, allowedIssuers);
-    if (!runtime.algorithms.has(header.alg)) {
-      if (!this.explain) return deny('alg_not_allowed');
-      return denyWith('alg_not_allowed', `alg ${quote(header.alg)} is not in algorithms [${runtime.config.algorithms.join(', ')}]`);
+    const runtime = this.runtimeFor(header.alg, payload.iss, allowedIssuers);
+    if (typeof runtime === 'string') return this.missed(this.routeRefusal(runtime, header.alg, payload.iss, allowedIssuers));
+    // The checks above depend on the route; what follows depends on the token alone, so it can be shared.
+    const underway = this.inflight.get(digest);
+    if (underway !== undefined) {
+      this.cacheShared.inc();
+      return underway;
     }
+    this.cacheMisses.inc();
+    const verification = this.verifyWith(runtime, token, digest, header, payload);
+    this.inflight.set(digest, verification);
+    try {
+      return await verification;
+    } finally {
+      this.inflight.delete(digest);
+    }
+  }
 
+  /** A token refused before any key was needed: counted as a cache miss, as every lookup is counted once. */
+  private missed(refusal: VerifyResult): VerifyResult {
+    this.cacheMisses.inc();
+    return refusal;
+  }
+
+  /** An unknown `iss` always names itself and its nearest configured issuer: the classic slip is a trailing slash. */
+  private routeRefusal(reason: DenyReason, alg: string, iss: unknown, allowedIssuers: readonly string[] | undefined): VerifyResult {
+    if (reason === 'unknown_issuer') return denyWith(reason, unknownIssuerDetail(iss, this.byIss.keys()));
+    if (!this.explain) return deny(reason);
+    if (reason === 'alg_not_allowed') {
+      const algorithms = this.byIss.get(iss as string)?.config.algorithms ?? [];
+      return denyWith(reason, `alg ${quote(alg)} is not in algorithms [${algorithms.join(', ')}]`);
+    }
+    return denyWith(reason, `iss ${quote(iss)} belongs to an issuer this route does not accept (route issuers [${allowedIssuers?.join(', ') ?? ''}])`);
+  }
+
+  private keyRefusal(lookup: 'unknown_kid' | 'unavailable', runtime: IssuerRuntime, alg: string, kid: string | undefined): VerifyResult {
+    const reason = lookup === 'unavailable' ? 'keys_unavailable' : 'unknown_kid';
+    if (!this.explain) return deny(reason);
+    if (lookup === 'unavailable') {
+      return denyWith(reason, `issuer ${runtime.config.name} has no usable keys (${runtime.keys.status().error ?? 'not loaded'})`);
+    }
+    const named = kid === undefined ? 'the token names no kid;' : `kid ${quote(kid)} is not in the key set:`;
+    return denyWith(reason, `${named} issuer ${runtime.config.name} has ${alg} keys with kids [${runtime.keys.kids(alg).join(', ')}]`);
+  }
+
+  /** The token's signature with its issuer's keys, then its claims; a success is cached. */
+  private async verifyWith(
+    runtime: IssuerRuntime,
+    token: string,
+    digest: string,
+    header: JoseHeader,
+    payload: Record<string, unknown>,
+  ): Promise<VerifyResult> {
     let keys = runtime.keys.lookup(header.alg, header.kid, this.now());
     if (keys === 'unknown_kid' && (await runtime.keys.refetchForUnknownKid())) {
       keys = runtime.keys.lookup(header.alg, header.kid, this.now());
@@ -186,33 +244,23 @@ export class JwtAuthenticator {
 
     const identity = buildIdentity(runtime.config, payload);
     if (generation === runtime.keys.generation) {
-      this.cache.set(token, identity, claims.validUntilMs, runtime.keys);
+      this.cache.set(digest, identity, claims.validUntilMs, runtime.keys, estimateEntryBytes(token.length));
     }
     return { ok: true, identity };
   }
 
-  /** An unknown `iss` always names itself and its nearest configured issuer: the classic slip is a trailing slash. */
-  private issuerRefusal(reason: DenyReason, iss: unknown, allowedIssuers: readonly string[] | undefined): VerifyResult {
-    if (reason === 'unknown_issuer') return denyWith(reason, unknownIssuerDetail(iss, this.byIss.keys()));
-    if (!this.explain) return deny(reason);
-    return denyWith(reason, `iss ${quote(iss)} belongs to an issuer this route does not accept (route issuers [${allowedIssuers?.join(', ') ?? ''}])`);
+  /** A cached identity counts only if its issuer, with the very settings it was verified under, is configured here. */
+  private owns(identity: Identity): boolean {
+    return this.runtimes.get(identity.issuer.name)?.config === identity.issuer;
   }
 
-  private keyRefusal(lookup: 'unknown_kid' | 'unavailable', runtime: IssuerRuntime, alg: string, kid: string | undefined): VerifyResult {
-    const reason = lookup === 'unavailable' ? 'keys_unavailable' : 'unknown_kid';
-    if (!this.explain) return deny(reason);
-    if (lookup === 'unavailable') {
-      return denyWith(reason, `issuer ${runtime.config.name} has no usable keys (${runtime.keys.status().error ?? 'not loaded'})`);
-    }
-    const named = kid === undefined ? 'the token names no kid;' : `kid ${quote(kid)} is not in the key set:`;
-    return denyWith(reason, `${named} issuer ${runtime.config.name} has ${alg} keys with kids [${runtime.keys.kids(alg).join(', ')}]`);
-  }
-
-  private issuerFor(iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerRuntime | DenyReason {
+  /** The issuer that must verify a token, if the route accepts it and its `alg`. */
+  private runtimeFor(alg: string, iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerRuntime | DenyReason {
     if (typeof iss !== 'string') return 'unknown_issuer';
     const runtime = this.byIss.get(iss);
     if (runtime === undefined) return 'unknown_issuer';
-    return allowedIssuers === undefined || allowedIssuers.includes(runtime.config.name) ? runtime : 'issuer_not_allowed';
+    if (allowedIssuers !== undefined && !allowedIssuers.includes(runtime.config.name)) return 'issuer_not_allowed';
+    return runtime.algorithms.has(alg) ? runtime : 'alg_not_allowed';
   }
 
   private async signatureHolds(token: string, alg: string, keys: readonly VerificationKey[], issuer: string): Promise<boolean> {
@@ -286,3 +334,8 @@ export const jwt: MechanismType<Authenticator> = {
     return new JwtMechanism(new JwtAuthenticator(config.issuers, { logger, metrics }, reusable));
   },
 };
+
+/** Settings are plain data read from YAML in a fixed order: equal JSON means the issuer did not change. */
+function sameSettings(a: IssuerConfig, b: IssuerConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -58,7 +58,7 @@ beforeAll(async () => {
     ],
     ['other', issuerConfigFor(idpB, { name: 'other', algorithms: ['RS256', 'ES256'] })],
   ]);
-  auth = new Authenticator(issuers, { logger: createLogger('silent'), metrics: new Metrics(), tokenCacheEntries: 0 });
+  auth = new Authenticator(issuers, { logger: createLogger('silent'), metrics: new Metrics(), tokenCacheBytes: 0 });
   await auth.start();
 });
 

@@ -297,6 +297,26 @@ describe('verified-token cache', () => {
     expect(await counter(metrics.tokenCache, { result: 'hit' })).toBe(0);
   });
 
+  it('is bounded in bytes: large tokens past the budget evict the least recently used, and small ones fit more', async () => {
+    const budget = 128 * 1024;
+    const { idp, auth, metrics } = await harness({ deps: { tokenCacheBytes: budget } });
+    const large = (index: number) => idp.sign({ sub: `large-${index}`, groups: Array.from({ length: 140 }, (_, g) => `group-${index}-${g}-0123456789abcdefghijklmn`) });
+    const tokens = Array.from({ length: 30 }, (_, index) => large(index));
+    expect(tokens[0]?.length).toBeGreaterThan(7000);
+    for (const token of tokens) expect((await auth.verify(token, undefined)).ok).toBe(true);
+    const hitsBefore = await counter(metrics.tokenCache, { result: 'hit' });
+    // 30 tokens of ~7.5 KB do not fit in 128 KiB: the last ones are cached, the first ones were evicted.
+    expect((await auth.verify(tokens[29] as string, undefined)).ok).toBe(true);
+    expect((await auth.verify(tokens[0] as string, undefined)).ok).toBe(true);
+    expect(await counter(metrics.tokenCache, { result: 'hit' })).toBe(hitsBefore + 1);
+
+    const small = Array.from({ length: 30 }, (_, index) => idp.sign({ sub: `small-${index}` }));
+    for (const token of small) expect((await auth.verify(token, undefined)).ok).toBe(true);
+    const smallHitsBefore = await counter(metrics.tokenCache, { result: 'hit' });
+    for (const token of small) expect((await auth.verify(token, undefined)).ok).toBe(true);
+    expect(await counter(metrics.tokenCache, { result: 'hit' })).toBe(smallHitsBefore + 30);
+  });
+
   it('failed verifications are not cached', async () => {
     const { idp, auth, metrics } = await harness();
     const token = idp.sign({ aud: 'https://other.test' });
