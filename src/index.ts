@@ -7,5 +7,5 @@
  * - `authgate/testing` a dev issuer for users' own test suites
  * - `authgate/assertion` verifying the signed identity in an upstream
  */
-export { startGateway, type GatewayOptions, type RunningGateway } from './gateway/gateway.js';
+export { startGateway, type GatewayOptions, type RunningGateway } from './server/listener.js';
 export * from './config/index.js';

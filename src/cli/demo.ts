@@ -11,7 +11,7 @@ import { formatProblem, loadConfig } from '../config/load.js';
 import { DemoListenError } from '../demo/listen.js';
 import { DEV_ISSUER_ENV, startDevIssuer, type DemoUser, type DevIssuer } from '../demo/issuer.js';
 import { ECHO_UPSTREAM_ENV, startEchoUpstream, type EchoUpstream } from '../demo/echo.js';
-import { startGateway, type RunningGateway } from '../gateway/gateway.js';
+import { startGateway, type RunningGateway } from '../server/listener.js';
 import type { Logger } from '../observability/log.js';
 import type { TextSink } from './io.js';
 

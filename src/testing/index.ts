@@ -4,4 +4,4 @@
  */
 export { startDevIssuer, type DevAlgorithm, type DevIssuer, type DevIssuerOptions, type MintOptions } from './dev-issuer.js';
 export { formatProblem, loadConfig, parseConfig, type LoadResult } from '../config/load.js';
-export { startGateway, type GatewayOptions, type RunningGateway } from '../gateway/gateway.js';
+export { startGateway, type GatewayOptions, type RunningGateway } from '../server/listener.js';

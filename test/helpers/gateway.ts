@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig, formatProblem } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
-import { startGateway, type RunningGateway } from '../../src/gateway/gateway.js';
+import { startGateway, type RunningGateway } from '../../src/server/listener.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
 

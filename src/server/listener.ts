@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import {
   createServer as createHttpServer,
   ServerResponse,
@@ -12,8 +11,10 @@ import { createServer as createHttpsServer, Server as HttpsServer } from 'node:h
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { GatewayConfig, ListenAddress, ServerTlsConfig } from '../config/types.js';
-import { AccessLog, loggerFor, type Logger } from '../observability/log.js';
+import type { GatewayConfig, ListenAddress } from '../config/types.js';
+import { loggerFor, type Logger } from '../observability/log.js';
+import { AccessRecorder } from './access.js';
+import { listenerChanges, readTlsContext } from './reload.js';
 import { canonicalIp } from '../http/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -29,7 +30,7 @@ import type { Transport } from '../chain/kinds.js';
 import { decide } from '../chain/run.js';
 import { isThenable, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
 import { rateLimitHeaders } from '../mechanisms/limiters/rate-limit.js';
-import { buildRuntime, closeRuntime, runtimeStatus, startRuntime, type Runtime } from '../server/runtime.js';
+import { buildRuntime, closeRuntime, runtimeStatus, startRuntime, type Runtime } from './runtime.js';
 import { bodyPending, type ForwardFailure } from '../proxy/forwarder.js';
 import { isAbandoned } from '../proxy/failures.js';
 
@@ -75,7 +76,7 @@ class Gateway implements RunningGateway {
   private readonly upgraded = new Set<Duplex>();
   /** Ends proxied WebSockets whose token expires or is revoked. */
   private readonly credentials: CredentialWatch;
-  private readonly accessLog: AccessLog;
+  private readonly access: AccessRecorder;
   /** Runtimes replaced by a reload whose grace period has not yet run out. */
   private readonly retiring = new Set<Runtime>();
   /** Responses the gateway ended other than as written (given up on, or their request refused mid-body). */
@@ -89,7 +90,7 @@ class Gateway implements RunningGateway {
     private readonly metrics: Metrics,
     private readonly adminListen: ListenAddress | undefined,
   ) {
-    this.accessLog = new AccessLog(logger);
+    this.access = new AccessRecorder(logger, metrics, () => this.runtime.config.logging.accessLog);
     this.store = createStore(config.store, config.rateLimits, { logger, metrics });
     this.runtime = buildRuntime(config, { logger, metrics, store: this.store });
     this.credentials = new CredentialWatch(this.store.revocations);
@@ -262,7 +263,7 @@ class Gateway implements RunningGateway {
     // the connection without answering the handshake; clients retry it on a new one (RFC 9112 §9.3.2).
     const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (pending) {
-      this.record(ctx, PIPELINED_UPGRADE, CLOSED_UNANSWERED, started);
+      this.access.record(ctx, PIPELINED_UPGRADE, CLOSED_UNANSWERED, started);
       pending.once('close', () => socket.end());
       return;
     }
@@ -286,7 +287,7 @@ class Gateway implements RunningGateway {
   }
 
   private refuseUpgrade(socket: Duplex, ctx: Context, refused: Refusal, started: number): void {
-    this.record(ctx, refused, refused.error.status, started);
+    this.access.record(ctx, refused, refused.error.status, started);
     sendErrorOnSocket(socket, refused.error, ctx.requestId);
   }
 
@@ -298,16 +299,16 @@ class Gateway implements RunningGateway {
     }
     runtime.forwarder.ws(socket, head, ctx.plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, {
       upgraded: (tunnel) => {
-        this.record(ctx, verdict, 101, started);
+        this.access.record(ctx, verdict, 101, started);
         if (ctx.identity) this.closeWithCredential(socket, tunnel, ctx.identity, ctx.requestId);
       },
       failed: (failure) => {
         if (failure === 'client_closed') {
-          this.record(ctx, verdict, CLIENT_CLOSED, started);
+          this.access.record(ctx, verdict, CLIENT_CLOSED, started);
           return;
         }
         const error = upgradeError(failure);
-        this.record(ctx, verdict, error.status, started);
+        this.access.record(ctx, verdict, error.status, started);
         sendErrorOnSocket(socket, error, ctx.requestId);
       },
     });
@@ -364,40 +365,7 @@ class Gateway implements RunningGateway {
   private recordResponse(ctx: Context, verdict: Verdict | undefined, res: ServerResponse, started: number): void {
     const interruption = this.interrupted.get(res);
     const status = res.headersSent ? res.statusCode : (interruption?.status ?? CLIENT_CLOSED);
-    this.record(ctx, verdict, status, started, interruption?.reason);
-  }
-
-  /**
-   * `verdict` undefined: the chain failed. `interrupted`: why the gateway ended the request itself, whatever the
-   * verdict was. A forward-auth check reports the original request (its route, method, path and identity); the
-   * gateway's own endpoints report their target and identity only once they have done their work.
-   */
-  private record(ctx: Context, verdict: Verdict | undefined, status: number, started: number, interrupted?: string): void {
-    const ms = performance.now() - started;
-    const reported = ctx.reportAs ?? ctx;
-    const plan = reported.plan;
-    const route = plan?.name ?? '-';
-    const ok = verdict?.ok === true;
-    const own = plan !== undefined && plan.route === undefined;
-    this.metrics.requests.inc({ route, method: reported.method, status });
-    this.metrics.requestDuration.observe({ route }, ms / 1000);
-    if (verdict && !verdict.ok && !own && COUNTED_DENIALS.has(verdict.stage)) this.metrics.authDenied.inc({ reason: verdict.reason });
-    if (!this.runtime.config.logging.accessLog) return;
-    const identity = own && !ok ? undefined : reported.identity;
-    this.accessLog.write({
-      requestId: ctx.requestId,
-      route,
-      method: reported.method,
-      path: own ? (ok ? reported.target : undefined) : reported.path || undefined,
-      status,
-      decision: verdict && !interrupted ? (ok ? 'allow' : 'deny') : 'error',
-      reason: interrupted ?? (verdict && !verdict.ok ? verdict.reason : undefined),
-      detail: verdict && !verdict.ok ? verdict.detail : undefined,
-      subject: identity?.subject,
-      issuer: identity?.issuer.name,
-      upstream: ok ? plan?.upstream : undefined,
-      ms: Math.round(ms * 1000) / 1000,
-    });
+    this.access.record(ctx, verdict, status, started, interruption?.reason);
   }
 
   /**
@@ -413,28 +381,7 @@ class Gateway implements RunningGateway {
   }
 }
 
-async function readTlsContext(tls: ServerTlsConfig): Promise<{ cert: Buffer; key: Buffer; minVersion: ServerTlsConfig['minVersion'] }> {
-  const [cert, key] = await Promise.all([readFile(tls.certFile), readFile(tls.keyFile)]);
-  return { cert, key, minVersion: tls.minVersion };
-}
-
-/** Settings bound to the open listeners: a reload cannot apply them, so it says which need a restart. */
-function listenerChanges(before: GatewayConfig, after: GatewayConfig): string[] {
-  const changed: string[] = [];
-  const same = (a: { host: string; port: number }, b: { host: string; port: number }): boolean => a.host === b.host && a.port === b.port;
-  if (!same(before.server.listen, after.server.listen)) changed.push('server.listen');
-  if ((before.server.tls === undefined) !== (after.server.tls === undefined)) changed.push('server.tls');
-  if (!same(before.admin.listen, after.admin.listen)) changed.push('admin.listen');
-  if (before.server.workers !== after.server.workers) changed.push('server.workers');
-  if (before.server.headerTimeoutMs !== after.server.headerTimeoutMs) changed.push('server.header_timeout');
-  if (before.store.redis !== after.store.redis || before.store.prefix !== after.store.prefix) changed.push('store');
-  return changed;
-}
-
 const MAX_HEADER_BYTES = 32 * 1024;
-
-/** Refusals counted by `authgate_auth_denied_total`: those about the credential and what it may do. */
-const COUNTED_DENIALS: ReadonlySet<string> = new Set(['authenticate', 'revocation', 'authorize', 'inject']);
 
 const PIPELINED_UPGRADE = refusal('route', Errors.badUpgrade, 'pipelined_upgrade');
 const DRAINING = refusal('route', Errors.unavailable, 'draining');

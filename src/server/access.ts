@@ -1,0 +1,54 @@
+import type { RequestContext } from '../chain/kinds.js';
+import type { Verdict } from '../chain/verdict.js';
+import { AccessLog, type Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+
+/** Refusals counted by `authgate_auth_denied_total`: those about the credential and what it may do. */
+const COUNTED_DENIALS: ReadonlySet<string> = new Set(['authenticate', 'revocation', 'authorize', 'inject']);
+
+/** The access log line and the request metrics of every request, proxied or answered by the gateway. */
+export class AccessRecorder {
+  private readonly accessLog: AccessLog;
+
+  constructor(
+    logger: Logger,
+    private readonly metrics: Metrics,
+    /** `logging.access_log` of the running config, asked per request so a reload applies at once. */
+    private readonly accessLogOn: () => boolean,
+  ) {
+    this.accessLog = new AccessLog(logger);
+  }
+
+  /**
+   * `verdict` undefined: the chain failed. `interrupted`: why the gateway ended the request itself, whatever the
+   * verdict was. A forward-auth check reports the original request (its route, method, path and identity); the
+   * gateway's own endpoints report their target and identity only once they have done their work.
+   */
+  record(ctx: RequestContext, verdict: Verdict | undefined, status: number, started: number, interrupted?: string): void {
+    const ms = performance.now() - started;
+    const reported = ctx.reportAs ?? ctx;
+    const plan = reported.plan;
+    const route = plan?.name ?? '-';
+    const ok = verdict?.ok === true;
+    const own = plan !== undefined && plan.route === undefined;
+    this.metrics.requests.inc({ route, method: reported.method, status });
+    this.metrics.requestDuration.observe({ route }, ms / 1000);
+    if (verdict && !verdict.ok && !own && COUNTED_DENIALS.has(verdict.stage)) this.metrics.authDenied.inc({ reason: verdict.reason });
+    if (!this.accessLogOn()) return;
+    const identity = own && !ok ? undefined : reported.identity;
+    this.accessLog.write({
+      requestId: ctx.requestId,
+      route,
+      method: reported.method,
+      path: own ? (ok ? reported.target : undefined) : reported.path || undefined,
+      status,
+      decision: verdict && !interrupted ? (ok ? 'allow' : 'deny') : 'error',
+      reason: interrupted ?? (verdict && !verdict.ok ? verdict.reason : undefined),
+      detail: verdict && !verdict.ok ? verdict.detail : undefined,
+      subject: identity?.subject,
+      issuer: identity?.issuer.name,
+      upstream: ok ? plan?.upstream : undefined,
+      ms: Math.round(ms * 1000) / 1000,
+    });
+  }
+}
