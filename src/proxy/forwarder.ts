@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { connectionListed, HOP_BY_HOP } from '../http/hop-by-hop.js';
 import type { Metrics } from '../observability/metrics.js';
 import { classifyUpstreamError, type Abandoned, type ForwardFailure, type UpstreamFailure } from './failures.js';
 import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
@@ -197,8 +198,6 @@ interface Upstream {
 type DispatchOptionsWithServerName = Dispatcher.DispatchOptions & { servername: string | undefined };
 
 /** Response headers that describe the upstream connection, not the message (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
-
 /**
  * undici's handler for one request (its dispatcher-native callback interface, so no adapter object is made per
  * request): writes the upstream's status and headers to the client's response and streams the body with
@@ -335,10 +334,11 @@ function connectionOptions(rawHeaders: Buffer[]): Set<string> | undefined {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as Buffer;
     if (name.length !== 10 || name.toString('latin1').toLowerCase() !== 'connection') continue;
-    for (const option of (rawHeaders[i + 1] as Buffer).toString('latin1').split(',')) {
-      const trimmed = option.trim().toLowerCase();
-      if (trimmed !== '' && trimmed !== 'keep-alive' && trimmed !== 'close') (listed ??= new Set()).add(trimmed);
-    }
+    listed = connectionListed((rawHeaders[i + 1] as Buffer).toString('latin1'), lowerCase, listed);
   }
   return listed;
+}
+
+function lowerCase(name: string): string {
+  return name.toLowerCase();
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest, type Agent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
+import { HOP_BY_HOP } from '../http/hop-by-hop.js';
 import { classifyUpstreamError, type UpstreamFailure } from './failures.js';
 import { closeFrame, FrameRelay } from './websocket-frames.js';
 
@@ -57,7 +58,7 @@ export interface UpgradeCallbacks {
  * Response headers of a 101 that describe the upstream connection rather than the upgraded one. Connection and
  * Upgrade are written by us, so nothing the upstream says can turn the 101 into something else.
  */
-const NOT_RELAYED = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'content-length', 'x-request-id']);
+const NOT_RELAYED = new Set([...HOP_BY_HOP, 'content-length', 'x-request-id']);
 
 /**
  * Proxies one WebSocket handshake with node:http's own upgrade support, then splices the two sockets. The

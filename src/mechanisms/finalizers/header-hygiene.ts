@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { IdentityConfig, TokenSource } from '../../config/types.js';
 import { canonicalName } from '../../http/headers.js';
+import { connectionListed, HOP_BY_HOP } from '../../http/hop-by-hop.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
 import { PASS } from '../../chain/verdict.js';
 import { compileTokenQueryStripper } from '../credentials/search.js';
@@ -41,16 +42,10 @@ export interface UpstreamHeaderContext {
 type Disposition = 'drop' | 'trusted-only' | 'token' | 'cookie' | 'upgrade';
 
 /**
- * Always dropped: hop-by-hop headers (RFC 9110 §7.6.1), method overrides, URL rewrites and the original-request
+ * Always dropped besides the hop-by-hop headers: method overrides, URL rewrites and the original-request
  * headers authgate consumes itself for forward-auth, and the forwarding headers rebuilt below.
  */
 const ALWAYS_DROPPED = [
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
   'proxy-authorization',
   // httpoxy (CVE-2016-5385): CGI upstreams turn it into HTTP_PROXY.
   'proxy',
@@ -92,13 +87,8 @@ const TRUSTED_ONLY = [
  * Dropped headers a proxy in front rebuilds itself (hop-by-hop, request id, X-Forwarded-*): when that proxy keeps
  * the data path (Envoy ext_authz), asking it to remove them would break its own forwarding.
  */
-const REBUILT_BY_PROXY = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'x-request-id',
-  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
-]);
+const REBUILT_BY_PROXY = new Set([...HOP_BY_HOP, 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
-/** Connection values that list no header names, so the common request needs no parsing. */
-const PLAIN_CONNECTION_VALUES = new Set(['keep-alive', 'close', 'upgrade']);
 
 function stripRegex(patterns: readonly string[]): RegExp | undefined {
   if (patterns.length === 0) return undefined;
@@ -118,7 +108,6 @@ export function compileHeaderPolicy(options: {
   const dispositions = new Map<string, Disposition>();
   dispositions.set('authorization', 'token');
   dispositions.set('cookie', 'cookie');
-  dispositions.set('upgrade', 'upgrade');
   const tokenCookies: string[] = [];
   for (const source of options.tokenSources) {
     if (source.kind === 'header') dispositions.set(canonicalName(source.name), 'token');
@@ -126,7 +115,10 @@ export function compileHeaderPolicy(options: {
   }
   for (const name of TRUSTED_ONLY) dispositions.set(name, 'trusted-only');
   // Set last: authgate's own headers win over any other treatment of the same name.
+  for (const name of HOP_BY_HOP) dispositions.set(name, 'drop');
   for (const name of ALWAYS_DROPPED) dispositions.set(name, 'drop');
+  // Hop-by-hop as well, but a WebSocket handshake passes it on: set after the drops, or every upgrade would break.
+  dispositions.set('upgrade', 'upgrade');
   for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
   return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies };
 }
@@ -204,13 +196,9 @@ export function headersForProxyToRemove(incoming: IncomingHttpHeaders, policy: H
 
 /** Canonical names a Connection header lists as hop-by-hop (RFC 9110 §7.6.1); undefined for the usual values. */
 function connectionListedNames(connection: string | undefined): ReadonlySet<string> | undefined {
-  if (connection === undefined || PLAIN_CONNECTION_VALUES.has(connection.toLowerCase())) return undefined;
-  const names = new Set<string>();
-  for (const option of connection.split(',')) {
-    const name = canonicalName(option.trim());
-    // Host is what the route was matched on: Connection may not take it away and let the upstream pick a site.
-    if (name !== '' && name !== 'host' && !PLAIN_CONNECTION_VALUES.has(name)) names.add(name);
-  }
+  const names = connection === undefined ? undefined : connectionListed(connection, canonicalName);
+  // Host is what the route was matched on: Connection may not take it away and let the upstream pick a site.
+  names?.delete('host');
   return names;
 }
 
