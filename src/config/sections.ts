@@ -44,7 +44,7 @@ const HEADER_PATTERN = /^[!#$%&'+.^_`|~0-9A-Za-z*-]+$/;
 const OBSOLETE_TLS = new Set(['TLSv1', 'TLSv1.0', 'TLSv1.1']);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const LOG_FORMATS = ['json', 'pretty'] as const;
-const IDENTITY_KINDS = ['subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'client_id'] as const;
+const IDENTITY_KINDS = ['subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'issuer_name', 'client_id'] as const;
 const RATE_LIMIT_KINDS = ['ip', 'subject', 'client_id'] as const;
 /** Headers an identity header must not overwrite: transport, credentials and what the gateway sets itself. */
 const PROTECTED_HEADERS = new Set([

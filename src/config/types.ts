@@ -140,7 +140,7 @@ export interface UpstreamConfig {
 }
 
 export type IdentityField =
-  | { readonly kind: 'subject' | 'email' | 'roles' | 'permissions' | 'scopes' | 'issuer' | 'client_id' }
+  | { readonly kind: 'subject' | 'email' | 'roles' | 'permissions' | 'scopes' | 'issuer' | 'issuer_name' | 'client_id' }
   | { readonly kind: 'claim'; readonly path: string };
 
 export interface IdentityHeader {

@@ -49,6 +49,7 @@ export function verifyStep(deps: VerifyDeps): Step {
 function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): Verdict {
   if (!verdict.ok) return verdict;
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
+  // The original's chain has refused already an identity that these headers cannot carry.
   if (original.identity) deps.identityHeaders.write(original.identity, headers);
   if (deps.family === 'envoy') {
     const toRemove = headersEnvoyMustRemove(original, deps, headers);

@@ -66,6 +66,8 @@ export const Errors = {
     description: 'The gateway has not loaded revocations yet',
     headers: { 'retry-after': '5' },
   },
+  /** A list value of the identity holds `identity.list_separator`: joined, it would read as more values upstream. */
+  identityNotExpressible: { status: 403, code: 'forbidden', description: 'The identity cannot be passed to the upstream' },
   crossSiteLogout: { status: 403, code: 'forbidden', description: 'A cookie logout must come from the same origin' },
   forwardAuthForbidden: { status: 403, code: 'forbidden', description: 'Forward-auth requests are accepted only from trusted proxies' },
   corsRefused: { status: 403, code: 'cors_forbidden', description: 'This cross-origin request is not allowed' },

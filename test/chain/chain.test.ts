@@ -25,7 +25,7 @@ tokens:
   - header: Authorization
   - query: access_token
 identity:
-  headers: { X-User-Id: subject, X-User-Roles: roles }
+  headers: { X-User-Id: subject, X-User-Roles: roles, X-Issuer-Name: issuer_name }
 issuers:
   legacy: { issuer: ${ISSUER}, secret: ${SECRET}, audiences: [api] }
   other: { issuer: https://other.example.com, secret: ${SECRET}-other, audiences: [api] }
@@ -127,7 +127,7 @@ function contextOf(row: Row): Context {
 }
 
 function identityHeadersOf(headers: OutgoingHttpHeaders): Record<string, unknown> {
-  return { 'x-user-id': headers['x-user-id'], 'x-user-roles': headers['x-user-roles'] };
+  return { 'x-user-id': headers['x-user-id'], 'x-user-roles': headers['x-user-roles'], 'x-issuer-name': headers['x-issuer-name'] };
 }
 
 /** One request through the chain as the listener runs it. */
@@ -141,7 +141,7 @@ async function decideRow(row: Row): Promise<Walked> {
   return { steps, verdict: { forwarded: ctx.path + ctx.query, identityHeaders: identityHeadersOf(ctx.upstreamHeaders ?? {}) } };
 }
 
-const NO_IDENTITY = { 'x-user-id': undefined, 'x-user-roles': undefined };
+const NO_IDENTITY = { 'x-user-id': undefined, 'x-user-roles': undefined, 'x-issuer-name': undefined };
 
 describe('the chain, step by step', () => {
   it('a public route forwards without identity headers', async () => {
@@ -162,7 +162,7 @@ describe('the chain, step by step', () => {
     const bearer = `Bearer ${await token({ roles: ['admin', 'ops'] })}`;
     expect(await decideRow({ target: '/admin/x', headers: { authorization: bearer } })).toEqual({
       steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', true], ['inject', true]],
-      verdict: { forwarded: '/admin/x', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': 'admin,ops' } },
+      verdict: { forwarded: '/admin/x', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': 'admin,ops', 'x-issuer-name': 'legacy' } },
     });
   });
 
@@ -193,7 +193,7 @@ describe('the chain, step by step', () => {
     const row = { target: `/api/ws?a=1&access_token=${await token({})}&b=2`, upgrade: true };
     expect(await decideRow(row)).toEqual({
       steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['inject', true]],
-      verdict: { forwarded: '/api/ws?a=1&b=2', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': undefined } },
+      verdict: { forwarded: '/api/ws?a=1&b=2', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': undefined, 'x-issuer-name': 'legacy' } },
     });
   });
 
@@ -254,6 +254,14 @@ describe('the chain, step by step', () => {
     expect(await decideRow({ target: '/_authgate/verify', upgrade: true })).toEqual({
       steps: [],
       verdict: { status: 404, reason: 'no_route' },
+    });
+  });
+
+  it('a role holding the list separator: 403 identity_list_separator at inject', async () => {
+    const bearer = `Bearer ${await token({ roles: ['admin,ops'] })}`;
+    expect(await decideRow({ target: '/api/a', headers: { authorization: bearer } })).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['inject', false]],
+      verdict: { status: 403, reason: 'identity_list_separator' },
     });
   });
 });

@@ -23,6 +23,8 @@ issuers:
     audiences: [api]
 upstreams:
   api: { url: "http://127.0.0.1:3000" }
+identity:
+  headers: { X-User-Id: subject, X-User-Roles: roles, X-Token-Expires: claims.exp }
 routes:
   - name: public
     match: { path: /public/** }
@@ -55,6 +57,16 @@ describe('authgate explain', () => {
     expect(out).toContain('FAIL  authorize    needs any of roles [admin]; has [user]');
     expect(out).toMatch(/pass\s+scopes\s+/);
     expect(out).toContain('result: 403 insufficient_scope (rule_roles)');
+  });
+
+  it('--claims without exp: the claims.exp header shows the assumed expiry, an hour from now', async () => {
+    const before = Math.floor(Date.now() / 1000);
+    const { code, out } = await explain('--claims', '{"sub":"bob","roles":["admin"],"scope":"admin:read"}', 'GET', 'http://api.local/admin/users');
+    const after = Math.floor(Date.now() / 1000);
+    expect(code).toBe(0);
+    const expires = Number(/x-token-expires: (\d+)/.exec(out)?.[1]);
+    expect(expires).toBeGreaterThanOrEqual(before + 3600);
+    expect(expires).toBeLessThanOrEqual(after + 3600);
   });
 
   it('verifies a real token and lists the headers the upstream would get', async () => {

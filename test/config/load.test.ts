@@ -179,7 +179,7 @@ issuers:
 upstreams:
   api: { url: http://127.0.0.1:3000 }
 identity:
-  headers: { X-Tenant: claims.org.tenant, X-Client: client_id }
+  headers: { X-Tenant: claims.org.tenant, X-Client: client_id, X-Issuer-Name: issuer_name }
 rate_limits:
   per-tenant: { key: claims.org.tenant, limit: 5, window: 1m }
   per-key: { key: header.X-Api-Key, limit: 5, window: 1m, max_keys: 500 }
@@ -205,6 +205,7 @@ routes:
     expect(config?.identity.headers).toEqual([
       { name: 'X-Tenant', field: { kind: 'claim', path: 'org.tenant' } },
       { name: 'X-Client', field: { kind: 'client_id' } },
+      { name: 'X-Issuer-Name', field: { kind: 'issuer_name' } },
     ]);
     expect(config?.rateLimits.get('per-tenant')?.key).toEqual({ kind: 'claim', path: 'org.tenant' });
     expect(config?.rateLimits.get('per-key')?.key).toEqual({ kind: 'header', name: 'x-api-key' });

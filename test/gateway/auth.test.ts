@@ -23,6 +23,15 @@ import {
 
 const ADMIN_TOKEN = 'auth-suite-admin-token-0123456789';
 
+/** A list value holding the list separator: joined, it would read as more values than the token holds. */
+const identityNotExpressible = {
+  status: 403,
+  error: 'forbidden',
+  description: 'The identity cannot be passed to the upstream',
+  wwwAuthenticate: undefined,
+  reason: 'identity_list_separator',
+};
+
 let main: Idp;
 let partner: Idp;
 let upstream: RecordingUpstream;
@@ -157,6 +166,11 @@ describe('identity headers', () => {
     await expectForwarded({ target: '/api/me', headers: [bearer(main.sign({ name: 'a\r\nX-User-Id: admin\u0000 100%' }))] });
     expect(identityHeadersSeen()['x-user-name']).toEqual(['a%0D%0AX-User-Id: admin%00 100%25']);
     expect(identityHeadersSeen()['x-user-id']).toEqual(['user-1']);
+  });
+
+  it('a role containing the separator is refused 403 with reason identity_list_separator; the upstream sees nothing', async () => {
+    const token = main.sign({ sub: 'user-43', roles: ['admin|ops', 'user'] });
+    await refuses(gw, upstream, { target: '/api/me', headers: [bearer(token)] }, identityNotExpressible);
   });
 
   it('are left out when the token has no value for them', async () => {

@@ -4,45 +4,21 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Identity } from '../../identity/identity.js';
-import type { IdentityConfig, IdentityField } from '../../config/types.js';
-import { claimAsList, claimAsString, readClaim } from '../../identity/claim-path.js';
+import type { IdentityConfig } from '../../config/types.js';
+import { Errors } from '../../http/responses.js';
+import { compileField } from '../../identity/fields.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
-import { PASS } from '../../chain/verdict.js';
+import { PASS, refusal, type Verdict } from '../../chain/verdict.js';
 
 export interface IdentityHeaderWriter {
-  /** Sets each configured header that has a value (keys lower-cased); absent or empty values set nothing. */
-  write(identity: Identity, into: OutgoingHttpHeaders): void;
+  /**
+   * Sets each configured header that has a value (keys lower-cased); absent or empty values set nothing. Refuses
+   * when an item of a list holds the list separator: joined, `admin,ops` would reach the upstream as two roles.
+   */
+  write(identity: Identity, into: OutgoingHttpHeaders): Verdict;
 }
 
-type FieldReader = (identity: Identity) => string | undefined;
-
-function fieldReader(field: IdentityField, separator: string): FieldReader {
-  const joined = (list: readonly string[]): string | undefined => (list.length === 0 ? undefined : list.join(separator));
-  switch (field.kind) {
-    case 'subject':
-      return (identity) => identity.subject;
-    case 'email':
-      return (identity) => identity.email;
-    case 'roles':
-      return (identity) => joined(identity.roles);
-    case 'permissions':
-      return (identity) => joined(identity.permissions);
-    case 'scopes':
-      return (identity) => joined(identity.scopes);
-    // The `iss` URL, not the config name: it is what the token said and what the upstream can check.
-    case 'issuer':
-      return (identity) => identity.issuer.issuer;
-    case 'client_id':
-      return (identity) => identity.clientId;
-    case 'claim': {
-      const { path } = field;
-      return (identity) => {
-        const value = readClaim(identity.claims, path);
-        return Array.isArray(value) ? joined(claimAsList(value)) : claimAsString(value);
-      };
-    }
-  }
-}
+const NOT_EXPRESSIBLE = refusal('inject', Errors.identityNotExpressible, 'identity_list_separator');
 
 const HEX: readonly string[] = Array.from({ length: 256 }, (_, byte) => byte.toString(16).toUpperCase().padStart(2, '0'));
 
@@ -67,18 +43,26 @@ export function headerSafeValue(value: string): string {
 }
 
 export function compileIdentityHeaders(config: IdentityConfig): IdentityHeaderWriter {
-  const headers = config.headers.map((header) => ({
-    name: header.name.toLowerCase(),
-    read: fieldReader(header.field, config.listSeparator),
-  }));
+  const separator = config.listSeparator;
+  const headers = config.headers.map((header) => ({ name: header.name.toLowerCase(), read: compileField(header.field) }));
   return {
     write(identity, into) {
       for (const header of headers) {
         const value = header.read(identity);
-        if (value !== undefined && value !== '') into[header.name] = headerSafeValue(value);
+        if (value === undefined) continue;
+        if (typeof value !== 'string' && !joinable(value, separator)) return NOT_EXPRESSIBLE;
+        const text = typeof value === 'string' ? value : value.join(separator);
+        if (text !== '') into[header.name] = headerSafeValue(text);
       }
+      return PASS;
     },
   };
+}
+
+/** No item holds the separator, which would make one value read as two once the list is joined. */
+function joinable(list: readonly string[], separator: string): boolean {
+  for (const item of list) if (item.includes(separator)) return false;
+  return true;
 }
 
 /** The registry's `identity_headers`: what the upstream is told about the caller (`identity.headers`). */
@@ -87,8 +71,7 @@ export const identityHeaders: MechanismType<Finalizer> = {
     const writer = compileIdentityHeaders(config.identity);
     const finalizer: Finalizer = {
       finalize(ctx) {
-        if (ctx.identity !== undefined && ctx.upstreamHeaders !== undefined) writer.write(ctx.identity, ctx.upstreamHeaders);
-        return PASS;
+        return ctx.identity !== undefined && ctx.upstreamHeaders !== undefined ? writer.write(ctx.identity, ctx.upstreamHeaders) : PASS;
       },
     };
     return { forRoute: () => finalizer };

@@ -43,6 +43,7 @@ describe('compileIdentityHeaders', () => {
     ['permissions joined', { kind: 'permissions' }, 'read,write'],
     ['scopes joined', { kind: 'scopes' }, 'openid,api'],
     ['issuer is the iss URL', { kind: 'issuer' }, 'https://idp.example.com/'],
+    ['issuer_name is the configured name', { kind: 'issuer_name' }, 'test'],
     ['client_id', { kind: 'client_id' }, 'web-app'],
     ['claim string', { kind: 'claim', path: 'tenant' }, 't-42'],
     ['claim number', { kind: 'claim', path: 'level' }, '3'],
@@ -59,6 +60,22 @@ describe('compileIdentityHeaders', () => {
     compileIdentityHeaders(config({ 'X-Value': field })).write(alice, into);
     expect(into['x-value']).toBe(expected);
     expect(Object.keys(into)).toEqual(expected === undefined ? [] : ['x-value']);
+  });
+
+  it('a list item containing the separator sets nothing and refuses', () => {
+    const into: OutgoingHttpHeaders = {};
+    const writer = compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' }, 'X-User-Roles': { kind: 'roles' } }));
+    const verdict = writer.write(identity({ roles: ['admin,ops', 'user'] }), into);
+    expect(verdict).toMatchObject({ ok: false, stage: 'inject', reason: 'identity_list_separator', error: { status: 403, code: 'forbidden' } });
+    expect(into['x-user-roles']).toBeUndefined();
+  });
+
+  it('a separator in an array claim refuses too; in a single value it is only a character', () => {
+    const writer = compileIdentityHeaders(config({ 'X-Groups': { kind: 'claim', path: 'groups' }, 'X-User-Id': { kind: 'subject' } }, '|'));
+    expect(writer.write(identity({ claims: { groups: ['a|b'] } }), {})).toMatchObject({ ok: false, reason: 'identity_list_separator' });
+    const into: OutgoingHttpHeaders = {};
+    expect(writer.write(identity({ subject: 'a|b', claims: { groups: ['a', 'b'] } }), into)).toMatchObject({ ok: true });
+    expect(into).toEqual({ 'x-groups': 'a|b', 'x-user-id': 'a|b' });
   });
 
   it('uses the configured list separator', () => {

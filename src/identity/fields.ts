@@ -1,0 +1,39 @@
+import type { IdentityField } from '../config/types.js';
+import { claimAsList, claimAsString, readClaim } from './claim-path.js';
+import type { Identity } from './identity.js';
+
+/** A field of an identity: one value, a list (never joined here, so each user chooses how), or nothing. */
+export type FieldValue = string | readonly string[] | undefined;
+
+export type FieldReader = (identity: Identity) => FieldValue;
+
+/** Compiled once per config: the reader of one identity field (`identity.headers`, later assertions and rules). */
+export function compileField(field: IdentityField): FieldReader {
+  switch (field.kind) {
+    case 'subject':
+      return (identity) => identity.subject;
+    case 'email':
+      return (identity) => identity.email;
+    case 'roles':
+      return (identity) => identity.roles;
+    case 'permissions':
+      return (identity) => identity.permissions;
+    case 'scopes':
+      return (identity) => identity.scopes;
+    // The `iss` URL, not the config name: it is what the token said and what the upstream can check.
+    case 'issuer':
+      return (identity) => identity.issuer.issuer;
+    // The name under `issuers:`: stable across an issuer's URL changes, and what the access log shows.
+    case 'issuer_name':
+      return (identity) => identity.issuer.name;
+    case 'client_id':
+      return (identity) => identity.clientId;
+    case 'claim': {
+      const { path } = field;
+      return (identity) => {
+        const value = readClaim(identity.claims, path);
+        return Array.isArray(value) ? claimAsList(value) : claimAsString(value);
+      };
+    }
+  }
+}
