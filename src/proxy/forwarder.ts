@@ -103,7 +103,7 @@ class UpstreamConnections {
 /**
  * Streams requests to upstreams: plain HTTP through undici's dispatcher API (the lowest-overhead one: no
  * intermediate streams, the response is written straight to the ServerResponse), WebSocket handshakes through
- * node:http (proxy/websocket.ts). Request headers are replaced wholesale by the pipeline's sanitized set, so nothing the client sent
+ * node:http (proxy/websocket.ts). Request headers are replaced wholesale by the chain's sanitized set, so nothing the client sent
  * reaches the upstream unless the hygiene stage let it through.
  */
 export class Forwarder {
@@ -165,7 +165,7 @@ export class Forwarder {
     return upstream;
   }
 
-  /** Forward a WebSocket handshake that passed the pipeline; `callbacks` learn whether it upgraded. */
+  /** Forward a WebSocket handshake that passed the chain; `callbacks` learn whether it upgraded. */
   ws(socket: Duplex, head: Buffer, upstreamName: string, pathAndQuery: string, headers: OutgoingHttpHeaders, requestId: string, callbacks: UpgradeCallbacks): void {
     const upstream = this.upstream(upstreamName).connections;
     forwardUpgrade(socket, head, upstream.upgradeTarget, pathAndQuery, headers, requestId, {
@@ -228,7 +228,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly metrics: Metrics,
     private readonly onFailure: OnForwardFailure,
   ) {
-    // The client may have left while the pipeline was deciding: then there is nothing to forward for.
+    // The client may have left while the chain was deciding: then there is nothing to forward for.
     this.done = res.destroyed;
     res.once('close', () => {
       clearTimeout(this.queueTimer);

@@ -153,7 +153,7 @@ class Gateway implements RunningGateway {
     // The store (and its Redis connections) lives as long as the gateway; only its limits follow the config.
     this.store.rateLimits.update(config.rateLimits);
     this.runtime = next;
-    // Requests still in the pipeline hold `previous` and may yet dispatch on its pools, so they stay open for
+    // Requests still in the chain hold `previous` and may yet dispatch on its pools, so they stay open for
     // shutdown_grace; then they close gracefully (requests already forwarded run to completion).
     this.retiring.add(previous);
     setTimeout(() => {
