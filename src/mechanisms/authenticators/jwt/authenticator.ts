@@ -90,6 +90,14 @@ interface IssuerRuntime {
   readonly validateClaims: ClaimsValidator;
 }
 
+type IssuerFound = { readonly ok: true; readonly runtime: IssuerRuntime };
+/** The issuer a token's `iss` names, if this route may use it with the token's `alg`. */
+type IssuerLookup = IssuerFound | { readonly ok: false; readonly reason: DenyReason };
+
+const UNKNOWN_ISSUER: IssuerLookup = Object.freeze({ ok: false, reason: 'unknown_issuer' });
+const ISSUER_NOT_ALLOWED: IssuerLookup = Object.freeze({ ok: false, reason: 'issuer_not_allowed' });
+const ALG_NOT_ALLOWED: IssuerLookup = Object.freeze({ ok: false, reason: 'alg_not_allowed' });
+
 /**
  * Token verification (SPEC §4): canonical-JWS and header checks, issuer by exact `iss`, then that issuer's keys
  * alone with jose, then the claims. Successful results are cached until the token lapses.
@@ -97,7 +105,7 @@ interface IssuerRuntime {
 export class JwtAuthenticator {
   private readonly runtimes = new Map<string, IssuerRuntime>();
   /** Exact `iss` value → its issuer (the config refuses two entries with one `iss`). */
-  private readonly byIss = new Map<string, IssuerRuntime>();
+  private readonly byIss = new Map<string, IssuerFound>();
   /**
    * Shared with the Authenticators before and after a reload, so the tokens of unchanged issuers stay verified.
    * An entry counts only while its identity's issuer config is this Authenticator's (see `owns`).
@@ -133,7 +141,7 @@ export class JwtAuthenticator {
         validateClaims: compileClaimsValidator(config),
       };
       this.runtimes.set(name, runtime);
-      this.byIss.set(config.issuer, runtime);
+      this.byIss.set(config.issuer, Object.freeze({ ok: true, runtime }));
     }
     this.cache = reuse?.cache ?? new TokenCache(deps.tokenCacheBytes);
     // Tokens of removed or changed issuers go now rather than when the LRU reaches them.
@@ -170,8 +178,9 @@ export class JwtAuthenticator {
     const parsed = parseCompactJws(token);
     if (!parsed.ok) return this.missed(deny(parsed.reason));
     const { header, payload } = parsed;
-    const runtime = this.runtimeFor(header.alg, payload.iss, allowedIssuers);
-    if (typeof runtime === 'string') return this.missed(this.routeRefusal(runtime, header.alg, payload.iss, allowedIssuers));
+    const found = this.runtimeFor(header.alg, payload.iss, allowedIssuers);
+    if (!found.ok) return this.missed(this.routeRefusal(found.reason, header.alg, payload.iss, allowedIssuers));
+    const runtime = found.runtime;
     // The checks above depend on the route; what follows depends on the token alone, so it can be shared.
     const underway = this.inflight.get(digest);
     if (underway !== undefined) {
@@ -199,7 +208,7 @@ export class JwtAuthenticator {
     if (reason === 'unknown_issuer') return denyWith(reason, unknownIssuerDetail(iss, this.byIss.keys()));
     if (!this.explain) return deny(reason);
     if (reason === 'alg_not_allowed') {
-      const algorithms = this.byIss.get(iss as string)?.config.algorithms ?? [];
+      const algorithms = this.byIss.get(iss as string)?.runtime.config.algorithms ?? [];
       return denyWith(reason, `alg ${quote(alg)} is not in algorithms [${algorithms.join(', ')}]`);
     }
     return denyWith(reason, `iss ${quote(iss)} belongs to an issuer this route does not accept (route issuers [${allowedIssuers?.join(', ') ?? ''}])`);
@@ -223,11 +232,12 @@ export class JwtAuthenticator {
     header: JoseHeader,
     payload: Record<string, unknown>,
   ): Promise<VerifyResult> {
-    let keys = runtime.keys.lookup(header.alg, header.kid, this.now());
-    if (keys === 'unknown_kid' && (await runtime.keys.refetchForUnknownKid())) {
-      keys = runtime.keys.lookup(header.alg, header.kid, this.now());
+    let lookup = runtime.keys.lookup(header.alg, header.kid, this.now());
+    if (!lookup.ok && lookup.reason === 'unknown_kid' && (await runtime.keys.refetchForUnknownKid())) {
+      lookup = runtime.keys.lookup(header.alg, header.kid, this.now());
     }
-    if (typeof keys === 'string') return this.keyRefusal(keys, runtime, header.alg, header.kid);
+    if (!lookup.ok) return this.keyRefusal(lookup.reason, runtime, header.alg, header.kid);
+    const keys = lookup.keys;
     // Noted before the await: a token verified against keys replaced meanwhile must not be cached as current.
     const generation = runtime.keys.generation;
     if (!(await this.signatureHolds(token, header.alg, keys, runtime.config.name))) {
@@ -255,12 +265,11 @@ export class JwtAuthenticator {
   }
 
   /** The issuer that must verify a token, if the route accepts it and its `alg`. */
-  private runtimeFor(alg: string, iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerRuntime | DenyReason {
-    if (typeof iss !== 'string') return 'unknown_issuer';
-    const runtime = this.byIss.get(iss);
-    if (runtime === undefined) return 'unknown_issuer';
-    if (allowedIssuers !== undefined && !allowedIssuers.includes(runtime.config.name)) return 'issuer_not_allowed';
-    return runtime.algorithms.has(alg) ? runtime : 'alg_not_allowed';
+  private runtimeFor(alg: string, iss: unknown, allowedIssuers: readonly string[] | undefined): IssuerLookup {
+    const found = typeof iss === 'string' ? this.byIss.get(iss) : undefined;
+    if (found === undefined) return UNKNOWN_ISSUER;
+    if (allowedIssuers !== undefined && !allowedIssuers.includes(found.runtime.config.name)) return ISSUER_NOT_ALLOWED;
+    return found.runtime.algorithms.has(alg) ? found : ALG_NOT_ALLOWED;
   }
 
   private async signatureHolds(token: string, alg: string, keys: readonly VerificationKey[], issuer: string): Promise<boolean> {

@@ -26,12 +26,23 @@ type CryptoKey = webcrypto.CryptoKey;
 /** What jose verifies with: an imported public key or HMAC secret, bound to one algorithm. */
 export type VerificationKey = CryptoKey;
 
-export type KeyLookup = readonly VerificationKey[] | 'unknown_kid' | 'unavailable';
+/** Candidate keys, or why there are none. Each success is built with the key set, so a lookup allocates nothing. */
+export type KeyLookup =
+  | { readonly ok: true; readonly keys: readonly VerificationKey[] }
+  | { readonly ok: false; readonly reason: 'unknown_kid' | 'unavailable' };
+
+interface Candidates {
+  readonly ok: true;
+  readonly keys: CryptoKey[];
+}
 
 interface AlgorithmKeys {
-  readonly byKid: Map<string, CryptoKey[]>;
-  readonly all: CryptoKey[];
+  readonly byKid: Map<string, Candidates>;
+  readonly all: Candidates;
 }
+
+const UNKNOWN_KID: KeyLookup = Object.freeze({ ok: false, reason: 'unknown_kid' });
+const UNAVAILABLE: KeyLookup = Object.freeze({ ok: false, reason: 'unavailable' });
 
 type KeyIndex = ReadonlyMap<string, AlgorithmKeys>;
 
@@ -67,14 +78,14 @@ const HMAC_HASHES: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384:
 function addKey(index: Map<string, AlgorithmKeys>, alg: string, kid: string | undefined, key: CryptoKey): void {
   let entry = index.get(alg);
   if (entry === undefined) {
-    entry = { byKid: new Map(), all: [] };
+    entry = { byKid: new Map(), all: { ok: true, keys: [] } };
     index.set(alg, entry);
   }
-  entry.all.push(key);
+  entry.all.keys.push(key);
   if (kid !== undefined) {
     const sameKid = entry.byKid.get(kid);
-    if (sameKid) sameKid.push(key);
-    else entry.byKid.set(kid, [key]);
+    if (sameKid) sameKid.keys.push(key);
+    else entry.byKid.set(kid, { ok: true, keys: [key] });
   }
 }
 
@@ -197,16 +208,16 @@ export class IssuerKeySet {
 
   /** The allowed algorithms some loaded key can verify. */
   algorithmsWithKeys(): string[] {
-    return this.issuer.algorithms.filter((alg) => (this.index.get(alg)?.all.length ?? 0) > 0);
+    return this.issuer.algorithms.filter((alg) => (this.index.get(alg)?.all.keys.length ?? 0) > 0);
   }
 
   /** Candidate keys for `alg` and `kid`, best first. A secret issuer ignores `kid`. */
   lookup(alg: string, kid: string | undefined, nowMs: number): KeyLookup {
-    if (nowMs >= this.usableUntilMs) return 'unavailable';
+    if (nowMs >= this.usableUntilMs) return UNAVAILABLE;
     const entry = this.index.get(alg);
-    if (entry === undefined) return 'unknown_kid';
-    if (kid === undefined || this.ignoresKid) return entry.all.length > 0 ? entry.all : 'unknown_kid';
-    return entry.byKid.get(kid) ?? 'unknown_kid';
+    if (entry === undefined) return UNKNOWN_KID;
+    if (kid === undefined || this.ignoresKid) return entry.all.keys.length > 0 ? entry.all : UNKNOWN_KID;
+    return entry.byKid.get(kid) ?? UNKNOWN_KID;
   }
 
   /**
