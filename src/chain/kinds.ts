@@ -62,6 +62,20 @@ export interface RequestContext extends RequestFacts {
   reportAs: RequestContext | undefined;
 }
 
+/** What one credential source holds: nothing (`value` undefined), one token, or a reason to refuse the request. */
+export type Found = { readonly ok: true; readonly value: string | undefined } | { readonly ok: false; readonly reason: string };
+
+/** One `tokens:` entry, compiled; pure. */
+export interface SourceFinder {
+  readonly source: TokenSource;
+  find(headersDistinct: NodeJS.Dict<string[]>, query: string, isUpgrade: boolean): Found;
+}
+
+/** A kind of credential source (`header`, `cookie`, `query`), compiled once per `tokens:` entry of its kind. */
+export interface FinderType {
+  compile(source: TokenSource): SourceFinder;
+}
+
 /** At most one credential per request, or why the request is refused (two credentials, bad syntax). */
 export type CredentialSearch =
   | { readonly ok: true; readonly credential: Credential | undefined }

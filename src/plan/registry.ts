@@ -4,6 +4,10 @@
  */
 import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType } from '../chain/kinds.js';
 import { jwt } from '../mechanisms/authenticators/jwt/authenticator.js';
+import { cookie } from '../mechanisms/credentials/cookie.js';
+import { header } from '../mechanisms/credentials/header.js';
+import { query } from '../mechanisms/credentials/query.js';
+import type { CredentialFinders } from '../mechanisms/credentials/search.js';
 import { requireRules } from '../mechanisms/authorizers/require.js';
 import { bearer } from '../mechanisms/errors/bearer.js';
 import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
@@ -11,6 +15,8 @@ import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
 
 export interface Registry {
+  /** One per kind of `tokens:` entry; the search refuses a request that carries more than one credential. */
+  readonly credentials: CredentialFinders;
   /** Asked in this order; the first "mine" decides. */
   readonly authenticators: Readonly<Record<string, MechanismType<Authenticator>>>;
   /** All must hold, in this order. */
@@ -23,6 +29,7 @@ export interface Registry {
 }
 
 export const registry = {
+  credentials: { header, cookie, query },
   authenticators: { jwt },
   authorizers: { require: requireRules },
   limiters: { rate_limit: rateLimits },

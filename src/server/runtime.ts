@@ -42,7 +42,7 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
   // The forwarder first: it reads CA files and may throw, and nothing has claimed shared key sets by then.
   const forwarder = new Forwarder(config.upstreams, deps.metrics, previous?.forwarder);
   const mechanisms = createMechanisms(registry, ctx, previous?.mechanisms);
-  const findCredential = compileTokenExtractor(config.tokens);
+  const findCredential = compileTokenExtractor(config.tokens, registry.credentials);
   const plans = config.routes.map((route) => compilePlan(route, { ctx, mechanisms, findCredential, cors: corsOf(route) }));
   const allowedHost = config.server.allowedHosts ? compileHostMatcher(config.server.allowedHosts) : undefined;
   const inputs: PlanInputs = { ctx, mechanisms, findCredential, cors: undefined };

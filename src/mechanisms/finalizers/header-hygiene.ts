@@ -4,7 +4,7 @@ import { canonicalName } from '../../http/headers.js';
 import { connectionListed, HOP_BY_HOP } from '../../http/hop-by-hop.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
 import { PASS } from '../../chain/verdict.js';
-import { compileTokenQueryStripper } from '../credentials/search.js';
+import { compileTokenQueryStripper } from '../credentials/query.js';
 
 /**
  * Header hygiene (SPEC §1 step 3): the headers an upstream gets, built fresh from the client's. Runs on every

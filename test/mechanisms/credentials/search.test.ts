@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CredentialSearch as TokenExtraction } from '../../../src/chain/kinds.js';
-import { compileTokenExtractor, compileTokenQueryStripper } from '../../../src/mechanisms/credentials/search.js';
+import { compileTokenQueryStripper } from '../../../src/mechanisms/credentials/query.js';
+import { compileTokenExtractor } from '../../../src/mechanisms/credentials/search.js';
 import { MAX_TOKEN_LENGTH } from '../../../src/http/bearer.js';
 import type { TokenSource } from '../../../src/config/types.js';
 

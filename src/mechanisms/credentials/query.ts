@@ -1,0 +1,113 @@
+import type { Found, FinderType, SourceFinder } from '../../chain/kinds.js';
+import type { TokenSource } from '../../config/types.js';
+import { holding, invalid, NONE } from './found.js';
+
+/** With no query source configured, still watched (RFC 6750 §2.3's name): refused on protected routes, removed on all. */
+const DEFAULT_QUERY_PARAMETER = 'access_token';
+
+function decodeQueryComponent(text: string): string | undefined {
+  if (!text.includes('%') && !text.includes('+')) return text;
+  try {
+    return decodeURIComponent(text.replaceAll('+', ' '));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Visits the `name=value` pairs of a raw query string (with or without the leading `?`): `visit` gets the bounds of
+ * each pair (`equals` is `end` when the pair has no `=`) and returns false to stop.
+ */
+function scanQuery(query: string, visit: (start: number, equals: number, end: number) => boolean): void {
+  let start = query.startsWith('?') ? 1 : 0;
+  while (start < query.length) {
+    let end = query.indexOf('&', start);
+    if (end === -1) end = query.length;
+    let equals = query.indexOf('=', start);
+    if (equals === -1 || equals > end) equals = end;
+    if (!visit(start, equals, end)) return;
+    start = end + 1;
+  }
+}
+
+/**
+ * A pair's name percent-decoded: an upstream decodes `access%5Ftoken` and `%61ccess_token` to `access_token`, so
+ * the gateway must read (and remove) them under that name too. Undefined when the name does not decode.
+ */
+function parameterName(query: string, start: number, equals: number): string | undefined {
+  return decodeQueryComponent(query.slice(start, equals));
+}
+
+/** Every value of parameter `name` in a raw query string; names are decoded first. */
+function fromQuery(query: string, name: string): Found {
+  let found: Found = NONE;
+  scanQuery(query, (start, equals, end) => {
+    if (parameterName(query, start, equals) !== name) return true;
+    if (found.ok && found.value !== undefined) {
+      found = invalid('multiple_query_tokens');
+      return false;
+    }
+    const value = decodeQueryComponent(query.slice(Math.min(equals + 1, end), end));
+    found = value === undefined ? invalid('malformed_query_token') : holding(value);
+    return value !== undefined;
+  });
+  return found;
+}
+
+/** `query` without any pair named one of `names` in any spelling, the others kept byte for byte; `?…` or empty. */
+function withoutQueryParameters(query: string, names: readonly string[]): string {
+  const kept: string[] = [];
+  scanQuery(query, (start, equals, end) => {
+    const name = parameterName(query, start, equals);
+    if (name === undefined || !names.includes(name)) kept.push(query.slice(start, end));
+    return true;
+  });
+  return kept.length > 0 ? `?${kept.join('&')}` : '';
+}
+
+/** Whether a raw query may hold parameter `name` in some spelling: a cheap test before any scanning. */
+function mayHoldParameter(query: string, name: string): boolean {
+  return query.length > 1 && (query.includes(name) || query.includes('%'));
+}
+
+/**
+ * Compiles what the upstream's query string loses: the token parameters, in every spelling and every copy, on
+ * every route (`auth: none` too), unless `identity.forward_token` keeps them like the other token places.
+ */
+export function compileTokenQueryStripper(sources: readonly TokenSource[], forwardToken: boolean): (query: string) => string {
+  if (forwardToken) return (query) => query;
+  const names = watchedQueryNames(sources);
+  return (query) => (names.some((name) => mayHoldParameter(query, name)) ? withoutQueryParameters(query, names) : query);
+}
+
+/** The configured query parameters, else RFC 6750 §2.3's `access_token`: each is kept from the upstream. */
+function watchedQueryNames(sources: readonly TokenSource[]): readonly string[] {
+  const configured = sources.filter((source) => source.kind === 'query').map((source) => source.name);
+  return configured.length > 0 ? configured : [DEFAULT_QUERY_PARAMETER];
+}
+
+/**
+ * A token in the query is honoured only on a WebSocket upgrade (browsers cannot set headers on one) and only
+ * where a query source is configured; anywhere else it is refused (400) rather than ignored, since an upstream
+ * might still read it.
+ */
+function queryFinder(source: TokenSource, enabled: boolean): SourceFinder {
+  return {
+    source,
+    find(_headersDistinct, query, isUpgrade): Found {
+      if (!mayHoldParameter(query, source.name)) return NONE;
+      const found = fromQuery(query, source.name);
+      if (!found.ok || found.value === undefined) return found;
+      if (!enabled) return invalid('query_token_not_enabled');
+      return isUpgrade ? found : invalid('query_token_not_upgrade');
+    },
+  };
+}
+
+/** The registry's `query`: a token in a query parameter, on WebSocket upgrades. */
+export const query: FinderType = {
+  compile: (source) => queryFinder(source, true),
+};
+
+/** Without any query source, `access_token` in the query is still looked for, and refused where found. */
+export const UNCONFIGURED_QUERY: SourceFinder = queryFinder({ kind: 'query', name: DEFAULT_QUERY_PARAMETER }, false);
