@@ -168,12 +168,8 @@ export class JwtAuthenticator {
   async verify(token: string, allowedIssuers: readonly string[] | undefined): Promise<VerifyResult> {
     // One digest per request: the cache key and the single-flight key.
     const digest = tokenDigest(token);
-    const cached = this.cache.get(digest, this.now());
-    if (cached !== undefined && this.owns(cached)) {
-      this.cacheHits.inc();
-      if (allowedIssuers !== undefined && !allowedIssuers.includes(cached.issuer.name)) return deny('issuer_not_allowed');
-      return { ok: true, identity: cached };
-    }
+    const hit = this.hit(digest, allowedIssuers);
+    if (hit !== undefined) return hit;
 
     const parsed = parseCompactJws(token);
     if (!parsed.ok) return this.missed(deny(parsed.reason));
@@ -195,6 +191,22 @@ export class JwtAuthenticator {
     } finally {
       this.inflight.delete(digest);
     }
+  }
+
+  /**
+   * The answer for a token still in the verified-token cache, without waiting for anything; undefined when the
+   * token must be verified. Lets the chain stay synchronous for the tokens it sees again and again.
+   */
+  cached(token: string, allowedIssuers: readonly string[] | undefined): VerifyResult | undefined {
+    return this.hit(tokenDigest(token), allowedIssuers);
+  }
+
+  private hit(digest: string, allowedIssuers: readonly string[] | undefined): VerifyResult | undefined {
+    const cached = this.cache.get(digest, this.now());
+    if (cached === undefined || !this.owns(cached)) return undefined;
+    this.cacheHits.inc();
+    if (allowedIssuers !== undefined && !allowedIssuers.includes(cached.issuer.name)) return deny('issuer_not_allowed');
+    return { ok: true, identity: cached };
   }
 
   /** A token refused before any key was needed: counted as a cache miss, as every lookup is counted once. */
@@ -288,8 +300,8 @@ export class JwtAuthenticator {
   }
 }
 
-/** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run. */
-export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'>;
+/** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run (no cache). */
+export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'cached'>>;
 
 const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
 
@@ -315,7 +327,11 @@ export class JwtMechanism implements Compiled<Authenticator> {
     const issuers = route.issuers;
     const settle = settler(errors);
     return {
-      authenticate: (credential) => (credential.scheme === 'bearer' ? verifier.verify(credential.value, issuers).then(settle) : NOT_MINE),
+      authenticate(credential) {
+        if (credential.scheme !== 'bearer') return NOT_MINE;
+        const hit = verifier.cached?.(credential.value, issuers);
+        return hit !== undefined ? settle(hit) : verifier.verify(credential.value, issuers).then(settle);
+      },
     };
   }
 }
