@@ -75,11 +75,9 @@ function route(head: Head, ctx: RequestContext, trace: Trace | undefined): Verdi
   return PASS;
 }
 
-/** Reserved endpoints: no upgrade may reach one, whatever route would otherwise take it. */
-const RESERVED_UPGRADE = refusal('route', Errors.notFound, 'no_route');
-
+/** The gateway's own endpoints take no upgrade, and no route may take one under the reserved prefix either. */
 function internal(ctx: RequestContext, plan: Plan): Verdict {
-  if (ctx.upgrade) return RESERVED_UPGRADE;
+  if (ctx.upgrade) return NO_ROUTE;
   ctx.plan = plan;
   return PASS;
 }

@@ -1,8 +1,10 @@
 import type { RouteConfig } from '../config/types.js';
 import type {
   Authenticator,
+  Authorizer,
   CompileContext,
   Compiled,
+  CorsPolicy,
   CredentialFinder,
   ErrorRenderer,
   Finalizer,
@@ -10,7 +12,6 @@ import type {
   MechanismType,
   Plan,
   Step,
-  Authorizer,
 } from '../chain/kinds.js';
 import { authenticateStep } from '../chain/steps/authenticate.js';
 import { authorizeStep } from '../chain/steps/authorize.js';
@@ -19,7 +20,6 @@ import { finalizeStep } from '../chain/steps/finalize.js';
 import { revocationStep } from '../chain/steps/revocation.js';
 import { refusal, type Refusal } from '../chain/verdict.js';
 import { InvalidTokenDescription } from '../http/responses.js';
-import type { CorsPolicy } from '../chain/kinds.js';
 import { preflightStep } from '../mechanisms/cors/preflight.js';
 import type { Registry } from './registry.js';
 
