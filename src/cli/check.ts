@@ -1,5 +1,6 @@
 import { formatProblem, loadConfig } from '../config/load.js';
 import { formatHostPort } from '../admin/listen.js';
+import { describeRedis } from '../config/redis.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { Io } from './io.js';
 
@@ -20,7 +21,7 @@ export async function runCheck(file: string, out: Io): Promise<number> {
 
 function summarize(config: GatewayConfig): string {
   const names = (map: ReadonlyMap<string, unknown>): string => (map.size === 0 ? '(none)' : [...map.keys()].join(', '));
-  const store = config.store.redis === undefined ? 'memory (single instance)' : `redis ${redactUrl(config.store.redis)}`;
+  const store = config.store.redis === undefined ? 'memory (single instance)' : describeRedis(config.store.redis);
   return [
     `${config.file}: ok`,
     `  listen     ${formatHostPort(config.server.listen.host, config.server.listen.port)}${config.server.tls ? ' (TLS)' : ''}, admin ${formatHostPort(config.admin.listen.host, config.admin.listen.port)}`,
@@ -30,11 +31,4 @@ function summarize(config: GatewayConfig): string {
     `  store      ${store}`,
     '',
   ].join('\n');
-}
-
-/** A Redis URL may carry a password; the summary is printed to terminals and CI logs. */
-function redactUrl(text: string): string {
-  const url = new URL(text);
-  if (url.password !== '') url.password = '***';
-  return url.href;
 }

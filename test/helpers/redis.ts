@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { RedisConfig } from '../../src/config/types.js';
 
 export interface RedisServer {
   readonly url: string;
@@ -17,6 +18,11 @@ export interface RedisServer {
 }
 
 const START_DEADLINE_MS = 10_000;
+
+/** `store.redis` as a URL reads. */
+export function redisUrlConfig(url: string): RedisConfig {
+  return { topology: { kind: 'url', url }, password: undefined, tls: undefined };
+}
 const PING_RETRY_MS = 20;
 
 export async function freePort(): Promise<number> {
