@@ -14,12 +14,12 @@ export function leaseSize(points: number): number {
 }
 
 /**
- * Takes up to ARGV[2] points of the window's budget (ARGV[1] points per ARGV[3] ms) at once. The counter is
- * the one the exact mode increments (the same key, value and TTL), so switching modes carries it on. One key:
- * one slot on a Cluster. Returns {granted, used in this window, ms until the window ends}.
+ * Counts ARGV[4] points already admitted on credit, then takes up to ARGV[2] more of the window's budget
+ * (ARGV[1] points per ARGV[3] ms). The counter is the one the exact mode increments (the same key, value and
+ * TTL), so switching modes carries it on. One key: one slot on a Cluster. Returns {granted, used, ms left}.
  */
 const LEASE_SCRIPT = `redis.call('set', KEYS[1], 0, 'PX', ARGV[3], 'NX')
-local used = tonumber(redis.call('get', KEYS[1]))
+local used = redis.call('incrby', KEYS[1], ARGV[4])
 local granted = math.max(0, math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used))
 if granted > 0 then used = redis.call('incrby', KEYS[1], granted) end
 local ttl = redis.call('pttl', KEYS[1])
@@ -31,7 +31,7 @@ return {granted, used, ttl}`;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    authgateLease(key: string, points: number, want: number, windowMs: number): Result<[number, number, number], Context>;
+    authgateLease(key: string, points: number, want: number, windowMs: number, credit: number): Result<[number, number, number], Context>;
   }
 }
 
@@ -48,6 +48,10 @@ interface Lease {
   expiresAt: number;
   /** Redis had nothing left: refuse locally until the window ends. */
   exhausted: boolean;
+  /** This window's one request admitted before Redis answered has been spent. */
+  creditUsed: boolean;
+  /** Requests admitted on credit that Redis has not counted yet (0 or 1). */
+  debt: number;
   refilling: Promise<void> | undefined;
 }
 
@@ -64,12 +68,15 @@ export interface LeasedLimiterOptions {
 }
 
 /**
- * Counts a shared limit down in memory from leases taken out of Redis. Redis never grants more than the window's
- * budget and a lease is spent only within the window it was taken from, so N instances together allow at most the
- * limit per window, as the exact mode does. The cost is the other way: points leased by one instance and not yet
- * spent are not available to the others, so a key may be refused up to (N − 1) × (lease + ⌊lease/2⌋) points
- * before the budget is used up. A lease is refilled in the background once it is down to half, so requests
- * wait for Redis only on the first request of a key in a window (and when a burst outruns the refill).
+ * Counts a shared limit down in memory from leases taken out of Redis, so a request costs no round trip:
+ * - Redis never grants more than the window's budget, and a lease is spent only within the window it came from.
+ * - The first request of a key in a window is admitted on credit while its lease is fetched, and counted in
+ *   Redis with it. That is the only way past the limit: at most one request per instance, key and window, and
+ *   none in a window after one in which this instance saw the key exhausted.
+ * - Points leased by one instance are not available to others until it spends them: a key may be refused while
+ *   up to (N − 1) × (lease + ⌊lease/2⌋) points are held by the other instances.
+ * - A lease is refilled in the background once down to half; a request waits for Redis only when a burst
+ *   outruns the refill.
  */
 export class LeasedLimiter {
   private readonly leases = new Map<string, Lease>();
@@ -83,8 +90,9 @@ export class LeasedLimiter {
 
   async consume(key: string): Promise<RateLimitDecision> {
     const lease = this.leaseFor(key, Date.now());
+    if (lease.balance === 0 && !lease.exhausted && this.options.client.status !== 'ready') return this.options.insurance(key);
+    if (lease.balance === 0 && !lease.exhausted && !lease.creditUsed && lease.refilling === undefined) return this.onCredit(key, lease);
     while (lease.balance === 0 && !lease.exhausted) {
-      if (this.options.client.status !== 'ready') return this.options.insurance(key);
       try {
         await this.refill(key, lease);
       } catch (error) {
@@ -93,6 +101,15 @@ export class LeasedLimiter {
       }
     }
     return this.take(key, lease);
+  }
+
+  /** Admits at once; the lease request that follows counts this request in Redis. */
+  private onCredit(key: string, lease: Lease): RateLimitDecision {
+    lease.creditUsed = true;
+    lease.debt = 1;
+    this.refill(key, lease).catch(this.options.onStoreError);
+    const { points } = this.options;
+    return { allowed: true, limit: points, remaining: Math.max(0, lease.remaining - 1), resetMs: Math.max(0, lease.expiresAt - Date.now()) };
   }
 
   private take(key: string, lease: Lease): RateLimitDecision {
@@ -110,13 +127,18 @@ export class LeasedLimiter {
     const lease = this.leases.get(key);
     if (lease === undefined) {
       // Until Redis says when the window ends, it ends no later than a window from now.
-      const fresh: Lease = { balance: 0, remaining: this.options.points, expiresAt: now + this.options.windowMs, exhausted: false, refilling: undefined };
+      const fresh: Lease = {
+        balance: 0, remaining: this.options.points, expiresAt: now + this.options.windowMs,
+        exhausted: false, creditUsed: false, debt: 0, refilling: undefined,
+      };
       makeRoom(this.leases, this.options.maxKeys, now);
       this.leases.set(key, fresh);
       return fresh;
     }
     if (lease.expiresAt <= now) {
-      // The window ended: what was left of the lease belonged to it.
+      // The window ended: what was left of the lease belonged to it. Redis may still be in that window for a round
+      // trip, so a key this instance saw exhausted gets no credit: it could land in the exhausted window.
+      lease.creditUsed = lease.exhausted;
       lease.balance = 0;
       lease.exhausted = false;
       lease.remaining = this.options.points;
@@ -132,8 +154,10 @@ export class LeasedLimiter {
 
   private async request(key: string, lease: Lease): Promise<void> {
     const { client, keyPrefix, points, windowMs } = this.options;
+    const credit = lease.debt;
+    lease.debt = 0;
     const sentAt = Date.now();
-    const [granted, used, ttlMs] = await client.authgateLease(`${keyPrefix}:${key}`, points, this.lease, windowMs);
+    const [granted, used, ttlMs] = await client.authgateLease(`${keyPrefix}:${key}`, points, this.lease, windowMs, credit);
     const windowEnd = sentAt + ttlMs;
     // Granted from a window that has ended by now: spending it would count against the next one.
     if (windowEnd <= Date.now()) return;
@@ -150,7 +174,6 @@ export class LeasedLimiter {
     lease.remaining = Math.max(0, points - used);
     lease.exhausted = lease.remaining === 0;
   }
-
 }
 
 export function limiterDecision(allowed: boolean, limit: number, res: RateLimiterRes): RateLimitDecision {

@@ -145,6 +145,24 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
       }, FAILOVER_TEST_TIMEOUT_MS);
     }
 
+    it(`leased: a gateway that never saw the key admits one request on credit after the other spent the budget, then refuses (overshoot ≤ 1 per gateway)`, async () => {
+      const { a, b } = await pair();
+      const { token } = tokenFor();
+      const throughA: Sent[] = [];
+      for (let i = 0; i < LEASED_LIMIT + 2; i++) throughA.push(await send(upstream, a, token, '/leased/x'));
+      expect(throughA.filter((sent) => sent.res.status === 200)).toHaveLength(LEASED_LIMIT);
+      const throughB: Sent[] = [];
+      for (let i = 0; i < 5; i++) throughB.push(await send(upstream, b, token, '/leased/x'));
+      const admitted = [...throughA, ...throughB].filter((sent) => sent.res.status === 200);
+      const overshoot = admitted.length - LEASED_LIMIT;
+      console.info(`${name}: leased limit ${LEASED_LIMIT} spent through one gateway, overshoot through the other: ${overshoot}`);
+      expect(overshoot).toBeLessThanOrEqual(1);
+      expectForwarded(throughB[0] as Sent);
+      for (const sent of throughB.slice(1)) expectRefused(sent, 429, 'rate_limited');
+      // A's lease ran out first; refused keys stay refused from memory, with no credit in that window.
+      for (const sent of throughA.slice(LEASED_LIMIT)) expectRefused(sent, 429, 'rate_limited');
+    });
+
     it('a failover under load: no 5xx, earlier revocations hold, both gateways follow the new primary without a restart', async () => {
       const { a, b, prefix } = await pair();
       const revokedBefore = tokenFor();
