@@ -183,7 +183,7 @@ export async function startSentinels(): Promise<SentinelTopology> {
   const dir = await mkdtemp(join(tmpdir(), 'authgate-sentinel-'));
   const started: Node[] = [];
   const dataArgs = (port: number): string[] => [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
     '--requirepass', DATA_PASSWORD, '--masterauth', DATA_PASSWORD,
   ];
   const sentinelPorts: number[] = [];
