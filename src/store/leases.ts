@@ -117,7 +117,7 @@ export class LeasedLimiter {
     const resetMs = Math.max(0, lease.expiresAt - Date.now());
     if (lease.balance === 0) return { allowed: false, limit: points, remaining: 0, resetMs };
     lease.balance -= 1;
-    if (lease.balance <= this.lowWater && !lease.exhausted && lease.refilling === undefined) {
+    if (lease.balance <= this.lowWater && !lease.exhausted && lease.refilling === undefined && this.options.client.status === 'ready') {
       this.refill(key, lease).catch(this.options.onStoreError);
     }
     return { allowed: true, limit: points, remaining: lease.balance + lease.remaining, resetMs };
