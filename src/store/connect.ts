@@ -61,6 +61,9 @@ export function connect(config: RedisConfig, onSubscriber: (subscriber: Redis) =
       scaleReads: 'master',
       clusterRetryStrategy: (attempt) => reconnectDelayMs(attempt),
       slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
+      // Seeds are connected to by the name given, not a resolved address, so TLS checks the certificate against
+      // it (managed clusters such as ElastiCache present certificates for names, not IPs).
+      ...(tls === undefined ? {} : { dnsLookup: (address: string, done: (error: null, address: string) => void) => done(null, address) }),
     });
     return { commands, closeSubscriber: rotateSubscriber(commands, topology.nodes, nodeOptions, onSubscriber) };
   }

@@ -2,6 +2,7 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
 import { freePort, kill, spawnRedisServer, waitForPong } from './redis.js';
 
@@ -35,15 +36,24 @@ export async function waitUntil(what: string, probe: () => Promise<boolean>, dea
   }
 }
 
-async function startNode(args: readonly string[], port: number): Promise<Node> {
+/** `tls`: the server listens only with TLS, so it is probed with a TLS client (which needs the password) instead of a raw PING. */
+async function startNode(args: readonly string[], port: number, tls?: { readonly client: ConnectionOptions; readonly password: string }): Promise<Node> {
   const child = await spawnRedisServer(args);
-  await waitForPong(port, child);
+  if (tls === undefined) await waitForPong(port, child);
+  else {
+    await waitUntil(`redis-server to answer over TLS on port ${port}`, async () => {
+      if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} on port ${port}`);
+      return (await ask(port, tls.password, (client) => client.ping(), tls.client)) === 'PONG';
+    });
+  }
   return { port, child, args };
 }
 
 /** A short-lived admin connection to one server. */
-async function ask<T>(port: number, password: string, command: (client: Redis) => Promise<T>): Promise<T> {
-  const client = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+async function ask<T>(port: number, password: string, command: (client: Redis) => Promise<T>, tls?: ConnectionOptions): Promise<T> {
+  const client = new Redis({
+    host: '127.0.0.1', port, password, tls, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -178,41 +188,62 @@ export interface SentinelTopology {
   close(): Promise<void>;
 }
 
-/** A primary and one replica, both with a password, watched by three sentinels (quorum 2) that have one too. */
-export async function startSentinels(): Promise<SentinelTopology> {
+/** A certificate (self-signed: it is its own CA) for 127.0.0.1, for topologies that speak only TLS. */
+export interface TopologyTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly certPem: Buffer;
+}
+
+function tlsArgs(tls: TopologyTls): string[] {
+  return [
+    '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.certFile,
+    '--tls-auth-clients', 'no', '--tls-replication', 'yes',
+  ];
+}
+
+/**
+ * A primary and one replica, both with a password, watched by three sentinels (quorum 2) that have one too.
+ * With `tls`, every server (sentinels included) listens only with TLS, and replicates and monitors over it.
+ */
+export async function startSentinels(options: { tls?: TopologyTls } = {}): Promise<SentinelTopology> {
   const dir = await mkdtemp(join(tmpdir(), 'authgate-sentinel-'));
   const started: Node[] = [];
+  const clientTls = options.tls === undefined ? undefined : { ca: options.tls.certPem };
+  const listen = (port: number): string[] => (options.tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port), ...tlsArgs(options.tls)]);
   const dataArgs = (port: number): string[] => [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+    ...listen(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
     '--requirepass', DATA_PASSWORD, '--masterauth', DATA_PASSWORD,
   ];
+  const probeTls = (password: string) => (clientTls === undefined ? undefined : { client: clientTls, password });
+  const askNode = <T>(port: number, password: string, command: (client: Redis) => Promise<T>): Promise<T> => ask(port, password, command, clientTls);
   const sentinelPorts: number[] = [];
   try {
     const primaryPort = await freePort();
-    started.push(await startNode(dataArgs(primaryPort), primaryPort));
+    started.push(await startNode(dataArgs(primaryPort), primaryPort, probeTls(DATA_PASSWORD)));
     const replicaPort = await freePort();
-    started.push(await startNode([...dataArgs(replicaPort), '--replicaof', '127.0.0.1', String(primaryPort)], replicaPort));
+    started.push(await startNode([...dataArgs(replicaPort), '--replicaof', '127.0.0.1', String(primaryPort)], replicaPort, probeTls(DATA_PASSWORD)));
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const file = join(dir, `sentinel-${port}.conf`);
-      await writeFile(file, sentinelConfig(port, primaryPort, dir));
-      started.push(await startNode([file, '--sentinel'], port));
+      await writeFile(file, sentinelConfig(primaryPort, dir));
+      started.push(await startNode([file, '--sentinel', ...listen(port)], port, probeTls(SENTINEL_PASSWORD)));
       sentinelPorts.push(port);
     }
-    await waitForSentinels(sentinelPorts, primaryPort);
+    await waitForSentinels(sentinelPorts, primaryPort, askNode);
   } catch (error) {
     await Promise.all(started.map((node) => kill(node.child)));
     throw error;
   }
   const primaryNamedBy = (port: number): Promise<number> =>
-    ask(port, SENTINEL_PASSWORD, async (client) => Number(((await client.call('SENTINEL', 'get-master-addr-by-name', SENTINEL_GROUP)) as string[])[1]));
+    askNode(port, SENTINEL_PASSWORD, async (client) => Number(((await client.call('SENTINEL', 'get-master-addr-by-name', SENTINEL_GROUP)) as string[])[1]));
   const primary = (): Promise<number> => primaryNamedBy(sentinelPorts[0] as number);
   return {
     sentinels: sentinelPorts.map((port) => `127.0.0.1:${port}`),
     primary,
     async failover() {
       const from = await primary();
-      await ask(sentinelPorts[0] as number, SENTINEL_PASSWORD, (client) => client.call('SENTINEL', 'FAILOVER', SENTINEL_GROUP));
+      await askNode(sentinelPorts[0] as number, SENTINEL_PASSWORD, (client) => client.call('SENTINEL', 'FAILOVER', SENTINEL_GROUP));
       let to = from;
       await waitUntil('every sentinel to name the promoted replica', async () => {
         const named = await Promise.all(sentinelPorts.map((port) => primaryNamedBy(port)));
@@ -220,7 +251,7 @@ export async function startSentinels(): Promise<SentinelTopology> {
         return to !== from && named.every((port) => port === to);
       });
       await waitUntil('the promoted replica to act as primary', async () => {
-        const replication = await ask(to, DATA_PASSWORD, (client) => client.info('replication'));
+        const replication = await askNode(to, DATA_PASSWORD, (client) => client.info('replication'));
         return field(replication, 'role') === 'master';
       });
       return { from, to };
@@ -232,9 +263,9 @@ export async function startSentinels(): Promise<SentinelTopology> {
   };
 }
 
-function sentinelConfig(port: number, primaryPort: number, dir: string): string {
+/** The port (or TLS port) is given on the command line, after the file. */
+function sentinelConfig(primaryPort: number, dir: string): string {
   return [
-    `port ${port}`,
     'bind 127.0.0.1',
     `dir ${dir}`,
     'sentinel resolve-hostnames yes',
@@ -250,8 +281,10 @@ function sentinelConfig(port: number, primaryPort: number, dir: string): string 
   ].join('\n');
 }
 
+type Ask = <T>(port: number, password: string, command: (client: Redis) => Promise<T>) => Promise<T>;
+
 /** Every sentinel names `primaryPort`, sees it as a healthy primary with one replica, and knows the two other sentinels; the replica is in sync. */
-async function waitForSentinels(sentinelPorts: readonly number[], primaryPort: number): Promise<void> {
+async function waitForSentinels(sentinelPorts: readonly number[], primaryPort: number, ask: Ask): Promise<void> {
   await waitUntil('the sentinels to agree on the primary and its replica', async () => {
     for (const port of sentinelPorts) {
       const flat = (await ask(port, SENTINEL_PASSWORD, (client) => client.call('SENTINEL', 'MASTER', SENTINEL_GROUP))) as string[];
