@@ -9,7 +9,7 @@
  *   --connections N   concurrent connections (default 50)
  *   --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
  *                     (default 0 when taskset exists; --cpu none disables pinning)
- *   --scenarios LIST  comma-separated subset of: public,one-token,many-tokens,miss,rate-limit,workers,memory
+ *   --scenarios LIST  comma-separated subset of: public,one-token,many-tokens,miss,rate-limit,rate-limit-exact,workers,memory
  *   --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
  *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
  *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
@@ -28,7 +28,7 @@ import { announcedUrl, freePort, startAuthgate, tokenCacheCounts, type GatewaySe
 import { createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = ['public', 'one-token', 'many-tokens', 'miss', 'rate-limit', 'workers', 'memory'] as const;
+const SCENARIOS = ['public', 'one-token', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** Distinct tokens that all stay in the token cache. */
 const CACHED_TOKENS = 2000;
@@ -187,7 +187,11 @@ async function scenarios(bench: Bench): Promise<void> {
   else if (measuredTokens.length > 0) log('haproxy not installed (Debian package haproxy): no HAProxy rows');
   if (wanted.has('public')) await authgate(bench, 'public', loads.public, setup);
   for (const [name, load] of measuredTokens) await authgate(bench, name, load(), setup);
+  // Leased: Redis is asked once per lease of a key; exact: once per request.
   if (wanted.has('rate-limit')) await authgate(bench, 'rate-limit', loads.rateLimit, { ...setup, redisUrl: await bench.sharedStore() });
+  if (wanted.has('rate-limit-exact')) {
+    await authgate(bench, 'rate-limit-exact', loads.rateLimit, { ...setup, redisUrl: await bench.sharedStore(), rateLimitMode: 'exact' });
+  }
   // Unpinned: two workers on one core would measure nothing. Workers share revocations through Redis.
   if (wanted.has('workers')) {
     for (const workers of [1, 2]) await authgate(bench, `workers-${workers}`, loads.oneToken, { ...setup, workers, redisUrl: await bench.sharedStore() }, false);

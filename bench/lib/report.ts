@@ -39,7 +39,7 @@ function comparisons(rows: readonly Row[]) {
           bare: ratio(row, find('bare-proxy', row.scenario === 'public' ? 'public' : 'token')),
           floor: ratio(row, find('floor', 'floor')),
           haproxy: ratio(row, find('haproxy', row.scenario)),
-          unlimited: row.scenario === 'rate-limit' ? ratio(row, find('authgate', 'many-tokens')) : undefined,
+          unlimited: row.scenario.startsWith('rate-limit') ? ratio(row, find('authgate', 'many-tokens')) : undefined,
         };
 }
 
@@ -47,14 +47,15 @@ const cell = (value: number | undefined, digits: number): string => (value === u
 
 function table(rows: readonly Row[], compare: ReturnType<typeof comparisons>): string {
   const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'CPU share', 'others', 'cache hits',
-    '× bare req/s', '× bare p99', '× floor req/s', '× floor p99', '× haproxy req/s', '× haproxy p99', 'non-2xx', 'RSS MiB'];
+    '× bare req/s', '× bare p99', '× floor req/s', '× floor p99', '× haproxy req/s', '× haproxy p99', '× unlimited req/s', '× unlimited p99',
+    'non-2xx', 'RSS MiB'];
   const lines = rows.map((row) => {
     const m = row.measurement;
-    const { bare, floor, haproxy } = compare(row);
+    const { bare, floor, haproxy, unlimited } = compare(row);
     return [row.scenario, row.target, cell(m.rps, 0), cell(m.p50Ms, 3), cell(m.p99Ms, 3), cell(m.cpuUsPerRequest, 1), cell(m.cpuShare, 2),
       cell(m.othersShare, 2), row.cacheHitRatio === undefined ? '' : `${(row.cacheHitRatio * 100).toFixed(0)}%`,
       cell(bare?.rps, 2), cell(bare?.p99, 2), cell(floor?.rps, 2), cell(floor?.p99, 2), cell(haproxy?.rps, 2), cell(haproxy?.p99, 2),
-      String(m.non2xx + m.errors), row.rssMiB ? `${row.rssMiB.start.toFixed(0)} → ${row.rssMiB.end.toFixed(0)}` : ''];
+      cell(unlimited?.rps, 2), cell(unlimited?.p99, 2), String(m.non2xx + m.errors), row.rssMiB ? `${row.rssMiB.start.toFixed(0)} → ${row.rssMiB.end.toFixed(0)}` : ''];
   });
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => (line[column] as string).length)));
   const format = (cells: readonly string[]) => `| ${cells.map((text, column) => text.padEnd(widths[column] as number)).join(' | ')} |`;

@@ -13,6 +13,8 @@ export interface GatewaySetup {
   readonly upstreamPort: number;
   readonly redisUrl?: string;
   readonly workers: number;
+  /** How the /limited route's limit counts with Redis; default leased. */
+  readonly rateLimitMode?: 'leased' | 'exact';
 }
 
 export interface RunningAuthgate {
@@ -50,7 +52,7 @@ identity:
   headers: { X-User-Id: subject, X-User-Email: email, X-User-Roles: roles, X-Auth-Issuer: issuer }
   strip: ["X-User-*", "X-Auth-*"]
 rate_limits:
-  per-subject: { key: subject, limit: 1000000000, window: 1s }
+  per-subject: { key: subject, limit: 1000000000, window: 1s, mode: ${setup.rateLimitMode ?? 'leased'} }
 routes:
   - { name: public, match: { path: /public/** }, upstream: app, auth: none }
   - { name: limited, match: { path: /limited/** }, upstream: app, issuers: [bench], require: { roles: [reader] }, rate_limit: [per-subject] }

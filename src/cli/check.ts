@@ -2,6 +2,7 @@ import { DEFAULT_FETCH_LIMITS } from '../http/fetch-json.js';
 import { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadResult } from '../config/load.js';
 import { formatHostPort } from '../lib/listen.js';
+import { describeRedis } from '../config/redis.js';
 import type { GatewayConfig, IssuerConfig } from '../config/types.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
@@ -74,7 +75,7 @@ function unpublished(issuer: IssuerConfig, keys: IssuerKeySet): string[] {
 
 function summarize(config: GatewayConfig): string {
   const names = (map: ReadonlyMap<string, unknown>): string => (map.size === 0 ? '(none)' : [...map.keys()].join(', '));
-  const store = config.store.redis === undefined ? 'memory (single instance)' : `redis ${redactUrl(config.store.redis)}`;
+  const store = config.store.redis === undefined ? 'memory (single instance)' : describeRedis(config.store.redis);
   return [
     `${config.file}: ok`,
     `  listen     ${formatHostPort(config.server.listen.host, config.server.listen.port)}${config.server.tls ? ' (TLS)' : ''}, admin ${formatHostPort(config.admin.listen.host, config.admin.listen.port)}`,
@@ -84,11 +85,4 @@ function summarize(config: GatewayConfig): string {
     `  store      ${store}`,
     '',
   ].join('\n');
-}
-
-/** A Redis URL may carry a password; the summary is printed to terminals and CI logs. */
-function redactUrl(text: string): string {
-  const url = new URL(text);
-  if (url.password !== '') url.password = '***';
-  return url.href;
 }

@@ -118,7 +118,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     rateLimits: rateLimits.values,
   });
   if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
-  const store = readStore(r, root.slot('store'));
+  const store = readStore(r, root.slot('store'), baseDir);
   requireSharedStoreForWorkers(r, workersSlot, server.workers, store, routes.routes);
   const config: GatewayConfig = {
     file,

@@ -3,6 +3,7 @@ import { isScalar } from 'yaml';
 import { isB64token } from '../http/bearer.js';
 import { parseCidr } from '../http/client-ip.js';
 import { existingFile } from './files.js';
+import { readRedis } from './redis.js';
 import { MINUTE, SECOND } from './duration.js';
 import { keySlot, type Named, type Reader, type Slot } from './reader.js';
 import { didYouMean } from './suggest.js';
@@ -46,6 +47,7 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'
 const LOG_FORMATS = ['json', 'pretty'] as const;
 const IDENTITY_KINDS = ['subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'issuer_name', 'client_id'] as const;
 const RATE_LIMIT_KINDS = ['ip', 'subject', 'client_id'] as const;
+const RATE_LIMIT_MODES = ['leased', 'exact'] as const;
 /** Headers an identity header must not overwrite: transport, credentials and what the gateway sets itself. */
 const PROTECTED_HEADERS = new Set([
   'authorization', 'connection', 'content-length', 'content-type', 'cookie', 'forwarded', 'host', 'keep-alive',
@@ -147,19 +149,9 @@ function isWildcardAddress(host: string): boolean {
   return host === '0.0.0.0' || host === '::';
 }
 
-export function readStore(r: Reader, slot: Slot): StoreConfig {
+export function readStore(r: Reader, slot: Slot, baseDir: string): StoreConfig {
   const s = r.section(slot, ['redis', 'prefix']);
-  const redisSlot = s.slot('redis');
-  // Empty (`redis: ""`, `redis:` or an empty `${REDIS_URL:-}`) means the in-memory store (SPEC §3).
-  const redis = r.optionalString(redisSlot) || undefined;
-  if (redis !== undefined && !isRedisUrl(redis)) r.problem(redisSlot, 'expected a redis:// or rediss:// URL');
-  return { redis, prefix: r.string(s.slot('prefix')) ?? 'authgate:' };
-}
-
-function isRedisUrl(text: string): boolean {
-  if (!URL.canParse(text)) return false;
-  const url = new URL(text);
-  return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  return { redis: readRedis(r, s.slot('redis'), baseDir), prefix: r.string(s.slot('prefix')) ?? 'authgate:' };
 }
 
 export function readLogging(r: Reader, slot: Slot): LoggingConfig {
@@ -293,9 +285,15 @@ function afterPrefix(text: string, prefix: string): string | undefined {
 /** About 0.4 KB a key (more for keys near 200 characters): some 45 MB per limit at most. */
 export const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000;
 
+/**
+ * Below this many points per window a limit defaults to `exact`: a lease there would be a point or two, saving
+ * little, while every point matters (5 logins a minute).
+ */
+export const LEASED_DEFAULT_MIN_LIMIT = 100;
+
 export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
   return r.named(slot, (name, entry) => {
-    const s = r.section(entry, ['key', 'limit', 'window', 'max_keys']);
+    const s = r.section(entry, ['key', 'limit', 'window', 'max_keys', 'mode']);
     const limitKeySlot = s.slot('key');
     const limitSlot = s.slot('limit');
     const windowSlot = s.slot('window');
@@ -303,8 +301,9 @@ export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
     const limit = r.required(limitSlot) ? r.integer(limitSlot, 1) : undefined;
     const windowMs = r.required(windowSlot) ? r.duration(windowSlot, { positive: true }) : undefined;
     const maxKeys = r.integer(s.slot('max_keys'), 1) ?? DEFAULT_RATE_LIMIT_MAX_KEYS;
+    const mode = r.oneOf(s.slot('mode'), RATE_LIMIT_MODES);
     if (key === undefined || limit === undefined || windowMs === undefined) return undefined;
-    return { name, key, limit, windowMs, maxKeys };
+    return { name, key, limit, windowMs, maxKeys, mode: mode ?? (limit >= LEASED_DEFAULT_MIN_LIMIT ? 'leased' : 'exact') };
   });
 }
 

@@ -64,9 +64,35 @@ export interface AdminConfig {
 }
 
 export interface StoreConfig {
-  /** redis:// or rediss:// URL; undefined = in-memory store. */
-  readonly redis: string | undefined;
+  /** undefined = in-memory store. */
+  readonly redis: RedisConfig | undefined;
   readonly prefix: string;
+}
+
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** How the primary is found: a URL (one node, or a provider's failover endpoint), Sentinel, or a Cluster. */
+export type RedisTopology =
+  | { readonly kind: 'url'; readonly url: string }
+  | {
+      readonly kind: 'sentinel';
+      /** The monitored primary group. */
+      readonly name: string;
+      readonly nodes: readonly RedisNode[];
+      /** For the sentinels themselves; the data nodes use RedisConfig.password. */
+      readonly password: string | undefined;
+    }
+  | { readonly kind: 'cluster'; readonly nodes: readonly RedisNode[] };
+
+export interface RedisConfig {
+  readonly topology: RedisTopology;
+  /** Data nodes' password (a URL carries its own). */
+  readonly password: string | undefined;
+  /** TLS to every node (and sentinel); `caFile` undefined = the system's CAs. A `rediss://` URL implies it. */
+  readonly tls: { readonly caFile: string | undefined } | undefined;
 }
 
 export interface LoggingConfig {
@@ -170,7 +196,14 @@ export interface RateLimitConfig {
   readonly windowMs: number;
   /** Most keys the in-memory limiter holds (the memory store, or the fallback while Redis is down). */
   readonly maxKeys: number;
+  /**
+   * With Redis: `exact` asks Redis on every request; `leased` takes part of the remaining budget at a time
+   * and counts it down in memory (see store/leases.ts).
+   */
+  readonly mode: RateLimitMode;
 }
+
+export type RateLimitMode = 'leased' | 'exact';
 
 export interface CorsConfig {
   /** Exact origins; `*` allowed only without credentials. */

@@ -16,6 +16,6 @@ export function listenerChanges(before: GatewayConfig, after: GatewayConfig): st
   if (!same(before.admin.listen, after.admin.listen)) changed.push('admin.listen');
   if (before.server.workers !== after.server.workers) changed.push('server.workers');
   if (before.server.headerTimeoutMs !== after.server.headerTimeoutMs) changed.push('server.header_timeout');
-  if (before.store.redis !== after.store.redis || before.store.prefix !== after.store.prefix) changed.push('store');
+  if (JSON.stringify(before.store) !== JSON.stringify(after.store)) changed.push('store');
   return changed;
 }

@@ -57,12 +57,19 @@ export class BoundedCounters {
     this.counters.clear();
   }
 
-  /** Each counter is dropped once, so this costs O(1) per insert over time. */
   private makeRoom(now: number): void {
-    for (const [key, counter] of this.counters) {
-      if (counter.expiresAt > now && this.counters.size < this.maxKeys) return;
-      this.counters.delete(key);
-    }
+    makeRoom(this.counters, this.maxKeys, now);
+  }
+}
+
+/**
+ * Before an insert into a map kept in window-start order: drops expired entries from the front, and at the cap
+ * the oldest live one. Each entry is dropped once, so this costs O(1) per insert over time.
+ */
+export function makeRoom(map: Map<string, { readonly expiresAt: number }>, maxKeys: number, now: number): void {
+  for (const [key, entry] of map) {
+    if (entry.expiresAt > now && map.size < maxKeys) return;
+    map.delete(key);
   }
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { RateLimitConfig } from '../config/types.js';
+import { defineLeaseCommand, LeasedLimiter, limiterDecision } from './leases.js';
 import { boundInMemoryBlocks, BoundedRateLimiterMemory } from './memory-limiter.js';
 import type { RateLimitDecision, RateLimitStore, StoreDeps } from './types.js';
 
@@ -29,27 +30,45 @@ function storageKey(key: string): string {
 }
 
 interface LimiterEntry {
-  readonly limiter: RateLimiterAbstract;
+  /** Resolves with the decision; rejects only if the in-memory limiter itself failed. */
+  readonly consume: (key: string) => Promise<RateLimitDecision>;
   readonly shape: LimiterShape;
-  readonly maxKeys: number;
+  readonly config: RateLimitConfig;
 }
 
 /**
- * One limiter per `rate_limits` entry. With Redis, an in-memory insurance limiter answers while
- * Redis is unreachable, and keys already over their limit are refused from memory until their
- * window ends, without a Redis round trip. `consume` never rejects for a store failure; it rejects only
- * for a limit name that was never configured, which config validation rules out.
+ * One limiter per `rate_limits` entry. With Redis, an in-memory insurance limiter answers while Redis is
+ * unreachable. `leased` entries count down leases in memory (see leases.ts); `exact` ones ask Redis on every
+ * request, except for keys already over their limit, which are refused from memory until their window ends.
+ * `consume` never rejects for a store failure; it rejects only for a limit name that was never configured,
+ * which config validation rules out.
  */
 export function createRateLimitStore(
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
   prefix: string,
-  redis: Redis | undefined,
+  redis: Redis | Cluster | undefined,
   deps: Pick<StoreDeps, 'logger' | 'metrics'>,
 ): RateLimitStore {
-  function build(name: string, shape: LimiterShape, maxKeys: number): LimiterEntry {
-    const options = { points: shape.points, duration: shape.durationS, keyPrefix: `${prefix}rl:${name}` };
-    const memory = new BoundedRateLimiterMemory(options, maxKeys);
-    if (redis === undefined) return { limiter: memory, shape, maxKeys };
+  if (redis !== undefined) defineLeaseCommand(redis);
+  const onStoreError = (): void => deps.metrics.storeErrors.inc();
+
+  function build(config: RateLimitConfig): LimiterEntry {
+    const shape = limiterShape(config);
+    const options = { points: shape.points, duration: shape.durationS, keyPrefix: `${prefix}rl:${config.name}` };
+    const memory = new BoundedRateLimiterMemory(options, config.maxKeys);
+    if (redis === undefined) return { consume: viaLimiter(memory, shape.points), shape, config };
+    if (config.mode === 'leased') {
+      const leased = new LeasedLimiter({
+        client: redis,
+        keyPrefix: options.keyPrefix,
+        points: shape.points,
+        windowMs: shape.durationS * 1000,
+        maxKeys: config.maxKeys,
+        insurance: viaLimiter(memory, shape.points),
+        onStoreError,
+      });
+      return { consume: (key) => leased.consume(key), shape, config };
+    }
     const limiter = new RateLimiterRedis({
       ...options,
       storeClient: redis,
@@ -57,8 +76,8 @@ export function createRateLimitStore(
       inMemoryBlockOnConsumed: shape.points + 1,
       insuranceLimiter: memory,
     });
-    boundInMemoryBlocks(limiter, maxKeys);
-    return { limiter, shape, maxKeys };
+    boundInMemoryBlocks(limiter, config.maxKeys);
+    return { consume: viaLimiter(limiter, shape.points), shape, config };
   }
 
   let limiters = new Map<string, LimiterEntry>();
@@ -66,17 +85,9 @@ export function createRateLimitStore(
     // Entries the new config dropped stay: requests in flight on the previous config may still consume them.
     const updated = new Map(limiters);
     for (const [name, config] of next) {
-      const shape = limiterShape(config);
       const current = updated.get(name);
       // An unchanged limit keeps its limiter, so a reload resets no in-memory counters.
-      if (
-        current === undefined ||
-        current.shape.points !== shape.points ||
-        current.shape.durationS !== shape.durationS ||
-        current.maxKeys !== config.maxKeys
-      ) {
-        updated.set(name, build(name, shape, config.maxKeys));
-      }
+      if (current === undefined || !sameLimiter(current, config)) updated.set(name, build(config));
     }
     limiters = updated;
   }
@@ -87,20 +98,37 @@ export function createRateLimitStore(
     async consume(limitName: string, key: string): Promise<RateLimitDecision> {
       const entry = limiters.get(limitName);
       if (entry === undefined) throw new Error(`unknown rate limit "${limitName}"`);
-      const points = entry.shape.points;
       try {
-        return decision(true, points, await entry.limiter.consume(storageKey(key)));
-      } catch (refusal) {
-        if (refusal instanceof RateLimiterRes) return decision(false, points, refusal);
+        return await entry.consume(storageKey(key));
+      } catch (error) {
         // Only reachable if the in-memory limiter itself failed; refusing traffic over it would be worse.
         deps.metrics.storeErrors.inc();
-        deps.logger.warn({ err: refusal, limit: limitName }, 'store: the in-memory rate limiter failed; request allowed unlimited');
+        deps.logger.warn({ err: error, limit: limitName }, 'store: the in-memory rate limiter failed; request allowed unlimited');
+        const points = entry.shape.points;
         return { allowed: true, limit: points, remaining: points, resetMs: 0 };
       }
     },
   };
 }
 
-function decision(allowed: boolean, limit: number, res: RateLimiterRes): RateLimitDecision {
-  return { allowed, limit, remaining: res.remainingPoints, resetMs: Math.max(0, res.msBeforeNext) };
+function sameLimiter(current: LimiterEntry, config: RateLimitConfig): boolean {
+  const shape = limiterShape(config);
+  return (
+    current.shape.points === shape.points &&
+    current.shape.durationS === shape.durationS &&
+    current.config.maxKeys === config.maxKeys &&
+    current.config.mode === config.mode
+  );
+}
+
+/** A rate-limiter-flexible limiter, whose refusal is a rejection with its result. */
+function viaLimiter(limiter: RateLimiterAbstract, points: number): (key: string) => Promise<RateLimitDecision> {
+  return async (key) => {
+    try {
+      return limiterDecision(true, points, await limiter.consume(key));
+    } catch (refusal) {
+      if (refusal instanceof RateLimiterRes) return limiterDecision(false, points, refusal);
+      throw refusal;
+    }
+  };
 }

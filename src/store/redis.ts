@@ -1,23 +1,13 @@
-import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
-import type { RateLimitConfig } from '../config/types.js';
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { RateLimitConfig, RedisConfig } from '../config/types.js';
+import { connect, reconnectDelayMs, shutDown } from './connect.js';
 import { PRUNE_INTERVAL_MS } from './memory.js';
 import { createRateLimitStore } from './rate-limits.js';
 import { jtiEntry, parseRevocationEntry, RevocationMirror, subjectEntry } from './revocation-mirror.js';
 import type { RevocationEntry, Store, StoreDeps, StoreHealth } from './types.js';
 
-/** A hung Redis must not hold requests: hot-path commands give up after this and the insurance limiter answers. */
-const COMMAND_TIMEOUT_MS = 500;
-const CONNECT_TIMEOUT_MS = 2_000;
-const RECONNECT_BASE_MS = 100;
-const RECONNECT_CAP_MS = 2_000;
 /** Revocations written back per round trip on reconnect, so a large mirror never makes one huge command. */
 const REPUBLISH_BATCH = 1_000;
-
-/** Exponential backoff with jitter, so N replicas do not reconnect in lock step after an outage. */
-function reconnectDelayMs(attempt: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt, 16));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}
 
 /**
  * Revocations live in one sorted set (member = the JSON entry, score = when it may be forgotten) and
@@ -28,7 +18,7 @@ function reconnectDelayMs(attempt: number, random: () => number = Math.random): 
  * confirmed before the re-read starts, which closes the window between the two.
  */
 export function createRedisStore(
-  url: string,
+  config: RedisConfig,
   prefix: string,
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
   deps: StoreDeps,
@@ -40,18 +30,6 @@ export function createRedisStore(
   const mirror = new RevocationMirror(nowS);
   /** Until the first resync the mirror may lack revocations made before this instance started. */
   let synced = false;
-
-  const options: RedisOptions = {
-    connectionName: 'authgate',
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    autoResubscribe: false,
-    retryStrategy: (attempt) => reconnectDelayMs(attempt),
-  };
-  const commands = new Redis(url, options);
-  const subscriber = new Redis(url, options);
 
   let health: StoreHealth | { status: 'starting' } = { status: 'starting' };
   let closing = false;
@@ -66,6 +44,7 @@ export function createRedisStore(
     }
     health = { status: 'degraded', error: err.message };
     settleReady();
+    scheduleRecovery();
   }
 
   function markUp(): void {
@@ -73,6 +52,7 @@ export function createRedisStore(
       logger.info(health.status === 'starting' ? 'store: Redis connected' : 'store: Redis reachable again, resynced');
     }
     health = { status: 'ok' };
+    recoveryAttempt = 0;
     settleReady();
   }
 
@@ -148,23 +128,44 @@ export function createRedisStore(
     else mirror.apply(entry);
   }
 
-  for (const client of [commands, subscriber]) {
-    client.on('error', onError);
-    // The error that came with the drop says more than the drop itself, so it is kept.
-    client.on('close', () => health.status !== 'degraded' && markDown(new Error('connection to Redis lost')));
+  /**
+   * On a Cluster a primary can fail while the client stays `ready` (its slots move to a replica), so no `ready`
+   * event announces the recovery: while degraded, a resync is retried with the reconnect backoff until one works.
+   */
+  let recovery: NodeJS.Timeout | undefined;
+  let recoveryAttempt = 0;
+  function scheduleRecovery(): void {
+    if (recovery !== undefined || closing) return;
+    recovery = setTimeout(() => {
+      recovery = undefined;
+      if (health.status === 'degraded') requestResync();
+    }, reconnectDelayMs(recoveryAttempt++));
   }
+
+  function watchSubscriber(subscriber: Redis): void {
+    subscriber.on('error', onError);
+    subscriber.on('close', () => {
+      subscribed = false;
+      if (health.status !== 'degraded') markDown(new Error('subscriber connection to Redis lost'));
+    });
+    subscriber.on('ready', () => {
+      subscriber
+        .subscribe(channel)
+        .then(() => {
+          subscribed = true;
+          requestResync();
+        })
+        .catch(onError);
+    });
+    subscriber.on('message', (_channel: string, message: string) => applyReceived(message));
+  }
+
+  const { commands, closeSubscriber } = connect(config, watchSubscriber);
+  commands.on('error', onError);
+  commands.on('node error', onError);
+  // The error that came with the drop says more than the drop itself, so it is kept.
+  commands.on('close', () => health.status !== 'degraded' && markDown(new Error('connection to Redis lost')));
   commands.on('ready', requestResync);
-  subscriber.on('close', () => (subscribed = false));
-  subscriber.on('ready', () => {
-    subscriber
-      .subscribe(channel)
-      .then(() => {
-        subscribed = true;
-        requestResync();
-      })
-      .catch(onError);
-  });
-  subscriber.on('message', (_channel: string, message: string) => applyReceived(message));
 
   const pruner = setInterval(() => mirror.prune(), PRUNE_INTERVAL_MS).unref();
 
@@ -183,8 +184,9 @@ export function createRedisStore(
     async close(): Promise<void> {
       closing = true;
       clearInterval(pruner);
+      clearTimeout(recovery);
       settleReady();
-      await Promise.all([shutDown(commands), shutDown(subscriber)]);
+      await Promise.all([shutDown(commands), closeSubscriber()]);
     },
   };
 }
@@ -197,15 +199,4 @@ async function execute(multi: ChainableCommander): Promise<unknown[]> {
     if (error) throw error;
     return result;
   });
-}
-
-/** Closes a client without waiting on a peer that may never answer (a hung Redis keeps a FIN unanswered). */
-async function shutDown(client: Redis): Promise<void> {
-  if (client.status === 'ready') await client.quit().catch(() => undefined);
-  if (client.status === 'end') return;
-  // Between reconnect attempts there is no socket: cancelling the pending attempt is all there is to close.
-  const ended = client.status === 'reconnecting' ? Promise.resolve() : new Promise<void>((resolve) => client.once('end', resolve));
-  client.disconnect();
-  client.stream?.destroy();
-  await ended;
 }

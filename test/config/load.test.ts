@@ -51,7 +51,7 @@ describe('the bundled gateway.yaml', () => {
     expect(config?.upstreams.get('echo')?.url.href).toBe('http://127.0.0.1:40002/');
     expect(config?.server.listen).toEqual({ host: '127.0.0.1', port: 0 });
     expect(config?.admin).toEqual({ listen: { host: '127.0.0.1', port: 0 }, token: 'demo-admin-token' });
-    expect(config?.store.redis).toBe('redis://127.0.0.1:6379');
+    expect(config?.store.redis?.topology).toEqual({ kind: 'url', url: 'redis://127.0.0.1:6379' });
   });
 });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { RedisConfig } from '../../src/config/types.js';
 
 export interface RedisServer {
   readonly url: string;
@@ -17,6 +18,11 @@ export interface RedisServer {
 }
 
 const START_DEADLINE_MS = 10_000;
+
+/** `store.redis` as a URL reads. */
+export function redisUrlConfig(url: string): RedisConfig {
+  return { topology: { kind: 'url', url }, password: undefined, tls: undefined };
+}
 const PING_RETRY_MS = 20;
 
 export async function freePort(): Promise<number> {
@@ -27,7 +33,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** One PING over a raw socket: true on +PONG, false when nothing listens yet. */
+/** One PING over a raw socket: true on +PONG (or -NOAUTH: it is up, and wants a password), false when nothing listens yet. */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
@@ -35,7 +41,7 @@ function ping(port: number): Promise<boolean> {
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.once('data', (data) => {
       socket.destroy();
-      resolve(data.toString().startsWith('+PONG'));
+      resolve(/^(\+PONG|-NOAUTH)/.test(data.toString()));
     });
     socket.once('close', () => resolve(false));
     socket.once('error', () => resolve(false));
@@ -45,10 +51,13 @@ function ping(port: number): Promise<boolean> {
 /** `aofDir` set: every write is fsynced to an append-only file there, so a SIGKILL loses nothing. */
 function spawnRedis(port: number, aofDir: string | undefined): Promise<ChildProcess> {
   const persistence = aofDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', aofDir];
+  return spawnRedisServer(['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence]);
+}
+
+/** redis-server with these arguments (a config file first, or `--sentinel`, as redis-server takes them). */
+export function spawnRedisServer(args: readonly string[]): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], {
-      stdio: 'ignore',
-    });
+    const child = spawn('redis-server', args, { stdio: 'ignore' });
     child.once('error', (error: NodeJS.ErrnoException) =>
       reject(
         error.code === 'ENOENT'
@@ -60,7 +69,8 @@ function spawnRedis(port: number, aofDir: string | undefined): Promise<ChildProc
   });
 }
 
-async function waitForPong(port: number, child: ChildProcess): Promise<void> {
+/** Waits until the server on `port` answers PING (a password-protected one answers -NOAUTH, which counts). */
+export async function waitForPong(port: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + START_DEADLINE_MS;
   while (!(await ping(port))) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} on port ${port}`);
@@ -69,7 +79,8 @@ async function waitForPong(port: number, child: ChildProcess): Promise<void> {
   }
 }
 
-function kill(child: ChildProcess): Promise<void> {
+/** SIGKILL, as in a crash; resolves once the process is gone. */
+export function kill(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGKILL');

@@ -105,7 +105,7 @@ describe('rate limiter shape', () => {
 
 describe('memory store rate limits', () => {
   const limits = new Map<string, RateLimitConfig>([
-    ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000, maxKeys: 1000 }],
+    ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000, maxKeys: 1000, mode: 'exact' }],
   ]);
 
   it('allows the limit, then refuses with the time to reset', async () => {

@@ -7,12 +7,12 @@ import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { boundInMemoryBlocks } from '../../src/store/memory-limiter.js';
 import { createStore, JTI_RETENTION_GRACE_S, type RevocationSubject, type Store } from '../../src/store/index.js';
-import { startRedis, startTcpProxy, type RedisServer, type TcpProxy } from '../helpers/redis.js';
+import { redisUrlConfig, startRedis, startTcpProxy, type RedisServer, type TcpProxy } from '../helpers/redis.js';
 
 const HOUR = 3600;
 const nowS = (): number => Math.floor(Date.now() / 1000);
 const limits = new Map<string, RateLimitConfig>([
-  ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000, maxKeys: 1000 }],
+  ['login', { name: 'login', key: { kind: 'ip' }, limit: 3, windowMs: 60_000, maxKeys: 1000, mode: 'exact' }],
 ]);
 const within = (timeout: number) => ({ timeout, interval: 10 });
 
@@ -53,7 +53,7 @@ async function instance(prefix: string, url = redis.url, now?: () => number): Pr
     },
   });
   const metrics = new Metrics();
-  const store = createStore({ redis: url, prefix }, limits, { logger: createLogger('info', sink), metrics, now });
+  const store = createStore({ redis: redisUrlConfig(url), prefix }, limits, { logger: createLogger('info', sink), metrics, now });
   stores.push(store);
   await store.ready();
   return { store, metrics, logs };
