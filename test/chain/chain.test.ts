@@ -7,6 +7,8 @@ import { Context } from '../../src/chain/context.js';
 import { decide } from '../../src/chain/run.js';
 import type { Trace } from '../../src/chain/verdict.js';
 import { buildRuntime, closeRuntime, startRuntime, type Runtime } from '../../src/server/runtime.js';
+import type { Authentication, Authenticator, MechanismType } from '../../src/chain/kinds.js';
+import { registry } from '../../src/plan/registry.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { createStore, type Store } from '../../src/store/index.js';
@@ -131,11 +133,15 @@ function identityHeadersOf(headers: OutgoingHttpHeaders): Record<string, unknown
 }
 
 /** One request through the chain as the listener runs it. */
-async function decideRow(row: Row): Promise<Walked> {
+function decideRow(row: Row): Promise<Walked> {
+  return walk(runtime, row);
+}
+
+async function walk(through: Runtime, row: Row): Promise<Walked> {
   const steps: [string, boolean][] = [];
   const trace: Trace = (stage, ok) => steps.push([stage, ok]);
   const ctx = contextOf(row);
-  const verdict = await decide(runtime.head, ctx, trace);
+  const verdict = await decide(through.head, ctx, trace);
   if (!verdict.ok) return { steps, verdict: { status: verdict.error.status, reason: verdict.reason } };
   if (verdict.answer) return { steps, verdict: { status: verdict.answer.status, reason: undefined } };
   return { steps, verdict: { forwarded: ctx.path + ctx.query, identityHeaders: identityHeadersOf(ctx.upstreamHeaders ?? {}) } };
@@ -262,6 +268,41 @@ describe('the chain, step by step', () => {
     expect(await decideRow({ target: '/api/a', headers: { authorization: bearer } })).toEqual({
       steps: [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['inject', false]],
       verdict: { status: 403, reason: 'identity_list_separator' },
+    });
+  });
+});
+
+describe('authenticators from the registry, asked in order', () => {
+  /** Says "not mine" to everything, and counts how often it was asked. */
+  function notMine(asked: { count: number }): MechanismType<Authenticator> {
+    const answer: Authentication = { ok: false, refusal: undefined };
+    return { create: () => ({ forRoute: () => ({ authenticate: () => ((asked.count += 1), answer) }) }) };
+  }
+
+  async function withAuthenticators(authenticators: Readonly<Record<string, MechanismType<Authenticator>>>, row: Row): Promise<Walked> {
+    const logger = createLogger('silent');
+    const own = buildRuntime(config, { logger, metrics, store }, undefined, { ...registry, authenticators });
+    await startRuntime(own);
+    try {
+      return await walk(own, row);
+    } finally {
+      closeRuntime(own);
+    }
+  }
+
+  it('one that says "not mine" passes the credential to the next', async () => {
+    const asked = { count: 0 };
+    const row = { target: '/api/a', headers: { authorization: `Bearer ${await token({})}` } };
+    const walked = await withAuthenticators({ first: notMine(asked), jwt: registry.authenticators.jwt }, row);
+    expect(walked.verdict).toEqual({ forwarded: '/api/a', identityHeaders: { 'x-user-id': 'alice', 'x-user-roles': undefined, 'x-issuer-name': 'legacy' } });
+    expect(asked.count).toBe(1);
+  });
+
+  it('a credential no authenticator claims: 401 unclaimed_credential', async () => {
+    const row = { target: '/api/a', headers: { authorization: `Bearer ${await token({})}` } };
+    expect(await withAuthenticators({ only: notMine({ count: 0 }) }, row)).toEqual({
+      steps: [['normalize', true], ['route', true], ['authenticate', false]],
+      verdict: { status: 401, reason: 'unclaimed_credential' },
     });
   });
 });
