@@ -166,7 +166,7 @@ function checkHeader(header: Record<string, unknown>): JoseHeader | JwsFailure {
   for (const name of EMBEDDED_KEY_PARAMETERS) if (name in header) return 'embedded_key';
   if (kid !== undefined && (typeof kid !== 'string' || !SANE_KID.test(kid))) return 'bad_kid';
   if (typ !== undefined && typeof typ !== 'string') return 'malformed';
-  return { alg, kid, typ };
+  return Object.freeze({ alg, kid, typ });
 }
 
 /**
@@ -197,6 +197,25 @@ function readPayload(token: string, start: number, end: number): Record<string, 
 }
 
 /**
+ * Checked headers by their exact (canonical) segment: an issuer signs every token with one of a handful of
+ * headers, so a miss need not decode and parse it again. Bounded: emptied when full, so a flood of distinct
+ * headers costs what it would without it.
+ */
+const HEADER_MEMO_SIZE = 64;
+const headerMemo = new Map<string, JoseHeader | JwsFailure>();
+
+export function memoizedHeader(token: string, end: number): JoseHeader | JwsFailure {
+  const segment = token.slice(0, end);
+  let header = headerMemo.get(segment);
+  if (header === undefined) {
+    header = readHeader(token, end);
+    if (headerMemo.size >= HEADER_MEMO_SIZE) headerMemo.clear();
+    headerMemo.set(segment, header);
+  }
+  return header;
+}
+
+/**
  * Splits, canonical-checks and decodes a compact JWS, and checks its header. The signature is not verified here;
  * nothing returned may be trusted until it is. Each segment is decoded once, here: the signature check works
  * on the token's own characters.
@@ -213,7 +232,7 @@ export function parseCompactJws(token: string): JwsParse {
   ) {
     return failure('non_canonical');
   }
-  const header = readHeader(token, firstDot);
+  const header = memoizedHeader(token, firstDot);
   if (typeof header === 'string') return failure(header);
   const payload = readPayload(token, firstDot + 1, secondDot);
   if (typeof payload === 'string') return failure(payload);
