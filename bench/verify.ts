@@ -7,7 +7,8 @@
  *   node --import tsx bench/verify.ts [--alg RS256|PS256|ES256|EdDSA|HS256] [--tokens 2000]
  *
  * `full miss` is Authenticator.verify with the token cache off (every call verifies), `full hit` a cached token;
- * `overhead` is the full miss less bare crypto.verify: what authgate adds to the signature check.
+ * `overhead` is the full miss less bare crypto.verify, measured in alternating passes: what authgate adds to the
+ * signature check.
  */
 import { constants, createHmac, createPublicKey, createSecretKey, generateKeyPairSync, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -114,25 +115,42 @@ function cpuMicros(): number {
   return user + system;
 }
 
-/**
- * Median CPU µs per token over ROUNDS passes of `stage` over every token, each pass repeated until it has taken
- * at least 20 ms; `prepare` runs untimed before each repetition.
- */
+/** CPU µs per token of one pass of `stage` over every token, repeated until it has taken at least 20 ms. */
+async function pass(stage: (index: number) => unknown, prepare?: () => void): Promise<number> {
+  let spent = 0;
+  let calls = 0;
+  while (spent < 20_000) {
+    prepare?.();
+    const started = cpuMicros();
+    for (let index = 0; index < COUNT; index++) await stage(index);
+    spent += cpuMicros() - started;
+    calls += COUNT;
+  }
+  return spent / calls;
+}
+
+const median = (samples: number[]): number => samples.sort((a, b) => a - b)[samples.length >> 1] as number;
+
+/** Median CPU µs per token over ROUNDS passes; `prepare` runs untimed before each. */
 async function micros(stage: (index: number) => unknown, prepare?: () => void): Promise<number> {
   const samples: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) samples.push(await pass(stage, prepare));
+  return median(samples);
+}
+
+/**
+ * `base` and `measured` in alternating passes, with the median of their per-round difference: the machine's
+ * other load then weighs on both sides of the difference alike.
+ */
+async function paired(base: (index: number) => unknown, measured: (index: number) => unknown): Promise<[number, number, number]> {
+  const [bases, results, differences]: [number[], number[], number[]] = [[], [], []];
   for (let round = 0; round < ROUNDS; round++) {
-    let spent = 0;
-    let calls = 0;
-    while (spent < 20_000) {
-      prepare?.();
-      const started = cpuMicros();
-      for (let index = 0; index < COUNT; index++) await stage(index);
-      spent += cpuMicros() - started;
-      calls += COUNT;
-    }
-    samples.push(spent / calls);
+    const [a, b] = [await pass(base), await pass(measured)];
+    bases.push(a);
+    results.push(b);
+    differences.push(b - a);
   }
-  return samples.sort((a, b) => a - b)[ROUNDS >> 1] as number;
+  return [median(bases), median(results), median(differences)];
 }
 
 const issuer = await issuerConfig();
@@ -187,9 +205,11 @@ await time('identity build', (i) => buildIdentity(issuer, payloads[i] as Record<
 await time('cache insert', (i) => cache.set(digests[i] as string, i, nowMs + 60_000, keyVersion, estimateEntryBytes(token(i).length)), () => {
   cache = new TokenCache<unknown>();
 });
-const bare = await micros((i) => keys.bareVerify(signingInputs[i] as Buffer, signatures[i] as Buffer));
+const [bare, miss, overhead] = await paired(
+  (i) => keys.bareVerify(signingInputs[i] as Buffer, signatures[i] as Buffer),
+  (i) => uncached.verify(token(i), undefined),
+);
 const jose = await micros((i) => compactVerify(token(i), joseKey, { algorithms: [ALG] }));
-const miss = await micros((i) => uncached.verify(token(i), undefined));
 const hit = await micros((i) => cached.verify(token(i), undefined));
 uncached.close();
 cached.close();
@@ -200,7 +220,7 @@ const rows: [string, number][] = [
   ['sum of the stages', sum],
   ['full miss (Authenticator.verify, cache off)', miss],
   ['bare crypto.verify (everything prepared)', bare],
-  ['overhead: full miss - bare crypto.verify', miss - bare],
+  ['overhead: full miss - bare crypto.verify (median of the rounds)', overhead],
   ['full hit (Authenticator.verify, cached)', hit],
   ['not in the sum: header checks at first sight (decode, scan, parse, check)', firstSight],
   ['not in the sum: jose compactVerify (WebCrypto)', jose],
