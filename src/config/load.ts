@@ -129,7 +129,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     tokens: readTokens(r, root.slot('tokens')),
     issuers: issuers.values,
     upstreams: upstreams.values,
-    identity: readIdentity(r, root.slot('identity')),
+    identity: readIdentity(r, root.slot('identity'), baseDir),
     rateLimits: rateLimits.values,
     cors: root.has('cors') ? readCors(r, root.slot('cors')) : undefined,
     routes: routes.routes,

@@ -181,6 +181,19 @@ export interface IdentityConfig {
   /** Header-name patterns; `*` matches any run of characters. */
   readonly strip: readonly string[];
   readonly forwardToken: boolean;
+  /** The signed identity attached for upstreams; undefined when not configured. */
+  readonly assertion: AssertionConfig | undefined;
+}
+
+export interface AssertionConfig {
+  /** As written; compared case-insensitively. */
+  readonly header: string;
+  /** Absolute paths of PEM private keys: the first signs, all are published. */
+  readonly keyFiles: readonly string[];
+  readonly issuer: string;
+  readonly ttlMs: number;
+  /** Identity field names as written (`subject`, `claims.tenant`…), with their readers' kinds. */
+  readonly fields: readonly { readonly name: string; readonly field: IdentityField }[];
 }
 
 export type RateLimitKey =

@@ -10,6 +10,7 @@ import { query } from '../mechanisms/credentials/query.js';
 import type { CredentialFinders } from '../mechanisms/credentials/search.js';
 import { requireRules } from '../mechanisms/authorizers/require.js';
 import { bearer } from '../mechanisms/errors/bearer.js';
+import { assertion } from '../mechanisms/finalizers/assertion.js';
 import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
 import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
@@ -33,6 +34,6 @@ export const registry = {
   authenticators: { jwt },
   authorizers: { require: requireRules },
   limiters: { rate_limit: rateLimits },
-  finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders },
+  finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders, assertion },
   errors: { bearer },
 } as const satisfies Registry;
