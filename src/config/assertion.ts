@@ -67,7 +67,8 @@ function signingKeyProblem(file: string): string | undefined {
   try {
     const key = createPrivateKey(readFileSync(file));
     if (algorithmOf(key) !== undefined) return undefined;
-    return `a ${key.asymmetricKeyType ?? 'unknown'} key; use an RSA, EC P-256 or Ed25519 private key`;
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    return `a ${key.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''} key; use an RSA, EC P-256 or Ed25519 private key`;
   } catch (error) {
     return `not a PEM private key (${(error as Error).message})`;
   }
