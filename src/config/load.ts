@@ -64,7 +64,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     return finish(undefined, sink);
   }
 
-  const reader = new Reader(doc, sink, applyReferences(doc, masked, env, sink));
+  const reader = new Reader(doc, sink, applyReferences(doc, masked, env, sink), text);
   const absoluteFile = resolve(file);
   const read = readGateway(reader, absoluteFile);
   if (sink.problems.length > 0) return finish(undefined, sink);

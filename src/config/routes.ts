@@ -4,6 +4,7 @@ import { readClaimValues } from './issuers.js';
 import type { Reader, Slot } from './reader.js';
 import { readCors, readHostPattern, readMethod } from './sections.js';
 import { didYouMean } from './suggest.js';
+import { readExpression } from './expression.js';
 import type { AuthMode, CorsConfig, ListRule, RateLimitConfig, RequireRules, RouteConfig, ServerConfig } from './types.js';
 
 /** Route names become metric labels and log fields. */
@@ -125,12 +126,13 @@ function readRouteRateLimits(r: Reader, slot: Slot, context: RouteContext, auth:
 }
 
 function readRequire(r: Reader, slot: Slot): RequireRules | undefined {
-  const s = r.section(slot, ['roles', 'permissions', 'scopes', 'claims']);
+  const s = r.section(slot, ['roles', 'permissions', 'scopes', 'claims', 'expr']);
   return {
     roles: readListRule(r, s.slot('roles'), 'any'),
     permissions: readListRule(r, s.slot('permissions'), 'all'),
     scopes: readListRule(r, s.slot('scopes'), 'any'),
     claims: s.has('claims') ? readClaimValues(r, s.slot('claims')) : undefined,
+    expr: s.has('expr') ? readExpression(r, s.slot('expr')) : undefined,
   };
 }
 

@@ -1,3 +1,4 @@
+import type { ExpressionRule } from '../expressions/cel.js';
 import type { RouteMatch } from '../routing/match.js';
 
 /**
@@ -239,6 +240,8 @@ export interface RequireRules {
   readonly scopes: ListRule | undefined;
   /** Claim path → required value (equal, or contained when the claim is an array). */
   readonly claims: Readonly<Record<string, ClaimValue>> | undefined;
+  /** A CEL expression, compiled when the config loads: it must yield true. */
+  readonly expr: ExpressionRule | undefined;
 }
 
 export type AuthMode = 'none' | 'optional' | 'required';
