@@ -8,6 +8,7 @@ import { cookie } from '../mechanisms/credentials/cookie.js';
 import { header } from '../mechanisms/credentials/header.js';
 import { query } from '../mechanisms/credentials/query.js';
 import type { CredentialFinders } from '../mechanisms/credentials/search.js';
+import { expressionRules } from '../mechanisms/authorizers/expression.js';
 import { requireRules } from '../mechanisms/authorizers/require.js';
 import { bearer } from '../mechanisms/errors/bearer.js';
 import { assertion } from '../mechanisms/finalizers/assertion.js';
@@ -32,7 +33,7 @@ export interface Registry {
 export const registry = {
   credentials: { header, cookie, query },
   authenticators: { jwt },
-  authorizers: { require: requireRules },
+  authorizers: { require: requireRules, expr: expressionRules },
   limiters: { rate_limit: rateLimits },
   finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders, assertion },
   errors: { bearer },
