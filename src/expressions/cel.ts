@@ -128,6 +128,7 @@ function inputsRead(root: ASTNode): InputPath[] {
 /** `a.b["c"]` as ['a', 'b', 'c']; undefined when the node is no plain access chain from an identifier. */
 function accessPath(node: ASTNode): string[] | undefined {
   if (node.op === 'id') return typeof node.args === 'string' ? [node.args] : undefined;
+  if (node.op !== '.' && node.op !== '[]') return undefined;
   const [target, key] = node.args as [ASTNode, unknown];
   if (node.op === '.' && typeof key === 'string') return accessPath(target)?.concat(key);
   const literal = key as ASTNode | undefined;

@@ -54,6 +54,20 @@ routes:
     match: { path: /cors/** }
     upstream: api
     cors: { origins: ["https://app.example.com"], methods: [GET] }
+  - name: tenant
+    match: { path: "/tenants/{tenant}/**" }
+    upstream: api
+    require: { expr: 'claims.tenant == params.tenant && "write" in identity.permissions' }
+  - name: owner
+    match: { path: "/docs/{owner}/{id}" }
+    upstream: api
+    require: { expr: 'params.owner == identity.subject || "admin" in identity.roles' }
+  - { name: typed, match: { path: /typed }, upstream: api, require: { expr: 'claims.level > 2' } }
+  - { name: non-boolean, match: { path: /non-boolean }, upstream: api, require: { expr: 'claims.flag' } }
+  - name: request
+    match: { path: /request }
+    upstream: api
+    require: { expr: 'request.method == "GET" && request.query.v[0] == "1" && request.headers["x-team"] == "blue" && !("x-user-id" in request.headers)' }
   - { name: api, match: { path: /** }, upstream: api }
 `;
 
@@ -304,5 +318,31 @@ describe('authenticators from the registry, asked in order', () => {
       steps: [['normalize', true], ['route', true], ['authenticate', false]],
       verdict: { status: 401, reason: 'unclaimed_credential' },
     });
+  });
+});
+
+describe('CEL expressions, step by step', () => {
+  const FORWARDED_STEPS = [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', true], ['inject', true]];
+  const DENIED_STEPS = [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', false]];
+  it.each([
+    { case: 'tenant from the path, with write', target: '/tenants/acme/docs', claims: { tenant: 'acme', permissions: ['write'] }, allowed: true },
+    { case: 'another tenant in the path', target: '/tenants/globex/docs', claims: { tenant: 'acme', permissions: ['write'] }, allowed: false },
+    { case: 'the tenant, without write', target: '/tenants/acme/docs', claims: { tenant: 'acme', permissions: ['read'] }, allowed: false },
+    { case: 'a percent-encoded tenant is compared decoded', target: '/tenants/ac%20me/x', claims: { tenant: 'ac me', permissions: ['write'] }, allowed: true },
+    { case: 'the owner', target: '/docs/alice/7', claims: {}, allowed: true },
+    { case: 'an admin who is not the owner', target: '/docs/bob/7', claims: { roles: ['admin'] }, allowed: true },
+    { case: 'neither owner nor admin', target: '/docs/bob/7', claims: { roles: ['user'] }, allowed: false },
+    { case: 'a missing claim (evaluation error)', target: '/tenants/acme/docs', claims: { permissions: ['write'] }, allowed: false },
+    { case: 'a claim of the wrong type (evaluation error)', target: '/typed', claims: { level: 'high' }, allowed: false },
+    { case: 'a number that holds', target: '/typed', claims: { level: 3 }, allowed: true },
+    { case: 'a non-boolean result', target: '/non-boolean', claims: { flag: 'yes' }, allowed: false },
+    { case: 'a boolean claim true', target: '/non-boolean', claims: { flag: true }, allowed: true },
+    { case: 'method, query and stripped headers', target: '/request?v=1', headers: { 'x-team': 'blue', 'x-user-id': 'mallory' }, claims: {}, allowed: true },
+    { case: 'a header that is not there', target: '/request?v=1', headers: { 'x-team': 'red' }, claims: {}, allowed: false },
+  ])('$case', async ({ target, claims, headers, allowed }) => {
+    const bearer = `Bearer ${await token(claims)}`;
+    const walked = await decideRow({ target, headers: { ...headers, authorization: bearer } });
+    expect(walked.steps).toEqual(allowed ? FORWARDED_STEPS : DENIED_STEPS);
+    if (!allowed) expect(walked.verdict).toEqual({ status: 403, reason: 'rule_expr' });
   });
 });
