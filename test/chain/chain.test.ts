@@ -339,7 +339,7 @@ describe('CEL expressions, step by step', () => {
     { case: 'a boolean claim true', target: '/non-boolean', claims: { flag: true }, allowed: true },
     { case: 'method, query and stripped headers', target: '/request?v=1', headers: { 'x-team': 'blue', 'x-user-id': 'mallory' }, claims: {}, allowed: true },
     { case: 'a header that is not there', target: '/request?v=1', headers: { 'x-team': 'red' }, claims: {}, allowed: false },
-  ])('$case', async ({ target, claims, headers, allowed }) => {
+  ] as { case: string; target: string; claims: Record<string, unknown>; headers?: Record<string, string>; allowed: boolean }[])('$case', async ({ target, claims, headers, allowed }) => {
     const bearer = `Bearer ${await token(claims)}`;
     const walked = await decideRow({ target, headers: { ...headers, authorization: bearer } });
     expect(walked.steps).toEqual(allowed ? FORWARDED_STEPS : DENIED_STEPS);
