@@ -46,3 +46,11 @@ describe('require.expr problems point inside the expression', () => {
     expect(config?.routes[0]?.require?.expr?.reads).toEqual([['claims', 'tenant'], ['params', 'tenant'], ['request', 'headers', 'x-team'], ['now']]);
   });
 });
+
+describe('require.expr and the route path', () => {
+  it('params.x without a {x} segment in the path is a problem at params.x', () => {
+    expect(problems("      expr: 'claims.t == params.tenant && claims.o == params.owner'\n")).toEqual([
+      'gw.yaml:11:55: routes[0].require.expr: params.owner: the route\'s path "/t/{tenant}/**" has no {owner} segment',
+    ]);
+  });
+});
