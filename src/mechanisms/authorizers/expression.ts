@@ -69,9 +69,10 @@ export function compileInputs(reads: readonly InputPath[], routePath: string, co
   const query = readsInput('request', 'query');
   const request = readsInput('request');
   const now = readsInput('now');
+  const identityFields = readsInput('identity');
   return (identity, ctx) => ({
     claims: identity.claims,
-    identity: readsInput('identity') ? identityRecord(identity) : NOTHING,
+    identity: identityFields ? identityRecord(identity) : NOTHING,
     request: request
       ? {
           method: ctx.method,
