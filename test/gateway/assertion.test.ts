@@ -177,6 +177,7 @@ describe('the signed assertion through a real gateway', () => {
     expect(listener.body.keys).toHaveLength(1);
     expect(listener.body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(listener.body.keys[0]).not.toHaveProperty('d');
+    expect((await fetch(`${gw.url}/_authgate/jwks.json`, { method: 'POST' })).status).toBe(405);
   });
 
   it('a forward-auth answer carries the assertion header too', async () => {
