@@ -41,7 +41,8 @@ function internalPlan(path: string, steps: readonly Step[]): Plan {
  * The gateway's own endpoints under `server.reserved_prefix`, ahead of every user route: logout, forward-auth
  * verify (when `server.forward_auth` names a proxy), the public keys of the signed assertion (`jwks.json`), and
  * 404 for anything else under the prefix. Suffixes are exact, so `/verify/` is a 404. The prefix is compared on the
- * normalized path (case-folded where routes are), so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`) can slip past it to a user route.
+ * normalized path (case-folded where routes are), so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`)
+ * can slip past it to a user route.
  */
 export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: string) => boolean) | undefined, decide: VerifyDeps['decide']): InternalRoutes {
   const { server } = inputs.ctx.config;
