@@ -1,5 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { SignJWT } from 'jose';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
@@ -20,6 +24,10 @@ import { createStore, type Store } from '../../src/store/index.js';
 const SECRET = 'chain-table-secret-0123456789-abcdefghijkl';
 const ISSUER = 'https://legacy.example.com';
 
+/** The signing key of the identity assertion, written before the config is parsed. */
+const ASSERTION_KEY = join(mkdtempSync(join(tmpdir(), 'authgate-chain-')), 'assertion.pem');
+writeFileSync(ASSERTION_KEY, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+
 const YAML = `
 version: 1
 server: { listen: 127.0.0.1:0, allowed_hosts: [api.example.com] }
@@ -28,6 +36,7 @@ tokens:
   - query: access_token
 identity:
   headers: { X-User-Id: subject, X-User-Roles: roles, X-Issuer-Name: issuer_name }
+  assertion: { keys: [{ file: ${ASSERTION_KEY} }], issuer: https://gateway.example.com, fields: [subject, roles] }
 issuers:
   legacy: { issuer: ${ISSUER}, secret: ${SECRET}, audiences: [api] }
   other: { issuer: https://other.example.com, secret: ${SECRET}-other, audiences: [api] }
@@ -344,5 +353,26 @@ describe('CEL expressions, step by step', () => {
     const walked = await decideRow({ target, headers: { ...headers, authorization: bearer } });
     expect(walked.steps).toEqual(allowed ? FORWARDED_STEPS : DENIED_STEPS);
     if (!allowed) expect(walked.verdict).toEqual({ status: 403, reason: 'rule_expr' });
+  });
+});
+
+describe('the signed assertion, step by step', () => {
+  async function assertionOf(row: Row): Promise<unknown> {
+    const ctx = contextOf(row);
+    const verdict = await decide(runtime.head, ctx);
+    expect(verdict.ok).toBe(true);
+    // A CGI upstream reads X_Authgate_Assertion as the same header: no spelling of the client's copy may pass.
+    expect(ctx.upstreamHeaders).not.toHaveProperty('x_authgate_assertion');
+    return ctx.upstreamHeaders?.['x-authgate-assertion'];
+  }
+
+  it('a verified identity gets an assertion for the route and the upstream origin', async () => {
+    const bearer = `Bearer ${await token({ roles: ['admin'] })}`;
+    const jws = await assertionOf({ target: '/admin/x', headers: { authorization: bearer, 'x-authgate-assertion': 'client-made' } });
+    expect(decodeJwt(jws as string)).toMatchObject({ iss: 'https://gateway.example.com', aud: 'http://127.0.0.1:1', sub: 'alice', route: 'admin', roles: ['admin'] });
+  });
+
+  it('a public route forwards no assertion, and never the client\'s', async () => {
+    expect(await assertionOf({ target: '/public/a', headers: { 'x-authgate-assertion': 'client-made', 'x_authgate_assertion': 'client-made' } })).toBeUndefined();
   });
 });
