@@ -252,7 +252,9 @@ export function readIdentity(r: Reader, slot: Slot, baseDir: string): IdentityCo
       return r.problem(item, `"${pattern}" is not a header name pattern (header characters and "*")`);
     }) ?? [],
     forwardToken: r.boolean(s.slot('forward_token')) ?? false,
-    assertion: s.has('assertion') ? readAssertion(r, s.slot('assertion'), { baseDir, readField: (item) => readIdentityField(r, item), takenHeaders }) : undefined,
+    assertion: s.has('assertion')
+      ? readAssertion(r, s.slot('assertion'), { baseDir, readField: (item) => readIdentityField(r, item), takenHeaders })
+      : undefined,
   };
 }
 
