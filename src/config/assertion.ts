@@ -49,16 +49,13 @@ function readKeyFiles(r: Reader, slot: Slot, baseDir: string): string[] | undefi
   if (slot.node === undefined || (isSeq(slot.node) && slot.node.items.length === 0)) {
     return r.problem(slot, `a signing key is required: ${MAKE_A_KEY}`);
   }
-  return r.items(
-    slot,
-    (item) => {
-      const entry = r.section(item, ['file']);
-      const fileSlot = entry.slot('file');
-      if (!r.required(fileSlot)) return undefined;
-      const file = existingFile(r, fileSlot, baseDir);
-      if (file === undefined) return r.problem(fileSlot, MAKE_A_KEY);
-      const problem = signingKeyProblem(file);
-      return problem === undefined ? file : r.problem(fileSlot, problem);
+  return r.items(slot, (item) => {
+    const fileSlot = r.section(item, ['file']).slot('file');
+    if (!r.required(fileSlot)) return undefined;
+    const file = existingFile(r, fileSlot, baseDir);
+    if (file === undefined) return r.problem(fileSlot, MAKE_A_KEY);
+    const problem = signingKeyProblem(file);
+    return problem === undefined ? file : r.problem(fileSlot, problem);
   });
 }
 
