@@ -9,7 +9,9 @@
  *   --connections N   concurrent connections (default 50)
  *   --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
  *                     (default 0 when taskset exists; --cpu none disables pinning)
- *   --scenarios LIST  comma-separated subset of: public,one-token,many-tokens,miss,rate-limit,rate-limit-exact,workers,memory
+ *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,many-tokens,miss,rate-limit,rate-limit-exact,
+ *                     workers,memory (assertion: one-token with the signed identity assertion on; cel: one-token on a
+ *                     route with a CEL rule)
  *   --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
  *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
  *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
@@ -19,6 +21,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { hasHaproxy, startHaproxy } from './lib/haproxy.js';
 import { freshTokens, measure, measured, rotating, runAutocannon, type Load, type LoadOptions, type Measurement } from './lib/load.js';
@@ -28,7 +31,7 @@ import { announcedUrl, freePort, startAuthgate, tokenCacheCounts, type GatewaySe
 import { createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = ['public', 'one-token', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory'] as const;
+const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** Distinct tokens that all stay in the token cache. */
 const CACHED_TOKENS = 2000;
@@ -86,7 +89,7 @@ interface Bench {
   readonly upstreamUrl: string;
   readonly setup: GatewaySetup;
   readonly issuer: RsaIssuer;
-  readonly loads: Readonly<Record<'public' | 'oneToken' | 'manyTokens' | 'rateLimit', Load>>;
+  readonly loads: Readonly<Record<'public' | 'oneToken' | 'cel' | 'manyTokens' | 'rateLimit', Load>>;
   readonly stoppers: (() => Promise<void>)[];
   missLoad(): Load;
   sharedStore(): Promise<string>;
@@ -193,6 +196,8 @@ async function scenarios(bench: Bench): Promise<void> {
   else if (measuredTokens.length > 0) log('haproxy not installed (Debian package haproxy): no HAProxy rows');
   if (wanted.has('public')) await authgate(bench, 'public', loads.public, setup);
   for (const [name, load] of measuredTokens) await authgate(bench, name, load(), setup);
+  if (wanted.has('assertion')) await authgate(bench, 'assertion', loads.oneToken, { ...setup, assertionKeyFile: await assertionKey(bench.dir) });
+  if (wanted.has('cel')) await authgate(bench, 'cel', loads.cel, setup);
   // Leased: Redis is asked once per lease of a key; exact: once per request.
   if (wanted.has('rate-limit')) await authgate(bench, 'rate-limit', loads.rateLimit, { ...setup, redisUrl: await bench.sharedStore() });
   if (wanted.has('rate-limit-exact')) {
@@ -205,6 +210,14 @@ async function scenarios(bench: Bench): Promise<void> {
     for (const workers of [1, 2]) await authgate(bench, `workers-${workers}`, loads.oneToken, { ...setup, workers, redisUrl: await bench.sharedStore() });
   }
   if (wanted.has('memory')) await memory(bench);
+}
+
+/** A P-256 key for the assertion scenario (ES256, the usual choice). */
+async function assertionKey(dir: string): Promise<string> {
+  const file = join(dir, 'assertion.pem');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await writeFile(file, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  return file;
 }
 
 async function prepare(options: Options, dir: string, stoppers: (() => Promise<void>)[]): Promise<Bench> {
@@ -227,6 +240,7 @@ async function prepare(options: Options, dir: string, stoppers: (() => Promise<v
     loads: {
       public: { path: '/public/hello' },
       oneToken: { path: '/api/items', headers: { authorization: `Bearer ${tokens[0] as string}` } },
+      cel: { path: '/cel/t1/items', headers: { authorization: `Bearer ${tokens[0] as string}` } },
       manyTokens: { path: '/api/items', setupRequest: rotating(tokens) },
       rateLimit: { path: '/limited/items', setupRequest: rotating(tokens) },
     },

@@ -27,6 +27,8 @@ interface Ratio {
   readonly p99: number;
 }
 
+const ONE_TOKEN_VARIANTS = new Set(['assertion', 'cel']);
+
 /** The rows an authgate row is compared with: the bare proxy on the same kind of request, the floor, HAProxy on the same tokens. */
 function comparisons(rows: readonly Row[]) {
   const find = (target: Target, scenario: string) => rows.find((row) => row.target === target && row.scenario === scenario)?.measurement;
@@ -40,6 +42,8 @@ function comparisons(rows: readonly Row[]) {
           floor: ratio(row, find('floor', 'floor')),
           haproxy: ratio(row, find('haproxy', row.scenario)),
           unlimited: row.scenario.startsWith('rate-limit') ? ratio(row, find('authgate', 'many-tokens')) : undefined,
+          // The same single token with one feature added: what the assertion or the CEL rule costs.
+          oneToken: ONE_TOKEN_VARIANTS.has(row.scenario) ? ratio(row, find('authgate', 'one-token')) : undefined,
         };
 }
 
@@ -48,14 +52,14 @@ const cell = (value: number | undefined, digits: number): string => (value === u
 function table(rows: readonly Row[], compare: ReturnType<typeof comparisons>): string {
   const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'CPU share', 'others', 'cache hits',
     '× bare req/s', '× bare p99', '× floor req/s', '× floor p99', '× haproxy req/s', '× haproxy p99', '× unlimited req/s', '× unlimited p99',
-    'non-2xx', 'RSS MiB'];
+    '× one-token req/s', '× one-token p99', 'non-2xx', 'RSS MiB'];
   const lines = rows.map((row) => {
     const m = row.measurement;
-    const { bare, floor, haproxy, unlimited } = compare(row);
+    const { bare, floor, haproxy, unlimited, oneToken } = compare(row);
     return [row.scenario, row.target, cell(m.rps, 0), cell(m.p50Ms, 3), cell(m.p99Ms, 3), cell(m.cpuUsPerRequest, 1), cell(m.cpuShare, 2),
       cell(m.othersShare, 2), row.cacheHitRatio === undefined ? '' : `${(row.cacheHitRatio * 100).toFixed(0)}%`,
       cell(bare?.rps, 2), cell(bare?.p99, 2), cell(floor?.rps, 2), cell(floor?.p99, 2), cell(haproxy?.rps, 2), cell(haproxy?.p99, 2),
-      cell(unlimited?.rps, 2), cell(unlimited?.p99, 2), String(m.non2xx + m.errors), row.rssMiB ? `${row.rssMiB.start.toFixed(0)} → ${row.rssMiB.end.toFixed(0)}` : ''];
+      cell(unlimited?.rps, 2), cell(unlimited?.p99, 2), cell(oneToken?.rps, 2), cell(oneToken?.p99, 2), String(m.non2xx + m.errors), row.rssMiB ? `${row.rssMiB.start.toFixed(0)} → ${row.rssMiB.end.toFixed(0)}` : ''];
   });
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => (line[column] as string).length)));
   const format = (cells: readonly string[]) => `| ${cells.map((text, column) => text.padEnd(widths[column] as number)).join(' | ')} |`;

@@ -15,6 +15,13 @@ export interface GatewaySetup {
   readonly workers: number;
   /** How the /limited route's limit counts with Redis; default leased. */
   readonly rateLimitMode?: 'leased' | 'exact';
+  /** A PEM private key: every forwarded request then carries a signed identity assertion. */
+  readonly assertionKeyFile?: string;
+}
+
+function assertionYaml(setup: GatewaySetup): string {
+  if (setup.assertionKeyFile === undefined) return '';
+  return `  assertion: { keys: [{ file: ${setup.assertionKeyFile} }], issuer: https://bench.authgate, ttl: 2m }\n`;
 }
 
 export interface RunningAuthgate {
@@ -51,13 +58,18 @@ upstreams:
 identity:
   headers: { X-User-Id: subject, X-User-Email: email, X-User-Roles: roles, X-Auth-Issuer: issuer }
   strip: ["X-User-*", "X-Auth-*"]
-rate_limits:
+${assertionYaml(setup)}rate_limits:
   per-subject: { key: subject, limit: 1000000000, window: 1s, mode: ${setup.rateLimitMode ?? 'leased'} }
 routes:
   - { name: public, match: { path: /public/** }, upstream: app, auth: none }
   - { name: limited, match: { path: /limited/** }, upstream: app, issuers: [bench], require: { roles: [reader] }, rate_limit: [per-subject] }
   - { name: hs, match: { path: /hs/** }, upstream: app, issuers: [bench-hs] }
   - { name: api, match: { path: /api/** }, upstream: app, issuers: [bench], require: { roles: [reader] } }
+  - name: cel
+    match: { path: "/cel/{tenant}/**" }
+    upstream: app
+    issuers: [bench]
+    require: { expr: '"reader" in identity.roles && params.tenant == "t1"' }
 `;
 }
 

@@ -35,6 +35,8 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
       metricsContentType: aggregator.contentType,
       readyz: (_req, res) => void readiness(deps).then(({ ready, body }) => writeJson(res, ready ? 200 : 503, body)),
       revocations: (req, res) => relay(req, res, deps),
+      // Every worker loads the same key files: any one of them publishes the same keys.
+      jwks: (req, res) => relay(req, res, deps),
     }),
   );
   const url = await listen(server, config.listen);

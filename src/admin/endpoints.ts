@@ -14,9 +14,11 @@ export interface AdminEndpoints {
   readonly readyz: Handler;
   /** Everything under `/revocations`. */
   readonly revocations: Handler;
+  /** The public keys of the signed identity assertion. */
+  readonly jwks: Handler;
 }
 
-/** SPEC §11 routing: /healthz, /readyz, /metrics, the revocation API; a SPEC §7 404 for anything else. */
+/** SPEC §11 routing: /healthz, /readyz, /metrics, the revocation API, /jwks.json; a SPEC §7 404 for anything else. */
 export function adminRequestHandler(endpoints: AdminEndpoints): Handler {
   return (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
@@ -36,6 +38,7 @@ export function adminRequestHandler(endpoints: AdminEndpoints): Handler {
       return;
     }
     if (path === '/revocations' || path.startsWith('/revocations/')) return endpoints.revocations(req, res);
+    if (path === '/jwks.json') return endpoints.jwks(req, res);
     sendError(res, Errors.adminNotFound, randomUUID());
   };
 }

@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AdminConfig } from '../config/types.js';
-import { writeJson } from '../http/responses.js';
+import { randomUUID } from 'node:crypto';
+import { Errors, sendError, writeJson } from '../http/responses.js';
+import { JWKS_HEADERS } from '../plan/internal-routes.js';
 import type { IssuerStatus } from '../chain/kinds.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -28,6 +30,8 @@ export interface AdminDeps {
   readiness(): ReadinessSource;
   /** `admin.token` of the running config, asked per request so a reload that rotates it applies at once. */
   adminToken(): string;
+  /** The running config's assertion keys as a JWKS document; undefined without `identity.assertion`. */
+  publishedKeys(): string | undefined;
 }
 
 interface ReadinessReport {
@@ -83,6 +87,11 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
           revocations = createRevocationApi({ store: deps.store, adminToken, logger: deps.logger });
         }
         revocations(req, res);
+      },
+      jwks: (_req, res) => {
+        const body = deps.publishedKeys();
+        if (body === undefined) return sendError(res, Errors.adminNotFound, randomUUID());
+        res.writeHead(200, JWKS_HEADERS).end(body);
       },
     }),
   );

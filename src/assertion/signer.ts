@@ -35,6 +35,8 @@ export interface AssertionSignerOptions {
 
 interface CachedAssertion {
   readonly jws: Promise<string>;
+  /** The JWS once signed: a hit then returns it without a promise. */
+  signed: string | undefined;
   /** Epoch seconds after which a new assertion is signed. */
   readonly renewAt: number;
 }
@@ -57,17 +59,23 @@ export class AssertionSigner {
     return this.signatures;
   }
 
-  /** The compact JWS for this caller on `route` towards `audience` (the upstream's origin). */
-  assertion(identity: AssertionIdentity, route: string, audience: string): Promise<string> {
+  /**
+   * The compact JWS for this caller on `route` towards `audience` (the upstream's origin): the string itself when
+   * a fresh one is cached, so the proxy path waits for nothing, else the signature in progress.
+   */
+  assertion(identity: AssertionIdentity, route: string, audience: string): string | Promise<string> {
     const now = Math.floor(this.clock() / 1000);
     const fields = this.fieldValues(identity);
     // The field values are part of the key: a new token for the same subject with other roles gets its own assertion.
     const key = JSON.stringify([identity.issuer, identity.subject, identity.exp, route, audience, fields]);
     const cached = this.cache.get(key);
-    if (cached !== undefined && now < cached.renewAt) return cached.jws;
+    if (cached !== undefined && now < cached.renewAt) return cached.signed ?? cached.jws;
     const entry = this.sign(identity, route, audience, fields, now);
     this.cache.set(key, entry);
-    entry.jws.catch(() => this.cache.deleteIf(key, entry));
+    entry.jws.then(
+      (jws) => (entry.signed = jws),
+      () => this.cache.deleteIf(key, entry),
+    );
     return entry.jws;
   }
 
@@ -94,6 +102,6 @@ export class AssertionSigner {
       .setIssuedAt(now)
       .setExpirationTime(exp)
       .sign(key.privateKey);
-    return { jws, renewAt: Math.min(now + ttlSeconds / 2, exp) };
+    return { jws, signed: undefined, renewAt: Math.min(now + ttlSeconds / 2, exp) };
   }
 }

@@ -121,9 +121,12 @@ export interface Limiter extends Step {
   readonly phase: 'client' | 'identity';
 }
 
-/** Writes into ctx.upstreamHeaders; may refuse when the identity cannot be passed on. */
+/**
+ * Writes into ctx.upstreamHeaders; may refuse when the identity cannot be passed on. Waits only when it must
+ * (a signature not yet made): the usual verdict is there at once.
+ */
 export interface Finalizer {
-  finalize(ctx: RequestContext): Verdict;
+  finalize(ctx: RequestContext): Verdict | Promise<Verdict>;
 }
 
 /** The answers of a route's refusals; the steps ask it once, at compile time where they can. */
@@ -191,6 +194,8 @@ export interface CompileContext {
  */
 export interface Compiled<I> extends Partial<Lifecycle> {
   forRoute(route: RouteConfig, errors: ErrorRenderer): I | undefined;
+  /** The JWKS document of the keys this mechanism signs with (serialized once), for `jwks.json`. */
+  publishedKeys?(): string | undefined;
 }
 
 /**

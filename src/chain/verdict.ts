@@ -35,6 +35,8 @@ export interface Refusal {
 export interface Answer {
   readonly status: number;
   readonly headers: OutgoingHttpHeaders;
+  /** A document the gateway serves itself (the public keys); most answers have none. */
+  readonly body?: string;
 }
 
 export type Verdict = { readonly ok: true; readonly answer: undefined } | { readonly ok: true; readonly answer: Answer } | Refusal;
@@ -47,8 +49,8 @@ export function refusal(stage: Stage, error: GatewayError, reason: string): Refu
   return Object.freeze({ ok: false, stage, error, reason });
 }
 
-export function answered(status: number, headers: OutgoingHttpHeaders): Verdict {
-  return { ok: true, answer: { status, headers } };
+export function answered(status: number, headers: OutgoingHttpHeaders, body?: string): Verdict {
+  return { ok: true, answer: body === undefined ? { status, headers } : { status, headers, body } };
 }
 
 /** The chain goes on after this verdict (neither a refusal nor an answer). */

@@ -6,7 +6,8 @@ import { JwtAuthenticator, JwtMechanism, type TokenVerifier } from '../mechanism
 import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
 import { unknownIssuerDetail } from '../mechanisms/authenticators/jwt/diagnose.js';
 import { formatProblem, loadConfig } from '../config/load.js';
-import type { GatewayConfig, IssuerConfig } from '../config/types.js';
+import type { GatewayConfig, IssuerConfig, RouteConfig } from '../config/types.js';
+import type { Identity } from '../identity/identity.js';
 import type { VerifyResult } from '../mechanisms/authenticators/jwt/types.js';
 import { registry } from '../plan/registry.js';
 import { buildRuntime, closeRuntime, startRuntime } from '../server/runtime.js';
@@ -14,6 +15,7 @@ import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import { isPlainObject } from '../lib/json.js';
 import { explainRules } from '../mechanisms/authorizers/require.js';
+import { compileInputs, explainExpression } from '../mechanisms/authorizers/expression.js';
 import { createStore } from '../store/index.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
 
@@ -118,7 +120,7 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
     await startRuntime(runtime);
     const ctx = requestContext(args);
     const verdict = await decide(runtime.head, ctx, (stage, ok, detail) => steps.push({ stage, ok, detail }));
-    const report = reportOf(args, dryRun !== undefined, steps, ctx, verdict);
+    const report = reportOf(args, dryRun !== undefined, steps, ctx, verdict, config);
     io.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report));
     return verdict.ok ? 0 : EXIT_DENIED;
   } finally {
@@ -148,9 +150,9 @@ function requestContext(args: ExplainArgs): Context {
   });
 }
 
-function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], ctx: Context, verdict: Verdict): ExplainReport {
+function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], ctx: Context, verdict: Verdict, config: GatewayConfig): ExplainReport {
   const route = ctx.plan?.route;
-  const rules = route?.require && ctx.identity ? explainRules(route.require, ctx.identity) : [];
+  const rules = route?.require && ctx.identity ? [...explainRules(route.require, ctx.identity), ...expressionLine(route, ctx.identity, ctx, config)] : [];
   return {
     request: { method: args.method, host: args.target.host, target: args.target.path },
     dryRun,
@@ -164,6 +166,14 @@ function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], ct
     upstream: verdict.ok ? { name: ctx.plan?.upstream ?? '-', path: `${ctx.path}${ctx.query}` } : null,
     upstreamHeaders: verdict.ok ? headerLines(ctx.upstreamHeaders ?? {}) : {},
   };
+}
+
+/** The route's expression, the inputs it read and what it yielded. */
+function expressionLine(route: RouteConfig, identity: Identity, ctx: Context, config: GatewayConfig): { rule: string; ok: boolean; detail: string }[] {
+  const rule = route.require?.expr;
+  if (rule === undefined) return [];
+  const input = compileInputs(rule.reads, route.match.path, config)(identity, ctx);
+  return [{ rule: 'expr', ...explainExpression(rule, input) }];
 }
 
 function headerLines(headers: OutgoingHttpHeaders): Record<string, string> {

@@ -64,7 +64,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     return finish(undefined, sink);
   }
 
-  const reader = new Reader(doc, sink, applyReferences(doc, masked, env, sink));
+  const reader = new Reader(doc, sink, applyReferences(doc, masked, env, sink), text);
   const absoluteFile = resolve(file);
   const read = readGateway(reader, absoluteFile);
   if (sink.problems.length > 0) return finish(undefined, sink);
@@ -129,7 +129,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     tokens: readTokens(r, root.slot('tokens')),
     issuers: issuers.values,
     upstreams: upstreams.values,
-    identity: readIdentity(r, root.slot('identity')),
+    identity: readIdentity(r, root.slot('identity'), baseDir),
     rateLimits: rateLimits.values,
     cors: root.has('cors') ? readCors(r, root.slot('cors')) : undefined,
     routes: routes.routes,

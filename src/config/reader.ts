@@ -1,5 +1,6 @@
 import { isAlias, isMap, isScalar, isSeq, type Document, type Node } from 'yaml';
 import { parseDuration } from './duration.js';
+import { valueOffset } from './scalar-offset.js';
 import type { AppliedReferences } from './interpolate.js';
 import type { ProblemSink } from './problems.js';
 import { didYouMean } from './suggest.js';
@@ -60,6 +61,8 @@ export class Reader {
     private readonly doc: Document,
     readonly sink: ProblemSink,
     private readonly references: AppliedReferences,
+    /** The file as written: positions inside a scalar are found in it. */
+    private readonly fileText: string,
   ) {}
 
   root(): Slot {
@@ -69,6 +72,14 @@ export class Reader {
   problem(slot: Slot, message: string): undefined {
     if (isScalar(slot.node) && this.references.unresolved.has(slot.node)) return undefined;
     this.sink.problem(offsetOf(slot.node) ?? slot.anchor, slot.path, message);
+    return undefined;
+  }
+
+  /** A problem at the `index`-th character of a scalar's value (an expression's error), wherever its quoting put it. */
+  problemInside(slot: Slot, index: number, message: string): undefined {
+    const { node } = slot;
+    if (!isScalar(node) || node.range == null) return this.problem(slot, message);
+    this.sink.problem(valueOffset(this.fileText, node, index), slot.path, message);
     return undefined;
   }
 

@@ -4,6 +4,8 @@ import { readClaimValues } from './issuers.js';
 import type { Reader, Slot } from './reader.js';
 import { readCors, readHostPattern, readMethod } from './sections.js';
 import { didYouMean } from './suggest.js';
+import type { ExpressionRule } from '../expressions/cel.js';
+import { readExpression } from './expression.js';
 import type { AuthMode, CorsConfig, ListRule, RateLimitConfig, RequireRules, RouteConfig, ServerConfig } from './types.js';
 
 /** Route names become metric labels and log fields. */
@@ -48,7 +50,7 @@ function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<stri
   const issuersSlot = s.slot('issuers');
   const issuers = r.items(issuersSlot, (item) => readReference(r, item, 'issuer', context.issuers, false), { nonEmpty: true });
   const requireSlot = s.slot('require');
-  const require = s.has('require') ? readRequire(r, requireSlot) : undefined;
+  const require = s.has('require') ? readRequire(r, requireSlot, match?.path, context.server) : undefined;
   if (auth === 'none') {
     for (const given of [issuersSlot, requireSlot]) {
       if (given.node !== undefined) r.problem(given, 'not allowed with auth: none (nothing is verified on this route)');
@@ -58,6 +60,17 @@ function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<stri
   const cors = s.has('cors') ? readRouteCors(r, s.slot('cors')) : undefined;
   if (name === undefined || match === undefined || upstream === undefined) return undefined;
   return { name, match, upstream, auth, issuers: issuers ?? undefined, require, rateLimit, cors };
+}
+
+/** `params.x` in an expression needs a `{x}` segment in the route's path, or every request would be denied. */
+function checkParams(r: Reader, exprSlot: Slot, rule: ExpressionRule, path: string, server: ServerConfig): void {
+  const pattern = parsePathPattern(path, server.pathCase);
+  if (typeof pattern === 'string') return;
+  for (const [variable, name] of rule.reads) {
+    if (variable !== 'params' || name === undefined || pattern.names.includes(name)) continue;
+    const at = Math.max(0, rule.source.indexOf(`params.${name}`));
+    r.problemInside(exprSlot, at, `params.${name}: the route's path "${path}" has no {${name}} segment`);
+  }
 }
 
 function readRouteName(r: Reader, slot: Slot, names: Set<string>): string | undefined {
@@ -124,13 +137,16 @@ function readRouteRateLimits(r: Reader, slot: Slot, context: RouteContext, auth:
   return r.items(slot, readOne);
 }
 
-function readRequire(r: Reader, slot: Slot): RequireRules | undefined {
-  const s = r.section(slot, ['roles', 'permissions', 'scopes', 'claims']);
+function readRequire(r: Reader, slot: Slot, path: string | undefined, server: ServerConfig): RequireRules | undefined {
+  const s = r.section(slot, ['roles', 'permissions', 'scopes', 'claims', 'expr']);
+  const expr = s.has('expr') ? readExpression(r, s.slot('expr')) : undefined;
+  if (expr !== undefined && path !== undefined) checkParams(r, s.slot('expr'), expr, path, server);
   return {
     roles: readListRule(r, s.slot('roles'), 'any'),
     permissions: readListRule(r, s.slot('permissions'), 'all'),
     scopes: readListRule(r, s.slot('scopes'), 'any'),
     claims: s.has('claims') ? readClaimValues(r, s.slot('claims')) : undefined,
+    expr,
   };
 }
 

@@ -2,6 +2,7 @@ import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
 import { isB64token } from '../http/bearer.js';
 import { parseCidr } from '../http/client-ip.js';
+import { readAssertion } from './assertion.js';
 import { existingFile } from './files.js';
 import { readRedis } from './redis.js';
 import { MINUTE, SECOND } from './duration.js';
@@ -235,13 +236,15 @@ function readUpstreamTls(r: Reader, slot: Slot, baseDir: string): UpstreamConfig
   return { caFile, serverName };
 }
 
-export function readIdentity(r: Reader, slot: Slot): IdentityConfig {
-  const s = r.section(slot, ['headers', 'list_separator', 'strip', 'forward_token']);
+export function readIdentity(r: Reader, slot: Slot, baseDir: string): IdentityConfig {
+  const s = r.section(slot, ['headers', 'list_separator', 'strip', 'forward_token', 'assertion']);
   const separatorSlot = s.slot('list_separator');
   const listSeparator = r.string(separatorSlot) ?? ',';
   if (!VISIBLE_ASCII.test(listSeparator)) r.problem(separatorSlot, 'must be visible ASCII characters');
+  const headers = s.has('headers') ? readIdentityHeaders(r, s.slot('headers')) : DEFAULT_IDENTITY_HEADERS;
+  const takenHeaders = new Set([...PROTECTED_HEADERS, ...headers.map((header) => header.name.toLowerCase())]);
   return {
-    headers: s.has('headers') ? readIdentityHeaders(r, s.slot('headers')) : DEFAULT_IDENTITY_HEADERS,
+    headers,
     listSeparator,
     strip: r.items(s.slot('strip'), (item) => {
       const pattern = r.string(item);
@@ -249,6 +252,9 @@ export function readIdentity(r: Reader, slot: Slot): IdentityConfig {
       return r.problem(item, `"${pattern}" is not a header name pattern (header characters and "*")`);
     }) ?? [],
     forwardToken: r.boolean(s.slot('forward_token')) ?? false,
+    assertion: s.has('assertion')
+      ? readAssertion(r, s.slot('assertion'), { baseDir, readField: (item) => readIdentityField(r, item), takenHeaders })
+      : undefined,
   };
 }
 

@@ -1,3 +1,4 @@
+import type { ExpressionRule } from '../expressions/cel.js';
 import type { RouteMatch } from '../routing/match.js';
 
 /**
@@ -181,6 +182,19 @@ export interface IdentityConfig {
   /** Header-name patterns; `*` matches any run of characters. */
   readonly strip: readonly string[];
   readonly forwardToken: boolean;
+  /** The signed identity attached for upstreams; undefined when not configured. */
+  readonly assertion: AssertionConfig | undefined;
+}
+
+export interface AssertionConfig {
+  /** As written; compared case-insensitively. */
+  readonly header: string;
+  /** Absolute paths of PEM private keys: the first signs, all are published. */
+  readonly keyFiles: readonly string[];
+  readonly issuer: string;
+  readonly ttlMs: number;
+  /** Identity field names as written (`subject`, `claims.tenant`…), with their readers' kinds. */
+  readonly fields: readonly { readonly name: string; readonly field: IdentityField }[];
 }
 
 export type RateLimitKey =
@@ -226,6 +240,8 @@ export interface RequireRules {
   readonly scopes: ListRule | undefined;
   /** Claim path → required value (equal, or contained when the claim is an array). */
   readonly claims: Readonly<Record<string, ClaimValue>> | undefined;
+  /** A CEL expression, compiled when the config loads: it must yield true. */
+  readonly expr: ExpressionRule | undefined;
 }
 
 export type AuthMode = 'none' | 'optional' | 'required';

@@ -18,6 +18,8 @@ export interface VerifyDeps {
   readonly identityHeaders: IdentityHeaderWriter;
   readonly headerPolicy: HeaderPolicy;
   readonly identity: IdentityConfig;
+  /** Lower-case; the original's chain signed it like a proxied request's. */
+  readonly assertionHeader: string | undefined;
 }
 
 const UNTRUSTED = refusal('endpoint', Errors.forwardAuthForbidden, 'untrusted_forward_auth');
@@ -51,6 +53,8 @@ function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): V
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
   // The original's chain has refused already an identity that these headers cannot carry.
   if (original.identity) deps.identityHeaders.write(original.identity, headers);
+  const assertion = deps.assertionHeader && original.upstreamHeaders?.[deps.assertionHeader];
+  if (assertion) headers[deps.assertionHeader as string] = assertion;
   if (deps.family === 'envoy') {
     const toRemove = headersEnvoyMustRemove(original, deps, headers);
     if (toRemove.length > 0) headers['x-envoy-auth-headers-to-remove'] = toRemove.join(',');

@@ -47,8 +47,19 @@ export interface ExpressionInput {
 
 export type Verdict = { readonly allowed: true } | { readonly allowed: false; readonly reason: string };
 
+/** An input an expression reads: `['claims', 'tenant']`, `['request', 'headers', 'x-team']`, `['now']`. */
+export type InputPath = readonly string[];
+
+export interface ExpressionRule {
+  readonly ok: true;
+  readonly source: string;
+  /** Every input the expression can read, outermost access only, in source order, without repeats. */
+  readonly reads: readonly InputPath[];
+  evaluate(input: ExpressionInput): Verdict;
+}
+
 export type CompiledExpression =
-  | { readonly ok: true; readonly source: string; evaluate(input: ExpressionInput): Verdict }
+  | ExpressionRule
   | { readonly ok: false; readonly message: string; /** 0-based character offset inside the source. */ readonly offset: number };
 
 const environment = new Environment({
@@ -94,7 +105,42 @@ export function compileExpression(source: string): CompiledExpression {
   if (checked.type !== 'bool' && checked.type !== 'dyn') {
     return { ok: false, message: `the expression yields ${checked.type}; a rule must yield bool`, offset: 0 };
   }
-  return { ok: true, source, evaluate: (input) => verdict(() => program(input as unknown as Record<string, unknown>)) };
+  return { ok: true, source, reads: inputsRead(program.ast), evaluate: (input) => verdict(() => program(input as unknown as Record<string, unknown>)) };
+}
+
+const VARIABLES = new Set(['claims', 'identity', 'request', 'params', 'now']);
+
+/** The variable accesses of the AST (`claims.org.id`, `request.headers["x-team"]`): what to build and to explain. */
+function inputsRead(root: ASTNode): InputPath[] {
+  const found = new Map<string, InputPath>();
+  const visit = (node: ASTNode): void => {
+    const path = accessPath(node);
+    if (path !== undefined) {
+      if (VARIABLES.has(path[0] as string)) found.set(path.join('\u0000'), path);
+      return;
+    }
+    for (const child of children(node)) visit(child);
+  };
+  visit(root);
+  return [...found.values()];
+}
+
+/** `a.b["c"]` as ['a', 'b', 'c']; undefined when the node is no plain access chain from an identifier. */
+function accessPath(node: ASTNode): string[] | undefined {
+  if (node.op === 'id') return typeof node.args === 'string' ? [node.args] : undefined;
+  if (node.op !== '.' && node.op !== '[]') return undefined;
+  const [target, key] = node.args as [ASTNode, unknown];
+  if (node.op === '.' && typeof key === 'string') return accessPath(target)?.concat(key);
+  const literal = key as ASTNode | undefined;
+  if (node.op === '[]' && literal?.op === 'value' && typeof literal.args === 'string') return accessPath(target)?.concat(literal.args);
+  return undefined;
+}
+
+/** The value at `path` in `input`, for `explain`; undefined where nothing is. */
+export function readInput(input: ExpressionInput, path: InputPath): unknown {
+  let value: unknown = input;
+  for (const key of path) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+  return value;
 }
 
 function verdict(run: () => unknown): Verdict {

@@ -3,7 +3,7 @@ import type { CompileContext, Plan, Step } from '../chain/kinds.js';
 import { credentialStep } from '../chain/steps/credentials.js';
 import { authenticateStep } from '../chain/steps/authenticate.js';
 import { revocationStep } from '../chain/steps/revocation.js';
-import { PASS, refusal, type Refusal } from '../chain/verdict.js';
+import { answered, PASS, refusal, type Refusal } from '../chain/verdict.js';
 import type { RouteConfig } from '../config/types.js';
 import { logoutStep, sameOriginStep } from '../endpoints/logout.js';
 import { verifyStep, type VerifyDeps } from '../endpoints/verify.js';
@@ -11,7 +11,7 @@ import { envoyOriginalTarget } from '../endpoints/forward-auth-families.js';
 import { Errors } from '../http/responses.js';
 import { compileHeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
 import { compileIdentityHeaders } from '../mechanisms/finalizers/identity-headers.js';
-import { errorsFor, forRoute, unclaimed, type PlanInputs } from './compile.js';
+import { errorsFor, forRoute, unclaimed, type Mechanisms, type PlanInputs } from './compile.js';
 
 const SLASH = 0x2f;
 const NOT_FOUND = refusal('route', Errors.notFound, 'no_route');
@@ -39,9 +39,10 @@ function internalPlan(path: string, steps: readonly Step[]): Plan {
 
 /**
  * The gateway's own endpoints under `server.reserved_prefix`, ahead of every user route: logout, forward-auth
- * verify (when `server.forward_auth` names a proxy), and 404 for anything else under the prefix. Suffixes are
- * exact, so `/verify/` is a 404. The prefix is compared on the normalized path (case-folded where routes are),
- * so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`) can slip past it to a user route.
+ * verify (when `server.forward_auth` names a proxy), the public keys of the signed assertion (`jwks.json`), and
+ * 404 for anything else under the prefix. Suffixes are exact, so `/verify/` is a 404. The prefix is compared on the
+ * normalized path (case-folded where routes are), so no spelling (`//_authgate`, `/%5Fauthgate`, `/x/../_authgate`)
+ * can slip past it to a user route.
  */
 export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: string) => boolean) | undefined, decide: VerifyDeps['decide']): InternalRoutes {
   const { server } = inputs.ctx.config;
@@ -54,6 +55,8 @@ export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: s
   const verifyPlan = verify && internalPlan(`${server.reservedPrefix}/verify`, family === 'envoy' ? [verify] : [methods(['GET', 'POST']), verify]);
   const envoy = family === 'envoy' ? verifyPlan : undefined;
   const byEndpoint = new Map<string, Plan>([['/logout', logout]]);
+  const jwks = publishedKeys(inputs.mechanisms);
+  if (jwks !== undefined) byEndpoint.set('/jwks.json', internalPlan(`${server.reservedPrefix}/jwks.json`, [...host(allowedHost), methods(['GET', 'HEAD']), jwksStep(jwks)]));
   if (verifyPlan && family !== 'envoy') byEndpoint.set('/verify', verifyPlan);
   return {
     raw: (target) => (envoy !== undefined && envoyOriginalTarget(target, server.reservedPrefix, folded) !== undefined ? envoy : undefined),
@@ -65,12 +68,34 @@ export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: s
   };
 }
 
-function verifyDeps(ctx: CompileContext): Pick<VerifyDeps, 'identityHeaders' | 'headerPolicy' | 'identity'> {
+/** The JWKS of the keys the mechanisms sign with (the identity assertion's); undefined when none sign. */
+export function publishedKeys(mechanisms: Mechanisms): (() => string | undefined) | undefined {
+  const publishers = [...mechanisms.byName.values()].filter((mechanism) => mechanism.publishedKeys !== undefined);
+  if (publishers.length === 0) return undefined;
+  return () => publishers[0]?.publishedKeys?.();
+}
+
+/** Upstreams cache the keys for a few minutes: a rotation publishes the new key before it signs. */
+export const JWKS_HEADERS = Object.freeze({ 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' });
+const KEYS_NOT_LOADED = refusal('endpoint', Errors.unavailable, 'keys_not_loaded');
+
+function jwksStep(jwks: () => string | undefined): Step {
+  return {
+    stage: 'endpoint',
+    run() {
+      const body = jwks();
+      return body === undefined ? KEYS_NOT_LOADED : answered(200, JWKS_HEADERS, body);
+    },
+  };
+}
+
+function verifyDeps(ctx: CompileContext): Pick<VerifyDeps, 'identityHeaders' | 'headerPolicy' | 'identity' | 'assertionHeader'> {
   const { identity, tokens } = ctx.config;
   return {
     identityHeaders: compileIdentityHeaders(identity),
     headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens }),
     identity,
+    assertionHeader: identity.assertion?.header.toLowerCase(),
   };
 }
 

@@ -8,8 +8,10 @@ import { cookie } from '../mechanisms/credentials/cookie.js';
 import { header } from '../mechanisms/credentials/header.js';
 import { query } from '../mechanisms/credentials/query.js';
 import type { CredentialFinders } from '../mechanisms/credentials/search.js';
+import { expressionRules } from '../mechanisms/authorizers/expression.js';
 import { requireRules } from '../mechanisms/authorizers/require.js';
 import { bearer } from '../mechanisms/errors/bearer.js';
+import { assertion } from '../mechanisms/finalizers/assertion.js';
 import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
 import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
@@ -31,8 +33,8 @@ export interface Registry {
 export const registry = {
   credentials: { header, cookie, query },
   authenticators: { jwt },
-  authorizers: { require: requireRules },
+  authorizers: { require: requireRules, expr: expressionRules },
   limiters: { rate_limit: rateLimits },
-  finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders },
+  finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders, assertion },
   errors: { bearer },
 } as const satisfies Registry;

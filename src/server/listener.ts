@@ -30,6 +30,7 @@ import type { Transport } from '../chain/kinds.js';
 import { decide } from '../chain/run.js';
 import { isThenable, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
 import { rateLimitHeaders } from '../mechanisms/limiters/rate-limit.js';
+import { publishedKeys } from '../plan/internal-routes.js';
 import { buildRuntime, closeRuntime, runtimeStatus, startRuntime, type Runtime } from './runtime.js';
 import { bodyPending, type ForwardFailure } from '../proxy/forwarder.js';
 import { isAbandoned } from '../proxy/failures.js';
@@ -105,6 +106,7 @@ class Gateway implements RunningGateway {
       store: this.store,
       readiness: () => ({ draining: this.draining, status: () => runtimeStatus(this.runtime) }),
       adminToken: () => this.runtime.config.admin.token,
+      publishedKeys: () => publishedKeys(this.runtime.mechanisms)?.(),
     });
     this.adminUrl = this.admin.url;
     await Promise.all([startRuntime(this.runtime), this.store.ready()]);
@@ -228,7 +230,7 @@ class Gateway implements RunningGateway {
   private respond(req: IncomingMessage, res: ServerResponse, ctx: Context, verdict: Verdict, runtime: Runtime, expectsContinue: boolean): void {
     const plan = ctx.plan;
     if (verdict.ok && verdict.answer !== undefined) {
-      res.writeHead(verdict.answer.status, { ...verdict.answer.headers, 'x-request-id': ctx.requestId }).end();
+      res.writeHead(verdict.answer.status, { ...verdict.answer.headers, 'x-request-id': ctx.requestId }).end(verdict.answer.body);
       return;
     }
     const origin = req.headers.origin;

@@ -1,5 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { SignJWT } from 'jose';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
@@ -20,6 +24,10 @@ import { createStore, type Store } from '../../src/store/index.js';
 const SECRET = 'chain-table-secret-0123456789-abcdefghijkl';
 const ISSUER = 'https://legacy.example.com';
 
+/** The signing key of the identity assertion, written before the config is parsed. */
+const ASSERTION_KEY = join(mkdtempSync(join(tmpdir(), 'authgate-chain-')), 'assertion.pem');
+writeFileSync(ASSERTION_KEY, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+
 const YAML = `
 version: 1
 server: { listen: 127.0.0.1:0, allowed_hosts: [api.example.com] }
@@ -28,6 +36,7 @@ tokens:
   - query: access_token
 identity:
   headers: { X-User-Id: subject, X-User-Roles: roles, X-Issuer-Name: issuer_name }
+  assertion: { keys: [{ file: ${ASSERTION_KEY} }], issuer: https://gateway.example.com, fields: [subject, roles] }
 issuers:
   legacy: { issuer: ${ISSUER}, secret: ${SECRET}, audiences: [api] }
   other: { issuer: https://other.example.com, secret: ${SECRET}-other, audiences: [api] }
@@ -54,6 +63,20 @@ routes:
     match: { path: /cors/** }
     upstream: api
     cors: { origins: ["https://app.example.com"], methods: [GET] }
+  - name: tenant
+    match: { path: "/tenants/{tenant}/**" }
+    upstream: api
+    require: { expr: 'claims.tenant == params.tenant && "write" in identity.permissions' }
+  - name: owner
+    match: { path: "/docs/{owner}/{id}" }
+    upstream: api
+    require: { expr: 'params.owner == identity.subject || "admin" in identity.roles' }
+  - { name: typed, match: { path: /typed }, upstream: api, require: { expr: 'claims.level > 2' } }
+  - { name: non-boolean, match: { path: /non-boolean }, upstream: api, require: { expr: 'claims.flag' } }
+  - name: request
+    match: { path: /request }
+    upstream: api
+    require: { expr: 'request.method == "GET" && request.query.v[0] == "1" && request.headers["x-team"] == "blue" && !("x-user-id" in request.headers)' }
   - { name: api, match: { path: /** }, upstream: api }
 `;
 
@@ -304,5 +327,52 @@ describe('authenticators from the registry, asked in order', () => {
       steps: [['normalize', true], ['route', true], ['authenticate', false]],
       verdict: { status: 401, reason: 'unclaimed_credential' },
     });
+  });
+});
+
+describe('CEL expressions, step by step', () => {
+  const FORWARDED_STEPS = [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', true], ['inject', true]];
+  const DENIED_STEPS = [['normalize', true], ['route', true], ['authenticate', true], ['revocation', true], ['authorize', false]];
+  it.each([
+    { case: 'tenant from the path, with write', target: '/tenants/acme/docs', claims: { tenant: 'acme', permissions: ['write'] }, allowed: true },
+    { case: 'another tenant in the path', target: '/tenants/globex/docs', claims: { tenant: 'acme', permissions: ['write'] }, allowed: false },
+    { case: 'the tenant, without write', target: '/tenants/acme/docs', claims: { tenant: 'acme', permissions: ['read'] }, allowed: false },
+    { case: 'a percent-encoded tenant is compared decoded', target: '/tenants/ac%20me/x', claims: { tenant: 'ac me', permissions: ['write'] }, allowed: true },
+    { case: 'the owner', target: '/docs/alice/7', claims: {}, allowed: true },
+    { case: 'an admin who is not the owner', target: '/docs/bob/7', claims: { roles: ['admin'] }, allowed: true },
+    { case: 'neither owner nor admin', target: '/docs/bob/7', claims: { roles: ['user'] }, allowed: false },
+    { case: 'a missing claim (evaluation error)', target: '/tenants/acme/docs', claims: { permissions: ['write'] }, allowed: false },
+    { case: 'a claim of the wrong type (evaluation error)', target: '/typed', claims: { level: 'high' }, allowed: false },
+    { case: 'a number that holds', target: '/typed', claims: { level: 3 }, allowed: true },
+    { case: 'a non-boolean result', target: '/non-boolean', claims: { flag: 'yes' }, allowed: false },
+    { case: 'a boolean claim true', target: '/non-boolean', claims: { flag: true }, allowed: true },
+    { case: 'method, query and stripped headers', target: '/request?v=1', headers: { 'x-team': 'blue', 'x-user-id': 'mallory' }, claims: {}, allowed: true },
+    { case: 'a header that is not there', target: '/request?v=1', headers: { 'x-team': 'red' }, claims: {}, allowed: false },
+  ] as { case: string; target: string; claims: Record<string, unknown>; headers?: Record<string, string>; allowed: boolean }[])('$case', async ({ target, claims, headers, allowed }) => {
+    const bearer = `Bearer ${await token(claims)}`;
+    const walked = await decideRow({ target, headers: { ...headers, authorization: bearer } });
+    expect(walked.steps).toEqual(allowed ? FORWARDED_STEPS : DENIED_STEPS);
+    if (!allowed) expect(walked.verdict).toEqual({ status: 403, reason: 'rule_expr' });
+  });
+});
+
+describe('the signed assertion, step by step', () => {
+  async function assertionOf(row: Row): Promise<unknown> {
+    const ctx = contextOf(row);
+    const verdict = await decide(runtime.head, ctx);
+    expect(verdict.ok).toBe(true);
+    // A CGI upstream reads X_Authgate_Assertion as the same header: no spelling of the client's copy may pass.
+    expect(ctx.upstreamHeaders).not.toHaveProperty('x_authgate_assertion');
+    return ctx.upstreamHeaders?.['x-authgate-assertion'];
+  }
+
+  it('a verified identity gets an assertion for the route and the upstream origin', async () => {
+    const bearer = `Bearer ${await token({ roles: ['admin'] })}`;
+    const jws = await assertionOf({ target: '/admin/x', headers: { authorization: bearer, 'x-authgate-assertion': 'client-made' } });
+    expect(decodeJwt(jws as string)).toMatchObject({ iss: 'https://gateway.example.com', aud: 'http://127.0.0.1:1', sub: 'alice', route: 'admin', roles: ['admin'] });
+  });
+
+  it('a public route forwards no assertion, and never the client\'s', async () => {
+    expect(await assertionOf({ target: '/public/a', headers: { 'x-authgate-assertion': 'client-made', 'x_authgate_assertion': 'client-made' } })).toBeUndefined();
   });
 });

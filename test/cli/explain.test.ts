@@ -34,6 +34,10 @@ routes:
     match: { path: /admin/** }
     upstream: api
     require: { roles: [admin], scopes: [admin:read] }
+  - name: tenant
+    match: { path: "/tenants/{tenant}/**" }
+    upstream: api
+    require: { expr: 'claims.tenant == params.tenant && "write" in identity.permissions' }
 `,
   );
 });
@@ -57,6 +61,20 @@ describe('authgate explain', () => {
     expect(out).toContain('FAIL  authorize    needs any of roles [admin]; has [user]');
     expect(out).toMatch(/pass\s+scopes\s+/);
     expect(out).toContain('result: 403 insufficient_scope (rule_roles)');
+  });
+
+  it('shows the expression, every input it read and its result', async () => {
+    const denied = await explain('--claims', '{"sub":"bob","tenant":"acme","permissions":["read"]}', 'GET', 'http://api.local/tenants/acme/x');
+    expect(denied.code).toBe(3);
+    expect(denied.out).toContain(
+      'FAIL  expr        claims.tenant == params.tenant && "write" in identity.permissions; read claims.tenant = "acme", params.tenant = "acme", identity.permissions = ["read"] → expression is false',
+    );
+    expect(denied.out).toContain('result: 403 insufficient_scope (rule_expr)');
+    const missing = await explain('--claims', '{"sub":"bob","permissions":["write"]}', 'GET', 'http://api.local/tenants/acme/x');
+    expect(missing.out).toMatch(/FAIL {2}expr .*read claims\.tenant = nothing, .* → expression error: /);
+    const allowed = await explain('--claims', '{"sub":"bob","tenant":"acme","permissions":["write"]}', 'GET', 'http://api.local/tenants/acme/x');
+    expect(allowed.code).toBe(0);
+    expect(allowed.out).toMatch(/pass {2}expr .*identity\.permissions = \["write"\] → true/);
   });
 
   it('--claims without exp: the claims.exp header shows the assumed expiry, an hour from now', async () => {

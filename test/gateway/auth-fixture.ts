@@ -56,7 +56,7 @@ export function invalidRequest(reason: string): Refusal {
 }
 
 /** 403; `scopes` are the required scopes when a scope rule failed (they go into `scope="…"`). */
-export function insufficientScope(rule: 'roles' | 'permissions' | 'scopes' | 'claims', scopes?: readonly string[]): Refusal {
+export function insufficientScope(rule: 'roles' | 'permissions' | 'scopes' | 'claims' | 'expr', scopes?: readonly string[]): Refusal {
   const scope = scopes ? `, scope="${scopes.join(' ')}"` : '';
   return {
     status: 403,

@@ -26,5 +26,5 @@ export function identity(overrides: Partial<Identity> = {}): Identity {
 }
 
 export function rules(overrides: Partial<RequireRules>): RequireRules {
-  return { roles: undefined, permissions: undefined, scopes: undefined, claims: undefined, ...overrides };
+  return { roles: undefined, permissions: undefined, scopes: undefined, claims: undefined, expr: undefined, ...overrides };
 }

@@ -185,6 +185,8 @@ describe('admin answers', () => {
     { path: '/nowhere', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
     { path: '/revocations/jti/unknown', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
     { path: '/revocations/elsewhere', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
+    // No identity.assertion here: there are no keys to publish.
+    { path: '/jwks.json', status: 404, body: { ...SPEC_ERROR, error: 'not_found' } },
   ])('GET $path → $status, JSON with every security header', async ({ path, status, body }) => {
     const res = await fetch(`${gw.adminUrl}${path}`);
     expect(res.status).toBe(status);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RouteConfig, RouteMatchConfig } from '../../src/config/types.js';
-import { parsePathPattern } from '../../src/routing/path-pattern.js';
+import { compileParams, parsePathPattern } from '../../src/routing/path-pattern.js';
 import { compileRoutes } from '../../src/routing/route-table.js';
 
 function route(name: string, match: Partial<RouteMatchConfig> & { path: string }): RouteConfig {
@@ -179,5 +179,24 @@ describe('path pattern problems', () => {
 
   it.each(['/', '/a', '/a/', '/a/*', '/a/{id}', '/a/**', '/**', '/a/{id}/b/*/**'])('%j is fine', (pattern) => {
     expect(parsePathPattern(pattern, 'sensitive')).toMatchObject({ segments: expect.any(Array), rest: expect.any(Boolean) });
+  });
+});
+
+describe('route parameters', () => {
+  const paramsOf = (pattern: string, path: string, pathCase: 'sensitive' | 'insensitive' = 'sensitive') => {
+    const parsed = parsePathPattern(pattern, pathCase);
+    if (typeof parsed === 'string') throw new Error(parsed);
+    return compileParams(parsed)(path);
+  };
+
+  it('names each {name} segment, decoded, and keeps the case of the request', () => {
+    expect(paramsOf('/t/{tenant}/docs/{id}/**', '/t/Acme/docs/7/x/y')).toEqual({ tenant: 'Acme', id: '7' });
+    expect(paramsOf('/T/{tenant}', '/t/a%20b', 'insensitive')).toEqual({ tenant: 'a b' });
+    expect(paramsOf('/t/*/{id}', '/t/x/9/')).toEqual({ id: '9' });
+  });
+
+  it('a pattern without names shares one empty object: its routes allocate nothing', () => {
+    expect(paramsOf('/a/*/**', '/a/b/c')).toEqual({});
+    expect(paramsOf('/a/*/**', '/a/b/c')).toBe(paramsOf('/x', '/x'));
   });
 });

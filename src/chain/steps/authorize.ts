@@ -26,7 +26,8 @@ export function authorizeStep(authorizers: readonly Authorizer[], errors: ErrorR
           refused = refusal('authorize', errors.insufficientScope(outcome.requiredScopes), `rule_${outcome.rule}`);
           refusals.set(outcome.rule, refused);
         }
-        return refused;
+        // The failing comparison or the expression's evaluation error, for the access log; never for the client.
+        return { ...refused, detail: outcome.reason };
       }
       trace?.('authorize', true, 'every rule holds');
       return PASS;

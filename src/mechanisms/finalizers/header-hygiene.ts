@@ -120,6 +120,8 @@ export function compileHeaderPolicy(options: {
   // Hop-by-hop as well, but a WebSocket handshake passes it on: set after the drops, or every upgrade would break.
   dispositions.set('upgrade', 'upgrade');
   for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
+  // A client's own assertion must never reach an upstream that trusts the header: on every route, signed or not.
+  if (options.identity.assertion) dispositions.set(canonicalName(options.identity.assertion.header), 'drop');
   return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies };
 }
 

@@ -15,6 +15,7 @@ const identity: IdentityConfig = {
   listSeparator: ',',
   strip: ['X-User-*', 'X-Auth-*'],
   forwardToken: false,
+  assertion: undefined,
 };
 
 const policy = compileHeaderPolicy({

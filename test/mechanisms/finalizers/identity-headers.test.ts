@@ -12,6 +12,7 @@ function config(headers: Record<string, IdentityField>, listSeparator = ','): Id
     listSeparator,
     strip: [],
     forwardToken: false,
+    assertion: undefined,
   };
 }
 
