@@ -1,4 +1,4 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -41,7 +41,7 @@ function clientMetadata(clientKey: KeyObject): object[] {
       client_id: CLIENTS.jwt,
       token_endpoint_auth_method: 'private_key_jwt',
       token_endpoint_auth_signing_alg: 'ES256',
-      jwks: { keys: [{ ...clientKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig' }] },
+      jwks: { keys: [{ ...createPublicKey(clientKey).export({ format: 'jwk' }), alg: 'ES256', use: 'sig' }] },
     },
   ];
 }
