@@ -99,9 +99,14 @@ export class Introspector {
 
   private resolveEndpoint(): Promise<string> {
     if (this.config.endpoint !== undefined) return Promise.resolve(this.config.endpoint);
-    this.endpoint ??= discoverIntrospectionEndpoint(this.issuer.issuer, this.deps.fetchLimits ?? DEFAULT_FETCH_LIMITS);
-    // A failed discovery is asked again next time: the IdP may be back.
-    this.endpoint.catch(() => (this.endpoint = undefined));
+    if (this.endpoint === undefined) {
+      const discovered = discoverIntrospectionEndpoint(this.issuer.issuer, this.deps.fetchLimits ?? DEFAULT_FETCH_LIMITS);
+      // A failed discovery is asked again next time: the IdP may be back.
+      discovered.catch(() => {
+        if (this.endpoint === discovered) this.endpoint = undefined;
+      });
+      this.endpoint = discovered;
+    }
     return this.endpoint;
   }
 
