@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, decodeProtectedHeader, type JWK, type ProtectedHeaderParameters } from 'jose';
 import { isCanonicalBase64url, MAX_TOKEN_LENGTH, scanJsonMembers } from '../auth/jws.js';
+import { TokenCache, type KeyVersion } from '../auth/token-cache.js';
 import { isPlainObject } from '../policy/claim-path.js';
 import type { DpopError } from './challenge.js';
 import { htuMatches } from './htu.js';
@@ -45,6 +46,20 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 /** A jti is remembered per proof key; longer ones would only be a way to fill the store. */
 const MAX_JTI_LENGTH = 256;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/**
+ * Checked proof headers, by their encoded text. A client signs all its proofs with one header (typ, alg, its
+ * public key), so the JWK import and thumbprint (hundreds of µs) are done once per client key, not per request.
+ * The entry follows from the header bytes alone, so it never goes stale. Bounded in entries and header length.
+ */
+const HEADER_CACHE_ENTRIES = 4096;
+const MAX_CACHED_HEADER_LENGTH = 1024;
+const NEVER_STALE: KeyVersion = Object.freeze({ generation: 0, usableUntilMs: Infinity });
+
+interface ProofKey {
+  readonly key: KeyObject;
+  /** RFC 7638 thumbprint of the key: what a bound token's `cnf.jkt` must be. */
+  readonly jkt: string;
+}
 
 type Refusal = Extract<DpopCheck, { ok: false }>;
 const refuse = (reason: string, error: Refusal['error'] = 'invalid_dpop_proof'): Refusal => ({ ok: false, error, reason });
@@ -65,7 +80,7 @@ function protectedHeader(proof: string): ProtectedHeaderParameters | undefined {
 }
 
 /** The proof key from the header: a public JWK of an accepted algorithm, as a KeyObject; or why not. */
-function proofKey(header: ProtectedHeaderParameters, algorithms: readonly string[]): KeyObject | string {
+function importProofKey(header: ProtectedHeaderParameters, algorithms: readonly string[]): KeyObject | string {
   if (header.typ?.toLowerCase() !== 'dpop+jwt') return 'typ is not dpop+jwt';
   if (header.alg === undefined || !algorithms.includes(header.alg)) return `alg ${String(header.alg)} is not accepted`;
   const jwk: unknown = header.jwk;
@@ -83,7 +98,11 @@ export class DpopVerifier {
   /** How long a jti must be remembered: as long as a proof carrying it could pass the iat check. */
   private readonly replayTtlMs: number;
 
+  private readonly algorithms: string[];
+  private readonly headers = new TokenCache<ProofKey>(HEADER_CACHE_ENTRIES);
+
   constructor(private readonly options: DpopOptions) {
+    this.algorithms = [...options.algorithms];
     this.nowMs = options.nowMs ?? Date.now;
     this.replayTtlMs = options.maxAgeMs + 2 * options.clockSkewMs;
   }
@@ -91,20 +110,31 @@ export class DpopVerifier {
   async verify(request: DpopRequest): Promise<DpopCheck> {
     if (request.jkt === undefined) return refuse('the token is not bound to a DPoP key', 'invalid_token');
     if (!isCanonicalCompact(request.proof)) return refuse('the proof is not a compact JWS');
-    const header = protectedHeader(request.proof);
-    if (header === undefined) return refuse('the header is not a JSON object');
-    const key = proofKey(header, this.options.algorithms);
-    if (typeof key === 'string') return refuse(key);
+    const proofKey = await this.proofKeyOf(request.proof);
+    if (typeof proofKey === 'string') return refuse(proofKey);
+    if (proofKey.jkt !== request.jkt) return refuse('the proof key is not the key the token is bound to');
     let payloadText: string;
     try {
-      payloadText = utf8.decode((await compactVerify(request.proof, key, { algorithms: [...this.options.algorithms] })).payload);
+      payloadText = utf8.decode((await compactVerify(request.proof, proofKey.key, { algorithms: this.algorithms })).payload);
     } catch {
       return refuse('bad signature');
     }
-    const claims = this.checkClaims(payloadText, request);
-    if (typeof claims !== 'string') return claims;
-    if ((await calculateJwkThumbprint(header.jwk as JWK, 'sha256')) !== request.jkt) return refuse('the proof key is not the key the token is bound to');
-    return this.claimJti(`${request.jkt}:${claims}`);
+    const jti = this.checkClaims(payloadText, request);
+    if (typeof jti !== 'string') return jti;
+    return this.claimJti(`${request.jkt}:${jti}`);
+  }
+
+  private async proofKeyOf(proof: string): Promise<ProofKey | string> {
+    const headerText = proof.slice(0, proof.indexOf('.'));
+    const cached = this.headers.get(headerText, 0);
+    if (cached !== undefined) return cached;
+    const header = protectedHeader(proof);
+    if (header === undefined) return 'the header is not a JSON object';
+    const key = importProofKey(header, this.algorithms);
+    if (typeof key === 'string') return key;
+    const checked: ProofKey = Object.freeze({ key, jkt: await calculateJwkThumbprint(header.jwk as JWK, 'sha256') });
+    if (headerText.length <= MAX_CACHED_HEADER_LENGTH) this.headers.set(headerText, checked, Infinity, NEVER_STALE, 1);
+    return checked;
   }
 
   /** The payload's claims against the request; the jti on success. */

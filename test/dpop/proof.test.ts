@@ -121,6 +121,15 @@ describe('DPoP proof (RFC 9449 §4.3)', () => {
     expect(await check(verifier(), proof(), { jkt: undefined })).toEqual(refused('invalid_token', 'not bound'));
   });
 
+  it('a header seen before (its key import cached) still gets every later proof checked', async () => {
+    const v = verifier();
+    expect(await check(v, proof())).toEqual({ ok: true });
+    const forger = { ...key, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
+    expect(await check(v, proof({}, {}, forger))).toEqual(refused('invalid_dpop_proof', 'signature'));
+    expect(await check(v, proof(), { jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' })).toEqual(refused('invalid_dpop_proof', 'bound to'));
+    expect(await check(v, proof({ htm: 'POST' }))).toEqual(refused('invalid_dpop_proof', 'htm'));
+  });
+
   it('a refused proof does not use up its jti', async () => {
     const v = verifier();
     const jti = randomUUID();
