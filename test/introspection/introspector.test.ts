@@ -204,12 +204,13 @@ describe('introspection cache', () => {
   });
 });
 
-describe('refresh tokens', () => {
+describe('answers of other shapes (a loopback endpoint)', () => {
   let server: Server;
   let answer: Record<string, unknown> = {};
+  let status = 200;
   let endpoint = '';
   beforeAll(async () => {
-    server = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify(answer)));
+    server = createServer((_req, res) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer)));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/introspect`;
   });
@@ -230,6 +231,20 @@ describe('refresh tokens', () => {
     answer = { active: true, iss: op.issuer, aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) + 600, sub: 'alice', token_type: 'Bearer' };
     const { introspector } = await harness(configFor({ endpoint }));
     expect((await introspector.introspect('an-access-token')).ok).toBe(true);
+  });
+
+  it('a 5xx answer: the cached token keeps working, an uncached one is unavailable', async () => {
+    answer = { active: true, iss: op.issuer, aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) + 600, sub: 'alice' };
+    status = 200;
+    const { introspector } = await harness(configFor({ endpoint }));
+    expect((await introspector.introspect('cached-token')).ok).toBe(true);
+    status = 503;
+    try {
+      expect((await introspector.introspect('cached-token')).ok).toBe(true);
+      expect(await introspector.introspect('uncached-token')).toEqual({ ok: false, reason: 'unavailable' });
+    } finally {
+      status = 200;
+    }
   });
 
   it('treats an answer without a boolean active as the endpoint failing, not the token', async () => {
