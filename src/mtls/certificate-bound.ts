@@ -41,12 +41,14 @@ const seen = new WeakMap<TLSSocket, ClientCertificate | null>();
 
 /**
  * The client certificate of a TLS connection, read once per connection: `getPeerCertificate` allocates a fresh
- * object tree on every call, and every request on a kept-alive connection has the same certificate.
+ * object tree on every call, and every request on a kept-alive connection has the same certificate. Only a
+ * certificate that chains to `client_ca_file` counts: with `client_auth: optional` the handshake also admits
+ * certificates nobody vouches for, whose subject anyone could have written.
  */
 export function connectionCertificate(socket: TLSSocket): ClientCertificate | undefined {
   let certificate = seen.get(socket);
   if (certificate === undefined) {
-    const raw = socket.getPeerCertificate().raw as Buffer | undefined;
+    const raw = socket.authorized ? (socket.getPeerCertificate().raw as Buffer | undefined) : undefined;
     certificate = raw === undefined ? null : clientCertificate(raw);
     seen.set(socket, certificate);
   }

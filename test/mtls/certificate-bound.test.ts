@@ -13,6 +13,8 @@ import { makeCertificateAuthority, type IssuedCertificate } from '../helpers/cli
 let server: Server;
 let alice: IssuedCertificate;
 let mallory: IssuedCertificate;
+/** Signed by a CA the server does not trust. */
+let stranger: IssuedCertificate;
 /** What the server read from each connection, in order. */
 const serverSide: Array<ClientCertificate | undefined> = [];
 
@@ -21,10 +23,10 @@ beforeAll(async () => {
   const serverCert = await ca.issue('/CN=localhost', 'server');
   alice = await ca.issue('/O=Acme/CN=alice', 'alice');
   mallory = await ca.issue('/O=Acme/CN=mallory', 'mallory');
+  stranger = await (await makeCertificateAuthority()).issue('/O=Acme/CN=alice', 'stranger');
   // client_auth: optional: a certificate is asked for, signed by the CA if there is one, and not required.
   server = createServer({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (socket) => {
-    const authorized = socket.authorized || socket.getPeerCertificate().raw === undefined;
-    serverSide.push(authorized ? connectionCertificate(socket) : undefined);
+    serverSide.push(connectionCertificate(socket));
     socket.end('ok');
   });
   server.listen(0, '127.0.0.1');
@@ -64,6 +66,12 @@ describe('certificate-bound tokens over a real TLS connection', () => {
       ok: false,
       reason: 'the token is bound to a client certificate and the connection has none',
     });
+  });
+
+  it('does not count a certificate that does not chain to the client CA (optional client_auth admits it)', async () => {
+    const certificate = await connectAs(stranger);
+    expect(certificate).toBeUndefined();
+    expect(checkCertificateBinding({ 'x5t#S256': stranger.x5tS256 }, certificate)).toMatchObject({ ok: false });
   });
 
   it('refuses a cnf whose x5t#S256 is not a string', async () => {
