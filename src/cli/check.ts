@@ -1,4 +1,4 @@
-import { DEFAULT_FETCH_LIMITS } from '../http/fetch-json.js';
+import { DEFAULT_FETCH_LIMITS } from '../http/json-request.js';
 import { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadResult } from '../config/load.js';
 import { formatHostPort } from '../lib/listen.js';

@@ -4,7 +4,7 @@ import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
-import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/fetch-json.js';
+import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/json-request.js';
 import { parseCompactJws, type JoseHeader, type JwsFailure } from './jws.js';
 import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
 import { estimateEntryBytes, TokenCache, tokenDigest } from './token-cache.js';

@@ -6,7 +6,8 @@ import { parseKeyServerUrl } from '../../../config/values.js';
 import { isPlainObject } from '../../../lib/json.js';
 import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
-import { FetchError, fetchJson, type FetchLimits } from '../../../http/fetch-json.js';
+import { fetchJson } from '../../../http/fetch-json.js';
+import { FetchError, type FetchLimits } from '../../../http/json-request.js';
 import type { IssuerStatus } from '../../../chain/kinds.js';
 
 /**
