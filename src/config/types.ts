@@ -1,3 +1,4 @@
+import type { IntrospectionConfig } from './introspection.js';
 import type { RouteMatch } from '../routing/match.js';
 
 /**
@@ -139,7 +140,10 @@ export interface IssuerConfig {
   readonly name: string;
   /** Expected `iss`, compared exactly. */
   readonly issuer: string;
-  readonly keys: IssuerKeySource;
+  /** Undefined: the issuer has `introspection` alone, and every token of it is introspected. */
+  readonly keys: IssuerKeySource | undefined;
+  /** Opaque tokens (and with `jwt: true` this issuer's JWTs) are checked at the identity provider. */
+  readonly introspection: IntrospectionConfig | undefined;
   readonly audiences: readonly string[];
   readonly algorithms: readonly string[];
   readonly clockSkewMs: number;

@@ -3,6 +3,7 @@
  * in the gateway exactly when it has a line here (no self-registration by import side effects).
  */
 import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType } from '../chain/kinds.js';
+import { introspection } from '../mechanisms/authenticators/introspection.js';
 import { jwt } from '../mechanisms/authenticators/jwt/authenticator.js';
 import { cookie } from '../mechanisms/credentials/cookie.js';
 import { header } from '../mechanisms/credentials/header.js';
@@ -30,7 +31,8 @@ export interface Registry {
 
 export const registry = {
   credentials: { header, cookie, query },
-  authenticators: { jwt },
+  // Introspection first: it claims only what is not a JWS (and the JWTs of an issuer that introspects them too).
+  authenticators: { introspection, jwt },
   authorizers: { require: requireRules },
   limiters: { rate_limit: rateLimits },
   finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders },

@@ -103,7 +103,7 @@ describe('invalid configs', () => {
       case: 'key sources: none, two, plain http off loopback',
       yaml: `version: 1\nissuers:\n  a:\n    issuer: https://a.example.com/\n    audiences: [api]\n  b:\n    issuer: https://b.example.com/\n    discovery: true\n    jwks_uri: https://b.example.com/jwks\n    audiences: [api]\n  c:\n    issuer: http://c.example.com/\n    discovery: true\n    audiences: [api]\n${UPSTREAM}${ROUTE}`,
       expected: [
-        'gw.yaml:3:3: issuers.a: needs a key source: one of discovery: true, jwks_uri, jwks_file or secret',
+        'gw.yaml:3:3: issuers.a: needs a key source: one of discovery: true, jwks_uri, jwks_file, secret or introspection',
         'gw.yaml:9:15: issuers.b.jwks_uri: only one key source is allowed, "discovery" is already set',
         'gw.yaml:12:13: issuers.c.issuer: must be an https URL (plain http only to 127.0.0.1, [::1] or localhost)',
       ],

@@ -1,7 +1,7 @@
 import type { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
-import type { IssuerConfig } from '../../../config/types.js';
+import type { IssuerConfig, IssuerKeySource } from '../../../config/types.js';
 import { parseKeyServerUrl } from '../../../config/values.js';
 import { isPlainObject } from '../../../lib/json.js';
 import type { Logger } from '../../../observability/log.js';
@@ -150,7 +150,14 @@ async function importSecret(secret: string, algorithms: readonly string[]): Prom
 }
 
 /** What must stay equal across a config reload for a loaded key set to be reused as is. */
-export function keySetIdentity(issuer: IssuerConfig): string {
+/** An issuer with keys of its own (not one whose every token is introspected). */
+export type KeyedIssuer = IssuerConfig & { readonly keys: IssuerKeySource };
+
+export function isKeyed(issuer: IssuerConfig): issuer is KeyedIssuer {
+  return issuer.keys !== undefined;
+}
+
+export function keySetIdentity(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys, [...issuer.algorithms].sort(), issuer.jwksCache]);
 }
 
@@ -176,7 +183,7 @@ export class IssuerKeySet {
   private owners = 1;
 
   constructor(
-    private readonly issuer: IssuerConfig,
+    private readonly issuer: KeyedIssuer,
     private readonly deps: KeySetDeps,
   ) {
     this.identity = keySetIdentity(issuer);
