@@ -1,7 +1,12 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { parseConfig, formatProblem } from '../../src/config/load.js';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { CLIENTS, startOidcProvider, type OidcProvider } from '../helpers/oidc-provider.js';
@@ -204,6 +209,31 @@ describe('the provider down', () => {
       await op.start();
     }
     expect((await rawRequest(gw.port, { target: '/orders', headers: [bearer(uncached)] })).status).toBe(200);
+  });
+});
+
+describe('authgate explain', () => {
+  async function explain(token: string, target: string): Promise<{ code: number | undefined; out: string }> {
+    const file = join(await mkdtemp(join(tmpdir(), 'authgate-explain-')), 'gateway.yaml');
+    await writeFile(file, gatewayYaml().replace('\${INTROSPECTION_SECRET}', op.secret));
+    const stdout = new PassThrough();
+    let out = '';
+    stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await main(['explain', '-c', file, '--token', token, 'GET', target], { stdout, stderr: new PassThrough() });
+    return { code, out };
+  }
+
+  it('shows what the introspection endpoint said about a token', async () => {
+    const active = await explain(await op.issueAccessToken(AUDIENCE), '/orders');
+    expect(active.code).toBe(0);
+    expect(active.out).toContain('pass  authenticate issuer op');
+    expect(active.out).toContain(`x-client-id: ${CLIENTS.issuer}`);
+    const token = 'scripted-refresh-token-for-explain';
+    scripted.answers.set(token, { active: true, iss: SCRIPTED_ISSUER, aud: AUDIENCE, token_type: 'refresh_token' });
+    const refused = await explain(token, '/scripted/x');
+    expect(refused.code).toBe(3);
+    expect(refused.out).toContain('FAIL  authenticate introspection_type (header Authorization): the introspection endpoint of issuer scripted answered active, for a refresh token');
+    expect(refused.out).not.toContain(token);
   });
 });
 

@@ -17,6 +17,17 @@ const DESCRIPTIONS: Readonly<Record<Exclude<IntrospectionFailure, 'unavailable'>
   claims: InvalidTokenDescription.claims,
 };
 
+/** What the endpoint's answer said, for the access log and `authgate explain`. */
+const DETAILS: Readonly<Record<IntrospectionFailure, string>> = {
+  inactive: 'answered active: false',
+  expired: 'answered active, but its exp has passed',
+  issuer: 'answered active, with an iss naming another issuer',
+  audience: 'answered active, with an aud matching none of the audiences',
+  type: 'answered active, for a refresh token',
+  claims: 'answered active, with claims that do not meet require_claims',
+  unavailable: 'gave no usable answer, and nothing is cached for this token',
+};
+
 /**
  * A compact JWS has exactly two dots; opaque tokens (random strings, Hydra's `ory_at_…`) have at most one. Only the
  * shape is looked at: whether it is a valid JWS is the JWT authenticator's question.
@@ -102,7 +113,7 @@ function settler(issuer: string, errors: ErrorRenderer): (result: Introspection)
       const error = result.reason === 'unavailable'
         ? errors.unavailable('The token introspection endpoint is unavailable')
         : errors.invalidCredentials(DESCRIPTIONS[result.reason]);
-      const detail = `the introspection endpoint of issuer ${issuer}: ${result.reason}`;
+      const detail = `the introspection endpoint of issuer ${issuer} ${DETAILS[result.reason]}`;
       const refusal: Refusal = Object.freeze({ ok: false, stage: 'authenticate', error, reason: `introspection_${result.reason}`, detail });
       known = Object.freeze({ ok: false, refusal });
       refusals.set(result.reason, known);
