@@ -17,7 +17,8 @@ import { dpopHtu } from '../src/mechanisms/dpop/htu.js';
 import { DpopVerifier } from '../src/mechanisms/dpop/proof.js';
 import { MemoryReplayStore } from '../src/mechanisms/dpop/replay.js';
 import { Introspector } from '../src/mechanisms/authenticators/introspection/introspector.js';
-import { checkCertificateBinding, clientCertificate } from '../src/mechanisms/mtls/certificate-bound.js';
+import { clientCertificate } from '../src/http/client-certificate.js';
+import { checkCertificateBinding } from '../src/mechanisms/mtls/certificate-bound.js';
 import { createLogger } from '../src/observability/log.js';
 import { Metrics } from '../src/observability/metrics.js';
 
@@ -63,7 +64,7 @@ async function benchIntrospectionHit(): Promise<void> {
     name: 'idp', issuer: 'https://idp.example', keys: { kind: 'discovery' }, audiences: ['api'], algorithms: ['RS256'], clockSkewMs: 0,
     maxTokenAgeMs: undefined, tokenTypes: undefined, requireClaims: undefined,
     claims: { subject: 'sub', email: 'email', roles: 'roles', permissions: 'permissions', scopes: 'scope', clientId: 'client_id' },
-    jwksCache: { maxAgeMs: 1, minRefetchIntervalMs: 1, staleIfErrorMs: 1 },
+    jwksCache: { maxAgeMs: 1, minRefetchIntervalMs: 1, staleIfErrorMs: 1 }, introspection: undefined, certificateBound: false,
   } as const;
   const introspector = await Introspector.create(issuer, {
     endpoint: `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/`, clientId: 'gw', jwt: false,

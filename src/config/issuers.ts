@@ -2,6 +2,7 @@ import { HOUR, MINUTE, SECOND } from './duration.js';
 import { keySlot, type Named, type Reader, type Section, type Slot } from './reader.js';
 import { existingFile } from './files.js';
 import { readIntrospection } from './introspection.js';
+import { readCertificateBound } from './mtls.js';
 import { didYouMean } from './suggest.js';
 import type { ClaimValue, IssuerClaimPaths, IssuerConfig, IssuerKeySource, JwksCacheConfig } from './types.js';
 import { parseKeyServerUrl } from './values.js';
@@ -38,7 +39,7 @@ export function readIssuers(r: Reader, slot: Slot, baseDir: string): Named<Issue
 function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuerNames: Map<string, string>): IssuerConfig | undefined {
   const s = r.section(slot, [
     'issuer', 'discovery', 'jwks_uri', 'jwks_file', 'secret', 'audiences', 'algorithms', 'clock_skew',
-    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache', 'introspection',
+    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache', 'introspection', 'certificate_bound',
   ]);
   const introspection = readIntrospection(r, s.slot('introspection'), { baseDir, discovery: r.boolean(s.slot('discovery')) === true });
   const keys = readKeySource(r, s, slot, baseDir, s.has('introspection'));
@@ -68,6 +69,7 @@ function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuer
     claims: readClaimPaths(r, s.slot('claims')),
     jwksCache: readJwksCache(r, s.slot('jwks_cache')),
     introspection,
+    certificateBound: readCertificateBound(r, s.slot('certificate_bound')),
   };
   if (issuer === undefined || keys === null || audiences === undefined || algorithms === undefined) return undefined;
   if (s.has('introspection') && introspection === undefined) return undefined;

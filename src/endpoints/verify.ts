@@ -50,7 +50,7 @@ function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): V
   if (!verdict.ok) return verdict;
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
   // The original's chain has refused already an identity that these headers cannot carry.
-  if (original.identity) deps.identityHeaders.write(original.identity, headers);
+  if (original.identity) deps.identityHeaders.write(original.identity, headers, original);
   if (deps.family === 'envoy') {
     const toRemove = headersEnvoyMustRemove(original, deps, headers);
     if (toRemove.length > 0) headers['x-envoy-auth-headers-to-remove'] = toRemove.join(',');

@@ -235,7 +235,7 @@ rate_limits:
   burst: { key: header.Bad Name, limit: 0, window: 0s, max_keys: 0 }
 `,
       expected: [
-        'gw.yaml:13:16: identity.headers.X-User-Id: "subjekt" is not one of "subject", "email", "roles", "permissions", "scopes", "issuer", "issuer_name", "client_id", "claims.<path>", did you mean "subject"?',
+        'gw.yaml:13:16: identity.headers.X-User-Id: "subjekt" is not one of "subject", "email", "roles", "permissions", "scopes", "issuer", "issuer_name", "client_id", "client_cert_subject", "client_cert_fingerprint", "claims.<path>", did you mean "subject"?',
         'gw.yaml:14:5: identity.headers.Authorization: "Authorization" cannot be an identity header',
         'gw.yaml:15:5: identity.headers.x-user-id: header "x-user-id" is listed twice (names are case-insensitive)',
         'gw.yaml:17:17: rate_limits.burst.key: "Bad Name" is not a valid header name',

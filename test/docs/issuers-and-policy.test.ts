@@ -100,7 +100,7 @@ describe('docs/issuers-and-policy.md', () => {
     if (!issuer) throw new Error('no issuer auth0');
     const payload = { iss: issuer.issuer, sub: 'auth0|1', 'https://example.com/roles': ['admin', 'billing'], azp: 'spa', ...fresh };
     const headers: OutgoingHttpHeaders = {};
-    compileIdentityHeaders(config.identity).write(buildIdentity(issuer, payload), headers);
+    compileIdentityHeaders(config.identity).write(buildIdentity(issuer, payload), headers, { peerCertificate: () => undefined });
     expect(headers).toMatchObject({ 'x-user-id': 'auth0|1', 'x-user-roles': 'admin,billing', 'x-auth-issuer': 'https://example.eu.auth0.com/' });
   });
 });

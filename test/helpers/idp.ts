@@ -248,6 +248,7 @@ export function issuerConfigFor(idp: Pick<Idp, 'issuer' | 'audience' | 'jwksUri'
     issuer: idp.issuer,
     keys: { kind: 'jwks_uri', url: idp.jwksUri },
     introspection: undefined,
+    certificateBound: false,
     audiences: [idp.audience],
     algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
     clockSkewMs: 30_000,

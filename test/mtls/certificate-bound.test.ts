@@ -2,12 +2,10 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  certificateIdentityFields,
-  checkCertificateBinding,
-  connectionCertificate,
-  type ClientCertificate,
-} from '../../src/mechanisms/mtls/certificate-bound.js';
+import { connectionCertificate, type ClientCertificate } from '../../src/http/client-certificate.js';
+import { compileField } from '../../src/identity/fields.js';
+import { identity } from '../helpers/identity.js';
+import { checkCertificateBinding } from '../../src/mechanisms/mtls/certificate-bound.js';
 import { makeCertificateAuthority, type IssuedCertificate } from '../helpers/client-certs.js';
 
 let server: Server;
@@ -51,7 +49,9 @@ describe('certificate-bound tokens over a real TLS connection', () => {
     const certificate = await connectAs(alice);
     expect(certificate?.fingerprint).toBe(alice.x5tS256);
     expect(checkCertificateBinding({ 'x5t#S256': alice.x5tS256 }, certificate)).toEqual({ ok: true });
-    expect(certificateIdentityFields(certificate!)).toEqual({ client_cert_subject: 'O=Acme, CN=alice', client_cert_fingerprint: alice.x5tS256 });
+    const request = { peerCertificate: () => certificate };
+    const field = (kind: 'client_cert_subject' | 'client_cert_fingerprint') => compileField({ kind })(identity(), request);
+    expect({ subject: field('client_cert_subject'), fingerprint: field('client_cert_fingerprint') }).toEqual({ subject: 'O=Acme, CN=alice', fingerprint: alice.x5tS256 });
   });
 
   it('refuses a token bound to another certificate', async () => {
