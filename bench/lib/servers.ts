@@ -15,6 +15,8 @@ export interface GatewaySetup {
   readonly workers: number;
   /** How the /limited route's limit counts with Redis; default leased. */
   readonly rateLimitMode?: 'leased' | 'exact';
+  /** The bench introspection endpoint: adds the `opaque` issuer and the /opaque route. */
+  readonly introspectionUrl?: string;
 }
 
 export interface RunningAuthgate {
@@ -46,7 +48,7 @@ issuers:
     secret: ${HS_SECRET}
     audiences: [${AUDIENCE}]
     algorithms: [HS256]
-upstreams:
+${opaqueIssuer(setup)}upstreams:
   app: { url: "http://127.0.0.1:${setup.upstreamPort}", timeout: 30s }
 identity:
   headers: { X-User-Id: subject, X-User-Email: email, X-User-Roles: roles, X-Auth-Issuer: issuer }
@@ -58,6 +60,17 @@ routes:
   - { name: limited, match: { path: /limited/** }, upstream: app, issuers: [bench], require: { roles: [reader] }, rate_limit: [per-subject] }
   - { name: hs, match: { path: /hs/** }, upstream: app, issuers: [bench-hs] }
   - { name: api, match: { path: /api/** }, upstream: app, issuers: [bench], require: { roles: [reader] } }
+${setup.introspectionUrl ? '  - { name: opaque, match: { path: /opaque/** }, upstream: app, issuers: [opaque] }\n' : ''}`;
+}
+
+export const OPAQUE_ISSUER = 'https://opaque.bench.example';
+
+function opaqueIssuer(setup: GatewaySetup): string {
+  if (setup.introspectionUrl === undefined) return '';
+  return `  opaque:
+    issuer: ${OPAQUE_ISSUER}
+    introspection: { endpoint: ${setup.introspectionUrl}, client_id: bench, client_secret: bench-secret }
+    audiences: [${AUDIENCE}]
 `;
 }
 
@@ -91,6 +104,13 @@ export async function startAuthgate(setup: GatewaySetup, cpu: number | undefined
     return (await fetch(`${adminUrl}/readyz`)).ok;
   });
   return { url: `http://127.0.0.1:${port}`, adminUrl, process: gateway };
+}
+
+/** Requests the gateway sent to introspection endpoints so far, from its own metrics. */
+export async function introspectionCalls(adminUrl: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  return text.split('\n').filter((line) => line.startsWith('authgate_introspection_total{'))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
 /** Token-cache hits and misses so far, from the gateway's own metrics: shows whether a scenario hit the cache. */
