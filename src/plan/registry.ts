@@ -15,6 +15,7 @@ import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
 import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
 import { certificateBound } from '../mechanisms/mtls/certificate-bound.js';
+import { dpopBoundAsBearer } from '../mechanisms/dpop/bearer-bound.js';
 
 export interface Registry {
   /** One per kind of `tokens:` entry; the search refuses a request that carries more than one credential. */
@@ -36,7 +37,7 @@ export const registry = {
   credentials: { header, cookie, query },
   // Introspection first: it claims only what is not a JWS (and the JWTs of an issuer that introspects them too).
   authenticators: { introspection, jwt },
-  constraints: { certificate_bound: certificateBound },
+  constraints: { dpop_bearer: dpopBoundAsBearer, certificate_bound: certificateBound },
   authorizers: { require: requireRules },
   limiters: { rate_limit: rateLimits },
   finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders },
