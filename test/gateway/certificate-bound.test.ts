@@ -7,21 +7,14 @@ import { makeCertificateAuthority, type IssuedCertificate } from '../helpers/cli
 import { startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
 import { startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { expectRefused, type Refusal } from './auth-fixture.js';
+import { expectRefused, unboundToken } from './auth-fixture.js';
 
 /**
  * Certificate-bound tokens (RFC 8705) through a gateway listening on real TLS, with client certificates made by
  * openssl: the token's `cnf["x5t#S256"]` must be the certificate the client presented on this connection.
  */
 
-const UNBOUND = 'The access token is bound to another client';
-const certificateBinding: Refusal = {
-  status: 401,
-  error: 'invalid_token',
-  description: UNBOUND,
-  wwwAuthenticate: `Bearer realm="authgate", error="invalid_token", error_description="${UNBOUND}"`,
-  reason: 'certificate_binding',
-};
+const certificateBinding = unboundToken('certificate_binding');
 
 let idp: Idp;
 let upstream: RecordingUpstream;

@@ -2,18 +2,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { bearer, refuses, type Refusal } from './auth-fixture.js';
+import { bearer, refuses, unboundToken } from './auth-fixture.js';
 
 /** A token bound to a DPoP key (`cnf.jkt`) presented as a plain Bearer token: a stolen token used without its key. */
 
-const UNBOUND = 'The access token is bound to another client';
-const boundAsBearer: Refusal = {
-  status: 401,
-  error: 'invalid_token',
-  description: UNBOUND,
-  wwwAuthenticate: `Bearer realm="authgate", error="invalid_token", error_description="${UNBOUND}"`,
-  reason: 'dpop_bound_token_as_bearer',
-};
+const boundAsBearer = unboundToken('dpop_bound_token_as_bearer');
 
 let idp: Idp;
 let upstream: RecordingUpstream;
