@@ -1,5 +1,6 @@
 import type { Authentication, Authenticator, Compiled, CompileContext, ErrorRenderer, MechanismType } from '../../chain/kinds.js';
 import type { Refusal } from '../../chain/verdict.js';
+import type { IntrospectionConfig } from '../../config/introspection.js';
 import type { IssuerConfig, RouteConfig } from '../../config/types.js';
 import { InvalidTokenDescription } from '../../http/responses.js';
 import { Introspector, type Introspection } from './introspection/introspector.js';
@@ -32,7 +33,7 @@ const DETAILS: Readonly<Record<IntrospectionFailure, string>> = {
  * A compact JWS has exactly two dots; opaque tokens (random strings, Hydra's `ory_at_…`) have at most one. Only the
  * shape is looked at: whether it is a valid JWS is the JWT authenticator's question.
  */
-export function isCompactJwsShaped(token: string): boolean {
+function isCompactJwsShaped(token: string): boolean {
   const first = token.indexOf('.');
   if (first < 0) return false;
   const second = token.indexOf('.', first + 1);
@@ -42,6 +43,7 @@ export function isCompactJwsShaped(token: string): boolean {
 /** One introspecting issuer as a route sees it. */
 interface Introspecting {
   readonly issuer: IssuerConfig;
+  readonly config: IntrospectionConfig;
   /** Its JWTs go to the endpoint too: `jwt: true`, or it has no keys of its own. */
   readonly takesJwts: boolean;
   /** Filled by `start()`: a `private_key_jwt` client reads its key file first. */
@@ -58,23 +60,23 @@ export class IntrospectionMechanism implements Compiled<Authenticator> {
   private readonly byName = new Map<string, Introspecting>();
 
   constructor(
-    issuers: readonly IssuerConfig[],
+    issuers: readonly (readonly [IssuerConfig, IntrospectionConfig])[],
     private readonly ctx: CompileContext,
     previous: IntrospectionMechanism | undefined,
   ) {
-    for (const issuer of issuers) {
+    for (const [issuer, config] of issuers) {
       const kept = previous?.byName.get(issuer.name);
       // An unchanged issuer keeps its introspector, and so its cache, across a reload.
       const reused = kept !== undefined && sameIntrospection(kept.issuer, issuer) ? kept : undefined;
-      const takesJwts = issuer.keys === undefined || issuer.introspection?.jwt === true;
-      this.byName.set(issuer.name, reused ?? { issuer, takesJwts, introspector: undefined });
+      const takesJwts = issuer.keys === undefined || config.jwt;
+      this.byName.set(issuer.name, reused ?? { issuer, config, takesJwts, introspector: undefined });
     }
   }
 
   async start(): Promise<void> {
     const { logger, metrics } = this.ctx;
     await Promise.all([...this.byName.values()].map(async (entry) => {
-      entry.introspector ??= await Introspector.create(entry.issuer, entry.issuer.introspection!, { logger, metrics, nowMs: Date.now });
+      entry.introspector ??= await Introspector.create(entry.issuer, entry.config, { logger, metrics, nowMs: Date.now });
     }));
   }
 
@@ -134,7 +136,7 @@ function sameIntrospection(a: IssuerConfig, b: IssuerConfig): boolean {
 /** The registry's `introspection`: present when an issuer has `introspection`. */
 export const introspection: MechanismType<Authenticator> = {
   create(ctx, previous) {
-    const issuers = [...ctx.config.issuers.values()].filter((issuer) => issuer.introspection !== undefined);
+    const issuers = [...ctx.config.issuers.values()].flatMap((issuer) => (issuer.introspection === undefined ? [] : [[issuer, issuer.introspection] as const]));
     if (issuers.length === 0) return undefined;
     return new IntrospectionMechanism(issuers, ctx, previous instanceof IntrospectionMechanism ? previous : undefined);
   },
