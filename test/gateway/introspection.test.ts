@@ -11,7 +11,7 @@ import { parseConfig, formatProblem } from '../../src/config/load.js';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { CLIENTS, startOidcProvider, type OidcProvider } from '../helpers/oidc-provider.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
-import { bearer, expectRefused, insufficientScope, invalidToken, refuses, type Refusal } from './auth-fixture.js';
+import { bearer, expectRefused, insufficientScope, invalidToken, refuses, unboundToken, type Refusal } from './auth-fixture.js';
 
 /**
  * Opaque tokens through a running gateway: a certified OpenID provider (oidc-provider) introspects them, and a
@@ -170,6 +170,12 @@ describe('answers the certified provider never gives', () => {
     const token = 'scripted-refresh-token-0123456789';
     scripted.answers.set(token, { active: true, iss: SCRIPTED_ISSUER, aud: AUDIENCE, token_use: 'refresh_token' });
     await refuses(gw, upstream, { target: '/scripted/x', headers: [bearer(token)] }, invalidToken('type', 'introspection_type'), [token]);
+  });
+
+  it('refuses an introspected token bound to a DPoP key when it comes as Bearer', async () => {
+    const token = 'scripted-dpop-bound-token-0123456789';
+    scripted.answers.set(token, { active: true, iss: SCRIPTED_ISSUER, aud: AUDIENCE, cnf: { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' } });
+    await refuses(gw, upstream, { target: '/scripted/x', headers: [bearer(token)] }, unboundToken('dpop_bound_token_as_bearer'), [token]);
   });
 
   it("never sends another issuer's JWT to the introspection endpoint", async () => {
