@@ -10,8 +10,8 @@
  *   --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
  *                     (default 0 when taskset exists; --cpu none disables pinning)
  *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,many-tokens,miss,rate-limit,rate-limit-exact,
- *                     workers,memory (assertion: one-token with the signed identity assertion on; cel: one-token on a
- *                     route with a CEL rule)
+ *                     workers,memory,introspection (assertion: one-token with the signed identity assertion on; cel:
+ *                     one-token on a route with a CEL rule; introspection: 2,000 opaque tokens, cache warm)
  *   --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
  *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
  *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
@@ -27,11 +27,11 @@ import { hasHaproxy, startHaproxy } from './lib/haproxy.js';
 import { freshTokens, measure, measured, rotating, runAutocannon, type Load, type LoadOptions, type Measurement } from './lib/load.js';
 import { cpuSecondsByProcess, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
 import { buildReport, type Row } from './lib/report.js';
-import { announcedUrl, freePort, startAuthgate, tokenCacheCounts, type GatewaySetup, type RunningAuthgate } from './lib/servers.js';
+import { announcedUrl, freePort, introspectionCalls, OPAQUE_ISSUER, startAuthgate, tokenCacheCounts, type GatewaySetup, type RunningAuthgate } from './lib/servers.js';
 import { createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory'] as const;
+const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory', 'introspection'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** Distinct tokens that all stay in the token cache. */
 const CACHED_TOKENS = 2000;
@@ -182,6 +182,30 @@ async function memory(bench: Bench): Promise<void> {
   }
 }
 
+/**
+ * 2,000 opaque tokens, each introspected once in the warm-up: the measured run should ask the endpoint (almost)
+ * never. The note gives the endpoint calls per 1,000 measured requests.
+ */
+async function introspection(bench: Bench): Promise<void> {
+  const { options } = bench;
+  const endpoint = spawnPinned(options.loadCpu, process.execPath, ['--import', 'tsx', join(ROOT, 'bench/servers/introspection.ts'), OPAQUE_ISSUER], { announces: true });
+  const introspectionUrl = await started(bench, endpoint);
+  const tokens = Array.from({ length: CACHED_TOKENS }, (_, index) => `opaque-bench-token-${String(index).padStart(6, '0')}-abcdefghijklmnop`);
+  const load: Load = { path: '/opaque/items', setupRequest: rotating(tokens) };
+  log('authgate, introspection (2,000 opaque tokens, cache warm) …');
+  const gateway = await startAuthgate({ ...bench.setup, introspectionUrl }, options.proxyCpu, options.profileDir);
+  try {
+    await runAutocannon(gateway.url, load, options.connections, { amount: tokens.length * 2 });
+    const before = await introspectionCalls(gateway.adminUrl);
+    const measurement = await measure(gateway.url, gateway.process.pid, options.proxyCpu, load, { ...options, warmupS: 0 });
+    const calls = (await introspectionCalls(gateway.adminUrl)) - before;
+    const perThousand = measurement.requests > 0 ? (calls * 1000) / measurement.requests : 0;
+    bench.rows.push({ scenario: 'introspection', target: 'authgate', measurement, note: `introspection: ${calls} endpoint calls in ${measurement.requests} requests (${perThousand.toFixed(2)} per 1,000)` });
+  } finally {
+    await gateway.process.stop();
+  }
+}
+
 async function scenarios(bench: Bench): Promise<void> {
   const wanted = bench.options.scenarios;
   const { loads, setup } = bench;
@@ -210,6 +234,7 @@ async function scenarios(bench: Bench): Promise<void> {
     for (const workers of [1, 2]) await authgate(bench, `workers-${workers}`, loads.oneToken, { ...setup, workers, redisUrl: await bench.sharedStore() });
   }
   if (wanted.has('memory')) await memory(bench);
+  if (wanted.has('introspection')) await introspection(bench);
 }
 
 /** A P-256 key for the assertion scenario (ES256, the usual choice). */

@@ -104,7 +104,7 @@ routes: [{ name: api, match: { path: /** }, upstream: api }]
     const issuer = (await loadConfig(file)).config?.issuers.get('bench');
     if (!issuer) throw new Error('bench config invalid');
     // The keys are read on start, relative to the config file: resolve it before the directory goes.
-    return issuer.keys.kind === 'jwks_file' ? { ...issuer, keys: { kind: 'jwks_file', path: join(dir, 'jwks.json') } } : issuer;
+    return issuer.keys?.kind === 'jwks_file' ? { ...issuer, keys: { kind: 'jwks_file', path: join(dir, 'jwks.json') } } : issuer;
   } finally {
     setTimeout(() => void rm(dir, { recursive: true, force: true }), 5000).unref();
   }

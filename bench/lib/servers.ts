@@ -17,6 +17,8 @@ export interface GatewaySetup {
   readonly rateLimitMode?: 'leased' | 'exact';
   /** A PEM private key: every forwarded request then carries a signed identity assertion. */
   readonly assertionKeyFile?: string;
+  /** The bench introspection endpoint: adds the `opaque` issuer and the /opaque route. */
+  readonly introspectionUrl?: string;
 }
 
 function assertionYaml(setup: GatewaySetup): string {
@@ -53,7 +55,7 @@ issuers:
     secret: ${HS_SECRET}
     audiences: [${AUDIENCE}]
     algorithms: [HS256]
-upstreams:
+${opaqueIssuer(setup)}upstreams:
   app: { url: "http://127.0.0.1:${setup.upstreamPort}", timeout: 30s }
 identity:
   headers: { X-User-Id: subject, X-User-Email: email, X-User-Roles: roles, X-Auth-Issuer: issuer }
@@ -70,6 +72,17 @@ routes:
     upstream: app
     issuers: [bench]
     require: { expr: '"reader" in identity.roles && params.tenant == "t1"' }
+${setup.introspectionUrl ? '  - { name: opaque, match: { path: /opaque/** }, upstream: app, issuers: [opaque] }\n' : ''}`;
+}
+
+export const OPAQUE_ISSUER = 'https://opaque.bench.example';
+
+function opaqueIssuer(setup: GatewaySetup): string {
+  if (setup.introspectionUrl === undefined) return '';
+  return `  opaque:
+    issuer: ${OPAQUE_ISSUER}
+    introspection: { endpoint: ${setup.introspectionUrl}, client_id: bench, client_secret: bench-secret }
+    audiences: [${AUDIENCE}]
 `;
 }
 
@@ -103,6 +116,13 @@ export async function startAuthgate(setup: GatewaySetup, cpu: number | undefined
     return (await fetch(`${adminUrl}/readyz`)).ok;
   });
   return { url: `http://127.0.0.1:${port}`, adminUrl, process: gateway };
+}
+
+/** Requests the gateway sent to introspection endpoints so far, from its own metrics. */
+export async function introspectionCalls(adminUrl: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  return text.split('\n').filter((line) => line.startsWith('authgate_introspection_total{'))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
 /** Token-cache hits and misses so far, from the gateway's own metrics: shows whether a scenario hit the cache. */

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import { connectionCertificate, type ClientCertificate } from '../http/client-certificate.js';
 import type { Identity } from '../identity/identity.js';
 import type { RateLimitDecision } from '../store/types.js';
 import type { Credential, Plan, RequestContext, RequestFacts, Transport } from './kinds.js';
@@ -51,8 +52,7 @@ export class Context implements RequestContext {
     this.tls = facts.tls;
   }
 
-  peerCertificate(): PeerCertificate | undefined {
-    const certificate = this.tls?.getPeerCertificate();
-    return certificate === undefined || Object.keys(certificate).length === 0 ? undefined : certificate;
+  peerCertificate(): ClientCertificate | undefined {
+    return this.tls === undefined ? undefined : connectionCertificate(this.tls);
   }
 }

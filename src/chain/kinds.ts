@@ -4,8 +4,8 @@
  * into an ordered list of steps, so a request only walks an array.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { PeerCertificate } from 'node:tls';
 import type { GatewayConfig, RouteConfig, TokenSource } from '../config/types.js';
+import type { ClientCertificate } from '../http/client-certificate.js';
 import type { GatewayError } from '../http/responses.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../observability/log.js';
@@ -45,8 +45,8 @@ export interface RequestFacts {
 export interface RequestContext extends RequestFacts {
   /** A WebSocket handshake: unlocks query-string tokens. */
   readonly upgrade: boolean;
-  /** The client's TLS certificate, read on first ask; undefined without one. */
-  peerCertificate(): PeerCertificate | undefined;
+  /** The client's TLS certificate, if it chains to `client_ca_file`; read once per connection, on first ask. */
+  peerCertificate(): ClientCertificate | undefined;
   /** Set by the head: the matched plan, the normalized path and query, the client IP. */
   plan: Plan | undefined;
   path: string;
@@ -95,6 +95,14 @@ export type Authentication =
 export interface Authenticator {
   /** Sees the whole request: method, normalized URI (ctx.path + ctx.query), headers, ctx.peerCertificate(). */
   authenticate(credential: Credential, ctx: RequestContext): Authentication | Promise<Authentication>;
+}
+
+/**
+ * Whether the client that presented the credential may use the identity it stands for: a sender-constrained token
+ * is good only with the certificate or key it is bound to. Runs right after authentication; undefined: it may.
+ */
+export interface SenderConstraint {
+  check(identity: Identity, ctx: RequestContext): Refusal | undefined | Promise<Refusal | undefined>;
 }
 
 export type Authorization =

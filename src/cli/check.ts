@@ -1,5 +1,5 @@
-import { DEFAULT_FETCH_LIMITS } from '../http/fetch-json.js';
-import { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
+import { DEFAULT_FETCH_LIMITS } from '../http/json-request.js';
+import { isKeyed, IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadResult } from '../config/load.js';
 import { formatHostPort } from '../lib/listen.js';
 import { describeRedis } from '../config/redis.js';
@@ -51,7 +51,7 @@ async function checkIssuersOnline(config: GatewayConfig, loaded: LoadResult): Pr
   const findings: Findings = { problems: [], warnings: [] };
   const deps = { logger: createLogger('silent'), metrics: new Metrics(), now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS };
   await Promise.all(
-    [...config.issuers.values()].map(async (issuer) => {
+    [...config.issuers.values()].filter(isKeyed).map(async (issuer) => {
       const site = loaded.issuerSites?.get(issuer.name) ?? { file: config.file, line: 1, col: 1, path: `issuers.${issuer.name}` };
       const keys = new IssuerKeySet(issuer, deps);
       try {

@@ -9,7 +9,7 @@ import { formatProblem, loadConfig } from '../config/load.js';
 import type { GatewayConfig, IssuerConfig, RouteConfig } from '../config/types.js';
 import type { Identity } from '../identity/identity.js';
 import type { VerifyResult } from '../mechanisms/authenticators/jwt/types.js';
-import { registry } from '../plan/registry.js';
+import { registry, type Registry } from '../plan/registry.js';
 import { buildRuntime, closeRuntime, startRuntime } from '../server/runtime.js';
 import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
@@ -114,7 +114,10 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
   const store = createStore({ redis: undefined, prefix: config.store.prefix }, config.rateLimits, { logger, metrics });
   // The JWT mechanism verifies with one that attaches the compared values to every refusal, or is the dry run.
   const verifier = dryRun ?? new JwtAuthenticator(config.issuers, { logger, metrics, explain: true });
-  const explaining = { ...registry, authenticators: { jwt: { create: () => new JwtMechanism(verifier) } } };
+  // A dry run has no token to introspect; a real token is introspected as the gateway would.
+  const jwt = { create: () => new JwtMechanism(verifier) };
+  const authenticators: Registry['authenticators'] = dryRun === undefined ? { introspection: registry.authenticators.introspection, jwt } : { jwt };
+  const explaining = { ...registry, authenticators };
   const runtime = buildRuntime(config, { logger, metrics, store }, undefined, explaining);
   try {
     await startRuntime(runtime);

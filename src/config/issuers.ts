@@ -1,6 +1,8 @@
 import { HOUR, MINUTE, SECOND } from './duration.js';
 import { keySlot, type Named, type Reader, type Section, type Slot } from './reader.js';
 import { existingFile } from './files.js';
+import { readIntrospection } from './introspection.js';
+import { readCertificateBound } from './mtls.js';
 import { didYouMean } from './suggest.js';
 import type { ClaimValue, IssuerClaimPaths, IssuerConfig, IssuerKeySource, JwksCacheConfig } from './types.js';
 import { parseKeyServerUrl } from './values.js';
@@ -8,7 +10,7 @@ import { parseKeyServerUrl } from './values.js';
 /** RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
 const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
 const HMAC_ALGORITHMS = Object.keys(HMAC_MIN_BYTES);
-const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const ALGORITHMS = [...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS];
 const HTTP_URL = /^https?:\/\//i;
 const KEY_SOURCES = ['discovery', 'jwks_uri', 'jwks_file', 'secret'] as const;
@@ -37,9 +39,10 @@ export function readIssuers(r: Reader, slot: Slot, baseDir: string): Named<Issue
 function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuerNames: Map<string, string>): IssuerConfig | undefined {
   const s = r.section(slot, [
     'issuer', 'discovery', 'jwks_uri', 'jwks_file', 'secret', 'audiences', 'algorithms', 'clock_skew',
-    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache',
+    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache', 'introspection', 'certificate_bound',
   ]);
-  const keys = readKeySource(r, s, slot, baseDir);
+  const introspection = readIntrospection(r, s.slot('introspection'), { baseDir, discovery: r.boolean(s.slot('discovery')) === true });
+  const keys = readKeySource(r, s, slot, baseDir, s.has('introspection'));
   const issuerSlot = s.slot('issuer');
   const issuer = r.required(issuerSlot) ? readIssuerIdentifier(r, issuerSlot, s.has('discovery')) : undefined;
   // One `iss` must mean one set of keys, rules and revocations; a second entry would make the outcome depend on
@@ -53,7 +56,7 @@ function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuer
   const clockSkewSlot = s.slot('clock_skew');
   const clockSkewMs = r.duration(clockSkewSlot) ?? 30 * SECOND;
   if (clockSkewMs > MAX_CLOCK_SKEW_MS) r.problem(clockSkewSlot, 'must be at most 5m');
-  const algorithms = readAlgorithms(r, s.slot('algorithms'), keys);
+  const algorithms = readAlgorithms(r, s.slot('algorithms'), keys ?? undefined);
   if (keys?.kind === 'secret' && algorithms !== undefined) checkSecretLength(r, s.slot('secret'), keys.secret, algorithms);
   const audiencesSlot = s.slot('audiences');
   const audiences = r.required(audiencesSlot) ? r.stringList(audiencesSlot, { nonEmpty: true }) : undefined;
@@ -65,22 +68,34 @@ function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuer
     requireClaims: s.has('require_claims') ? readClaimValues(r, s.slot('require_claims')) : undefined,
     claims: readClaimPaths(r, s.slot('claims')),
     jwksCache: readJwksCache(r, s.slot('jwks_cache')),
+    introspection,
+    certificateBound: readCertificateBound(r, s.slot('certificate_bound')),
   };
-  if (issuer === undefined || keys === undefined || audiences === undefined || algorithms === undefined) return undefined;
+  if (issuer === undefined || keys === null || audiences === undefined || algorithms === undefined) return undefined;
+  if (s.has('introspection') && introspection === undefined) return undefined;
   return { ...config, issuer, keys, audiences, algorithms };
 }
 
-/** Exactly one of `discovery: true`, `jwks_uri`, `jwks_file`, `secret`. */
-function readKeySource(r: Reader, s: Section, slot: Slot, baseDir: string): IssuerKeySource | undefined {
+/**
+ * At most one of `discovery: true`, `jwks_uri`, `jwks_file`, `secret`; none only beside `introspection` (then
+ * undefined: every token is introspected). Null: a problem was recorded.
+ */
+function readKeySource(r: Reader, s: Section, slot: Slot, baseDir: string, introspection: boolean): IssuerKeySource | undefined | null {
   const given = KEY_SOURCES.filter((key) => s.has(key) && (key !== 'discovery' || r.boolean(s.slot(key)) === true));
   const [source, second] = given;
   if (source === undefined) {
-    return r.problem(keySlot(slot), 'needs a key source: one of discovery: true, jwks_uri, jwks_file or secret');
+    if (introspection) return undefined;
+    r.problem(keySlot(slot), 'needs a key source: one of discovery: true, jwks_uri, jwks_file, secret or introspection');
+    return null;
   }
   if (second !== undefined) {
-    return r.problem(s.slot(second), `only one key source is allowed, "${source}" is already set`);
+    r.problem(s.slot(second), `only one key source is allowed, "${source}" is already set`);
+    return null;
   }
-  const sourceSlot = s.slot(source);
+  return readOneKeySource(r, s.slot(source), source, baseDir) ?? null;
+}
+
+function readOneKeySource(r: Reader, sourceSlot: Slot, source: (typeof KEY_SOURCES)[number], baseDir: string): IssuerKeySource | undefined {
   switch (source) {
     case 'discovery':
       return { kind: 'discovery' };

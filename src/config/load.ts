@@ -118,6 +118,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     rateLimits: rateLimits.values,
   });
   if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
+  refuseTwoIntrospectingIssuers(r, routes, issuers.values);
   const store = readStore(r, root.slot('store'), baseDir);
   requireSharedStoreForWorkers(r, workersSlot, server.workers, store, routes.routes);
   const config: GatewayConfig = {
@@ -143,6 +144,22 @@ function requireIssuerForProtectedRoutes(r: Reader, { routes, slots }: RoutesRea
   const slot = slots[index];
   if (route === undefined || slot === undefined) return;
   r.problem(slot, `route "${route.name}" has auth: ${route.auth}, but no issuers are configured`);
+}
+
+/**
+ * An opaque token names no issuer: the one introspecting issuer among a route's issuers is the only one it can be
+ * sent to. With two, the token would go to an identity provider chosen by configuration order.
+ */
+function refuseTwoIntrospectingIssuers(r: Reader, { routes, slots }: RoutesRead, issuers: ReadonlyMap<string, IssuerConfig>): void {
+  routes.forEach((route, index) => {
+    const slot = slots[index];
+    if (route.auth === 'none' || slot === undefined) return;
+    const names = route.issuers ?? [...issuers.keys()];
+    const introspecting = names.filter((name) => issuers.get(name)?.introspection !== undefined);
+    if (introspecting.length < 2) return;
+    const listed = route.issuers === undefined ? ' (a route without issuers: accepts every issuer)' : '';
+    r.problem(slot, `route "${route.name}" accepts two issuers with introspection (${introspecting.join(', ')})${listed}: an opaque token could go to either; list one of them in the route's issuers`);
+  });
 }
 
 /**

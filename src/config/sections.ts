@@ -1,3 +1,4 @@
+import { readClientCertificates } from './mtls.js';
 import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
 import { isB64token } from '../http/bearer.js';
@@ -46,7 +47,9 @@ const HEADER_PATTERN = /^[!#$%&'+.^_`|~0-9A-Za-z*-]+$/;
 const OBSOLETE_TLS = new Set(['TLSv1', 'TLSv1.0', 'TLSv1.1']);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const LOG_FORMATS = ['json', 'pretty'] as const;
-const IDENTITY_KINDS = ['subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'issuer_name', 'client_id'] as const;
+const IDENTITY_KINDS = [
+  'subject', 'email', 'roles', 'permissions', 'scopes', 'issuer', 'issuer_name', 'client_id', 'client_cert_subject', 'client_cert_fingerprint',
+] as const;
 const RATE_LIMIT_KINDS = ['ip', 'subject', 'client_id'] as const;
 const RATE_LIMIT_MODES = ['leased', 'exact'] as const;
 /** Headers an identity header must not overwrite: transport, credentials and what the gateway sets itself. */
@@ -96,7 +99,7 @@ export function readHostPattern(r: Reader, slot: Slot): string | undefined {
 }
 
 function readServerTls(r: Reader, slot: Slot, baseDir: string): ServerConfig['tls'] {
-  const s = r.section(slot, ['cert_file', 'key_file', 'min_version']);
+  const s = r.section(slot, ['cert_file', 'key_file', 'min_version', 'client_auth', 'client_ca_file']);
   const certSlot = s.slot('cert_file');
   const keyFileSlot = s.slot('key_file');
   const certFile = r.required(certSlot) ? existingFile(r, certSlot, baseDir) : undefined;
@@ -109,7 +112,8 @@ function readServerTls(r: Reader, slot: Slot, baseDir: string): ServerConfig['tl
   const minVersion = version === undefined || OBSOLETE_TLS.has(version)
     ? 'TLSv1.2'
     : r.oneOf(versionSlot, ['TLSv1.2', 'TLSv1.3'] as const) ?? 'TLSv1.2';
-  return { certFile: certFile ?? '', keyFile: keyFile ?? '', minVersion };
+  const clientCertificates = readClientCertificates(r, s.slot('client_auth'), s.slot('client_ca_file'), baseDir);
+  return { certFile: certFile ?? '', keyFile: keyFile ?? '', minVersion, clientCertificates };
 }
 
 function readWorkers(r: Reader, slot: Slot): number | 'auto' {

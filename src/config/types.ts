@@ -1,4 +1,6 @@
 import type { ExpressionRule } from '../expressions/cel.js';
+import type { IntrospectionConfig } from './introspection.js';
+import type { ClientCertificateConfig } from './mtls.js';
 import type { RouteMatch } from '../routing/match.js';
 
 /**
@@ -56,6 +58,8 @@ export interface ServerTlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Undefined: no client certificate is asked for. */
+  readonly clientCertificates: ClientCertificateConfig | undefined;
 }
 
 export interface AdminConfig {
@@ -140,7 +144,12 @@ export interface IssuerConfig {
   readonly name: string;
   /** Expected `iss`, compared exactly. */
   readonly issuer: string;
-  readonly keys: IssuerKeySource;
+  /** Undefined: the issuer has `introspection` alone, and every token of it is introspected. */
+  readonly keys: IssuerKeySource | undefined;
+  /** Opaque tokens (and with `jwt: true` this issuer's JWTs) are checked at the identity provider. */
+  readonly introspection: IntrospectionConfig | undefined;
+  /** Tokens with `cnf["x5t#S256"]` are good only with that client certificate on the connection. */
+  readonly certificateBound: boolean;
   readonly audiences: readonly string[];
   readonly algorithms: readonly string[];
   readonly clockSkewMs: number;
@@ -167,7 +176,10 @@ export interface UpstreamConfig {
 }
 
 export type IdentityField =
-  | { readonly kind: 'subject' | 'email' | 'roles' | 'permissions' | 'scopes' | 'issuer' | 'issuer_name' | 'client_id' }
+  | {
+      readonly kind: 'subject' | 'email' | 'roles' | 'permissions' | 'scopes' | 'issuer' | 'issuer_name' | 'client_id'
+        | 'client_cert_subject' | 'client_cert_fingerprint';
+    }
   | { readonly kind: 'claim'; readonly path: string };
 
 export interface IdentityHeader {

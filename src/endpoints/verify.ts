@@ -52,7 +52,7 @@ function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): V
   if (!verdict.ok) return verdict;
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
   // The original's chain has refused already an identity that these headers cannot carry.
-  if (original.identity) deps.identityHeaders.write(original.identity, headers);
+  if (original.identity) deps.identityHeaders.write(original.identity, headers, original);
   const assertion = deps.assertionHeader && original.upstreamHeaders?.[deps.assertionHeader];
   if (assertion) headers[deps.assertionHeader as string] = assertion;
   if (deps.family === 'envoy') {

@@ -30,6 +30,10 @@ export const InvalidTokenDescription = {
   algorithm: 'The access token algorithm is not accepted',
   claims: 'The access token claims are not accepted',
   revoked: 'The access token has been revoked',
+  /** The identity provider's introspection endpoint calls the token inactive (unknown, revoked or expired there). */
+  inactive: 'The access token is not active',
+  /** A sender-constrained token presented without the certificate or key it is bound to. */
+  unbound: 'The access token is bound to another client',
   tooOld: 'The access token is too old',
 } as const;
 export type InvalidTokenDescription = (typeof InvalidTokenDescription)[keyof typeof InvalidTokenDescription];

@@ -1,11 +1,17 @@
 import type { IdentityField } from '../config/types.js';
+import type { ClientCertificate } from '../http/client-certificate.js';
 import { claimAsList, claimAsString, readClaim } from './claim-path.js';
 import type { Identity } from './identity.js';
 
 /** A field of an identity: one value, a list (never joined here, so each user chooses how), or nothing. */
 export type FieldValue = string | readonly string[] | undefined;
 
-export type FieldReader = (identity: Identity) => FieldValue;
+/** What a field may read of the request besides its identity: the connection's client certificate. */
+export interface FieldSource {
+  peerCertificate(): ClientCertificate | undefined;
+}
+
+export type FieldReader = (identity: Identity, request: FieldSource) => FieldValue;
 
 /** Compiled once per config: the reader of one identity field (`identity.headers`, later assertions and rules). */
 export function compileField(field: IdentityField): FieldReader {
@@ -28,6 +34,11 @@ export function compileField(field: IdentityField): FieldReader {
       return (identity) => identity.issuer.name;
     case 'client_id':
       return (identity) => identity.clientId;
+    // The connection's certificate, not the token's: what the client proved it holds.
+    case 'client_cert_subject':
+      return (_identity, request) => request.peerCertificate()?.subject;
+    case 'client_cert_fingerprint':
+      return (_identity, request) => request.peerCertificate()?.fingerprint;
     case 'claim': {
       const { path } = field;
       return (identity) => {

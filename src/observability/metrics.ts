@@ -43,6 +43,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly introspection = new Counter({
+    name: 'authgate_introspection_total',
+    help: 'Token introspection requests, by issuer and result (active, inactive, expired, issuer, audience, type, claims, unavailable)',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly introspectionCache = new Counter({
+    name: 'authgate_introspection_cache_total',
+    help: 'Introspection cache lookups, by issuer and result (hit; miss: introspected now; shared: joined an introspection of the same token under way)',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  });
+
   readonly rateLimited = new Counter({
     name: 'authgate_rate_limited_total',
     help: 'Requests refused by a rate limit, by limit name',

@@ -11,6 +11,7 @@ import type {
   Limiter,
   MechanismType,
   Plan,
+  SenderConstraint,
   Step,
 } from '../chain/kinds.js';
 import { authenticateStep } from '../chain/steps/authenticate.js';
@@ -18,6 +19,7 @@ import { authorizeStep } from '../chain/steps/authorize.js';
 import { credentialStep } from '../chain/steps/credentials.js';
 import { finalizeStep } from '../chain/steps/finalize.js';
 import { revocationStep } from '../chain/steps/revocation.js';
+import { constrainStep } from '../chain/steps/constrain.js';
 import { refusal, type Refusal } from '../chain/verdict.js';
 import { InvalidTokenDescription } from '../http/responses.js';
 import { preflightStep } from '../mechanisms/cors/preflight.js';
@@ -26,6 +28,7 @@ import type { Registry } from './registry.js';
 /** Every mechanism of the registry, created for one config, in registry order. */
 export interface Mechanisms {
   readonly authenticators: readonly Compiled<Authenticator>[];
+  readonly constraints: readonly Compiled<SenderConstraint>[];
   readonly authorizers: readonly Compiled<Authorizer>[];
   readonly limiters: readonly Compiled<readonly Limiter[]>[];
   readonly finalizers: readonly Compiled<Finalizer>[];
@@ -50,6 +53,7 @@ export function createMechanisms(registry: Registry, ctx: CompileContext, previo
   const errors = Object.values(registry.errors).flatMap((type) => type.create(ctx) ?? []);
   return {
     authenticators: create('authenticators', registry.authenticators),
+    constraints: create('constraints', registry.constraints),
     authorizers: create('authorizers', registry.authorizers),
     limiters: create('limiters', registry.limiters),
     finalizers: create('finalizers', registry.finalizers),
@@ -90,8 +94,8 @@ export interface PlanInputs {
 }
 
 /**
- * One route's plan: client-keyed limits, then (unless `auth: none`) the credential, its authentication and the
- * revocation check, the route's authorizers, identity-keyed limits, and the finalizers that build the upstream's
+ * One route's plan: client-keyed limits, then (unless `auth: none`) the credential, its authentication, the sender
+ * constraints and the revocation check, the route's authorizers, identity-keyed limits, and the finalizers that build the upstream's
  * headers. Compiled once per config; a request only walks the array.
  */
 export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
@@ -104,8 +108,10 @@ export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
     steps.push(
       credentialStep(inputs.findCredential, errors, options),
       authenticateStep(forRoute(mechanisms.authenticators, route, errors), unclaimed(errors)),
-      revocationStep(ctx.store.revocations, errors),
     );
+    const constraints = forRoute(mechanisms.constraints, route, errors);
+    if (constraints.length > 0) steps.push(constrainStep(constraints));
+    steps.push(revocationStep(ctx.store.revocations, errors));
   }
   const authorizers = forRoute(mechanisms.authorizers, route, errors);
   if (authorizers.length > 0) steps.push(authorizeStep(authorizers, errors));

@@ -2,7 +2,8 @@
  * The only file that names every mechanism. It is a plain object: importing it runs nothing, and a mechanism is
  * in the gateway exactly when it has a line here (no self-registration by import side effects).
  */
-import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType } from '../chain/kinds.js';
+import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType, SenderConstraint } from '../chain/kinds.js';
+import { introspection } from '../mechanisms/authenticators/introspection.js';
 import { jwt } from '../mechanisms/authenticators/jwt/authenticator.js';
 import { cookie } from '../mechanisms/credentials/cookie.js';
 import { header } from '../mechanisms/credentials/header.js';
@@ -15,12 +16,16 @@ import { assertion } from '../mechanisms/finalizers/assertion.js';
 import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
 import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
+import { certificateBound } from '../mechanisms/mtls/certificate-bound.js';
+import { dpopBoundAsBearer } from '../mechanisms/dpop/bearer-bound.js';
 
 export interface Registry {
   /** One per kind of `tokens:` entry; the search refuses a request that carries more than one credential. */
   readonly credentials: CredentialFinders;
   /** Asked in this order; the first "mine" decides. */
   readonly authenticators: Readonly<Record<string, MechanismType<Authenticator>>>;
+  /** Checked after authentication, in this order: the presenter holds what the token is bound to. */
+  readonly constraints: Readonly<Record<string, MechanismType<SenderConstraint>>>;
   /** All must hold, in this order. */
   readonly authorizers: Readonly<Record<string, MechanismType<Authorizer>>>;
   readonly limiters: Readonly<Record<string, MechanismType<readonly Limiter[]>>>;
@@ -32,7 +37,9 @@ export interface Registry {
 
 export const registry = {
   credentials: { header, cookie, query },
-  authenticators: { jwt },
+  // Introspection first: it claims only what is not a JWS (and the JWTs of an issuer that introspects them too).
+  authenticators: { introspection, jwt },
+  constraints: { dpop_bearer: dpopBoundAsBearer, certificate_bound: certificateBound },
   authorizers: { require: requireRules, expr: expressionRules },
   limiters: { rate_limit: rateLimits },
   finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders, assertion },

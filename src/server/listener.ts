@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayConfig, ListenAddress } from '../config/types.js';
 import { loggerFor, type Logger } from '../observability/log.js';
 import { AccessRecorder } from './access.js';
-import { listenerChanges, readTlsContext } from './reload.js';
+import { clientCertificateOptions, listenerChanges, readTlsContext } from './reload.js';
 import { canonicalIp } from '../http/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
@@ -124,7 +124,7 @@ class Gateway implements RunningGateway {
       requestTimeout: 0,
       ServerResponse: responseClass(() => this.draining),
     };
-    const server = tls ? createHttpsServer({ ...serverOptions, ...(await readTlsContext(tls)) }) : createHttpServer(serverOptions);
+    const server = tls ? createHttpsServer({ ...serverOptions, ...(await readTlsContext(tls)), ...clientCertificateOptions(tls) }) : createHttpServer(serverOptions);
     // Node's strict HTTP parser stays on: it refuses Content-Length + Transfer-Encoding and duplicate lengths.
     server.on('request', (req, res) => this.onRequest(req, res));
     // Without this listener Node answers 100 Continue itself, inviting the body before any auth decision.

@@ -6,9 +6,27 @@ import type { GatewayConfig, ServerTlsConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 
 /** The certificate and key, read afresh: a reload picks up renewed files, and a file that cannot be read refuses it. */
-export async function readTlsContext(tls: ServerTlsConfig): Promise<{ cert: Buffer; key: Buffer; minVersion: ServerTlsConfig['minVersion'] }> {
-  const [cert, key] = await Promise.all([readFile(tls.certFile), readFile(tls.keyFile)]);
-  return { cert, key, minVersion: tls.minVersion };
+export interface TlsContext {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly minVersion: ServerTlsConfig['minVersion'];
+  /** The CAs client certificates must chain to, with `client_auth`. */
+  readonly ca?: Buffer;
+}
+
+export async function readTlsContext(tls: ServerTlsConfig): Promise<TlsContext> {
+  const clients = tls.clientCertificates;
+  const [cert, key, ca] = await Promise.all([readFile(tls.certFile), readFile(tls.keyFile), clients && readFile(clients.caFile)]);
+  return ca === undefined ? { cert, key, minVersion: tls.minVersion } : { cert, key, minVersion: tls.minVersion, ca };
+}
+
+/**
+ * Whether the handshake asks for a client certificate, and fails without a valid one (`require`). With `optional`
+ * a certificate nobody vouches for is admitted, and then simply does not count (see `connectionCertificate`).
+ */
+export function clientCertificateOptions(tls: ServerTlsConfig): { requestCert: boolean; rejectUnauthorized: boolean } {
+  const mode = tls.clientCertificates?.mode;
+  return { requestCert: mode !== undefined, rejectUnauthorized: mode === 'require' };
 }
 
 /** Settings bound to the open listeners: a reload cannot apply them, so it says which need a restart. */
@@ -17,6 +35,7 @@ export function listenerChanges(before: GatewayConfig, after: GatewayConfig): st
   const same = (a: { host: string; port: number }, b: { host: string; port: number }): boolean => a.host === b.host && a.port === b.port;
   if (!same(before.server.listen, after.server.listen)) changed.push('server.listen');
   if ((before.server.tls === undefined) !== (after.server.tls === undefined)) changed.push('server.tls');
+  if (before.server.tls?.clientCertificates?.mode !== after.server.tls?.clientCertificates?.mode) changed.push('server.tls.client_auth');
   if (!same(before.admin.listen, after.admin.listen)) changed.push('admin.listen');
   if (before.server.workers !== after.server.workers) changed.push('server.workers');
   if (before.server.headerTimeoutMs !== after.server.headerTimeoutMs) changed.push('server.header_timeout');

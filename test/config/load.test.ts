@@ -137,6 +137,8 @@ describe('defaults', () => {
           requireClaims: undefined,
           claims: { subject: 'sub', email: 'email', roles: 'roles', permissions: 'permissions', scopes: 'scope', clientId: 'client_id' },
           jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 30_000, staleIfErrorMs: 86_400_000 },
+          introspection: undefined,
+          certificateBound: false,
         }],
       ]),
       upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, maxConnections: undefined, queueTimeoutMs: 5_000, clientBodyTimeoutMs: 30_000, clientReadTimeoutMs: 30_000, tls: undefined }]]),
@@ -242,7 +244,7 @@ describe('files named in the config', () => {
       .replace('discovery: true', 'jwks_file: keys.json'));
     const { config, problems } = await loadConfig(file, {});
     expect(problems).toEqual([]);
-    expect(config?.server.tls).toEqual({ certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), minVersion: 'TLSv1.3' });
+    expect(config?.server.tls).toEqual({ certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), minVersion: 'TLSv1.3', clientCertificates: undefined });
     expect(config?.issuers.get('idp')?.keys).toEqual({ kind: 'jwks_file', path: join(dir, 'keys.json') });
   });
 

@@ -103,7 +103,7 @@ describe('invalid configs', () => {
       case: 'key sources: none, two, plain http off loopback',
       yaml: `version: 1\nissuers:\n  a:\n    issuer: https://a.example.com/\n    audiences: [api]\n  b:\n    issuer: https://b.example.com/\n    discovery: true\n    jwks_uri: https://b.example.com/jwks\n    audiences: [api]\n  c:\n    issuer: http://c.example.com/\n    discovery: true\n    audiences: [api]\n${UPSTREAM}${ROUTE}`,
       expected: [
-        'gw.yaml:3:3: issuers.a: needs a key source: one of discovery: true, jwks_uri, jwks_file or secret',
+        'gw.yaml:3:3: issuers.a: needs a key source: one of discovery: true, jwks_uri, jwks_file, secret or introspection',
         'gw.yaml:9:15: issuers.b.jwks_uri: only one key source is allowed, "discovery" is already set',
         'gw.yaml:12:13: issuers.c.issuer: must be an https URL (plain http only to 127.0.0.1, [::1] or localhost)',
       ],
@@ -235,7 +235,7 @@ rate_limits:
   burst: { key: header.Bad Name, limit: 0, window: 0s, max_keys: 0 }
 `,
       expected: [
-        'gw.yaml:13:16: identity.headers.X-User-Id: "subjekt" is not one of "subject", "email", "roles", "permissions", "scopes", "issuer", "issuer_name", "client_id", "claims.<path>", did you mean "subject"?',
+        'gw.yaml:13:16: identity.headers.X-User-Id: "subjekt" is not one of "subject", "email", "roles", "permissions", "scopes", "issuer", "issuer_name", "client_id", "client_cert_subject", "client_cert_fingerprint", "claims.<path>", did you mean "subject"?',
         'gw.yaml:14:5: identity.headers.Authorization: "Authorization" cannot be an identity header',
         'gw.yaml:15:5: identity.headers.x-user-id: header "x-user-id" is listed twice (names are case-insensitive)',
         'gw.yaml:17:17: rate_limits.burst.key: "Bad Name" is not a valid header name',

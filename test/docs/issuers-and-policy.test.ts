@@ -14,7 +14,13 @@ import { evaluateRules, type RuleName } from '../../src/mechanisms/authorizers/r
 
 const DOC = resolve(import.meta.dirname, '../../docs/issuers-and-policy.md');
 const PREAMBLE = 'version: 1\nupstreams:\n  api: { url: http://127.0.0.1:3000 }\n';
-const ENV = { LEGACY_JWT_SECRET: 'a-legacy-secret-that-is-long-enough-for-hs256' };
+const ENV = {
+  LEGACY_JWT_SECRET: 'a-legacy-secret-that-is-long-enough-for-hs256',
+  INTROSPECTION_SECRET: 's',
+  HYDRA_CLIENT_SECRET: 's',
+  KEYCLOAK_CLIENT_SECRET: 's',
+  OKTA_CLIENT_SECRET: 's',
+};
 
 const blocks = [...readFileSync(DOC, 'utf8').matchAll(/^```yaml\n([\s\S]*?)^```$/gm)].map((match) => match[1] ?? '');
 
@@ -100,7 +106,7 @@ describe('docs/issuers-and-policy.md', () => {
     if (!issuer) throw new Error('no issuer auth0');
     const payload = { iss: issuer.issuer, sub: 'auth0|1', 'https://example.com/roles': ['admin', 'billing'], azp: 'spa', ...fresh };
     const headers: OutgoingHttpHeaders = {};
-    compileIdentityHeaders(config.identity).write(buildIdentity(issuer, payload), headers);
+    compileIdentityHeaders(config.identity).write(buildIdentity(issuer, payload), headers, { peerCertificate: () => undefined });
     expect(headers).toMatchObject({ 'x-user-id': 'auth0|1', 'x-user-roles': 'admin,billing', 'x-auth-issuer': 'https://example.eu.auth0.com/' });
   });
 });

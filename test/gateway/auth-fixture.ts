@@ -45,6 +45,11 @@ export function invalidToken(description: TokenDescription, reason: string): Ref
   };
 }
 
+/** 401 for a sender-constrained token presented without the certificate or key it is bound to. */
+export function unboundToken(reason: string): Refusal {
+  return invalidToken('unbound', reason);
+}
+
 export function invalidRequest(reason: string): Refusal {
   return {
     status: 400,

@@ -247,6 +247,8 @@ export function issuerConfigFor(idp: Pick<Idp, 'issuer' | 'audience' | 'jwksUri'
     name: 'idp',
     issuer: idp.issuer,
     keys: { kind: 'jwks_uri', url: idp.jwksUri },
+    introspection: undefined,
+    certificateBound: false,
     audiences: [idp.audience],
     algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
     clockSkewMs: 30_000,

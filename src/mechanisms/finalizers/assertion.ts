@@ -6,7 +6,7 @@
 import { AssertionSigner, type AssertionIdentity } from '../../assertion/signer.js';
 import { loadSigningKeys, publicJwks } from '../../assertion/keys.js';
 import type { AssertionConfig } from '../../config/types.js';
-import { compileField, type FieldReader } from '../../identity/fields.js';
+import { compileField, type FieldReader, type FieldSource } from '../../identity/fields.js';
 import type { Identity } from '../../identity/identity.js';
 import type { Compiled, ErrorRenderer, Finalizer, MechanismType, RequestContext } from '../../chain/kinds.js';
 import { isThenable, PASS, refusal, type Verdict } from '../../chain/verdict.js';
@@ -17,18 +17,18 @@ interface Loaded {
 }
 
 /** The fields' readers by name, and the adapter the signer reads an identity through. */
-function identityAdapter(config: AssertionConfig): (identity: Identity) => AssertionIdentity {
+function identityAdapter(config: AssertionConfig): (identity: Identity, request: FieldSource) => AssertionIdentity {
   const readers = new Map<string, FieldReader>(config.fields.map(({ name, field }) => [name, compileField(field)]));
-  return (identity) => ({
+  return (identity, request) => ({
     subject: identity.subject ?? identity.clientId ?? '',
     issuer: identity.issuer.issuer,
     claims: identity.claims,
     exp: identity.exp,
-    field: (name) => readers.get(name)?.(identity),
+    field: (name) => readers.get(name)?.(identity, request),
   });
 }
 
-function routeFinalizer(loaded: () => Loaded, adapt: (identity: Identity) => AssertionIdentity, header: string, route: string, audience: string, errors: ErrorRenderer): Finalizer {
+function routeFinalizer(loaded: () => Loaded, adapt: (identity: Identity, request: FieldSource) => AssertionIdentity, header: string, route: string, audience: string, errors: ErrorRenderer): Finalizer {
   const unsigned = refusal('inject', errors.unavailable('The identity assertion could not be signed'), 'assertion_unsigned');
   const attach = (ctx: RequestContext, jws: string): Verdict => {
     if (ctx.upstreamHeaders !== undefined) ctx.upstreamHeaders[header] = jws;
@@ -37,7 +37,7 @@ function routeFinalizer(loaded: () => Loaded, adapt: (identity: Identity) => Ass
   return {
     finalize(ctx) {
       if (ctx.identity === undefined) return PASS;
-      const jws = loaded().signer.assertion(adapt(ctx.identity), route, audience);
+      const jws = loaded().signer.assertion(adapt(ctx.identity, ctx), route, audience);
       if (!isThenable(jws)) return attach(ctx, jws);
       return jws.then((signed) => attach(ctx, signed), () => unsigned);
     },

@@ -6,7 +6,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Identity } from '../../identity/identity.js';
 import type { IdentityConfig } from '../../config/types.js';
 import { Errors } from '../../http/responses.js';
-import { compileField } from '../../identity/fields.js';
+import { compileField, type FieldSource } from '../../identity/fields.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
 import { PASS, refusal, type Verdict } from '../../chain/verdict.js';
 
@@ -15,7 +15,7 @@ export interface IdentityHeaderWriter {
    * Sets each configured header that has a value (keys lower-cased); absent or empty values set nothing. Refuses
    * when an item of a list holds the list separator: joined, `admin,ops` would reach the upstream as two roles.
    */
-  write(identity: Identity, into: OutgoingHttpHeaders): Verdict;
+  write(identity: Identity, into: OutgoingHttpHeaders, request: FieldSource): Verdict;
 }
 
 const NOT_EXPRESSIBLE = refusal('inject', Errors.identityNotExpressible, 'identity_list_separator');
@@ -46,9 +46,9 @@ export function compileIdentityHeaders(config: IdentityConfig): IdentityHeaderWr
   const separator = config.listSeparator;
   const headers = config.headers.map((header) => ({ name: header.name.toLowerCase(), read: compileField(header.field) }));
   return {
-    write(identity, into) {
+    write(identity, into, request) {
       for (const header of headers) {
-        const value = header.read(identity);
+        const value = header.read(identity, request);
         if (value === undefined) continue;
         if (typeof value !== 'string' && !joinable(value, separator)) return NOT_EXPRESSIBLE;
         const text = typeof value === 'string' ? value : value.join(separator);
@@ -71,7 +71,7 @@ export const identityHeaders: MechanismType<Finalizer> = {
     const writer = compileIdentityHeaders(config.identity);
     const finalizer: Finalizer = {
       finalize(ctx) {
-        return ctx.identity !== undefined && ctx.upstreamHeaders !== undefined ? writer.write(ctx.identity, ctx.upstreamHeaders) : PASS;
+        return ctx.identity !== undefined && ctx.upstreamHeaders !== undefined ? writer.write(ctx.identity, ctx.upstreamHeaders, ctx) : PASS;
       },
     };
     return { forRoute: () => finalizer };

@@ -6,6 +6,9 @@ import { compileIdentityHeaders, headerSafeValue } from '../../../src/mechanisms
 import { startRecordingUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
 import { identity } from '../../helpers/identity.js';
 
+/** A request over a connection without a client certificate. */
+const NO_TLS = { peerCertificate: () => undefined };
+
 function config(headers: Record<string, IdentityField>, listSeparator = ','): IdentityConfig {
   return {
     headers: Object.entries(headers).map(([name, field]) => ({ name, field })),
@@ -58,7 +61,7 @@ describe('compileIdentityHeaders', () => {
     ['claim missing is omitted', { kind: 'claim', path: 'missing' }, undefined],
   ])('%s', (_name, field, expected) => {
     const into: OutgoingHttpHeaders = {};
-    compileIdentityHeaders(config({ 'X-Value': field })).write(alice, into);
+    compileIdentityHeaders(config({ 'X-Value': field })).write(alice, into, NO_TLS);
     expect(into['x-value']).toBe(expected);
     expect(Object.keys(into)).toEqual(expected === undefined ? [] : ['x-value']);
   });
@@ -66,22 +69,22 @@ describe('compileIdentityHeaders', () => {
   it('a list item containing the separator sets nothing and refuses', () => {
     const into: OutgoingHttpHeaders = {};
     const writer = compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' }, 'X-User-Roles': { kind: 'roles' } }));
-    const verdict = writer.write(identity({ roles: ['admin,ops', 'user'] }), into);
+    const verdict = writer.write(identity({ roles: ['admin,ops', 'user'] }), into, NO_TLS);
     expect(verdict).toMatchObject({ ok: false, stage: 'inject', reason: 'identity_list_separator', error: { status: 403, code: 'forbidden' } });
     expect(into['x-user-roles']).toBeUndefined();
   });
 
   it('a separator in an array claim refuses too; in a single value it is only a character', () => {
     const writer = compileIdentityHeaders(config({ 'X-Groups': { kind: 'claim', path: 'groups' }, 'X-User-Id': { kind: 'subject' } }, '|'));
-    expect(writer.write(identity({ claims: { groups: ['a|b'] } }), {})).toMatchObject({ ok: false, reason: 'identity_list_separator' });
+    expect(writer.write(identity({ claims: { groups: ['a|b'] } }), {}, NO_TLS)).toMatchObject({ ok: false, reason: 'identity_list_separator' });
     const into: OutgoingHttpHeaders = {};
-    expect(writer.write(identity({ subject: 'a|b', claims: { groups: ['a', 'b'] } }), into)).toMatchObject({ ok: true });
+    expect(writer.write(identity({ subject: 'a|b', claims: { groups: ['a', 'b'] } }), into, NO_TLS)).toMatchObject({ ok: true });
     expect(into).toEqual({ 'x-groups': 'a|b', 'x-user-id': 'a|b' });
   });
 
   it('uses the configured list separator', () => {
     const into: OutgoingHttpHeaders = {};
-    compileIdentityHeaders(config({ 'X-User-Roles': { kind: 'roles' } }, '; ')).write(alice, into);
+    compileIdentityHeaders(config({ 'X-User-Roles': { kind: 'roles' } }, '; ')).write(alice, into, NO_TLS);
     expect(into).toEqual({ 'x-user-roles': 'admin; user' });
   });
 
@@ -90,20 +93,20 @@ describe('compileIdentityHeaders', () => {
     const into: OutgoingHttpHeaders = {};
     compileIdentityHeaders(
       config({ 'X-User-Id': { kind: 'subject' }, 'X-User-Email': { kind: 'email' }, 'X-User-Roles': { kind: 'roles' }, 'X-Client': { kind: 'client_id' } }),
-    ).write(anonymousish, into);
+    ).write(anonymousish, into, NO_TLS);
     expect(into).toEqual({});
   });
 
   it('overwrites whatever the header object already held under that name', () => {
     const into: OutgoingHttpHeaders = { 'x-user-id': 'mallory', other: 'kept' };
-    compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' } })).write(alice, into);
+    compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' } })).write(alice, into, NO_TLS);
     expect(into).toEqual({ 'x-user-id': 'alice', other: 'kept' });
   });
 
   it('percent-encodes values from the token that are not plain header text', () => {
     const who = identity({ subject: 'jürgen\r\nX-Injected: 1', claims: { name: 'Zoë 100%' } });
     const into: OutgoingHttpHeaders = {};
-    compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' }, 'X-Name': { kind: 'claim', path: 'name' } })).write(who, into);
+    compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' }, 'X-Name': { kind: 'claim', path: 'name' } })).write(who, into, NO_TLS);
     expect(into).toEqual({ 'x-user-id': 'j%C3%BCrgen%0D%0AX-Injected: 1', 'x-name': 'Zo%C3%AB 100%25' });
   });
 });
@@ -149,7 +152,7 @@ describe('identity headers over real HTTP', () => {
     const headers: OutgoingHttpHeaders = {};
     compileIdentityHeaders(
       config({ 'X-User-Id': { kind: 'subject' }, 'X-User-Roles': { kind: 'roles' }, 'X-Tenant': { kind: 'claim', path: 'tenant' } }),
-    ).write(hostile, headers);
+    ).write(hostile, headers, NO_TLS);
     await new Promise<void>((resolve, reject) => {
       const req = request(`${upstream.url}/check`, { headers }, (res) => {
         res.resume();

@@ -3,9 +3,9 @@ import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
-import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/fetch-json.js';
+import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/json-request.js';
 import { parseCompactJws, type JoseHeader, type JwsFailure } from './jws.js';
-import { IssuerKeySet, keySetIdentity, UNKNOWN_KID, type KeyLookup, type VerificationKey } from './key-set.js';
+import { isKeyed, IssuerKeySet, keySetIdentity, UNKNOWN_KID, type KeyedIssuer, type KeyLookup, type VerificationKey } from './key-set.js';
 import { estimateEntryBytes, TokenCache, tokenDigest } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
 import { InvalidTokenDescription } from '../../../http/responses.js';
@@ -83,7 +83,7 @@ function denyWith(reason: DenyReason, detail: string): VerifyResult {
 
 interface IssuerRuntime {
   /** The previous config's object when the issuer's settings did not change: cached identities point at it. */
-  readonly config: IssuerConfig;
+  readonly config: KeyedIssuer;
   readonly algorithms: ReadonlySet<string>;
   readonly keys: IssuerKeySet;
   readonly validateClaims: ClaimsValidator;
@@ -129,6 +129,8 @@ export class JwtAuthenticator {
     this.cacheShared = deps.metrics.tokenCache.labels('shared');
     const keySetDeps = { logger: deps.logger, metrics: deps.metrics, now: this.now, fetchLimits: deps.fetchLimits ?? DEFAULT_FETCH_LIMITS };
     for (const [name, fresh] of issuers) {
+      // An issuer without keys has every token introspected.
+      if (!isKeyed(fresh)) continue;
       const previous = reuse?.runtimes.get(name);
       const config = previous !== undefined && sameSettings(previous.config, fresh) ? previous.config : fresh;
       const keys = previous !== undefined && previous.keys.identity === keySetIdentity(config)

@@ -1,12 +1,13 @@
 import { constants, createHmac, createSecretKey, KeyObject, timingSafeEqual, verify, type webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
-import type { IssuerConfig } from '../../../config/types.js';
+import type { IssuerConfig, IssuerKeySource } from '../../../config/types.js';
 import { parseKeyServerUrl } from '../../../config/values.js';
 import { isPlainObject } from '../../../lib/json.js';
 import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
-import { FetchError, fetchJson, type FetchLimits } from '../../../http/fetch-json.js';
+import { fetchJson } from '../../../http/fetch-json.js';
+import { FetchError, type FetchLimits } from '../../../http/json-request.js';
 import type { IssuerStatus } from '../../../chain/kinds.js';
 
 /**
@@ -212,7 +213,14 @@ function importSecret(secret: string, algorithms: readonly string[]): KeyIndex {
 }
 
 /** What must stay equal across a config reload for a loaded key set to be reused as is. */
-export function keySetIdentity(issuer: IssuerConfig): string {
+/** An issuer with keys of its own (not one whose every token is introspected). */
+export type KeyedIssuer = IssuerConfig & { readonly keys: IssuerKeySource };
+
+export function isKeyed(issuer: IssuerConfig): issuer is KeyedIssuer {
+  return issuer.keys !== undefined;
+}
+
+export function keySetIdentity(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys, [...issuer.algorithms].sort(), issuer.jwksCache]);
 }
 
@@ -238,7 +246,7 @@ export class IssuerKeySet {
   private owners = 1;
 
   constructor(
-    private readonly issuer: IssuerConfig,
+    private readonly issuer: KeyedIssuer,
     private readonly deps: KeySetDeps,
   ) {
     this.identity = keySetIdentity(issuer);

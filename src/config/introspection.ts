@@ -1,0 +1,118 @@
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { existingFile } from './files.js';
+import { MINUTE, SECOND } from './duration.js';
+import { keySlot, type Reader, type Section, type Slot } from './reader.js';
+import { Secret } from './secret.js';
+import { parseKeyServerUrl } from './values.js';
+
+/** An issuer's `introspection:` entry: where opaque tokens are checked, how the gateway authenticates there. */
+export interface IntrospectionConfig {
+  /** Undefined: `introspection_endpoint` of the issuer's discovery document. */
+  readonly endpoint: string | undefined;
+  readonly clientId: string;
+  readonly auth: IntrospectionClientAuth;
+  readonly cache: IntrospectionCacheConfig;
+  /** Whether this issuer's JWTs are introspected too (revocation at the identity provider). */
+  readonly jwt: boolean;
+}
+
+export type IntrospectionClientAuth =
+  | { readonly method: 'client_secret_basic' | 'client_secret_post'; readonly secret: Secret }
+  /** RFC 7523 client assertion signed with this key; `algorithm` follows from the key type unless given. */
+  | { readonly method: 'private_key_jwt'; readonly keyFile: string; readonly algorithm: string };
+
+export interface IntrospectionCacheConfig {
+  readonly maxTtlMs: number;
+  readonly negativeTtlMs: number;
+  /** 0: nothing cached, every request is introspected. */
+  readonly maxEntries: number;
+}
+
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
+const INTROSPECTION_KEYS = ['endpoint', 'client_id', 'client_secret', 'auth', 'private_key_file', 'algorithm', 'cache', 'jwt'];
+
+/** The algorithms each private key type can sign with, the first being the one used unless another is configured. */
+const ALGORITHMS_BY_KEY_TYPE: Readonly<Record<string, readonly string[]>> = {
+  rsa: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'],
+  'rsa-pss': ['PS256', 'PS384', 'PS512'],
+  ed25519: ['EdDSA'],
+  // EC keys by their curve, as Node names it.
+  prime256v1: ['ES256'],
+  secp384r1: ['ES384'],
+  secp521r1: ['ES512'],
+};
+
+/**
+ * Reads `issuers.<name>.introspection`. `discovery`: whether the issuer has `discovery: true`, which lets the
+ * endpoint come from its discovery document. Undefined when the slot is empty or has problems (recorded).
+ */
+export function readIntrospection(r: Reader, slot: Slot, options: { baseDir: string; discovery: boolean }): IntrospectionConfig | undefined {
+  if (slot.node === undefined) return undefined;
+  const s = r.section(slot, INTROSPECTION_KEYS);
+  const endpoint = readEndpoint(r, s, slot, options.discovery);
+  const clientIdSlot = s.slot('client_id');
+  const clientId = r.required(clientIdSlot) ? r.string(clientIdSlot) : undefined;
+  const auth = readClientAuth(r, s, options.baseDir);
+  const cache = readCache(r, s.slot('cache'));
+  const jwt = r.boolean(s.slot('jwt')) ?? false;
+  if (endpoint === null || clientId === undefined || auth === undefined) return undefined;
+  return { endpoint, clientId, auth, cache, jwt };
+}
+
+/** Undefined: discovery; null: a problem was recorded. */
+function readEndpoint(r: Reader, s: Section, slot: Slot, discovery: boolean): string | undefined | null {
+  const endpointSlot = s.slot('endpoint');
+  if (!s.has('endpoint')) {
+    if (discovery) return undefined;
+    r.problem(keySlot(slot), 'needs an endpoint (or discovery: true on the issuer, to take it from the discovery document)');
+    return null;
+  }
+  const text = r.string(endpointSlot);
+  if (text === undefined) return null;
+  const url = parseKeyServerUrl(text);
+  if (typeof url !== 'string') return url.href;
+  r.problem(endpointSlot, url);
+  return null;
+}
+
+function readClientAuth(r: Reader, s: Section, baseDir: string): IntrospectionClientAuth | undefined {
+  const method = s.has('auth') ? r.oneOf(s.slot('auth'), CLIENT_AUTH_METHODS) : 'client_secret_basic';
+  if (method === undefined) return undefined;
+  const [needed, refused] = method === 'private_key_jwt' ? ['private_key_file', 'client_secret'] : ['client_secret', 'private_key_file'];
+  if (s.has(refused)) return r.problem(keySlot(s.slot(refused)), `is not used with auth: ${method}`);
+  if (method !== 'private_key_jwt' && s.has('algorithm')) return r.problem(keySlot(s.slot('algorithm')), `is not used with auth: ${method}`);
+  if (!r.required(s.slot(needed))) return undefined;
+  if (method !== 'private_key_jwt') {
+    const secret = r.string(s.slot('client_secret'));
+    return secret === undefined ? undefined : { method, secret: new Secret(secret) };
+  }
+  const keyFile = existingFile(r, s.slot('private_key_file'), baseDir);
+  if (keyFile === undefined) return undefined;
+  const algorithm = readSigningAlgorithm(r, s, keyFile);
+  return algorithm === undefined ? undefined : { method, keyFile, algorithm };
+}
+
+/** The algorithm the client key signs with: the one its type implies, or a configured one that fits it. */
+function readSigningAlgorithm(r: Reader, s: Section, keyFile: string): string | undefined {
+  const keyFileSlot = s.slot('private_key_file');
+  let usable: readonly string[] | undefined;
+  try {
+    const key = createPrivateKey(readFileSync(keyFile));
+    usable = ALGORITHMS_BY_KEY_TYPE[key.asymmetricKeyDetails?.namedCurve ?? key.asymmetricKeyType ?? ''];
+  } catch {
+    return r.problem(keyFileSlot, 'is not a PEM private key');
+  }
+  if (usable === undefined) return r.problem(keyFileSlot, 'cannot sign a client assertion: use an RSA, EC (P-256, P-384, P-521) or Ed25519 key');
+  if (!s.has('algorithm')) return usable[0];
+  return r.oneOf(s.slot('algorithm'), usable);
+}
+
+function readCache(r: Reader, slot: Slot): IntrospectionCacheConfig {
+  const s = r.section(slot, ['max_ttl', 'negative_ttl', 'max_entries']);
+  return {
+    maxTtlMs: r.duration(s.slot('max_ttl'), { positive: true }) ?? 5 * MINUTE,
+    negativeTtlMs: r.duration(s.slot('negative_ttl')) ?? 10 * SECOND,
+    maxEntries: r.integer(s.slot('max_entries'), 0) ?? 100_000,
+  };
+}

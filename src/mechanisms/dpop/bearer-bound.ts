@@ -1,0 +1,30 @@
+import type { MechanismType, SenderConstraint } from '../../chain/kinds.js';
+import { refusal } from '../../chain/verdict.js';
+import { InvalidTokenDescription } from '../../http/responses.js';
+import { isPlainObject } from '../../lib/json.js';
+
+/** Whether a token's `cnf` binds it to a DPoP key (RFC 9449 §6.1). */
+function boundToKey(cnf: unknown): boolean {
+  return isPlainObject(cnf) && cnf.jkt !== undefined;
+}
+
+/**
+ * The registry's `dpop_bearer`: a token bound to a DPoP key is refused when it comes as a Bearer token, on every
+ * protected route. Whoever holds such a token without the private key (a stolen token) could otherwise use it by
+ * simply not presenting a proof (RFC 9449 §7.2).
+ */
+export const dpopBoundAsBearer: MechanismType<SenderConstraint> = {
+  create() {
+    return {
+      forRoute(route, errors) {
+        if (route.auth === 'none') return undefined;
+        const refused = refusal('authenticate', errors.invalidCredentials(InvalidTokenDescription.unbound), 'dpop_bound_token_as_bearer');
+        return {
+          check(identity, ctx) {
+            return ctx.credential?.scheme === 'bearer' && boundToKey(identity.claims.cnf) ? refused : undefined;
+          },
+        };
+      },
+    };
+  },
+};
