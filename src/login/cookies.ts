@@ -1,4 +1,5 @@
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { compileTokenExtractor } from '../auth/extract.js';
 
 /**
  * The browser's cookies for sign-in. Each carries only a random ID (the session, or one sign-in flow) and an
@@ -94,29 +95,22 @@ function capitalized(sameSite: SameSite): string {
 }
 
 export type CookieRead = { readonly ok: true; readonly value: string | undefined } | { readonly ok: false };
+export type CookieReader = (headersDistinct: NodeJS.Dict<string[]>) => CookieRead;
 
 /**
- * The value of cookie `name` in the request's Cookie header lines. Two cookies of one name (a sibling subdomain
- * tossing its own) are refused rather than guessed between. An empty value is a deleted cookie: absent.
+ * Reads cookie `name` the way bearer-token cookies are read: two cookies of one name (a sibling subdomain tossing
+ * its own) are refused rather than guessed between, and an empty value is a deleted cookie (absent). Compile the
+ * session cookie's reader once; a flow cookie's name is only known at its callback.
  */
-export function readCookie(lines: readonly string[] | undefined, name: string): CookieRead {
-  if (lines === undefined) return ABSENT;
-  let found: string | undefined;
-  for (const line of lines) {
-    let start = 0;
-    while (start < line.length) {
-      let end = line.indexOf(';', start);
-      if (end === -1) end = line.length;
-      const equals = line.indexOf('=', start);
-      if (equals !== -1 && equals < end && line.slice(start, equals).trim() === name) {
-        if (found !== undefined) return TWICE;
-        found = line.slice(equals + 1, end).trim();
-      }
-      start = end + 1;
-    }
-  }
-  return found === undefined || found === '' ? ABSENT : { ok: true, value: found };
+export function cookieReader(name: string): CookieReader {
+  const extract = compileTokenExtractor([{ kind: 'cookie', name }]);
+  return (headersDistinct) => {
+    // No query is passed, so only the cookie is looked at.
+    const found = extract(headersDistinct, '', false);
+    if (found.kind === 'token') return { ok: true, value: found.token };
+    return found.kind === 'none' ? ABSENT : REFUSED;
+  };
 }
 
 const ABSENT: CookieRead = Object.freeze({ ok: true, value: undefined });
-const TWICE: CookieRead = Object.freeze({ ok: false });
+const REFUSED: CookieRead = Object.freeze({ ok: false });

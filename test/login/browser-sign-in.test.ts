@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_FETCH_LIMITS } from '../../src/auth/fetch-json.js';
 import { IssuerKeySet } from '../../src/auth/key-set.js';
-import { CookieJar, randomId, readCookie } from '../../src/login/cookies.js';
+import { CookieJar, cookieReader, randomId } from '../../src/login/cookies.js';
 import { RelyingParty } from '../../src/login/oidc.js';
 import { safeReturnTo } from '../../src/login/return-to.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
@@ -54,7 +54,7 @@ class CallbackServer {
 
   private async callback(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
     const flowCookie = this.jar.flowCookieName(url.searchParams.get('state') ?? '');
-    const read = readCookie(req.headersDistinct.cookie, flowCookie);
+    const read = cookieReader(flowCookie)(req.headersDistinct);
     const flow = read.ok && read.value !== undefined ? this.jar.verify(flowCookie, read.value) : undefined;
     const preLogin = flow === undefined ? undefined : await this.store.takePreLogin(flow);
     const result = await (this.rp as RelyingParty).complete(url.search, preLogin);
@@ -69,7 +69,7 @@ class CallbackServer {
   }
 
   private sessionId(req: IncomingMessage): string | undefined {
-    const read = readCookie(req.headersDistinct.cookie, this.jar.sessionName);
+    const read = cookieReader(this.jar.sessionName)(req.headersDistinct);
     return read.ok && read.value !== undefined ? this.jar.verify(this.jar.sessionName, read.value) : undefined;
   }
 }

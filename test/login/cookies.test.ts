@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CookieJar, isRandomId, randomId, readCookie, type CookieSettings } from '../../src/login/cookies.js';
+import { CookieJar, cookieReader, isRandomId, randomId, type CookieSettings } from '../../src/login/cookies.js';
 
 const KEY_A = 'a'.repeat(32);
 const KEY_B = 'b-key-that-is-at-least-32-bytes-long';
@@ -99,7 +99,8 @@ describe('CookieJar', () => {
   });
 });
 
-describe('readCookie', () => {
+describe('cookieReader', () => {
+  const read = cookieReader('b');
   it.each([
     [undefined, { ok: true, value: undefined }],
     [['a=1; b=2'], { ok: true, value: '2' }],
@@ -108,7 +109,8 @@ describe('readCookie', () => {
     [['b='], { ok: true, value: undefined }],
     [['b=1; b=2'], { ok: false }],
     [['b=1', 'b=2'], { ok: false }],
+    [[`b=${'x'.repeat(9000)}`], { ok: false }],
   ])('%j', (lines, expected) => {
-    expect(readCookie(lines, 'b')).toEqual(expected);
+    expect(read({ cookie: lines })).toEqual(expected);
   });
 });

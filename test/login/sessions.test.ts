@@ -203,6 +203,13 @@ describe('memory session store', () => {
   });
 });
 
+/** Two gateway instances on one Redis, sharing a clock. */
+async function twoInstances(): Promise<{ clock: Clock; one: RedisSessionStore; two: RedisSessionStore }> {
+  const clock = new Clock();
+  const prefix = `two${randomId().slice(0, 6)}:`;
+  return { clock, one: await redisStore(clock, prefix), two: await redisStore(clock, prefix) };
+}
+
 describe('redis session store across instances', () => {
   it('keeps pre-login records for 10 minutes in Redis', async () => {
     const store = await redisStore(new Clock(), 'ttl:');
@@ -216,9 +223,7 @@ describe('redis session store across instances', () => {
   });
 
   it('a sign-out on one instance holds on another within 1 s, though the other held a copy', async () => {
-    const clock = new Clock();
-    const one = await redisStore(clock, 'x1:');
-    const two = await redisStore(clock, 'x1:');
+    const { clock, one, two } = await twoInstances();
     const s = session(clock);
     await one.create(s);
     expect(two.cached(s.id)).toBeUndefined();
@@ -232,9 +237,7 @@ describe('redis session store across instances', () => {
   });
 
   it('a back-channel logout handled by one instance ends the copies on the other', async () => {
-    const clock = new Clock();
-    const one = await redisStore(clock, 'x2:');
-    const two = await redisStore(clock, 'x2:');
+    const { clock, one, two } = await twoInstances();
     const a = session(clock, { idpSid: 'sid-9' });
     const b = session(clock, { idpSid: 'sid-9' });
     await one.create(a);
@@ -249,9 +252,7 @@ describe('redis session store across instances', () => {
   });
 
   it('a refresh on one instance replaces the other instance copy, and only one instance refreshes', async () => {
-    const clock = new Clock();
-    const one = await redisStore(clock, 'x3:');
-    const two = await redisStore(clock, 'x3:');
+    const { clock, one, two } = await twoInstances();
     const s = session(clock);
     await one.create(s);
     await two.get(s.id);
@@ -268,8 +269,7 @@ describe('redis session store across instances', () => {
   });
 
   it('a logout token jti seen by one instance is a replay on the other', async () => {
-    const one = await redisStore(new Clock(), 'x4:');
-    const two = await redisStore(new Clock(), 'x4:');
+    const { one, two } = await twoInstances();
     expect(await one.firstUseOfJti('corp', 'jti-x', 60_000)).toBe(true);
     expect(await two.firstUseOfJti('corp', 'jti-x', 60_000)).toBe(false);
   });
