@@ -1,19 +1,12 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IssuerKeySet } from '../../src/auth/key-set.js';
-import { DEFAULT_FETCH_LIMITS } from '../../src/auth/fetch-json.js';
-import type { LoginProviderConfig } from '../../src/config/login.js';
-import type { IssuerConfig } from '../../src/config/types.js';
 import { verifyLogoutToken, BACKCHANNEL_LOGOUT_EVENT, type LogoutTokenExpectations } from '../../src/login/backchannel.js';
 import { randomId } from '../../src/login/cookies.js';
 import { RelyingParty } from '../../src/login/oidc.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
-import type { PreLogin, Session } from '../../src/login/sessions/types.js';
-import { IssuerSignatures } from '../../src/login/signatures.js';
-import { createLogger } from '../../src/observability/log.js';
-import { Metrics } from '../../src/observability/metrics.js';
 import { generateIdpKey } from '../helpers/idp.js';
 import { startOidcProvider, type TestProvider } from '../helpers/oidc-provider.js';
+import { authorize, issuerOf, relyingParty, releaseKeySets, signaturesOf, signedInSession } from '../helpers/relying-party.js';
 import { decodePayload, signRaw, unsecured } from '../helpers/tokens.js';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/.authgate/callback';
@@ -22,57 +15,20 @@ const RESOURCE = 'https://api.example.com';
 /** Registered so the provider puts `sid` in ID tokens; nothing listens there in these tests. */
 const BACKCHANNEL_URI = 'http://127.0.0.1:9/.authgate/backchannel_logout';
 
-function issuerOf(provider: TestProvider): IssuerConfig {
-  return {
-    name: 'corp', issuer: provider.issuer, keys: { kind: 'discovery' }, audiences: [provider.clientId], algorithms: ['RS256'],
-    clockSkewMs: 30_000, maxTokenAgeMs: undefined, tokenTypes: undefined, requireClaims: undefined,
-    claims: { subject: 'sub', email: 'email', roles: 'roles', permissions: 'permissions', scopes: 'scope', clientId: 'client_id' },
-    jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 0, staleIfErrorMs: 86_400_000 },
-  };
-}
-
-function providerConfig(provider: TestProvider, overrides: Partial<LoginProviderConfig> = {}): LoginProviderConfig {
-  return {
-    name: 'corp', issuer: 'corp', clientId: provider.clientId,
-    clientAuth: { method: 'client_secret_basic', secret: provider.clientSecret },
-    scopes: ['openid', 'email', 'offline_access'], params: {}, identityFrom: 'id_token', ...overrides,
-  };
-}
-
-const keySets: IssuerKeySet[] = [];
-async function signaturesOf(issuer: IssuerConfig): Promise<IssuerSignatures> {
-  const keys = new IssuerKeySet(issuer, { logger: createLogger('silent'), metrics: new Metrics(), now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS });
-  keySets.push(keys);
-  await keys.start();
-  return new IssuerSignatures(keys, issuer.algorithms);
-}
-
-async function relyingParty(provider: TestProvider, overrides: Partial<LoginProviderConfig> = {}): Promise<RelyingParty> {
-  const issuer = issuerOf(provider);
-  return RelyingParty.discover({ provider: providerConfig(provider, overrides), issuer, redirectUri: REDIRECT_URI, signatures: await signaturesOf(issuer) });
-}
-
-/** One full flow through the provider's pages as `user`: the callback's query and the flow's record. */
-async function authorize(provider: TestProvider, rp: RelyingParty, user = 'alice'): Promise<{ query: string; preLogin: PreLogin }> {
-  const { url, preLogin } = await rp.begin('/app');
-  const callback = await provider.signIn(url, user);
-  return { query: callback.search, preLogin };
-}
-
 let provider: TestProvider;
 let rp: RelyingParty;
 beforeAll(async () => {
   provider = await startOidcProvider({ redirectUri: REDIRECT_URI, postLogoutRedirectUri: POST_LOGOUT, backchannelLogoutUri: BACKCHANNEL_URI });
-  rp = await relyingParty(provider);
+  rp = await relyingParty(provider, REDIRECT_URI);
 });
 afterAll(async () => {
-  for (const keys of keySets) keys.release();
+  releaseKeySets();
   await provider.close();
 });
 
 describe('authorization URL', () => {
   it('asks for a code with PKCE S256, random state and nonce, the scopes and the extra parameters', async () => {
-    const custom = await relyingParty(provider, { params: { ui_locales: 'de', audience: RESOURCE } });
+    const custom = await relyingParty(provider, REDIRECT_URI, { params: { ui_locales: 'de', audience: RESOURCE } });
     const { url, preLogin } = await custom.begin('/app/x');
     expect(url.origin + url.pathname).toBe(`${provider.issuer}/auth`);
     const params = Object.fromEntries(url.searchParams);
@@ -214,7 +170,7 @@ describe('ID token checks (the token endpoint answer tampered with)', () => {
 
 describe('identity_from', () => {
   it('userinfo: the claims the userinfo endpoint returns for the ID token subject', async () => {
-    const viaUserinfo = await relyingParty(provider, { identityFrom: 'userinfo' });
+    const viaUserinfo = await relyingParty(provider, REDIRECT_URI, { identityFrom: 'userinfo' });
     const { query, preLogin } = await authorize(provider, viaUserinfo, 'bob');
     const result = await viaUserinfo.complete(query, preLogin);
     expect(result).toMatchObject({ ok: true, subject: 'bob', claims: { sub: 'bob', email: 'bob@example.com', roles: ['guest'] } });
@@ -224,7 +180,7 @@ describe('identity_from', () => {
   it('access_token: the verified claims of a JWT access token', async () => {
     const jwtProvider = await startOidcProvider({ redirectUri: REDIRECT_URI, jwtAccessTokensFor: RESOURCE });
     try {
-      const viaAccessToken = await relyingParty(jwtProvider, { identityFrom: 'access_token' });
+      const viaAccessToken = await relyingParty(jwtProvider, REDIRECT_URI, { identityFrom: 'access_token' });
       const { query, preLogin } = await authorize(jwtProvider, viaAccessToken, 'alice');
       const result = await viaAccessToken.complete(query, preLogin);
       expect(result).toMatchObject({ ok: true, subject: 'alice', claims: { sub: 'alice', aud: RESOURCE, iss: jwtProvider.issuer } });
@@ -239,16 +195,8 @@ describe('identity_from', () => {
 });
 
 describe('refresh', () => {
-  async function signedInSession(): Promise<Session> {
-    const { query, preLogin } = await authorize(provider, rp);
-    const result = await rp.complete(query, preLogin);
-    if (!result.ok) throw new Error(result.detail);
-    const now = Date.now();
-    return { id: randomId(), provider: 'corp', subject: result.subject, idpSid: result.idpSid, claims: result.claims, tokens: result.tokens, createdAt: now, lastSeenAt: now };
-  }
-
   it('gets new tokens with a rotated refresh token; the old refresh token is then refused (invalid_grant)', async () => {
-    const session = await signedInSession();
+    const session = await signedInSession(provider, rp);
     const refreshed = await rp.refresh(session);
     expect(refreshed).toMatchObject({ ok: true, claims: { sub: 'alice', roles: ['staff'] } });
     if (!refreshed.ok) return;
@@ -259,12 +207,12 @@ describe('refresh', () => {
   });
 
   it('a session without a refresh token cannot refresh', async () => {
-    const session = await signedInSession();
+    const session = await signedInSession(provider, rp);
     expect(await rp.refresh({ ...session, tokens: { ...session.tokens, refreshToken: undefined } })).toMatchObject({ ok: false, reason: 'invalid_grant' });
   });
 
   it('refuses a refreshed ID token about another subject', async () => {
-    const session = await signedInSession();
+    const session = await signedInSession(provider, rp);
     provider.tamperTokenResponse((body) => ({ ...body, id_token: provider.sign({ ...decodePayload(body.id_token as string), sub: 'bob' }, { typ: 'JWT' }) }));
     try {
       expect(await rp.refresh(session)).toMatchObject({ ok: false, reason: 'id_token_invalid' });
@@ -275,12 +223,9 @@ describe('refresh', () => {
 
   it('says unavailable when the provider does not answer', async () => {
     const gone = await startOidcProvider({ redirectUri: REDIRECT_URI });
-    const goneRp = await relyingParty(gone);
-    const { query, preLogin } = await authorize(gone, goneRp);
-    const result = await goneRp.complete(query, preLogin);
-    if (!result.ok) throw new Error(result.detail);
+    const goneRp = await relyingParty(gone, REDIRECT_URI);
+    const session = await signedInSession(gone, goneRp);
     await gone.close();
-    const session = { id: randomId(), provider: 'corp', subject: 'alice', idpSid: undefined, claims: result.claims, tokens: result.tokens, createdAt: 0, lastSeenAt: 0 };
     expect(await goneRp.refresh(session)).toMatchObject({ ok: false, reason: 'unavailable' });
   });
 });
