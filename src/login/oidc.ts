@@ -4,6 +4,7 @@ import { importPKCS8 } from 'jose';
 import * as oidc from 'openid-client';
 import type { LoginProviderConfig } from '../config/login.js';
 import type { IssuerConfig } from '../config/types.js';
+import { verifyLogoutToken, type LogoutTokenCheck } from './backchannel.js';
 import { randomId } from './cookies.js';
 import type { PreLogin, Session, SessionTokens } from './sessions/types.js';
 import type { SignatureVerifier } from './signatures.js';
@@ -54,6 +55,8 @@ export interface Refreshed {
 type TokenResponse = oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers;
 
 const DEFAULT_TIMEOUT_S = 5;
+/** A provider sends the logout token as the session ends: an older one is a replay or a stuck queue. */
+const LOGOUT_TOKEN_MAX_AGE_MS = 5 * 60_000;
 
 export class RelyingParty {
   private readonly now: () => number;
@@ -147,6 +150,14 @@ export class RelyingParty {
   endSessionUrl(idToken: string, postLogoutRedirectUri: string): string | undefined {
     if (this.config.serverMetadata().end_session_endpoint === undefined) return undefined;
     return oidc.buildEndSessionUrl(this.config, { id_token_hint: idToken, post_logout_redirect_uri: postLogoutRedirectUri }).href;
+  }
+
+  /** A back-channel `logout_token` of this provider, for this client; `firstUse` remembers jtis store-wide. */
+  verifyLogoutToken(token: string, firstUse: (jti: string, rememberMs: number) => Promise<boolean>): Promise<LogoutTokenCheck> {
+    return verifyLogoutToken(token, {
+      issuer: this.options.issuer.issuer, clientId: this.options.provider.clientId, signatures: this.options.signatures,
+      clockSkewMs: this.options.issuer.clockSkewMs, maxAgeMs: LOGOUT_TOKEN_MAX_AGE_MS, now: this.now, firstUse,
+    });
   }
 
   /** The signature with the issuer's keys, `azp` when present, and (on refresh) the same subject as before. */

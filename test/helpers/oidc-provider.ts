@@ -112,6 +112,8 @@ function providerConfiguration(options: OidcProviderOptions, key: IdpKey, client
     }],
     jwks: { keys: [{ ...key.privateKey.export({ format: 'jwk' }), kid: key.kid, alg: key.alg, use: 'sig' }] },
     cookies: { keys: ['cookie-key-for-the-test-provider-0123456789'] },
+    // Its outgoing requests (back-channel logout) refuse loopback addresses by default; the tests' RP lives there.
+    fetch: (url: string, { dispatcher: _ssrfGuard, ...init }: RequestInit & { dispatcher?: unknown }) => fetch(url, init),
     findAccount: (_ctx: unknown, id: string) => {
       const user = USERS[id];
       if (user === undefined) return undefined;
