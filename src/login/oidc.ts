@@ -244,7 +244,8 @@ const TOKEN_CLAIM_CODES = new Set(['OAUTH_JWT_CLAIM_COMPARISON_FAILED', 'OAUTH_J
 /** What went wrong, for the log, the metric and the answer; `rejected` is the reason for an `invalid_grant`. */
 function classify<R extends string>(error: unknown, rejected: R): R | 'provider_error' | 'id_token_invalid' | 'unavailable' | 'invalid_response' {
   if (error instanceof oidc.ResponseBodyError) return error.error === 'invalid_grant' ? rejected : 'provider_error';
-  if (error instanceof oidc.AuthorizationResponseError) return 'provider_error';
+  // A refused client (401 invalid_client) comes as a WWW-Authenticate challenge rather than a body.
+  if (error instanceof oidc.AuthorizationResponseError || error instanceof oidc.WWWAuthenticateChallengeError) return 'provider_error';
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && TOKEN_CLAIM_CODES.has(code)) return 'id_token_invalid';
   const name = (error as { name?: unknown }).name;

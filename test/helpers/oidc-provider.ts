@@ -39,6 +39,8 @@ export interface OidcProviderOptions {
   readonly accessTokenTtlS?: number;
   /** Access tokens as JWTs (RFC 9068) for this resource, instead of opaque ones. */
   readonly jwtAccessTokensFor?: string;
+  /** How the client authenticates at the token endpoint; default client_secret_basic. */
+  readonly clientAuth?: { readonly method: 'private_key_jwt'; readonly publicJwk: Record<string, unknown> } | { readonly method: 'none' };
 }
 
 /** Rewrites the token endpoint's JSON answer before it leaves the provider (a compromised or buggy IdP). */
@@ -102,12 +104,11 @@ function providerConfiguration(options: OidcProviderOptions, key: IdpKey, client
   return {
     clients: [{
       client_id: clientId,
-      client_secret: clientSecret,
       redirect_uris: [options.redirectUri],
       post_logout_redirect_uris: options.postLogoutRedirectUri === undefined ? [] : [options.postLogoutRedirectUri],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
+      ...clientAuthMetadata(options, clientSecret),
       ...(options.backchannelLogoutUri === undefined ? {} : { backchannel_logout_uri: options.backchannelLogoutUri, backchannel_logout_session_required: true }),
     }],
     jwks: { keys: [{ ...key.privateKey.export({ format: 'jwk' }), kid: key.kid, alg: key.alg, use: 'sig' }] },
@@ -133,6 +134,17 @@ function providerConfiguration(options: OidcProviderOptions, key: IdpKey, client
       ...(options.jwtAccessTokensFor === undefined ? {} : { resourceIndicators: jwtResource(options.jwtAccessTokensFor) }),
     },
   };
+}
+
+function clientAuthMetadata(options: OidcProviderOptions, clientSecret: string): Record<string, unknown> {
+  switch (options.clientAuth?.method) {
+    case undefined:
+      return { token_endpoint_auth_method: 'client_secret_basic', client_secret: clientSecret };
+    case 'none':
+      return { token_endpoint_auth_method: 'none' };
+    case 'private_key_jwt':
+      return { token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [options.clientAuth.publicJwk] } };
+  }
 }
 
 function jwtResource(resource: string): Record<string, unknown> {

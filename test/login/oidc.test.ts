@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyLogoutToken, BACKCHANNEL_LOGOUT_EVENT, type LogoutTokenExpectations } from '../../src/login/backchannel.js';
@@ -300,5 +303,37 @@ describe('back-channel logout token', () => {
     ['untyped', () => logoutToken({}, {})],
   ])('refuses a token %s', async (_label, make) => {
     expect(await verifyLogoutToken(make(), expectations)).toMatchObject({ ok: false });
+  });
+});
+
+describe('client authentication', () => {
+  it('private_key_jwt: signs in with a client assertion from the key file', async () => {
+    const key = generateIdpKey('ec');
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-rp-'));
+    const keyFile = join(dir, 'rp.pem');
+    await writeFile(keyFile, key.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const keyed = await startOidcProvider({ redirectUri: REDIRECT_URI, clientAuth: { method: 'private_key_jwt', publicJwk: key.jwk } });
+    try {
+      const keyedRp = await relyingParty(keyed, REDIRECT_URI, { clientAuth: { method: 'private_key_jwt', keyFile } });
+      const { query, preLogin } = await authorize(keyed, keyedRp, 'bob');
+      expect(await keyedRp.complete(query, preLogin)).toMatchObject({ ok: true, subject: 'bob' });
+      const withSecret = await relyingParty(keyed, REDIRECT_URI);
+      const refused = await authorize(keyed, withSecret, 'bob');
+      expect(await withSecret.complete(refused.query, refused.preLogin)).toMatchObject({ ok: false, reason: 'provider_error' });
+    } finally {
+      await keyed.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a public client: PKCE alone', async () => {
+    const open = await startOidcProvider({ redirectUri: REDIRECT_URI, clientAuth: { method: 'none' } });
+    try {
+      const publicRp = await relyingParty(open, REDIRECT_URI, { clientAuth: { method: 'none' } });
+      const { query, preLogin } = await authorize(open, publicRp, 'alice');
+      expect(await publicRp.complete(query, preLogin)).toMatchObject({ ok: true, subject: 'alice' });
+    } finally {
+      await open.close();
+    }
   });
 });
