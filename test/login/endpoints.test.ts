@@ -1,14 +1,14 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/login/backchannel.js';
 import { CookieJar, randomId } from '../../src/login/cookies.js';
 import { BrowserSignIn, type LoginAnswer } from '../../src/login/endpoints.js';
 import type { RelyingParty } from '../../src/login/oidc.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
-import { RedisSessionStore } from '../../src/login/sessions/redis.js';
+import type { RedisSessionStore } from '../../src/login/sessions/redis.js';
 import type { SessionStore } from '../../src/login/sessions/types.js';
 import { startOidcProvider, type TestProvider } from '../helpers/oidc-provider.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { RedisSessionStores } from '../helpers/session-stores.js';
 import { relyingParty, releaseKeySets } from '../helpers/relying-party.js';
 
 const ORIGIN = 'http://127.0.0.1:9';
@@ -20,14 +20,15 @@ const KEY = 'a-session-key-of-at-least-32-bytes!!';
 let provider: TestProvider;
 let rp: RelyingParty;
 let redis: RedisServer;
-const clients: Redis[] = [];
+let stores: RedisSessionStores;
 beforeAll(async () => {
   provider = await startOidcProvider({ redirectUri: REDIRECT_URI, postLogoutRedirectUri: `${ORIGIN}/`, backchannelLogoutUri: `${ORIGIN}${PREFIX}/backchannel_logout` });
   rp = await relyingParty(provider, REDIRECT_URI);
   redis = await startRedis();
+  stores = new RedisSessionStores(redis.url);
 });
 afterAll(async () => {
-  for (const client of clients) client.disconnect();
+  stores.close();
   releaseKeySets();
   await provider.close();
   await redis.close();
@@ -194,11 +195,7 @@ describe('backchannel_logout', () => {
   }, { typ: 'logout+jwt' });
 
   async function redisEndpoints(prefix: string): Promise<{ signIn: BrowserSignIn; store: RedisSessionStore }> {
-    const commands = new Redis(redis.url);
-    const subscriber = new Redis(redis.url);
-    clients.push(commands, subscriber);
-    const store = new RedisSessionStore({ commands, subscriber, prefix, timeouts: TIMEOUTS });
-    await store.start();
+    const store = await stores.open(prefix, TIMEOUTS);
     return { signIn: endpoints(store), store };
   }
 

@@ -1,12 +1,12 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RelyingParty } from '../../src/login/oidc.js';
 import { SessionRefresher } from '../../src/login/refresh.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
-import { RedisSessionStore } from '../../src/login/sessions/redis.js';
+import type { RedisSessionStore } from '../../src/login/sessions/redis.js';
 import type { Session } from '../../src/login/sessions/types.js';
 import { startOidcProvider, type TestProvider } from '../helpers/oidc-provider.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { RedisSessionStores } from '../helpers/session-stores.js';
 import { relyingParty, releaseKeySets, signedInSession } from '../helpers/relying-party.js';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/.authgate/callback';
@@ -19,15 +19,16 @@ let provider: TestProvider;
 let rp: RelyingParty;
 let providers: Map<string, RelyingParty>;
 let redis: RedisServer;
-const clients: Redis[] = [];
+let stores: RedisSessionStores;
 beforeAll(async () => {
   provider = await startOidcProvider({ redirectUri: REDIRECT_URI });
   rp = await relyingParty(provider, REDIRECT_URI);
   providers = new Map([['corp', rp]]);
   redis = await startRedis();
+  stores = new RedisSessionStores(redis.url);
 });
 afterAll(async () => {
-  for (const client of clients) client.disconnect();
+  stores.close();
   releaseKeySets();
   await provider.close();
   await redis.close();
@@ -92,16 +93,8 @@ describe('SessionRefresher', () => {
   });
 
   it('refreshes once across instances; the other instance goes on with the still-valid token', async () => {
-    const prefix = 'refresh:';
-    const stores = await Promise.all([0, 1].map(async () => {
-      const commands = new Redis(redis.url);
-      const subscriber = new Redis(redis.url);
-      clients.push(commands, subscriber);
-      const store = new RedisSessionStore({ commands, subscriber, prefix, timeouts: TIMEOUTS });
-      await store.start();
-      return store;
-    }));
-    const [one, two] = stores as [RedisSessionStore, RedisSessionStore];
+    const one = await stores.open('refresh:', TIMEOUTS);
+    const two = await stores.open('refresh:', TIMEOUTS);
     const session = await signedInSession(provider, rp);
     await one.create(session);
     const before = provider.tokenRequests;

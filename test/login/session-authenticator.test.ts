@@ -1,13 +1,12 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trustedOrigins } from '../../src/login/browser.js';
 import { CookieJar, randomId } from '../../src/login/cookies.js';
 import { SessionRefresher } from '../../src/login/refresh.js';
 import { SessionAuthenticator, type SessionRequest } from '../../src/login/session-authenticator.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
-import { RedisSessionStore } from '../../src/login/sessions/redis.js';
 import type { Session, SessionStore } from '../../src/login/sessions/types.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { RedisSessionStores } from '../helpers/session-stores.js';
 
 const ORIGIN = 'https://app.example.com';
 const TIMEOUTS = { idleMs: 600_000, absoluteMs: 3_600_000 };
@@ -107,32 +106,25 @@ describe('SessionAuthenticator', () => {
 
 describe('SessionAuthenticator on Redis', () => {
   let redis: RedisServer;
-  const clients: Redis[] = [];
+  let stores: RedisSessionStores;
   beforeAll(async () => {
     redis = await startRedis();
+    stores = new RedisSessionStores(redis.url);
   });
   afterAll(async () => {
-    for (const client of clients) client.disconnect();
+    stores.close();
     await redis.close();
   });
 
   it('after the first request, answers from its copy: Redis going down does not stop the session', async () => {
-    const commands = new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false });
-    const subscriber = new Redis(redis.url, { maxRetriesPerRequest: 0 });
-    clients.push(commands, subscriber);
-    commands.on('error', () => undefined);
-    subscriber.on('error', () => undefined);
-    const store = new RedisSessionStore({ commands, subscriber, prefix: 'auth:', timeouts: TIMEOUTS });
-    await store.start();
     const s = session(Date.now());
-    await store.create(s);
-    const auth = authenticator(store);
-    const cold = new RedisSessionStore({ commands, subscriber, prefix: 'auth:', timeouts: TIMEOUTS });
-    expect(await authenticator(cold).authenticate(request(cookieFor(s.id)))).toEqual({ ok: true, session: s });
+    await (await stores.open('auth:', TIMEOUTS)).create(s);
+    // Another instance: its first request for the session reads Redis once, then it holds a copy.
+    const auth = authenticator(await stores.open('auth:', TIMEOUTS));
+    expect(await auth.authenticate(request(cookieFor(s.id)))).toEqual({ ok: true, session: s });
     await redis.stop();
     expect(await auth.authenticate(request(cookieFor(s.id)))).toEqual({ ok: true, session: s });
     // An instance without a copy cannot know: 503, never a pass.
-    const another = new RedisSessionStore({ commands, subscriber, prefix: 'auth:', timeouts: TIMEOUTS });
-    expect(await authenticator(another).authenticate(request(cookieFor(s.id)))).toEqual({ ok: false, reason: 'unavailable' });
+    expect(await authenticator(stores.unstarted('auth:', TIMEOUTS)).authenticate(request(cookieFor(s.id)))).toEqual({ ok: false, reason: 'unavailable' });
   });
 });

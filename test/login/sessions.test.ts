@@ -2,9 +2,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomId } from '../../src/login/cookies.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
-import { RedisSessionStore } from '../../src/login/sessions/redis.js';
+import type { RedisSessionStore } from '../../src/login/sessions/redis.js';
 import { PRE_LOGIN_TTL_MS, type PreLogin, type Session, type SessionStore } from '../../src/login/sessions/types.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { RedisSessionStores } from '../helpers/session-stores.js';
 
 const TIMEOUTS = { idleMs: 30 * 60_000, absoluteMs: 12 * 3_600_000 };
 const T0 = Date.UTC(2026, 0, 1);
@@ -51,22 +52,18 @@ function endsHeard(store: SessionStore, count: number, deadlineMs = 1000): Promi
 }
 
 let redis: RedisServer;
-const clients: Redis[] = [];
+let stores: RedisSessionStores;
 beforeAll(async () => {
   redis = await startRedis();
+  stores = new RedisSessionStores(redis.url);
 });
 afterAll(async () => {
-  for (const client of clients) client.disconnect();
+  stores.close();
   await redis.close();
 });
 
-async function redisStore(clock: Clock, prefix = 'ag:'): Promise<RedisSessionStore> {
-  const commands = new Redis(redis.url);
-  const subscriber = new Redis(redis.url);
-  clients.push(commands, subscriber);
-  const store = new RedisSessionStore({ commands, subscriber, prefix, timeouts: TIMEOUTS, now: clock.now, copies: 100 });
-  await store.start();
-  return store;
+function redisStore(clock: Clock, prefix = 'ag:'): Promise<RedisSessionStore> {
+  return stores.open(prefix, TIMEOUTS, clock.now);
 }
 
 describe.each([
@@ -216,10 +213,10 @@ describe('redis session store across instances', () => {
     const flow = randomId();
     await store.savePreLogin(flow, preLogin());
     const probe = new Redis(redis.url);
-    clients.push(probe);
     const ttl = await probe.pttl(`ttl:login-flow:${flow}`);
     expect(ttl).toBeGreaterThan(PRE_LOGIN_TTL_MS - 5_000);
     expect(ttl).toBeLessThanOrEqual(PRE_LOGIN_TTL_MS);
+    probe.disconnect();
   });
 
   it('a sign-out on one instance holds on another within 1 s, though the other held a copy', async () => {
