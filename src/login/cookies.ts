@@ -62,6 +62,11 @@ export class CookieJar {
     return `${this.settings.name}-login-${state.slice(0, FLOW_TAG_LENGTH)}`;
   }
 
+  /** The session cookie or a flow's pre-login cookie: never forwarded to an upstream. */
+  isOwnCookie(name: string): boolean {
+    return name === this.settings.name || name.startsWith(`${this.settings.name}-login-`);
+  }
+
   /** `Set-Cookie` value for `name` carrying `id`, kept for `maxAgeS` seconds. */
   issue(name: string, id: string, maxAgeS: number): string {
     return `${name}=${id}.${this.mac(this.keys[0] as KeyObject, name, id)}; Max-Age=${Math.max(0, Math.floor(maxAgeS))}${this.attributes}`;

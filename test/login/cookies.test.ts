@@ -50,6 +50,14 @@ describe('CookieJar', () => {
     expect(a).not.toBe(b);
   });
 
+  it('knows its own cookies (to keep them from upstreams), and only those', () => {
+    expect(jar.isOwnCookie('__Host-authgate')).toBe(true);
+    expect(jar.isOwnCookie(jar.flowCookieName(randomId()))).toBe(true);
+    expect(jar.isOwnCookie('__Host-authgate2')).toBe(false);
+    expect(jar.isOwnCookie('authgate')).toBe(false);
+    expect(jar.isOwnCookie('session')).toBe(false);
+  });
+
   it('verifies what it issued and returns the ID', () => {
     expect(jar.verify('__Host-authgate', valueOf(issued))).toBe(id);
   });

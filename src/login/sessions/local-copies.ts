@@ -1,5 +1,19 @@
 import { isLive, type Session, type SessionEndListener, type SessionTimeouts } from './types.js';
 
+/** Who hears that a session ended (closing its WebSockets, say); the same for every store kind. */
+export class SessionEnds {
+  private readonly listeners = new Set<SessionEndListener>();
+
+  notify(id: string): void {
+    for (const listener of this.listeners) listener(id);
+  }
+
+  onEnd(listener: SessionEndListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
 /**
  * This instance's bounded copy of sessions in use, so a request never waits on the store for its session. Least
  * recently used entries go first. `epoch` changes on every invalidation, so a store read that started before an
@@ -7,7 +21,7 @@ import { isLive, type Session, type SessionEndListener, type SessionTimeouts } f
  */
 export class LocalCopies {
   private readonly entries = new Map<string, Session>();
-  private readonly listeners = new Set<SessionEndListener>();
+  readonly ends = new SessionEnds();
   private invalidations = 0;
 
   constructor(
@@ -50,11 +64,6 @@ export class LocalCopies {
   /** The session ended, here or elsewhere. */
   ended(id: string): void {
     this.invalidate(id);
-    for (const listener of this.listeners) listener(id);
-  }
-
-  onEnd(listener: SessionEndListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.ends.notify(id);
   }
 }

@@ -1,5 +1,5 @@
 import { PRUNE_INTERVAL_MS } from '../../store/memory.js';
-import { LocalCopies } from './local-copies.js';
+import { SessionEnds } from './local-copies.js';
 import {
   PRE_LOGIN_TTL_MS, isLive, type PreLogin, type RefreshLock, type Session, type SessionEndListener, type SessionStore,
   type SessionTimeouts, type SessionTokens,
@@ -16,16 +16,13 @@ export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, Session>();
   private readonly locks = new Map<string, number>();
   private readonly jtis = new Map<string, number>();
-  private readonly copies: LocalCopies;
+  private readonly ends = new SessionEnds();
   private lastPruneAt = 0;
 
   constructor(
     private readonly timeouts: SessionTimeouts,
     private readonly now: () => number = Date.now,
-  ) {
-    // The sessions are all here: the "copy" is only the end notifications.
-    this.copies = new LocalCopies(0, timeouts, now);
-  }
+  ) {}
 
   async savePreLogin(flowId: string, record: PreLogin): Promise<void> {
     this.prune();
@@ -58,7 +55,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async end(id: string): Promise<void> {
-    if (this.sessions.delete(id)) this.copies.ended(id);
+    if (this.sessions.delete(id)) this.ends.notify(id);
   }
 
   async endBySubject(provider: string, subject: string): Promise<number> {
@@ -99,7 +96,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   onEnd(listener: SessionEndListener): () => void {
-    return this.copies.onEnd(listener);
+    return this.ends.onEnd(listener);
   }
 
   async close(): Promise<void> {}
@@ -119,7 +116,7 @@ export class MemorySessionStore implements SessionStore {
     for (const session of [...this.sessions.values()]) {
       if (!matches(session)) continue;
       this.sessions.delete(session.id);
-      this.copies.ended(session.id);
+      this.ends.notify(session.id);
       ended++;
     }
     return ended;

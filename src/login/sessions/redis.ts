@@ -149,7 +149,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   onEnd(listener: SessionEndListener): () => void {
-    return this.copies.onEnd(listener);
+    return this.copies.ends.onEnd(listener);
   }
 
   async close(): Promise<void> {
