@@ -3,8 +3,13 @@ import { existingFile } from './files.js';
 import { keySlot, type Reader, type Slot } from './reader.js';
 import type { IssuerConfig } from './types.js';
 import { isLoopbackUrl, isToken } from './values.js';
-import { parseAllowedRedirect, type AllowedRedirect } from '../login/return-to.js';
-import type { SameSite } from '../login/cookies.js';
+
+export type SameSite = 'strict' | 'lax' | 'none';
+
+/** One `allowed_redirects` entry: an exact origin, or `scheme://*.domain[:port]` for any subdomain of it. */
+export type AllowedRedirect =
+  | { readonly kind: 'origin'; readonly origin: string }
+  | { readonly kind: 'subdomains'; readonly protocol: string; readonly suffix: string; readonly port: string };
 
 /** The `login:` section: browser sign-in through OpenID providers, and the sessions it creates. */
 export interface LoginConfig {
@@ -200,4 +205,26 @@ function readAllowedRedirect(r: Reader, slot: Slot): AllowedRedirect | undefined
   if (text === undefined) return undefined;
   const entry = parseAllowedRedirect(text);
   return typeof entry === 'string' ? r.problem(slot, entry) : entry;
+}
+
+/**
+ * Reads one `allowed_redirects` entry as written in the config; a string is the problem. Only an origin is
+ * accepted (no path, query, fragment or credentials), and `*` only as the whole first label.
+ */
+export function parseAllowedRedirect(text: string): AllowedRedirect | string {
+  const wildcard = /^(https?):\/\/\*\./.exec(text);
+  const candidate = wildcard === null ? text : `${wildcard[1]}://wildcard.${text.slice(wildcard[0].length)}`;
+  let url: URL;
+  try {
+    url = new URL(candidate);
+  } catch {
+    return 'expected an origin like https://app.example.com or https://*.example.com';
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'expected an http or https origin';
+  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    return 'expected an origin only (no path, query, fragment or user info)';
+  }
+  if (candidate.includes('*')) return '"*" may only be the whole first label, as in https://*.example.com';
+  if (wildcard === null) return { kind: 'origin', origin: url.origin };
+  return { kind: 'subdomains', protocol: url.protocol, suffix: url.hostname.slice('wildcard'.length), port: url.port };
 }

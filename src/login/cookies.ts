@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { compileTokenExtractor } from '../auth/extract.js';
+import type { SameSite } from '../config/login.js';
 
 /**
  * The browser's cookies for sign-in. Each carries only a random ID (the session, or one sign-in flow) and an
@@ -7,8 +8,6 @@ import { compileTokenExtractor } from '../auth/extract.js';
  * to another, or re-signed with a key the gateway does not hold. The first key signs; every key verifies, so
  * keys rotate by prepending a new one and dropping the oldest later.
  */
-
-export type SameSite = 'strict' | 'lax' | 'none';
 
 export interface CookieSettings {
   /** The session cookie's name; each flow's pre-login cookie is `{name}-login-{tag}`. */

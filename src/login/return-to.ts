@@ -3,11 +3,7 @@
  * it (WHATWG URL), never on the string: a browser resolves `/\host`, `https:host` or a path with a tab in it
  * differently from what a pattern on the text expects. Anything not provably same-origin or listed returns to `/`.
  */
-
-/** One `allowed_redirects` entry: an exact origin, or `scheme://*.domain[:port]` for any subdomain of it. */
-export type AllowedRedirect =
-  | { readonly kind: 'origin'; readonly origin: string }
-  | { readonly kind: 'subdomains'; readonly protocol: string; readonly suffix: string; readonly port: string };
+import type { AllowedRedirect } from '../config/login.js';
 
 export interface RedirectPolicy {
   /** The gateway's own origin as browsers reach it (from `login.external_url`). */
@@ -80,26 +76,4 @@ function hasControlOrSpace(text: string): boolean {
     if (code <= 0x20 || code === 0x7f) return true;
   }
   return false;
-}
-
-/**
- * Reads one `allowed_redirects` entry as written in the config; a string is the problem. Only an origin is
- * accepted (no path, query, fragment or credentials), and `*` only as the whole first label.
- */
-export function parseAllowedRedirect(text: string): AllowedRedirect | string {
-  const wildcard = /^(https?):\/\/\*\./.exec(text);
-  const candidate = wildcard === null ? text : `${wildcard[1]}://wildcard.${text.slice(wildcard[0].length)}`;
-  let url: URL;
-  try {
-    url = new URL(candidate);
-  } catch {
-    return 'expected an origin like https://app.example.com or https://*.example.com';
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'expected an http or https origin';
-  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
-    return 'expected an origin only (no path, query, fragment or user info)';
-  }
-  if (candidate.includes('*')) return '"*" may only be the whole first label, as in https://*.example.com';
-  if (wildcard === null) return { kind: 'origin', origin: url.origin };
-  return { kind: 'subdomains', protocol: url.protocol, suffix: url.hostname.slice('wildcard'.length), port: url.port };
 }

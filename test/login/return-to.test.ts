@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseAllowedRedirect, safeReturnTo, type AllowedRedirect, type RedirectPolicy } from '../../src/login/return-to.js';
+import { parseAllowedRedirect, type AllowedRedirect } from '../../src/config/login.js';
+import { safeReturnTo, type RedirectPolicy } from '../../src/login/return-to.js';
 
 function allowed(text: string): AllowedRedirect {
   const entry = parseAllowedRedirect(text);
