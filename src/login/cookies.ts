@@ -44,12 +44,20 @@ export function isRandomId(text: string): boolean {
 
 export class CookieJar {
   private readonly keys: readonly KeyObject[];
-  private readonly attributes: string;
+  private readonly sessionAttributes: string;
+  /**
+   * The browser comes back to the callback from the provider's site: a Strict flow cookie would not be sent, and
+   * every sign-in would fail. Flow cookies are at least Lax; they name a one-time record, nothing more.
+   */
+  private readonly flowAttributes: string;
+  private readonly flowPrefix: string;
 
   constructor(private readonly settings: CookieSettings) {
     if (settings.keys.length === 0) throw new Error('at least one cookie key is needed');
     this.keys = settings.keys.map((key) => createSecretKey(Buffer.from(key, 'utf8')));
-    this.attributes = `; Path=/${settings.secure ? '; Secure' : ''}; HttpOnly; SameSite=${capitalized(settings.sameSite)}`;
+    this.sessionAttributes = attributes(settings.secure, settings.sameSite);
+    this.flowAttributes = attributes(settings.secure, settings.sameSite === 'strict' ? 'lax' : settings.sameSite);
+    this.flowPrefix = `${settings.name}-login-`;
   }
 
   get sessionName(): string {
@@ -58,22 +66,22 @@ export class CookieJar {
 
   /** The pre-login cookie of the flow whose `state` is given (the callback finds it from the state it receives). */
   flowCookieName(state: string): string {
-    return `${this.settings.name}-login-${state.slice(0, FLOW_TAG_LENGTH)}`;
+    return `${this.flowPrefix}${state.slice(0, FLOW_TAG_LENGTH)}`;
   }
 
   /** The session cookie or a flow's pre-login cookie: never forwarded to an upstream. */
   isOwnCookie(name: string): boolean {
-    return name === this.settings.name || name.startsWith(`${this.settings.name}-login-`);
+    return name === this.settings.name || name.startsWith(this.flowPrefix);
   }
 
   /** `Set-Cookie` value for `name` carrying `id`, kept for `maxAgeS` seconds. */
   issue(name: string, id: string, maxAgeS: number): string {
-    return `${name}=${id}.${this.mac(this.keys[0] as KeyObject, name, id)}; Max-Age=${Math.max(0, Math.floor(maxAgeS))}${this.attributes}`;
+    return `${name}=${id}.${this.mac(this.keys[0] as KeyObject, name, id)}; Max-Age=${Math.max(0, Math.floor(maxAgeS))}${this.attributesOf(name)}`;
   }
 
   /** `Set-Cookie` value removing `name` (same attributes, or a `__Host-` cookie would not be replaced). */
   clear(name: string): string {
-    return `${name}=; Max-Age=0${this.attributes}`;
+    return `${name}=; Max-Age=0${this.attributesOf(name)}`;
   }
 
   /** The ID a cookie value carries when its signature holds under one of the keys; undefined otherwise. */
@@ -89,13 +97,18 @@ export class CookieJar {
     return undefined;
   }
 
+  private attributesOf(name: string): string {
+    return name.startsWith(this.flowPrefix) ? this.flowAttributes : this.sessionAttributes;
+  }
+
   private mac(key: KeyObject, name: string, id: string): string {
     return createHmac('sha256', key).update(name).update('=').update(id).digest('base64url');
   }
 }
 
-function capitalized(sameSite: SameSite): string {
-  return sameSite === 'strict' ? 'Strict' : sameSite === 'lax' ? 'Lax' : 'None';
+function attributes(secure: boolean, sameSite: SameSite): string {
+  const spelled = sameSite === 'strict' ? 'Strict' : sameSite === 'lax' ? 'Lax' : 'None';
+  return `; Path=/${secure ? '; Secure' : ''}; HttpOnly; SameSite=${spelled}`;
 }
 
 export type CookieRead = { readonly ok: true; readonly value: string | undefined } | { readonly ok: false };

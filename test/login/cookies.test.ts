@@ -39,6 +39,16 @@ describe('CookieJar', () => {
     expect(new CookieJar({ ...settings, sameSite: 'none' }).issue('n', id, 1)).toContain('; SameSite=None');
   });
 
+  it('keeps a flow cookie Lax under same_site: strict, or it would not come back from the provider', () => {
+    const strict = new CookieJar({ ...settings, sameSite: 'strict' });
+    const flow = strict.flowCookieName(randomId());
+    expect(strict.issue(flow, id, 600)).toContain('; Secure; HttpOnly; SameSite=Lax');
+    expect(strict.clear(flow)).toBe(`${flow}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax`);
+    expect(strict.issue(strict.sessionName, id, 600)).toContain('; SameSite=Strict');
+    const none = new CookieJar({ ...settings, sameSite: 'none' });
+    expect(none.issue(none.flowCookieName(randomId()), id, 600)).toContain('; SameSite=None');
+  });
+
   it('clears with the same attributes and Max-Age=0', () => {
     expect(jar.clear('__Host-authgate')).toBe('__Host-authgate=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax');
   });
