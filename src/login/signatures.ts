@@ -1,0 +1,48 @@
+import { compactVerify, errors as joseErrors } from 'jose';
+import { parseCompactJws, type JoseHeader } from '../auth/jws.js';
+import type { IssuerKeySet } from '../auth/key-set.js';
+
+/**
+ * Checks a JWS an OpenID provider issued (ID token, JWT access token, logout token) against that issuer's keys as
+ * the gateway already holds them: the same key set, refresh schedule, stale-if-error and algorithm allowlist the
+ * bearer-token path uses. openid-client fetches no JWKS of its own (it would be a second cache per issuer, with
+ * other rules); it checks the claims, this checks the signature.
+ */
+export type SignatureCheck =
+  | { readonly ok: true; readonly header: JoseHeader; readonly payload: Readonly<Record<string, unknown>> }
+  | { readonly ok: false; readonly reason: string };
+
+export interface SignatureVerifier {
+  verify(jws: string): Promise<SignatureCheck>;
+}
+
+export class IssuerSignatures implements SignatureVerifier {
+  private readonly algorithms: ReadonlySet<string>;
+
+  constructor(
+    private readonly keys: IssuerKeySet,
+    algorithms: readonly string[],
+    private readonly now: () => number = Date.now,
+  ) {
+    this.algorithms = new Set(algorithms);
+  }
+
+  async verify(jws: string): Promise<SignatureCheck> {
+    const parsed = parseCompactJws(jws);
+    if (!parsed.ok) return { ok: false, reason: parsed.reason };
+    const { header } = parsed;
+    if (!this.algorithms.has(header.alg)) return { ok: false, reason: 'alg_not_allowed' };
+    let keys = this.keys.lookup(header.alg, header.kid, this.now());
+    if (keys === 'unknown_kid' && (await this.keys.refetchForUnknownKid())) keys = this.keys.lookup(header.alg, header.kid, this.now());
+    if (typeof keys === 'string') return { ok: false, reason: keys === 'unavailable' ? 'keys_unavailable' : 'unknown_kid' };
+    for (const key of keys) {
+      try {
+        await compactVerify(jws, key, { algorithms: [header.alg] });
+        return { ok: true, header, payload: parsed.payload };
+      } catch (error) {
+        if (!(error instanceof joseErrors.JWSSignatureVerificationFailed)) return { ok: false, reason: 'bad_signature' };
+      }
+    }
+    return { ok: false, reason: 'bad_signature' };
+  }
+}
