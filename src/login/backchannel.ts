@@ -1,4 +1,4 @@
-import { normalizeTokenType } from '../auth/claims.js';
+import { normalizeTokenType } from '../mechanisms/authenticators/jwt/claims.js';
 import type { SignatureVerifier } from './signatures.js';
 
 /**

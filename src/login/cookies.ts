@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { compileTokenExtractor } from '../auth/extract.js';
+import { MAX_TOKEN_LENGTH } from '../http/bearer.js';
+import { cookie } from '../mechanisms/credentials/cookie.js';
 import type { SameSite } from '../config/login.js';
 
 /**
@@ -120,14 +121,12 @@ export type CookieReader = (headersDistinct: NodeJS.Dict<string[]>) => CookieRea
  * session cookie's reader once; a flow cookie's name is only known at its callback.
  */
 export function cookieReader(name: string): CookieReader {
-  const extract = compileTokenExtractor([{ kind: 'cookie', name }]);
+  const finder = cookie.compile({ kind: 'cookie', name });
   return (headersDistinct) => {
     // No query is passed, so only the cookie is looked at.
-    const found = extract(headersDistinct, '', false);
-    if (found.kind === 'token') return { ok: true, value: found.token };
-    return found.kind === 'none' ? ABSENT : REFUSED;
+    const found = finder.find(headersDistinct, '', false);
+    return found.ok && (found.value === undefined || found.value.length <= MAX_TOKEN_LENGTH) ? found : REFUSED;
   };
 }
 
-const ABSENT: CookieRead = Object.freeze({ ok: true, value: undefined });
 const REFUSED: CookieRead = Object.freeze({ ok: false });

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import { SECURITY_HEADERS } from '../gateway/errors.js';
+import { SECURITY_HEADERS } from '../http/responses.js';
 
 /**
  * The few HTML pages a browser may get from the gateway itself: the provider chooser and the error page. No

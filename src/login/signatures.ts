@@ -1,6 +1,6 @@
 import { compactVerify, errors as joseErrors } from 'jose';
-import { parseCompactJws, type JoseHeader } from '../auth/jws.js';
-import type { IssuerKeySet } from '../auth/key-set.js';
+import { parseCompactJws, type JoseHeader } from '../mechanisms/authenticators/jwt/jws.js';
+import type { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 
 /**
  * Checks a JWS an OpenID provider issued (ID token, JWT access token, logout token) against that issuer's keys as
@@ -32,10 +32,10 @@ export class IssuerSignatures implements SignatureVerifier {
     if (!parsed.ok) return { ok: false, reason: parsed.reason };
     const { header } = parsed;
     if (!this.algorithms.has(header.alg)) return { ok: false, reason: 'alg_not_allowed' };
-    let keys = this.keys.lookup(header.alg, header.kid, this.now());
-    if (keys === 'unknown_kid' && (await this.keys.refetchForUnknownKid())) keys = this.keys.lookup(header.alg, header.kid, this.now());
-    if (typeof keys === 'string') return { ok: false, reason: keys === 'unavailable' ? 'keys_unavailable' : 'unknown_kid' };
-    for (const key of keys) {
+    let lookup = this.keys.lookup(header.alg, header.kid, this.now());
+    if (!lookup.ok && lookup.reason === 'unknown_kid' && (await this.keys.refetchForUnknownKid())) lookup = this.keys.lookup(header.alg, header.kid, this.now());
+    if (!lookup.ok) return { ok: false, reason: lookup.reason === 'unavailable' ? 'keys_unavailable' : 'unknown_kid' };
+    for (const key of lookup.keys) {
       try {
         await compactVerify(jws, key, { algorithms: [header.alg] });
         return { ok: true, header, payload: parsed.payload };

@@ -1,5 +1,5 @@
-import { DEFAULT_FETCH_LIMITS } from '../../src/auth/fetch-json.js';
-import { IssuerKeySet } from '../../src/auth/key-set.js';
+import { DEFAULT_FETCH_LIMITS } from '../../src/http/fetch-json.js';
+import { IssuerKeySet } from '../../src/mechanisms/authenticators/jwt/key-set.js';
 import type { LoginProviderConfig } from '../../src/config/login.js';
 import type { IssuerConfig } from '../../src/config/types.js';
 import { randomId } from '../../src/login/cookies.js';
