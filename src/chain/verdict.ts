@@ -35,6 +35,8 @@ export interface Refusal {
 export interface Answer {
   readonly status: number;
   readonly headers: OutgoingHttpHeaders;
+  /** A small page or form answer (the sign-in endpoints); most answers have none. */
+  readonly body?: string | undefined;
 }
 
 export type Verdict = { readonly ok: true; readonly answer: undefined } | { readonly ok: true; readonly answer: Answer } | Refusal;

@@ -1,14 +1,15 @@
 import type { InternalRoutes } from '../chain/head.js';
-import type { CompileContext, Plan, Step } from '../chain/kinds.js';
+import type { CompileContext, Plan, RequestContext, Step } from '../chain/kinds.js';
 import { credentialStep } from '../chain/steps/credentials.js';
 import { authenticateStep } from '../chain/steps/authenticate.js';
 import { revocationStep } from '../chain/steps/revocation.js';
-import { PASS, refusal, type Refusal } from '../chain/verdict.js';
+import { PASS, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
 import type { RouteConfig } from '../config/types.js';
 import { logoutStep, sameOriginStep } from '../endpoints/logout.js';
 import { verifyStep, type VerifyDeps } from '../endpoints/verify.js';
 import { envoyOriginalTarget } from '../endpoints/forward-auth-families.js';
 import { Errors } from '../http/responses.js';
+import type { LoginAnswer } from '../login/endpoints.js';
 import { compileHeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
 import { compileIdentityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { errorsFor, forRoute, unclaimed, type PlanInputs } from './compile.js';
@@ -54,6 +55,9 @@ export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: s
   const verifyPlan = verify && internalPlan(`${server.reservedPrefix}/verify`, family === 'envoy' ? [verify] : [methods(['GET', 'POST']), verify]);
   const envoy = family === 'envoy' ? verifyPlan : undefined;
   const byEndpoint = new Map<string, Plan>([['/logout', logout]]);
+  for (const [suffix, endpoint] of inputs.login?.endpoints() ?? []) {
+    byEndpoint.set(suffix, internalPlan(`${server.reservedPrefix}${suffix}`, [...host(allowedHost), methods(endpoint.methods), loginStep(endpoint.run)]));
+  }
   if (verifyPlan && family !== 'envoy') byEndpoint.set('/verify', verifyPlan);
   return {
     raw: (target) => (envoy !== undefined && envoyOriginalTarget(target, server.reservedPrefix, folded) !== undefined ? envoy : undefined),
@@ -65,11 +69,16 @@ export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: s
   };
 }
 
+/** A sign-in endpoint: its whole answer (a redirect, a small page) comes from the login module. */
+function loginStep(run: (ctx: RequestContext) => Promise<LoginAnswer>): Step {
+  return { stage: 'endpoint', run: async (ctx): Promise<Verdict> => ({ ok: true, answer: await run(ctx) }) };
+}
+
 function verifyDeps(ctx: CompileContext): Pick<VerifyDeps, 'identityHeaders' | 'headerPolicy' | 'identity'> {
-  const { identity, tokens } = ctx.config;
+  const { identity, tokens, login } = ctx.config;
   return {
     identityHeaders: compileIdentityHeaders(identity),
-    headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens }),
+    headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens, loginCookie: login?.cookie.name }),
     identity,
   };
 }
@@ -84,6 +93,7 @@ const EVERY_ISSUER: RouteConfig = Object.freeze({
   require: undefined,
   rateLimit: [],
   cors: false,
+  login: undefined,
 });
 
 function logoutSteps(inputs: PlanInputs): Step[] {

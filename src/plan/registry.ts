@@ -3,6 +3,7 @@
  * in the gateway exactly when it has a line here (no self-registration by import side effects).
  */
 import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType } from '../chain/kinds.js';
+import { session } from '../login/mechanism.js';
 import { jwt } from '../mechanisms/authenticators/jwt/authenticator.js';
 import { cookie } from '../mechanisms/credentials/cookie.js';
 import { header } from '../mechanisms/credentials/header.js';
@@ -30,7 +31,7 @@ export interface Registry {
 
 export const registry = {
   credentials: { header, cookie, query },
-  authenticators: { jwt },
+  authenticators: { jwt, session },
   authorizers: { require: requireRules },
   limiters: { rate_limit: rateLimits },
   finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders },

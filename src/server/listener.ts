@@ -200,6 +200,7 @@ class Gateway implements RunningGateway {
       transport,
       requestId: trustedPeer && typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID(),
       tls: socket.encrypted ? socket : undefined,
+      body: transport === 'request' ? req : undefined,
     });
   }
 
@@ -228,7 +229,7 @@ class Gateway implements RunningGateway {
   private respond(req: IncomingMessage, res: ServerResponse, ctx: Context, verdict: Verdict, runtime: Runtime, expectsContinue: boolean): void {
     const plan = ctx.plan;
     if (verdict.ok && verdict.answer !== undefined) {
-      res.writeHead(verdict.answer.status, { ...verdict.answer.headers, 'x-request-id': ctx.requestId }).end();
+      res.writeHead(verdict.answer.status, { ...verdict.answer.headers, 'x-request-id': ctx.requestId }).end(verdict.answer.body);
       return;
     }
     const origin = req.headers.origin;

@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { compileTrustedProxies } from '../http/client-ip.js';
 import { compileTokenExtractor } from '../mechanisms/credentials/search.js';
 import { compileRouteCors } from '../mechanisms/cors/preflight.js';
+import type { LoginService } from '../login/mechanism.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { compilePlan, createMechanisms, type Mechanisms, type PlanInputs } from '../plan/compile.js';
@@ -43,9 +44,10 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
   const forwarder = new Forwarder(config.upstreams, deps.metrics, previous?.forwarder);
   const mechanisms = createMechanisms(registry, ctx, previous?.mechanisms);
   const findCredential = compileTokenExtractor(config.tokens, registry.credentials);
-  const plans = config.routes.map((route) => compilePlan(route, { ctx, mechanisms, findCredential, cors: corsOf(route) }));
+  const login = mechanisms.byName.get('authenticators.session') as LoginService | undefined;
+  const plans = config.routes.map((route) => compilePlan(route, { ctx, mechanisms, findCredential, cors: corsOf(route), login }));
   const allowedHost = config.server.allowedHosts ? compileHostMatcher(config.server.allowedHosts) : undefined;
-  const inputs: PlanInputs = { ctx, mechanisms, findCredential, cors: undefined };
+  const inputs: PlanInputs = { ctx, mechanisms, findCredential, cors: undefined, login };
   const head: Head = {
     allowedHost,
     trustedProxies: compileTrustedProxies(config.server.trustedProxies),

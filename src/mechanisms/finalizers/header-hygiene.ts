@@ -21,6 +21,8 @@ export interface HeaderPolicy {
   readonly strip: RegExp | undefined;
   /** Cookie names that carry the token, removed from Cookie unless the token is forwarded. */
   readonly tokenCookies: readonly string[];
+  /** Cookies named with one of these prefixes are kept from the upstream too (sign-in flow cookies). */
+  readonly tokenCookiePrefixes: readonly string[];
 }
 
 export interface UpstreamHeaderContext {
@@ -104,6 +106,8 @@ function stripRegex(patterns: readonly string[]): RegExp | undefined {
 export function compileHeaderPolicy(options: {
   identity: IdentityConfig;
   tokenSources: readonly TokenSource[];
+  /** `login.cookie.name`: the session cookie and its flows' `{name}-login-*` cookies never reach an upstream. */
+  loginCookie?: string | undefined;
 }): HeaderPolicy {
   const dispositions = new Map<string, Disposition>();
   dispositions.set('authorization', 'token');
@@ -113,6 +117,11 @@ export function compileHeaderPolicy(options: {
     if (source.kind === 'header') dispositions.set(canonicalName(source.name), 'token');
     if (source.kind === 'cookie') tokenCookies.push(source.name);
   }
+  const tokenCookiePrefixes: string[] = [];
+  if (options.loginCookie !== undefined) {
+    tokenCookies.push(options.loginCookie);
+    tokenCookiePrefixes.push(`${options.loginCookie}-login-`);
+  }
   for (const name of TRUSTED_ONLY) dispositions.set(name, 'trusted-only');
   // Set last: authgate's own headers win over any other treatment of the same name.
   for (const name of HOP_BY_HOP) dispositions.set(name, 'drop');
@@ -120,7 +129,7 @@ export function compileHeaderPolicy(options: {
   // Hop-by-hop as well, but a WebSocket handshake passes it on: set after the drops, or every upgrade would break.
   dispositions.set('upgrade', 'upgrade');
   for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
-  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies };
+  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies, tokenCookiePrefixes };
 }
 
 export function buildUpstreamHeaders(
@@ -149,7 +158,7 @@ export function buildUpstreamHeaders(
         if (ctx.forwardToken && name === canonical) out[name] = value;
         break;
       case 'cookie': {
-        const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy.tokenCookies);
+        const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy);
         if (kept !== '') out[name] = kept;
         break;
       }
@@ -202,14 +211,15 @@ function connectionListedNames(connection: string | undefined): ReadonlySet<stri
   return names;
 }
 
-/** The Cookie header without the named cookies (other cookies keep their order and text). */
-function withoutCookies(cookie: string, names: readonly string[]): string {
-  if (!names.some((name) => cookie.includes(name))) return cookie;
+/** The Cookie header without the token cookies (other cookies keep their order and text). */
+function withoutCookies(cookie: string, policy: HeaderPolicy): string {
+  const { tokenCookies: names, tokenCookiePrefixes: prefixes } = policy;
+  if (!names.some((name) => cookie.includes(name)) && !prefixes.some((prefix) => cookie.includes(prefix))) return cookie;
   const kept: string[] = [];
   for (const pair of cookie.split(';')) {
     const equals = pair.indexOf('=');
     const name = (equals < 0 ? pair : pair.slice(0, equals)).trim();
-    if (name !== '' && !names.includes(name)) kept.push(pair.trim());
+    if (name !== '' && !names.includes(name) && !prefixes.some((prefix) => name.startsWith(prefix))) kept.push(pair.trim());
   }
   return kept.join('; ');
 }
@@ -221,7 +231,7 @@ function withoutCookies(cookie: string, names: readonly string[]): string {
  */
 export const headerHygiene: MechanismType<Finalizer> = {
   create({ config }) {
-    const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens });
+    const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens, loginCookie: config.login?.cookie.name });
     const forwardToken = config.identity.forwardToken;
     const stripTokenQuery = compileTokenQueryStripper(config.tokens, forwardToken);
     const finalizer: Finalizer = {
