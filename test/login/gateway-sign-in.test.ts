@@ -93,7 +93,22 @@ async function sessionCookie(): Promise<string | undefined> {
   return (await browser.context.cookies(origin)).find((cookie) => cookie.name === 'authgate')?.value;
 }
 
+/** A flow started by a navigation and completed at the provider (over HTTP) as alice, up to the callback URL. */
+async function providerCallback(): Promise<{ flowCookie: string; callback: URL }> {
+  const start = await rawRequest(gw.port, { target: '/app/x', headers: [['Sec-Fetch-Mode', 'navigate']] });
+  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
+  return { flowCookie, callback: await provider.signIn(new URL(start.headers.location ?? ''), 'alice') };
+}
+
+async function expectNoSession(target: string, headers: [string, string][]): Promise<void> {
+  const answer = await rawRequest(gw.port, { target, headers });
+  expect(answer.status).toBe(400);
+  expect(answer.headers['set-cookie'] ?? '').not.toMatch(/^authgate=/);
+}
+
 async function signedInPage(user: string, path: string): Promise<Page> {
+  // A session left at the provider would sign the previous user in again without asking.
+  await browser.context.clearCookies();
   const page = await browser.context.newPage();
   await page.goto(`${origin}${path}`);
   expect(new URL(page.url()).origin).toBe(provider.issuer);
@@ -176,12 +191,59 @@ describe('browser sign-in through the gateway', () => {
     expect(upstream.seen).toHaveLength(0);
   });
 
+  it('a callback with a missing, wrong or replayed state, or no flow cookie, creates no session', async () => {
+    const first = await providerCallback();
+    const tries: [string, [string, string][]][] = [
+      [`${PREFIX}/callback?code=${first.callback.searchParams.get('code')}`, [['Cookie', first.flowCookie]]],
+      [`${PREFIX}/callback${first.callback.search}`, []],
+    ];
+    for (const [target, headers] of tries) await expectNoSession(target, headers);
+    const good = await rawRequest(gw.port, { target: `${PREFIX}/callback${first.callback.search}`, headers: [['Cookie', first.flowCookie]] });
+    expect(good.status).toBe(302);
+    expect(good.headers['set-cookie']).toMatch(/^authgate=/);
+    await expectNoSession(`${PREFIX}/callback${first.callback.search}`, [['Cookie', first.flowCookie]]);
+    // A wrong state ends its flow: the record is taken once, so the right state cannot follow it.
+    const second = await providerCallback();
+    const state = second.callback.searchParams.get('state') ?? '';
+    const wrong = new URL(second.callback);
+    wrong.searchParams.set('state', `${state.slice(0, -1)}${state.endsWith('x') ? 'y' : 'x'}`);
+    await expectNoSession(`${PREFIX}/callback${wrong.search}`, [['Cookie', second.flowCookie]]);
+    await expectNoSession(`${PREFIX}/callback${second.callback.search}`, [['Cookie', second.flowCookie]]);
+    expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('sign_out sends the browser back only to a safe place', async () => {
+    for (const rd of ['//evil.example', '/\\evil.example', 'https:evil.example', '/%2F%2Fevil.example', 'javascript:alert(1)', 'https://app.example.com.evil']) {
+      const answer = await rawRequest(gw.port, { target: `${PREFIX}/sign_out?rd=${encodeURIComponent(rd)}` });
+      expect(answer.status).toBe(302);
+      const location = new URL(answer.headers.location ?? '', origin);
+      expect(location.origin).toBe(origin);
+      expect(location.pathname).toBe('/');
+    }
+  });
+
+  it('a back-channel logout from the provider ends the session; a replayed or unsigned logout token is 400', async () => {
+    const page = await signedInPage('alice', '/app/b');
+    const cookie = await sessionCookie();
+    // The user signs out at the provider itself; the provider tells the gateway over the back channel.
+    await page.goto(`${provider.issuer}/session/end`);
+    await page.click('button[autofocus], button[type=submit]');
+    await page.waitForURL((url) => url.origin === provider.issuer && url.pathname.includes('success'));
+    upstream.seen.length = 0;
+    const after = await fetch(`${origin}/app/b`, { headers: { cookie: `authgate=${cookie}` } });
+    expect(after.status).toBe(401);
+    const token = provider.sign({ iss: provider.issuer, aud: provider.clientId, iat: Math.floor(Date.now() / 1000), jti: 'j1', sub: 'alice', events: { 'http://schemas.openid.net/event/backchannel-logout': {} } }, { typ: 'logout+jwt' });
+    const post = (body: string) => rawRequest(gw.port, { method: 'POST', target: `${PREFIX}/backchannel_logout`, headers: [['Content-Type', 'application/x-www-form-urlencoded']], body });
+    expect((await post(`logout_token=${token}`)).status).toBe(200);
+    expect((await post(`logout_token=${token}`)).status).toBe(400);
+    const [head = '', payload = ''] = token.split('.');
+    expect((await post(`logout_token=${head}.${payload}.`)).status).toBe(400);
+    expect(upstream.seen).toHaveLength(0);
+    await page.close();
+  });
+
   it('bob signs in and gets the 403 page naming him, with a sign-out link; the upstream sees nothing', async () => {
-    // Alice's session at the provider would sign her in again without asking.
-    await browser.context.clearCookies();
-    const page = await browser.context.newPage();
-    await page.goto(`${origin}/app/reports`);
-    await signInAtProvider(page, 'bob', `${origin}/app/reports`);
+    const page = await signedInPage('bob', '/app/reports');
     const response = await page.reload();
     expect(response?.status()).toBe(403);
     expect(response?.headers()['content-security-policy']).toMatch(/^default-src 'none'/);
