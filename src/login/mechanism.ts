@@ -10,6 +10,9 @@ import type {
   Step,
 } from '../chain/kinds.js';
 import { isThenable, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
 import type { LoginConfig } from '../config/login.js';
 import type { IssuerConfig, RouteConfig } from '../config/types.js';
 import { DEFAULT_FETCH_LIMITS } from '../http/fetch-json.js';
@@ -17,6 +20,7 @@ import { Errors } from '../http/responses.js';
 import type { Identity } from '../identity/identity.js';
 import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
 import { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
+import { connect } from '../store/connect.js';
 import { isNavigation, trustedOrigins } from './browser.js';
 import { CookieJar, cookieReader } from './cookies.js';
 import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
@@ -25,11 +29,14 @@ import { RelyingParty } from './oidc.js';
 import { SessionRefresher } from './refresh.js';
 import { SessionAuthenticator } from './session-authenticator.js';
 import { MemorySessionStore } from './sessions/memory.js';
-import type { Session, SessionStore } from './sessions/types.js';
+import { RedisSessionStore } from './sessions/redis.js';
+import type { Session, SessionStore, SessionTimeouts } from './sessions/types.js';
 import { IssuerSignatures } from './signatures.js';
 
 /** A refresh holds its lock this long at most: the provider's timeout with margin. */
 const REFRESH_LOCK_MS = 15_000;
+/** How long start-up waits for the session announcements' subscription. */
+const SUBSCRIBE_WAIT_MS = 5000;
 const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
 
 /**
@@ -44,6 +51,9 @@ export class LoginService implements Compiled<Authenticator> {
   private readonly providers = new Map<string, RelyingParty>();
   private readonly sessions: SessionAuthenticator;
   private readonly keySets: IssuerKeySet[] = [];
+  private readonly sessionStore: OpenedSessionStore;
+  /** The next config's service took over the session store: closing this one leaves it open. */
+  private handedOver = false;
   /** Session records are shared by every request until they change, so each is read into an Identity once. */
   private readonly identities = new WeakMap<Session, Identity>();
 
@@ -55,7 +65,9 @@ export class LoginService implements Compiled<Authenticator> {
     const { idleTimeoutMs, absoluteTimeoutMs, refreshBeforeMs } = config.session;
     const timeouts = { idleMs: idleTimeoutMs, absoluteMs: absoluteTimeoutMs };
     // Sessions outlive a reload: the people signed in stay signed in.
-    this.store = previous?.store ?? new MemorySessionStore(timeouts);
+    if (previous !== undefined) previous.handedOver = true;
+    this.sessionStore = previous?.sessionStore ?? openSessionStore(ctx, timeouts);
+    this.store = this.sessionStore.store;
     this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys: config.keys });
     this.signIn = new BrowserSignIn({
       providers: this.providers, store: this.store, jar: this.jar, timeouts, now: Date.now,
@@ -68,6 +80,8 @@ export class LoginService implements Compiled<Authenticator> {
 
   /** Reads each provider's discovery document; a provider that cannot be reached is logged and left out. */
   async start(): Promise<void> {
+    // Redis down at start-up does not hold the gateway back: sessions then work from Redis reads once it is up.
+    await Promise.race([this.sessionStore.started, delay(SUBSCRIBE_WAIT_MS, undefined, { ref: false })]);
     const redirectUri = new URL(`${this.ctx.config.server.reservedPrefix}/callback`, this.config.externalUrl).href;
     await Promise.all([...this.config.providers.values()].map(async (provider) => {
       const issuer = this.ctx.config.issuers.get(provider.issuer) as IssuerConfig;
@@ -82,6 +96,7 @@ export class LoginService implements Compiled<Authenticator> {
 
   close(): void {
     for (const keys of this.keySets.splice(0)) keys.release();
+    if (!this.handedOver) this.sessionStore.close();
   }
 
   forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {
@@ -180,6 +195,38 @@ export class LoginService implements Compiled<Authenticator> {
     await keys.start();
     return keys;
   }
+}
+
+interface OpenedSessionStore {
+  readonly store: SessionStore;
+  /** Resolves once the store hears other instances' announcements. */
+  readonly started: Promise<void>;
+  close(): void;
+}
+
+/**
+ * With `store.redis`, sessions live in Redis (shared by every instance, announced over pub/sub) on connections of
+ * their own, so a subscriber that follows the session channel never competes with the revocation mirror's.
+ */
+function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): OpenedSessionStore {
+  const redis = ctx.config.store.redis;
+  if (redis === undefined) return { store: new MemorySessionStore(timeouts), started: Promise.resolve(), close: () => undefined };
+  let subscriber: Redis | undefined;
+  const connections = connect(redis, (created) => (subscriber = created));
+  const store = new RedisSessionStore({ commands: connections.commands as Redis, subscriber: subscriber as Redis, prefix: `${ctx.config.store.prefix}sessions:`, timeouts });
+  // The connection queues nothing while it connects: subscribe once it is ready (ioredis resubscribes after a reconnect).
+  const ready = (subscriber as Redis).status === 'ready' ? Promise.resolve() : once(subscriber as Redis, 'ready');
+  const started = ready.then(() => store.start()).catch((err: unknown) => ctx.logger.error({ err }, 'session announcements unavailable: sign-outs reach other instances only through Redis reads'));
+  return {
+    store,
+    started,
+    close: () => {
+      void store.close().finally(() => {
+        void connections.closeSubscriber();
+        connections.commands.disconnect();
+      });
+    },
+  };
 }
 
 /** A back-channel logout is a form with one signed token: a few KiB. */
