@@ -5,11 +5,12 @@ import type {
   Compiled,
   CredentialFinder,
   ErrorRenderer,
+  Finalizer,
   MechanismType,
   RequestContext,
   Step,
 } from '../chain/kinds.js';
-import { isThenable, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
+import { isThenable, PASS, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
 import { once } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
@@ -56,6 +57,8 @@ export class LoginService implements Compiled<Authenticator> {
   private handedOver = false;
   /** Session records are shared by every request until they change, so each is read into an Identity once. */
   private readonly identities = new WeakMap<Session, Identity>();
+  /** With `identity.forward_token`: each session request's access token, for the upstream's Authorization. */
+  private readonly accessTokens = new WeakMap<RequestContext, string>();
 
   constructor(
     private readonly config: LoginConfig,
@@ -128,6 +131,15 @@ export class LoginService implements Compiled<Authenticator> {
     };
   }
 
+  /** With `identity.forward_token`, a session request reaches the upstream with the session's current access token. */
+  readonly forwardAccessToken: Finalizer = {
+    finalize: (ctx) => {
+      const token = this.accessTokens.get(ctx);
+      if (token !== undefined && ctx.upstreamHeaders !== undefined) ctx.upstreamHeaders.authorization = `Bearer ${token}`;
+      return PASS;
+    },
+  };
+
   /** The sign-in endpoints under the reserved prefix, by path suffix, with the methods each takes. */
   endpoints(): ReadonlyMap<string, { readonly methods: readonly string[]; readonly run: (ctx: RequestContext) => Promise<LoginAnswer> }> {
     return new Map([
@@ -146,8 +158,9 @@ export class LoginService implements Compiled<Authenticator> {
       authenticate: async (credential, ctx) => {
         if (credential.scheme !== 'session') return NOT_MINE;
         const result = await this.sessions.authenticate(ctx);
-        if (result.ok) return { ok: true, identity: this.identityOf(result.session) };
-        return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
+        if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
+        if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
+        return { ok: true, identity: this.identityOf(result.session) };
       },
     };
   }

@@ -114,8 +114,10 @@ export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
   const authorizers = forRoute(mechanisms.authorizers, route, errors);
   if (authorizers.length > 0) steps.push(authorizeStep(authorizers, errors));
   steps.push(...limiters.filter((limiter) => limiter.phase === 'identity'));
-  steps.push(finalizeStep(forRoute(mechanisms.finalizers, route, errors)));
   const { login } = inputs;
+  const finalizers = forRoute(mechanisms.finalizers, route, errors);
+  if (login !== undefined && route.login !== undefined && ctx.config.identity.forwardToken) finalizers.push(login.forwardAccessToken);
+  steps.push(finalizeStep(finalizers));
   const providers = route.login;
   return {
     name: route.name,

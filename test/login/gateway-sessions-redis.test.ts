@@ -22,6 +22,7 @@ version: 1
 server: { listen: 127.0.0.1:${port}, shutdown_grace: 1s }
 admin: { listen: 127.0.0.1:0 }
 store: { redis: ${redis.url} }
+identity: { forward_token: true }
 issuers:
   corp: { issuer: ${provider.issuer}, discovery: true, audiences: [${provider.clientId}], algorithms: [RS256] }
 upstreams:
@@ -68,7 +69,7 @@ async function signInOnA(): Promise<string> {
 }
 
 function statusOn(gw: TestGateway, cookie: string): Promise<number> {
-  return rawRequest(gw.port, { target: '/app/page', headers: [['Cookie', cookie]] }).then((answer) => answer.status);
+  return rawRequest(gw.port, { target: '/app/page', headers: [['Cookie', `${cookie}; theme=dark`]] }).then((answer) => answer.status);
 }
 
 /** Polls until `gw` refuses the cookie; resolves with how long that took, or fails past the deadline. */
@@ -87,6 +88,11 @@ describe('sessions shared through Redis', () => {
     expect(await statusOn(a, cookie)).toBe(200);
     expect(await statusOn(b, cookie)).toBe(200);
     expect(upstream.seen.map((seen) => seen.headers['x-user-id'])).toEqual(['alice', 'alice']);
+    // forward_token: the session's access token goes upstream, the session cookie never does.
+    for (const seen of upstream.seen) {
+      expect(seen.headers.authorization).toMatch(/^Bearer [\w.~+/-]+=*$/);
+      expect(seen.headers.cookie ?? '').not.toContain('authgate');
+    }
     const signOut = await rawRequest(a.port, { target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie]] });
     expect(signOut.status).toBe(302);
     upstream.seen.length = 0;

@@ -21,8 +21,10 @@ export interface HeaderPolicy {
   readonly strip: RegExp | undefined;
   /** Cookie names that carry the token, removed from Cookie unless the token is forwarded. */
   readonly tokenCookies: readonly string[];
-  /** Cookies named with one of these prefixes are kept from the upstream too (sign-in flow cookies). */
-  readonly tokenCookiePrefixes: readonly string[];
+  /** The session cookie: kept from the upstream even with forward_token (which forwards the access token instead). */
+  readonly sessionCookies: readonly string[];
+  /** Cookies named with one of these prefixes are always kept from the upstream (sign-in flow cookies). */
+  readonly sessionCookiePrefixes: readonly string[];
 }
 
 export interface UpstreamHeaderContext {
@@ -117,11 +119,9 @@ export function compileHeaderPolicy(options: {
     if (source.kind === 'header') dispositions.set(canonicalName(source.name), 'token');
     if (source.kind === 'cookie') tokenCookies.push(source.name);
   }
-  const tokenCookiePrefixes: string[] = [];
-  if (options.loginCookie !== undefined) {
-    tokenCookies.push(options.loginCookie);
-    tokenCookiePrefixes.push(`${options.loginCookie}-login-`);
-  }
+  const sessionCookies = options.loginCookie === undefined ? [] : [options.loginCookie];
+  const sessionCookiePrefixes = options.loginCookie === undefined ? [] : [`${options.loginCookie}-login-`];
+  tokenCookies.push(...sessionCookies);
   for (const name of TRUSTED_ONLY) dispositions.set(name, 'trusted-only');
   // Set last: authgate's own headers win over any other treatment of the same name.
   for (const name of HOP_BY_HOP) dispositions.set(name, 'drop');
@@ -129,7 +129,7 @@ export function compileHeaderPolicy(options: {
   // Hop-by-hop as well, but a WebSocket handshake passes it on: set after the drops, or every upgrade would break.
   dispositions.set('upgrade', 'upgrade');
   for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
-  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies, tokenCookiePrefixes };
+  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies, sessionCookies, sessionCookiePrefixes };
 }
 
 export function buildUpstreamHeaders(
@@ -158,7 +158,7 @@ export function buildUpstreamHeaders(
         if (ctx.forwardToken && name === canonical) out[name] = value;
         break;
       case 'cookie': {
-        const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy);
+        const kept = withoutCookies(value as string, ctx.forwardToken ? policy.sessionCookies : policy.tokenCookies, policy.sessionCookiePrefixes);
         if (kept !== '') out[name] = kept;
         break;
       }
@@ -212,8 +212,7 @@ function connectionListedNames(connection: string | undefined): ReadonlySet<stri
 }
 
 /** The Cookie header without the token cookies (other cookies keep their order and text). */
-function withoutCookies(cookie: string, policy: HeaderPolicy): string {
-  const { tokenCookies: names, tokenCookiePrefixes: prefixes } = policy;
+function withoutCookies(cookie: string, names: readonly string[], prefixes: readonly string[]): string {
   if (!names.some((name) => cookie.includes(name)) && !prefixes.some((prefix) => cookie.includes(prefix))) return cookie;
   const kept: string[] = [];
   for (const pair of cookie.split(';')) {
