@@ -59,6 +59,8 @@ export class LoginService implements Compiled<Authenticator> {
   private readonly identities = new WeakMap<Session, Identity>();
   /** With `identity.forward_token`: each session request's access token, for the upstream's Authorization. */
   private readonly accessTokens = new WeakMap<RequestContext, string>();
+  /** The session each session identity came from, for closing its WebSockets when it ends. */
+  private readonly sessionIds = new WeakMap<Identity, string>();
 
   constructor(
     private readonly config: LoginConfig,
@@ -140,6 +142,15 @@ export class LoginService implements Compiled<Authenticator> {
     },
   };
 
+  /**
+   * Calls `end` once the session `identity` came from ends, on any instance (sign-out, back-channel logout, a
+   * refused refresh); undefined when the identity is not a session's. Returns the function that stops watching.
+   */
+  watchSession(identity: Identity, end: () => void): (() => void) | undefined {
+    const id = this.sessionIds.get(identity);
+    return id === undefined ? undefined : this.sessionStore.watch(id, end);
+  }
+
   /** The sign-in endpoints under the reserved prefix, by path suffix, with the methods each takes. */
   endpoints(): ReadonlyMap<string, { readonly methods: readonly string[]; readonly run: (ctx: RequestContext) => Promise<LoginAnswer> }> {
     return new Map([
@@ -174,6 +185,7 @@ export class LoginService implements Compiled<Authenticator> {
       const exp = Math.floor((session.createdAt + this.config.session.absoluteTimeoutMs) / 1000);
       identity = buildIdentity(issuer, { ...session.claims, exp });
       this.identities.set(session, identity);
+      this.sessionIds.set(identity, session.id);
     }
     return identity;
   }
@@ -212,6 +224,7 @@ export class LoginService implements Compiled<Authenticator> {
 
 interface OpenedSessionStore {
   readonly store: SessionStore;
+  watch(id: string, end: () => void): () => void;
   /** Resolves once the store hears other instances' announcements. */
   readonly started: Promise<void>;
   close(): void;
@@ -223,7 +236,10 @@ interface OpenedSessionStore {
  */
 function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): OpenedSessionStore {
   const redis = ctx.config.store.redis;
-  if (redis === undefined) return { store: new MemorySessionStore(timeouts), started: Promise.resolve(), close: () => undefined };
+  if (redis === undefined) {
+    const store = new MemorySessionStore(timeouts);
+    return { store, watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
+  }
   let subscriber: Redis | undefined;
   const connections = connect(redis, (created) => (subscriber = created));
   const store = new RedisSessionStore({ commands: connections.commands as Redis, subscriber: subscriber as Redis, prefix: `${ctx.config.store.prefix}sessions:`, timeouts });
@@ -232,6 +248,7 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
   const started = ready.then(() => store.start()).catch((err: unknown) => ctx.logger.error({ err }, 'session announcements unavailable: sign-outs reach other instances only through Redis reads'));
   return {
     store,
+    watch: sessionWatch(store),
     started,
     close: () => {
       void store.close().finally(() => {
@@ -239,6 +256,24 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
         connections.commands.disconnect();
       });
     },
+  };
+}
+
+/** One end listener on the store for every watched session: an ending session looks up only its own watchers. */
+function sessionWatch(store: SessionStore): OpenedSessionStore['watch'] {
+  const watchers = new Map<string, Set<() => void>>();
+  store.onEnd((id) => {
+    const ending = watchers.get(id);
+    watchers.delete(id);
+    for (const end of ending ?? []) end();
+  });
+  return (id, end) => {
+    let set = watchers.get(id);
+    if (set === undefined) watchers.set(id, (set = new Set()));
+    set.add(end);
+    return () => {
+      if (set.delete(end) && set.size === 0 && watchers.get(id) === set) watchers.delete(id);
+    };
   };
 }
 

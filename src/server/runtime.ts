@@ -25,6 +25,8 @@ export interface Runtime {
   readonly head: Head;
   readonly forwarder: Forwarder;
   readonly mechanisms: Mechanisms;
+  /** Browser sign-in, when the config has a `login` section. */
+  readonly login: LoginService | undefined;
 }
 
 export interface RuntimeDeps {
@@ -54,7 +56,7 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
     routes: compileRoutes<Plan>(plans, config.server.pathCase),
     internal: compileInternalRoutes(inputs, allowedHost, (original: RequestContext) => decide(head, original)),
   };
-  return { config, head, forwarder, mechanisms };
+  return { config, head, forwarder, mechanisms, login };
 }
 
 /** First load of what the mechanisms need (issuer keys); resolves when all settled, whether they worked or not. */

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startOidcProvider, type TestProvider } from '../helpers/oidc-provider.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
+import { closeOf, OPCODE, openWebSocket } from '../helpers/websocket.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 /**
@@ -99,6 +100,17 @@ describe('sessions shared through Redis', () => {
     expect(await refusedWithin(b, cookie, SIGN_OUT_DEADLINE_MS)).toBeLessThan(SIGN_OUT_DEADLINE_MS);
     expect(await statusOn(a, cookie)).toBe(401);
     expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('a WebSocket opened with a session on one instance closes when the session is signed out on the other', async () => {
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    const cookie = await signInOnA();
+    const ws = await openWebSocket(b.port, '/app/ws', { Cookie: cookie });
+    expect(ws.status).toBe(101);
+    const signOut = await rawRequest(a.port, { target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie]] });
+    expect(signOut.status).toBe(302);
+    await ws.closed;
+    expect(closeOf(ws.reader.frames.at(-1))).toMatchObject({ opcode: OPCODE.close, status: 1008 });
   });
 
   it('a back-channel logout received by one instance ends the session on both', async () => {
