@@ -25,6 +25,8 @@ export interface BrowserSignInSettings {
   readonly reservedPrefix: string;
   readonly timeouts: SessionTimeouts;
   readonly now: () => number;
+  /** Told of every callback's outcome (`success`, or the failure reason), for the logins metric. */
+  readonly onCallback?: (provider: string, result: string) => void;
 }
 
 const NO_STORE = 'no-store';
@@ -64,8 +66,12 @@ export class BrowserSignIn {
     const flow = this.verified(cookieReader(flowCookie), flowCookie, headersDistinct);
     const preLogin = flow === undefined ? undefined : await this.s.store.takePreLogin(flow);
     const rp = preLogin === undefined ? undefined : this.s.providers.get(preLogin.provider);
-    if (preLogin === undefined || rp === undefined) return signInFailed('no_flow', clearFlow);
+    if (preLogin === undefined || rp === undefined) {
+      this.s.onCallback?.(preLogin?.provider ?? '-', 'no_flow');
+      return signInFailed('no_flow', clearFlow);
+    }
     const result = await rp.complete(query, preLogin);
+    this.s.onCallback?.(rp.name, result.ok ? 'success' : result.reason);
     if (!result.ok) return signInFailed(result.reason, clearFlow);
     const now = this.s.now();
     const id = randomId();

@@ -78,8 +78,12 @@ export class LoginService implements Compiled<Authenticator> {
       providers: this.providers, store: this.store, jar: this.jar, timeouts, now: Date.now,
       redirects: { origin: config.externalUrl.origin, allowed: config.allowedRedirects },
       reservedPrefix: ctx.config.server.reservedPrefix,
+      onCallback: (provider, result) => ctx.metrics.logins.labels(provider, result).inc(),
     });
-    const refresher = new SessionRefresher(this.store, this.providers, { refreshBeforeMs, lockMs: REFRESH_LOCK_MS, now: Date.now });
+    const refresher = new SessionRefresher(this.store, this.providers, {
+      refreshBeforeMs, lockMs: REFRESH_LOCK_MS, now: Date.now,
+      onRefresh: (provider, result) => ctx.metrics.sessionRefresh.labels(provider, result).inc(),
+    });
     this.sessions = new SessionAuthenticator(this.jar, this.store, refresher, trustedOrigins(config.externalUrl.origin, ctx.config.cors?.origins ?? []));
   }
 

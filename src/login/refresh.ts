@@ -19,6 +19,8 @@ export interface RefreshSettings {
   /** How long one refresh may hold the lock (the provider's timeout, with margin). */
   readonly lockMs: number;
   readonly now: () => number;
+  /** Told of every refresh attempted (`success`, `ended`, `unavailable`), for the refresh metric. */
+  readonly onRefresh?: (provider: string, result: 'success' | 'ended' | 'unavailable') => void;
 }
 
 export class SessionRefresher {
@@ -44,9 +46,11 @@ export class SessionRefresher {
       const rp = this.providers.get(current.provider);
       const refreshed = rp === undefined ? undefined : await rp.refresh(current);
       if (refreshed === undefined || (!refreshed.ok && refreshed.reason !== 'unavailable')) {
+        this.settings.onRefresh?.(current.provider, 'ended');
         await this.store.end(current.id);
         return ENDED;
       }
+      this.settings.onRefresh?.(current.provider, refreshed.ok ? 'success' : 'unavailable');
       if (!refreshed.ok) return this.stillValid(current);
       if (!(await lock.commit(refreshed.tokens, refreshed.claims))) return this.stillValid(current);
       return { ok: true, session: { ...current, tokens: refreshed.tokens, claims: refreshed.claims } };

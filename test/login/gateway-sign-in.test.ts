@@ -210,6 +210,10 @@ describe('browser sign-in through the gateway', () => {
     await expectNoSession(`${PREFIX}/callback${wrong.search}`, [['Cookie', second.flowCookie]]);
     await expectNoSession(`${PREFIX}/callback${second.callback.search}`, [['Cookie', second.flowCookie]]);
     expect(upstream.seen).toHaveLength(0);
+    const metrics = await gw.metrics.registry.getSingleMetricAsString('authgate_logins_total');
+    expect(metrics).toMatch(/authgate_logins_total\{provider="corp",result="success"\} [1-9]/);
+    expect(metrics).toMatch(/authgate_logins_total\{provider="corp",result="state_mismatch"\} 1/);
+    expect(metrics).toMatch(/authgate_logins_total\{provider="-",result="no_flow"\} [1-9]/);
   });
 
   it('sign_out sends the browser back only to a safe place', async () => {
