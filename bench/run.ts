@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { hasHaproxy, startHaproxy } from './lib/haproxy.js';
-import { freshTokens, measure, measured, rotating, runAutocannon, type Load, type LoadOptions } from './lib/load.js';
-import { descendantCount, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
+import { freshTokens, measure, measured, rotating, runAutocannon, type Load, type LoadOptions, type Measurement } from './lib/load.js';
+import { cpuSecondsByProcess, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
 import { buildReport, type Row } from './lib/report.js';
 import { announcedUrl, freePort, startAuthgate, tokenCacheCounts, type GatewaySetup, type RunningAuthgate } from './lib/servers.js';
 import { createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
@@ -134,28 +134,34 @@ async function haproxy(bench: Bench, scenarios: readonly [ScenarioName, () => Lo
 }
 
 /** One fresh authgate per scenario, measured with the token cache's hit ratio of the measured run. */
-async function authgate(bench: Bench, scenario: string, load: Load, setup: GatewaySetup, pinned = true): Promise<void> {
+async function authgate(bench: Bench, scenario: string, load: Load, setup: GatewaySetup): Promise<void> {
   const { options } = bench;
-  const cpu = pinned ? options.proxyCpu : undefined;
+  const cpu = options.proxyCpu;
   log(`authgate, ${scenario} …`);
   const gateway = await startAuthgate(setup, cpu, options.profileDir);
   try {
     if (options.warmupS > 0) await runAutocannon(gateway.url, load, options.connections, { durationS: options.warmupS });
     const before = await tokenCacheCounts(gateway.adminUrl);
+    const cpuBefore = cpuSecondsByProcess(gateway.process.pid);
     const measurement = await measure(gateway.url, gateway.process.pid, cpu, load, { ...options, warmupS: 0 });
+    const note = setup.workers > 1 ? workersNote(scenario, gateway, setup.workers, cpuBefore, measurement) : undefined;
     const after = await tokenCacheCounts(gateway.adminUrl);
     const lookups = after.hit - before.hit + (after.miss - before.miss);
-    const workers = setup.workers > 1 || !pinned ? setup.workers : undefined;
-    const note = workersNote(gateway, setup.workers);
+    const workers = scenario.startsWith('workers-') ? setup.workers : undefined;
     bench.rows.push({ scenario, target: 'authgate', measurement, workers, cacheHitRatio: lookups > 0 ? (after.hit - before.hit) / lookups : undefined, note });
   } finally {
     await gateway.process.stop();
   }
 }
 
-function workersNote(gateway: RunningAuthgate, workers: number): string | undefined {
-  const children = descendantCount(gateway.process.pid);
-  return workers > 1 && children < workers ? `server.workers not implemented: ${children} worker processes for workers: ${workers}` : undefined;
+/** Each process's CPU per wall second during the measured run: shows how the workers split the load. */
+function workersNote(scenario: string, gateway: RunningAuthgate, workers: number, cpuBefore: ReadonlyMap<number, number>, measurement: Measurement): string {
+  const spent = [...cpuSecondsByProcess(gateway.process.pid)].map(([pid, seconds]) => ({ pid, seconds: seconds - (cpuBefore.get(pid) ?? 0) }));
+  const children = spent.length - 1;
+  if (children < workers) return `server.workers not implemented: ${children} worker processes for workers: ${workers}`;
+  const seconds = measurement.requests / measurement.rps;
+  const shares = spent.map(({ pid, seconds: cpu }) => `${pid === gateway.process.pid ? 'primary' : `worker ${pid}`} ${(cpu / seconds).toFixed(2)}`);
+  return `${scenario}: CPU seconds per second by process: ${shares.join(', ')}`;
 }
 
 async function memory(bench: Bench): Promise<void> {
@@ -192,9 +198,11 @@ async function scenarios(bench: Bench): Promise<void> {
   if (wanted.has('rate-limit-exact')) {
     await authgate(bench, 'rate-limit-exact', loads.rateLimit, { ...setup, redisUrl: await bench.sharedStore(), rateLimitMode: 'exact' });
   }
-  // Unpinned: two workers on one core would measure nothing. Workers share revocations through Redis.
+  // Pinned like every other row: the gateway's core holds every worker, the load generator keeps the other, so
+  // CPU µs/request compares one worker with several (on more cores, `--cpu` and taskset lists would widen it).
+  // Workers share revocations through Redis.
   if (wanted.has('workers')) {
-    for (const workers of [1, 2]) await authgate(bench, `workers-${workers}`, loads.oneToken, { ...setup, workers, redisUrl: await bench.sharedStore() }, false);
+    for (const workers of [1, 2]) await authgate(bench, `workers-${workers}`, loads.oneToken, { ...setup, workers, redisUrl: await bench.sharedStore() });
   }
   if (wanted.has('memory')) await memory(bench);
 }

@@ -89,15 +89,22 @@ function processTree(root: number): number[] {
   return tree;
 }
 
-/** User + system CPU seconds used so far by a process and its live descendants. */
-export function cpuSeconds(root: number): number {
-  let ticks = 0;
+/** User + system CPU seconds used so far by each of a process and its live descendants. */
+export function cpuSecondsByProcess(root: number): Map<number, number> {
+  const seconds = new Map<number, number>();
   for (const pid of processTree(root)) {
     const fields = statFields(pid);
     // After the ')': state(0) ppid(1) … utime(11) stime(12), i.e. fields 14 and 15 of proc(5).
-    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
+    if (fields) seconds.set(pid, (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS);
   }
-  return ticks / CLOCK_TICKS;
+  return seconds;
+}
+
+/** User + system CPU seconds used so far by a process and its live descendants. */
+export function cpuSeconds(root: number): number {
+  let total = 0;
+  for (const seconds of cpuSecondsByProcess(root).values()) total += seconds;
+  return total;
 }
 
 /** Resident set size in bytes of a process and its live descendants. */
@@ -112,10 +119,6 @@ export function rssBytes(root: number): number {
     }
   }
   return total;
-}
-
-export function descendantCount(root: number): number {
-  return processTree(root).length - 1;
 }
 
 /** Busy (non-idle) CPU seconds of one core so far, whoever used it: subtracting a pinned process's own time leaves the others'. */

@@ -5,6 +5,14 @@ import type { LoggingConfig } from '../config/types.js';
 export type { Logger };
 
 /**
+ * Log lines are written to stdout in batches of this many bytes, or after `LOG_FLUSH_MS` at the latest: one
+ * write per line cost a tenth of a gateway's CPU per request at 10,000 requests a second. Pending lines are
+ * written out when the process exits (not after a SIGKILL).
+ */
+const LOG_BATCH_BYTES = 4096;
+const LOG_FLUSH_MS = 100;
+
+/**
  * JSON logs on stdout. Redaction is a second line of defence: no stage should put a token, cookie or
  * Authorization header into a log call in the first place.
  */
@@ -19,7 +27,7 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
         censor: '[redacted]',
       },
     },
-    destination ?? pino.destination({ sync: false }),
+    destination ?? pino.destination({ sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }),
   );
 }
 

@@ -1,4 +1,3 @@
-import { compactVerify, errors as joseErrors } from 'jose';
 import type { IssuerConfig } from '../../../config/types.js';
 import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
@@ -6,7 +5,7 @@ import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsV
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/fetch-json.js';
 import { parseCompactJws, type JoseHeader, type JwsFailure } from './jws.js';
-import { IssuerKeySet, keySetIdentity, type VerificationKey } from './key-set.js';
+import { IssuerKeySet, keySetIdentity, UNKNOWN_KID, type KeyLookup, type VerificationKey } from './key-set.js';
 import { estimateEntryBytes, TokenCache, tokenDigest } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
 import { InvalidTokenDescription } from '../../../http/responses.js';
@@ -100,7 +99,8 @@ const ALG_NOT_ALLOWED: IssuerLookup = Object.freeze({ ok: false, reason: 'alg_no
 
 /**
  * Token verification (SPEC §4): canonical-JWS and header checks, issuer by exact `iss`, then that issuer's keys
- * alone with jose, then the claims. Successful results are cached until the token lapses.
+ * alone (imported with jose, checked with node:crypto), then the claims. Successful results are cached until the
+ * token lapses.
  */
 export class JwtAuthenticator {
   private readonly runtimes = new Map<string, IssuerRuntime>();
@@ -184,7 +184,10 @@ export class JwtAuthenticator {
       return underway;
     }
     this.cacheMisses.inc();
-    const verification = this.verifyWith(runtime, token, digest, header, payload);
+    const keys = runtime.keys.lookup(header.alg, header.kid, this.now());
+    if (keys.ok || keys.reason !== 'unknown_kid') return this.verifyWith(runtime, token, digest, header, payload, keys);
+    // Only a refetch of the issuer's keys waits; requests that bring the same token meanwhile wait for this one.
+    const verification = this.verifyAfterRefetch(runtime, token, digest, header, payload);
     this.inflight.set(digest, verification);
     try {
       return await verification;
@@ -236,25 +239,34 @@ export class JwtAuthenticator {
     return denyWith(reason, `${named} issuer ${runtime.config.name} has ${alg} keys with kids [${runtime.keys.kids(alg).join(', ')}]`);
   }
 
-  /** The token's signature with its issuer's keys, then its claims; a success is cached. */
-  private async verifyWith(
+  /** A token naming a kid the issuer's keys lack: refetched once (rate-limited), then verified with what came. */
+  private async verifyAfterRefetch(
     runtime: IssuerRuntime,
     token: string,
     digest: string,
     header: JoseHeader,
     payload: Record<string, unknown>,
   ): Promise<VerifyResult> {
-    let lookup = runtime.keys.lookup(header.alg, header.kid, this.now());
-    if (!lookup.ok && lookup.reason === 'unknown_kid' && (await runtime.keys.refetchForUnknownKid())) {
-      lookup = runtime.keys.lookup(header.alg, header.kid, this.now());
-    }
-    if (!lookup.ok) return this.keyRefusal(lookup.reason, runtime, header.alg, header.kid);
-    const keys = lookup.keys;
-    // Noted before the await: a token verified against keys replaced meanwhile must not be cached as current.
-    const generation = runtime.keys.generation;
-    if (!(await this.signatureHolds(token, header.alg, keys, runtime.config.name))) {
+    const keys = (await runtime.keys.refetchForUnknownKid()) ? runtime.keys.lookup(header.alg, header.kid, this.now()) : UNKNOWN_KID;
+    return this.verifyWith(runtime, token, digest, header, payload, keys);
+  }
+
+  /**
+   * The token's signature with its issuer's keys, then its claims; a success is cached. Synchronous from the key
+   * lookup to the cache insert, so no key change can slip in between the keys that vouched and the entry made.
+   */
+  private verifyWith(
+    runtime: IssuerRuntime,
+    token: string,
+    digest: string,
+    header: JoseHeader,
+    payload: Record<string, unknown>,
+    keys: KeyLookup,
+  ): VerifyResult {
+    if (!keys.ok) return this.keyRefusal(keys.reason, runtime, header.alg, header.kid);
+    if (!this.signatureHolds(token, keys.keys, runtime.config.name)) {
       if (!this.explain) return deny('bad_signature');
-      return denyWith('bad_signature', `the signature does not verify with the ${keys.length} ${header.alg} key(s) of issuer ${runtime.config.name}`);
+      return denyWith('bad_signature', `the signature does not verify with the ${keys.keys.length} ${header.alg} key(s) of issuer ${runtime.config.name}`);
     }
 
     const now = this.now();
@@ -265,9 +277,7 @@ export class JwtAuthenticator {
     }
 
     const identity = buildIdentity(runtime.config, payload);
-    if (generation === runtime.keys.generation) {
-      this.cache.set(digest, identity, claims.validUntilMs, runtime.keys, estimateEntryBytes(token.length));
-    }
+    this.cache.set(digest, identity, claims.validUntilMs, runtime.keys, estimateEntryBytes(token.length));
     return { ok: true, identity };
   }
 
@@ -284,20 +294,26 @@ export class JwtAuthenticator {
     return found.runtime.algorithms.has(alg) ? found : ALG_NOT_ALLOWED;
   }
 
-  private async signatureHolds(token: string, alg: string, keys: readonly VerificationKey[], issuer: string): Promise<boolean> {
+  /** Whether one of `keys` (all bound to the token's alg) signed the token; the token was checked canonical already. */
+  private signatureHolds(token: string, keys: readonly VerificationKey[], issuer: string): boolean {
+    const signed = token.lastIndexOf('.');
+    const signingInput = Buffer.from(token.slice(0, signed), 'latin1');
+    const signature = Buffer.from(token.slice(signed + 1), 'base64url');
     for (const key of keys) {
       try {
-        await compactVerify(token, key, { algorithms: [alg] });
-        return true;
+        if (key.verifies(signingInput, signature)) return true;
       } catch (error) {
-        if (!(error instanceof joseErrors.JWSSignatureVerificationFailed)) {
-          // Not a plain mismatch (e.g. a key jose refuses for this alg): worth a log line, never the token.
-          this.logger.debug({ issuer, alg, err: error }, 'signature check error');
-        }
+        // Not a plain mismatch (OpenSSL refused the input): worth a log line, never the token.
+        this.logger.debug({ issuer, alg: key.alg, err: error }, 'signature check error');
       }
     }
     return false;
   }
+}
+
+/** Settings are plain data read from YAML in a fixed order: equal JSON means the issuer did not change. */
+function sameSettings(a: IssuerConfig, b: IssuerConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run (no cache). */
@@ -359,8 +375,3 @@ export const jwt: MechanismType<Authenticator> = {
     return new JwtMechanism(new JwtAuthenticator(config.issuers, { logger, metrics }, reusable));
   },
 };
-
-/** Settings are plain data read from YAML in a fixed order: equal JSON means the issuer did not change. */
-function sameSettings(a: IssuerConfig, b: IssuerConfig): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}

@@ -3,9 +3,9 @@ import { isPlainObject } from '../../../lib/json.js';
 
 /**
  * Structural checks on a compact JWS before any key is touched (SPEC §4, RFC 8725). Everything here is cheap and
- * pure, and it runs before jose so that jose only ever sees a token in one canonical spelling with a header we
- * understand: jose alone accepts `=` padding and spare-bit variants, which would let one signed token have many
- * spellings (and defeat any check keyed on the token text).
+ * pure, and it runs before the signature check so that only a token in its one canonical spelling, with a header
+ * we understand, is ever verified: base64url decoders (jose's too) accept `=` padding and spare-bit variants, which
+ * would let one signed token have many spellings (and defeat any check keyed on the token text).
  */
 
 /** Objects and arrays nested deeper than this are refused: no real access token comes close. */
@@ -136,7 +136,8 @@ export function scanJsonMembers(json: string): 'ok' | 'duplicate_claims' | 'too_
 }
 
 
-function decodeSegment(token: string, start: number, end: number): string | undefined {
+/** `token[start, end)` decoded from base64url as strict UTF-8, or undefined if it is not valid UTF-8. */
+export function decodeSegment(token: string, start: number, end: number): string | undefined {
   try {
     return utf8.decode(Buffer.from(token.slice(start, end), 'base64url'));
   } catch {
@@ -164,18 +165,65 @@ function checkHeader(header: Record<string, unknown>): JoseHeader | JwsFailure {
   for (const name of EMBEDDED_KEY_PARAMETERS) if (name in header) return 'embedded_key';
   if (kid !== undefined && (typeof kid !== 'string' || !SANE_KID.test(kid))) return 'bad_kid';
   if (typ !== undefined && typeof typ !== 'string') return 'malformed';
-  return { alg, kid, typ };
+  return Object.freeze({ alg, kid, typ });
+}
+
+/**
+ * The end of the signing input (the second dot) of three non-empty segments of the base64url alphabet and
+ * nothing else, or -1: refuses JWE, JSON serialization, padding, spaces.
+ */
+export function signingInputEnd(token: string): number {
+  return COMPACT_JWS.test(token) ? token.lastIndexOf('.') : -1;
+}
+
+/** The protected header `token[0, end)`: decoded, free of duplicate names, and one this gateway understands. */
+export function readHeader(token: string, end: number): JoseHeader | JwsFailure {
+  const headerText = decodeSegment(token, 0, end);
+  if (headerText === undefined) return 'invalid_utf8';
+  // Duplicate header names (two `alg`s) would let two readers of the header see different values.
+  if (scanJsonMembers(headerText) !== 'ok') return 'malformed';
+  const header = parseJson(headerText);
+  return isPlainObject(header) ? checkHeader(header) : 'malformed';
+}
+
+function readPayload(token: string, start: number, end: number): Record<string, unknown> | JwsFailure {
+  const payloadText = decodeSegment(token, start, end);
+  if (payloadText === undefined) return 'invalid_utf8';
+  const scan = scanJsonMembers(payloadText);
+  if (scan !== 'ok') return scan;
+  const payload = parseJson(payloadText);
+  return isPlainObject(payload) ? payload : 'malformed';
+}
+
+/**
+ * Checked headers by their exact (canonical) segment: an issuer signs every token with one of a handful of
+ * headers, so a miss need not decode and parse it again. Bounded: emptied when full, so a flood of distinct
+ * headers costs what it would without it.
+ */
+const HEADER_MEMO_SIZE = 64;
+const headerMemo = new Map<string, JoseHeader | JwsFailure>();
+
+export function memoizedHeader(token: string, end: number): JoseHeader | JwsFailure {
+  const segment = token.slice(0, end);
+  let header = headerMemo.get(segment);
+  if (header === undefined) {
+    header = readHeader(token, end);
+    if (headerMemo.size >= HEADER_MEMO_SIZE) headerMemo.clear();
+    headerMemo.set(segment, header);
+  }
+  return header;
 }
 
 /**
  * Splits, canonical-checks and decodes a compact JWS, and checks its header. The signature is not verified here;
- * nothing returned may be trusted until it is.
+ * nothing returned may be trusted until it is. Each segment is decoded once, here: the signature check works
+ * on the token's own characters.
  */
 export function parseCompactJws(token: string): JwsParse {
   if (token.length > MAX_TOKEN_LENGTH) return failure('too_long');
-  if (!COMPACT_JWS.test(token)) return failure('malformed');
+  const secondDot = signingInputEnd(token);
+  if (secondDot < 0) return failure('malformed');
   const firstDot = token.indexOf('.');
-  const secondDot = token.indexOf('.', firstDot + 1);
   if (
     !isCanonicalBase64url(token, 0, firstDot) ||
     !isCanonicalBase64url(token, firstDot + 1, secondDot) ||
@@ -183,21 +231,9 @@ export function parseCompactJws(token: string): JwsParse {
   ) {
     return failure('non_canonical');
   }
-
-  const headerText = decodeSegment(token, 0, firstDot);
-  if (headerText === undefined) return failure('invalid_utf8');
-  // Duplicate header names (two `alg`s) would let jose and this check read different values.
-  if (scanJsonMembers(headerText) !== 'ok') return failure('malformed');
-  const rawHeader = parseJson(headerText);
-  if (!isPlainObject(rawHeader)) return failure('malformed');
-  const header = checkHeader(rawHeader);
+  const header = memoizedHeader(token, firstDot);
   if (typeof header === 'string') return failure(header);
-
-  const payloadText = decodeSegment(token, firstDot + 1, secondDot);
-  if (payloadText === undefined) return failure('invalid_utf8');
-  const scan = scanJsonMembers(payloadText);
-  if (scan !== 'ok') return failure(scan);
-  const payload = parseJson(payloadText);
-  if (!isPlainObject(payload)) return failure('malformed');
+  const payload = readPayload(token, firstDot + 1, secondDot);
+  if (typeof payload === 'string') return failure(payload);
   return { ok: true, header, payload };
 }

@@ -1,4 +1,4 @@
-import type { webcrypto } from 'node:crypto';
+import { constants, createHmac, createSecretKey, KeyObject, timingSafeEqual, verify, type webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { importJWK, type JWK } from 'jose';
 import type { IssuerConfig } from '../../../config/types.js';
@@ -23,8 +23,76 @@ export interface KeySetDeps {
 }
 
 type CryptoKey = webcrypto.CryptoKey;
-/** What jose verifies with: an imported public key or HMAC secret, bound to one algorithm. */
-export type VerificationKey = CryptoKey;
+
+/**
+ * How each JWS algorithm is checked with node:crypto (RFC 7518 §3). `signatureLength` is the only length a
+ * signature may have: ECDSA signatures are raw r||s of the curve's size (never DER), HMACs the hash's size.
+ */
+interface SignatureScheme {
+  /** Digest name for node:crypto; null for EdDSA, which hashes internally. */
+  readonly hash: string | null;
+  readonly kind: 'rsa' | 'rsa-pss' | 'ecdsa' | 'eddsa' | 'hmac';
+  readonly signatureLength?: number;
+}
+
+const SCHEMES: Readonly<Record<string, SignatureScheme>> = {
+  RS256: { hash: 'sha256', kind: 'rsa' },
+  RS384: { hash: 'sha384', kind: 'rsa' },
+  RS512: { hash: 'sha512', kind: 'rsa' },
+  PS256: { hash: 'sha256', kind: 'rsa-pss' },
+  PS384: { hash: 'sha384', kind: 'rsa-pss' },
+  PS512: { hash: 'sha512', kind: 'rsa-pss' },
+  ES256: { hash: 'sha256', kind: 'ecdsa', signatureLength: 64 },
+  ES384: { hash: 'sha384', kind: 'ecdsa', signatureLength: 96 },
+  ES512: { hash: 'sha512', kind: 'ecdsa', signatureLength: 132 },
+  EdDSA: { hash: null, kind: 'eddsa' },
+  HS256: { hash: 'sha256', kind: 'hmac', signatureLength: 32 },
+  HS384: { hash: 'sha384', kind: 'hmac', signatureLength: 48 },
+  HS512: { hash: 'sha512', kind: 'hmac', signatureLength: 64 },
+};
+
+const HASH_BYTES: Readonly<Record<string, number>> = { sha256: 32, sha384: 48, sha512: 64 };
+
+/**
+ * A public key or HMAC secret bound to the one algorithm it was imported for, checked with a synchronous
+ * `crypto.verify` (or an HMAC and a constant-time comparison): no WebCrypto promise, no thread-pool hop, no
+ * re-parsing of the token. Built once per key, so a verification allocates only the signature bytes.
+ */
+export class VerificationKey {
+  private readonly hash: string | null;
+  private readonly signatureLength: number | undefined;
+  /** What `crypto.verify` takes: the key with the padding or signature encoding the algorithm prescribes. */
+  private readonly verifyInput: KeyObject | { key: KeyObject; padding?: number; saltLength?: number; dsaEncoding?: 'ieee-p1363' };
+  private readonly hmacKey: KeyObject | undefined;
+
+  constructor(
+    readonly alg: string,
+    key: KeyObject,
+  ) {
+    const scheme = SCHEMES[alg];
+    if (scheme === undefined) throw new Error(`no signature scheme for ${alg}`);
+    this.hash = scheme.hash;
+    this.signatureLength = scheme.signatureLength;
+    this.hmacKey = scheme.kind === 'hmac' ? key : undefined;
+    if (scheme.kind === 'rsa-pss') {
+      // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
+      this.verifyInput = { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: HASH_BYTES[scheme.hash as string] as number };
+    } else if (scheme.kind === 'ecdsa') {
+      this.verifyInput = { key, dsaEncoding: 'ieee-p1363' };
+    } else {
+      this.verifyInput = key;
+    }
+  }
+
+  /** Whether `signature` is this key's signature of `signingInput` (the token's `header.payload` bytes). */
+  verifies(signingInput: Buffer, signature: Buffer): boolean {
+    if (this.signatureLength !== undefined && signature.length !== this.signatureLength) return false;
+    if (this.hmacKey !== undefined) {
+      return timingSafeEqual(createHmac(this.hash as string, this.hmacKey).update(signingInput).digest(), signature);
+    }
+    return verify(this.hash, signingInput, this.verifyInput, signature);
+  }
+}
 
 /** Candidate keys, or why there are none. Each success is built with the key set, so a lookup allocates nothing. */
 export type KeyLookup =
@@ -33,16 +101,16 @@ export type KeyLookup =
 
 interface Candidates {
   readonly ok: true;
-  readonly keys: CryptoKey[];
+  readonly keys: VerificationKey[];
 }
+
+export const UNKNOWN_KID: KeyLookup = Object.freeze({ ok: false, reason: 'unknown_kid' });
+const UNAVAILABLE: KeyLookup = Object.freeze({ ok: false, reason: 'unavailable' });
 
 interface AlgorithmKeys {
   readonly byKid: Map<string, Candidates>;
   readonly all: Candidates;
 }
-
-const UNKNOWN_KID: KeyLookup = Object.freeze({ ok: false, reason: 'unknown_kid' });
-const UNAVAILABLE: KeyLookup = Object.freeze({ ok: false, reason: 'unavailable' });
 
 type KeyIndex = ReadonlyMap<string, AlgorithmKeys>;
 
@@ -73,9 +141,7 @@ function jwkFitsAlgorithm(jwk: JWK, alg: string): boolean {
   }
 }
 
-const HMAC_HASHES: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384: 'SHA-384', HS512: 'SHA-512' };
-
-function addKey(index: Map<string, AlgorithmKeys>, alg: string, kid: string | undefined, key: CryptoKey): void {
+function addKey(index: Map<string, AlgorithmKeys>, alg: string, kid: string | undefined, key: VerificationKey): void {
   let entry = index.get(alg);
   if (entry === undefined) {
     entry = { byKid: new Map(), all: { ok: true, keys: [] } };
@@ -129,7 +195,8 @@ async function importJwks(
         onSkip(kid, `RSA key of ${String(modulusLength)} bits`);
         break;
       }
-      addKey(index, alg, kid, key);
+      // jose validated the JWK for this algorithm; the checks run on node:crypto's own handle to the same key.
+      addKey(index, alg, kid, new VerificationKey(alg, KeyObject.from(key)));
       imported++;
     }
     if (imported > 0) accepted.push(JSON.stringify([kid, jwk.alg, publicJwk]));
@@ -137,14 +204,10 @@ async function importJwks(
   return { index, fingerprint: accepted.sort().join('\n'), count: accepted.length };
 }
 
-async function importSecret(secret: string, algorithms: readonly string[]): Promise<KeyIndex> {
-  const bytes = new TextEncoder().encode(secret);
+function importSecret(secret: string, algorithms: readonly string[]): KeyIndex {
+  const key = createSecretKey(Buffer.from(secret, 'utf8'));
   const index = new Map<string, AlgorithmKeys>();
-  for (const alg of algorithms) {
-    const hash = HMAC_HASHES[alg];
-    if (hash === undefined) continue;
-    addKey(index, alg, undefined, await crypto.subtle.importKey('raw', bytes, { name: 'HMAC', hash }, false, ['verify']));
-  }
+  for (const alg of algorithms) if (SCHEMES[alg]?.kind === 'hmac') addKey(index, alg, undefined, new VerificationKey(alg, key));
   return index;
 }
 
@@ -305,7 +368,7 @@ export class IssuerKeySet {
     const source = this.issuer.keys;
     const { algorithms, name } = this.issuer;
     if (source.kind === 'secret') {
-      return { index: await importSecret(source.secret, algorithms), fingerprint: 'secret', maxAgeMs: undefined };
+      return { index: importSecret(source.secret, algorithms), fingerprint: 'secret', maxAgeMs: undefined };
     }
     let document: unknown;
     let maxAgeMs: number | undefined;

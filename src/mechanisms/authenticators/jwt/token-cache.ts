@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * Verified-token cache: token digest → the identity a full verification produced, until the token stops being
@@ -49,9 +49,12 @@ const ENTRY_OVERHEAD_BYTES = 2560;
  */
 const HEAP_BYTES_PER_PAYLOAD_CHARACTER = 1.5;
 
-/** The cache key of a token: its SHA-256, base64 (44 characters whatever the token's size). */
+/**
+ * The cache key of a token: its SHA-256, base64 (44 characters whatever the token's size). The one-shot
+ * `crypto.hash` costs half of a `createHash` object for a token of a few hundred bytes.
+ */
 export function tokenDigest(token: string): string {
-  return createHash('sha256').update(token).digest('base64');
+  return hash('sha256', token, 'base64');
 }
 
 /**

@@ -1,3 +1,4 @@
+import { constants, createHmac, sign as cryptoSign } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import type { IssuerConfig } from '../../../../src/config/types.js';
 import { createLogger } from '../../../../src/observability/log.js';
 import { Metrics } from '../../../../src/observability/metrics.js';
 import { issuerConfigFor, startIdp, type Idp, type IdpOptions, type JwksBehaviour } from '../../../helpers/idp.js';
-import { signRaw } from '../../../helpers/tokens.js';
+import { b64url, segments, signRaw } from '../../../helpers/tokens.js';
 
 /** JWKS lifecycle, happy paths and the verified-token cache, against real IdPs and a controllable clock. */
 
@@ -113,6 +114,62 @@ describe('happy paths', () => {
     await auth.start();
     expect((await auth.verify(idp.sign({}, { key: 'ed' }), undefined)).ok).toBe(true);
     expect(idp.jwksFetches).toBe(0);
+  });
+});
+
+describe('signature encodings: only the one each algorithm defines', () => {
+  /** The token's signing input with `signature` (raw bytes) in place of its own. */
+  function resigned(token: string, signature: Buffer): string {
+    const [header, payload] = segments(token);
+    return `${header}.${payload}.${b64url(signature)}`;
+  }
+  const inputOf = (token: string): Buffer => Buffer.from(token.slice(0, token.lastIndexOf('.')));
+
+  it('ES256: raw r||s of 64 bytes only; the same signature DER-encoded, or a byte longer or shorter, is refused', async () => {
+    const { idp, auth } = await harness();
+    const token = idp.sign({}, { key: 'ec' });
+    const raw = Buffer.from(segments(token)[2], 'base64url');
+    const der = cryptoSign('sha256', inputOf(token), { key: idp.key('ec').privateKey, dsaEncoding: 'der' });
+    expect((await auth.verify(token, undefined)).ok).toBe(true);
+    expectDenied(await auth.verify(resigned(token, der), undefined), 'bad_signature');
+    expectDenied(await auth.verify(resigned(token, Buffer.concat([raw, Buffer.alloc(1)])), undefined), 'bad_signature');
+    expectDenied(await auth.verify(resigned(token, Buffer.concat([Buffer.alloc(1), raw])), undefined), 'bad_signature');
+    expectDenied(await auth.verify(resigned(token, raw.subarray(0, 63)), undefined), 'bad_signature');
+  });
+
+  it('PS256: a salt as long as the hash only; a valid PSS signature with another salt length is refused', async () => {
+    const { idp, auth } = await harness();
+    const token = idp.sign({}, { key: 'rsa-pss' });
+    const withSalt = (saltLength: number) =>
+      cryptoSign('sha256', inputOf(token), { key: idp.key('rsa-pss').privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength });
+    expect((await auth.verify(resigned(token, withSalt(32)), undefined)).ok).toBe(true);
+    expectDenied(await auth.verify(resigned(token, withSalt(0)), undefined), 'bad_signature');
+    expectDenied(await auth.verify(resigned(token, withSalt(64)), undefined), 'bad_signature');
+  });
+
+  it('EdDSA: a signature a byte short or long is refused, not an error', async () => {
+    const { idp, auth } = await harness();
+    const token = idp.sign({}, { key: 'ed' });
+    const raw = Buffer.from(segments(token)[2], 'base64url');
+    expectDenied(await auth.verify(resigned(token, raw.subarray(0, 63)), undefined), 'bad_signature');
+    expectDenied(await auth.verify(resigned(token, Buffer.concat([raw, Buffer.alloc(1)])), undefined), 'bad_signature');
+  });
+
+  it('HS256: the full 32-byte HMAC only; a prefix of it, or it with a byte added, is refused', async () => {
+    const secret = 'a-shared-secret-of-at-least-32-bytes!';
+    const config = issuerConfigFor(
+      { issuer: 'https://hs.test/', audience: 'https://api.test', jwksUri: '' },
+      { keys: { kind: 'secret', secret }, algorithms: ['HS256'] },
+    );
+    const auth = new Authenticator(new Map([['hs', config]]), { logger: createLogger('silent'), metrics: new Metrics(), tokenCacheBytes: 0 });
+    cleanups.push(() => auth.close());
+    await auth.start();
+    const now = Math.floor(Date.now() / 1000);
+    const token = signRaw('HS256', secret, { alg: 'HS256' }, { iss: 'https://hs.test/', aud: 'https://api.test', iat: now, exp: now + 60 });
+    const mac = createHmac('sha256', secret).update(inputOf(token)).digest();
+    expect((await auth.verify(token, undefined)).ok).toBe(true);
+    expectDenied(await auth.verify(resigned(token, mac.subarray(0, 16)), undefined), 'bad_signature');
+    expectDenied(await auth.verify(resigned(token, Buffer.concat([mac, Buffer.alloc(1)])), undefined), 'bad_signature');
   });
 });
 
