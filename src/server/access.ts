@@ -40,7 +40,8 @@ export class AccessRecorder {
       requestId: ctx.requestId,
       route,
       method: reported.method,
-      path: own ? (ok ? reported.target : undefined) : reported.path || undefined,
+      // The path only: a sign-in callback's query holds the authorization code and state.
+      path: own ? (ok ? reported.path || reported.target : undefined) : reported.path || undefined,
       status,
       decision: verdict && !interrupted ? (ok ? 'allow' : 'deny') : 'error',
       reason: interrupted ?? (verdict && !verdict.ok ? verdict.reason : undefined),

@@ -201,6 +201,9 @@ describe('browser sign-in through the gateway', () => {
     const good = await rawRequest(gw.port, { target: `${PREFIX}/callback${first.callback.search}`, headers: [['Cookie', first.flowCookie]] });
     expect(good.status).toBe(302);
     expect(good.headers['set-cookie']).toMatch(/^authgate=/);
+    const code = first.callback.searchParams.get('code') ?? '';
+    expect(gw.logs.filter((line) => line.includes(`${PREFIX}/callback`)).length).toBeGreaterThan(0);
+    expect(gw.logs.some((line) => line.includes(code))).toBe(false);
     await expectNoSession(`${PREFIX}/callback${first.callback.search}`, [['Cookie', first.flowCookie]]);
     // A wrong state ends its flow: the record is taken once, so the right state cannot follow it.
     const second = await providerCallback();
