@@ -127,6 +127,11 @@ describe('browser sign-in through the gateway', () => {
     expect(seen[0]?.headers['x-user-email']).toBe('alice@example.com');
     expect(seen[0]?.headers.cookie ?? '').not.toContain('authgate');
     expect(seen[0]?.headers.authorization).toBeUndefined();
+    // The access log follows the session by a short hash, never its ID or cookie.
+    const cookie = (await sessionCookie()) as string;
+    const line = gw.logs.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry.path === '/app/reports' && entry.status === 200);
+    expect(line?.session).toMatch(/^[\w-]{8}$/);
+    expect(gw.logs.some((text) => text.includes(cookie) || text.includes(cookie.split('.')[0] as string))).toBe(false);
     await page.close();
   });
 
