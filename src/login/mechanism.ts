@@ -78,7 +78,10 @@ export class LoginService implements Compiled<Authenticator> {
       providers: this.providers, store: this.store, jar: this.jar, timeouts, now: Date.now,
       redirects: { origin: config.externalUrl.origin, allowed: config.allowedRedirects },
       reservedPrefix: ctx.config.server.reservedPrefix,
-      onCallback: (provider, result) => ctx.metrics.logins.labels(provider, result).inc(),
+      onCallback: (provider, result) => {
+        ctx.metrics.logins.labels(provider, result).inc();
+        if (result !== 'success') ctx.logger.warn({ provider, result }, 'browser sign-in failed');
+      },
     });
     const refresher = new SessionRefresher(this.store, this.providers, {
       refreshBeforeMs, lockMs: REFRESH_LOCK_MS, now: Date.now,
