@@ -34,8 +34,11 @@ afterAll(async () => {
   await redis.close();
 });
 
+/** What the refreshers reported, for the refresh metric. */
+const reported: string[] = [];
+
 function refresher(store: MemorySessionStore | RedisSessionStore, refreshBeforeMs: number, now = Date.now): SessionRefresher {
-  return new SessionRefresher(store, providers, { refreshBeforeMs, lockMs: 10_000, now });
+  return new SessionRefresher(store, providers, { refreshBeforeMs, lockMs: 10_000, now, onRefresh: (name, result) => reported.push(`${name} ${result}`) });
 }
 
 async function storeWith(session: Session): Promise<MemorySessionStore> {
@@ -64,6 +67,7 @@ describe('SessionRefresher', () => {
     expect(result.session.tokens.accessToken).not.toBe(session.tokens.accessToken);
     expect(result.session.tokens.refreshToken).not.toBe(session.tokens.refreshToken);
     expect((await store.get(session.id))?.tokens).toEqual(result.session.tokens);
+    expect(reported.at(-1)).toBe('corp success');
   });
 
   it('ends the session when the provider refuses the refresh (invalid_grant)', async () => {
@@ -75,6 +79,7 @@ describe('SessionRefresher', () => {
     expect(await refresher(store, ALWAYS_DUE).fresh(session)).toEqual({ ok: false, reason: 'ended' });
     expect(await ended).toBe(session.id);
     expect(await store.get(session.id)).toBeUndefined();
+    expect(reported.at(-1)).toBe('corp ended');
   });
 
   it('with the provider down, goes on with the valid token, then answers unavailable once it expired', async () => {
