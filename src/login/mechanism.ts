@@ -51,6 +51,8 @@ export class LoginService implements Compiled<Authenticator> {
   readonly signIn: BrowserSignIn;
   private readonly providers = new Map<string, RelyingParty>();
   private readonly sessions: SessionAuthenticator;
+  /** The gateway's own origin and the CORS origins: where unsafe session requests and WebSockets may come from. */
+  private readonly origins: ReadonlySet<string>;
   private readonly keySets: IssuerKeySet[] = [];
   private readonly sessionStore: OpenedSessionStore;
   /** The next config's service took over the session store: closing this one leaves it open. */
@@ -87,7 +89,8 @@ export class LoginService implements Compiled<Authenticator> {
       refreshBeforeMs, lockMs: REFRESH_LOCK_MS, now: Date.now,
       onRefresh: (provider, result) => ctx.metrics.sessionRefresh.labels(provider, result).inc(),
     });
-    this.sessions = new SessionAuthenticator(this.jar, this.store, refresher, trustedOrigins(config.externalUrl.origin, ctx.config.cors?.origins ?? []));
+    this.origins = trustedOrigins(config.externalUrl.origin, ctx.config.cors?.origins ?? []);
+    this.sessions = new SessionAuthenticator(this.jar, this.store, refresher, this.origins);
   }
 
   /** Reads each provider's discovery document; a provider that cannot be reached is logged and left out. */
@@ -175,6 +178,8 @@ export class LoginService implements Compiled<Authenticator> {
     return {
       authenticate: async (credential, ctx) => {
         if (credential.scheme !== 'session') return NOT_MINE;
+        // Browsers send the cookie with any site's WebSocket handshake, and always say where it comes from.
+        if (ctx.upgrade && !this.origins.has(ctx.headers.origin ?? '')) return csrf;
         const result = await this.sessions.authenticate(ctx);
         if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
         if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);

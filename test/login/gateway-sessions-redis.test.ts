@@ -105,7 +105,15 @@ describe('sessions shared through Redis', () => {
   it('a WebSocket opened with a session on one instance closes when the session is signed out on the other', async () => {
     const [a, b] = gateways as [TestGateway, TestGateway];
     const cookie = await signInOnA();
-    const ws = await openWebSocket(b.port, '/app/ws', { Cookie: cookie });
+    upstream.seen.length = 0;
+    const foreign: Record<string, string>[] = [{}, { Origin: 'https://evil.example' }];
+    for (const origin of foreign) {
+      const hijack = await openWebSocket(b.port, '/app/ws', { Cookie: cookie, ...origin });
+      expect(hijack.status).toBe(403);
+      hijack.socket.destroy();
+    }
+    expect(upstream.seen).toHaveLength(0);
+    const ws = await openWebSocket(b.port, '/app/ws', { Cookie: cookie, Origin: `http://127.0.0.1:${b.port}` });
     expect(ws.status).toBe(101);
     const signOut = await rawRequest(a.port, { target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie]] });
     expect(signOut.status).toBe(302);
