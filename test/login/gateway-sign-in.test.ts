@@ -1,5 +1,5 @@
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { launchBrowser, type TestBrowser } from '../helpers/browser.js';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startOidcProvider, type TestProvider } from '../helpers/oidc-provider.js';
@@ -129,8 +129,13 @@ describe('browser sign-in through the gateway', () => {
     expect(seen[0]?.headers.authorization).toBeUndefined();
     // The access log follows the session by a short hash, never its ID or cookie.
     const cookie = (await sessionCookie()) as string;
-    const line = gw.logs.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry.path === '/app/reports' && entry.status === 200);
-    expect(line?.session).toMatch(/^[\w-]{8}$/);
+    // The line is written once the response has closed, which may be just after the browser has the page.
+    const line = await vi.waitFor(() => {
+      const found = gw.logs.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry.path === '/app/reports' && entry.status === 200);
+      if (found === undefined) throw new Error('no access line yet');
+      return found;
+    }, { timeout: 2000 });
+    expect(line.session).toMatch(/^[\w-]{8}$/);
     expect(gw.logs.some((text) => text.includes(cookie) || text.includes(cookie.split('.')[0] as string))).toBe(false);
     await page.close();
   });
