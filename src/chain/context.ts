@@ -8,6 +8,8 @@ import type { Credential, Plan, RequestContext, RequestFacts, Transport } from '
 /** What the listener knows besides the facts: the TLS connection, whose peer certificate is read only when asked. */
 export interface TransportFacts extends RequestFacts {
   readonly tls?: TLSSocket | undefined;
+  /** The request body, for the few endpoints that read one (back-channel logout); undefined when there is none. */
+  readonly body?: AsyncIterable<Buffer> | undefined;
 }
 
 /**
@@ -27,6 +29,7 @@ export class Context implements RequestContext {
   readonly upgrade: boolean;
   readonly requestId: string;
   private readonly tls: TLSSocket | undefined;
+  private readonly body: AsyncIterable<Buffer> | undefined;
   plan: Plan | undefined = undefined;
   path = '';
   query = '';
@@ -50,6 +53,19 @@ export class Context implements RequestContext {
     this.upgrade = facts.transport === 'upgrade';
     this.requestId = facts.requestId;
     this.tls = facts.tls;
+    this.body = facts.body;
+  }
+
+  async readBody(maxBytes: number): Promise<string | undefined> {
+    if (this.body === undefined) return undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of this.body) {
+      size += chunk.length;
+      if (size > maxBytes) return undefined;
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
   }
 
   peerCertificate(): ClientCertificate | undefined {

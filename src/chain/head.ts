@@ -40,7 +40,12 @@ export function enter(head: Head, ctx: RequestContext, trace: Trace | undefined)
   const target = normalizeTarget(ctx.target);
   if (target.ok && own) {
     const plan = head.internal.match(target.path);
-    if (plan !== undefined) return internal(ctx, plan);
+    if (plan !== undefined) {
+      // The sign-in endpoints read their query (the callback's code and state, sign_out's rd).
+      ctx.path = target.path;
+      ctx.query = target.query;
+      return internal(ctx, plan);
+    }
   }
   if (head.allowedHost !== undefined && !head.allowedHost(ctx.host)) {
     trace?.('host', false, `host ${JSON.stringify(ctx.host)} is not in server.allowed_hosts`);

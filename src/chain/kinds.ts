@@ -20,7 +20,7 @@ export type Transport = 'request' | 'upgrade' | 'forward_auth';
 /** A credential found in the request, not yet verified. */
 export interface Credential {
   /** Authenticators look at it to say "mine" or "not mine". */
-  readonly scheme: 'bearer';
+  readonly scheme: 'bearer' | 'session';
   readonly value: string;
   /** Where it was found: trace text, logout's same-origin rule, query stripping. */
   readonly source: TokenSource;
@@ -45,6 +45,8 @@ export interface RequestFacts {
 export interface RequestContext extends RequestFacts {
   /** A WebSocket handshake: unlocks query-string tokens. */
   readonly upgrade: boolean;
+  /** The body as text, read once by the endpoint that needs it; undefined without one or past `maxBytes`. */
+  readBody(maxBytes: number): Promise<string | undefined>;
   /** The client's TLS certificate, if it chains to `client_ca_file`; read once per connection, on first ask. */
   peerCertificate(): ClientCertificate | undefined;
   /** Set by the head: the matched plan, the normalized path and query, the client IP. */

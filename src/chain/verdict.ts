@@ -35,8 +35,8 @@ export interface Refusal {
 export interface Answer {
   readonly status: number;
   readonly headers: OutgoingHttpHeaders;
-  /** A document the gateway serves itself (the public keys); most answers have none. */
-  readonly body?: string;
+  /** A document or small page the gateway serves itself (the public keys, the sign-in pages); most answers have none. */
+  readonly body?: string | undefined;
 }
 
 export type Verdict = { readonly ok: true; readonly answer: undefined } | { readonly ok: true; readonly answer: Answer } | Refusal;

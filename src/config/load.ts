@@ -4,6 +4,7 @@ import { isMap, LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { findShadowedRoutes } from '../routing/shadow.js';
 import { applyReferences, maskReferences, unmask } from './interpolate.js';
 import { readIssuers } from './issuers.js';
+import { readLogin } from './login.js';
 import { formatProblem, ProblemSink, type ConfigProblem } from './problems.js';
 import { keySlot, Reader, type Named, type Slot } from './reader.js';
 import { readRoutes, type RoutesRead } from './routes.js';
@@ -33,7 +34,7 @@ export interface LoadResult {
 
 const TOP_LEVEL_KEYS = [
   'version', 'server', 'admin', 'store', 'logging', 'tokens', 'issuers', 'upstreams', 'identity', 'rate_limits',
-  'cors', 'routes',
+  'cors', 'routes', 'login',
 ];
 
 export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadResult> {
@@ -110,16 +111,22 @@ function readGateway(r: Reader, file: string): GatewayRead {
   const issuers = readIssuers(r, root.slot('issuers'), baseDir);
   const upstreams = readUpstreams(r, root.slot('upstreams'), baseDir);
   const rateLimits = readRateLimits(r, root.slot('rate_limits'));
+  const store = readStore(r, root.slot('store'), baseDir);
+  const loginContext = { issuers: issuers.values, issuerNames: issuers.names, workers: server.workers, redis: store.redis !== undefined, baseDir };
+  const login = root.has('login') ? readLogin(r, root.slot('login'), loginContext) : undefined;
+  if (login !== undefined && store.redis?.topology.kind === 'cluster') {
+    r.problem(root.slot('login'), 'browser sessions need store.redis as a url or sentinel: a Redis Cluster is not supported for sessions');
+  }
   const routes = readRoutes(r, root.slot('routes'), {
     server,
     upstreams: upstreams.names,
     issuers: issuers.names,
     rateLimitNames: rateLimits.names,
     rateLimits: rateLimits.values,
+    loginProviders: root.has('login') ? [...(login?.providers.keys() ?? [])] : undefined,
   });
   if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
   refuseTwoIntrospectingIssuers(r, routes, issuers.values);
-  const store = readStore(r, root.slot('store'), baseDir);
   requireSharedStoreForWorkers(r, workersSlot, server.workers, store, routes.routes);
   const config: GatewayConfig = {
     file,
@@ -134,6 +141,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     rateLimits: rateLimits.values,
     cors: root.has('cors') ? readCors(r, root.slot('cors')) : undefined,
     routes: routes.routes,
+    login,
   };
   return { config, routes, issuers };
 }

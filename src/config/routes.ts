@@ -17,6 +17,8 @@ export interface RouteContext {
   readonly issuers: readonly string[];
   readonly rateLimitNames: readonly string[];
   readonly rateLimits: ReadonlyMap<string, RateLimitConfig>;
+  /** `login.providers` names; undefined without a `login` section. */
+  readonly loginProviders: readonly string[] | undefined;
 }
 
 export interface RoutesRead {
@@ -42,7 +44,7 @@ export function readRoutes(r: Reader, slot: Slot, context: RouteContext): Routes
 }
 
 function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<string>): RouteConfig | undefined {
-  const s = r.section(slot, ['name', 'match', 'upstream', 'auth', 'issuers', 'require', 'rate_limit', 'cors']);
+  const s = r.section(slot, ['name', 'match', 'upstream', 'auth', 'issuers', 'require', 'rate_limit', 'cors', 'login']);
   const name = readRouteName(r, s.slot('name'), names);
   const match = readMatch(r, s.slot('match'), context.server);
   const upstream = readReference(r, s.slot('upstream'), 'upstream', context.upstreams, true);
@@ -58,8 +60,21 @@ function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<stri
   }
   const rateLimit = readRouteRateLimits(r, s.slot('rate_limit'), context, auth) ?? [];
   const cors = s.has('cors') ? readRouteCors(r, s.slot('cors')) : undefined;
+  const login = s.has('login') ? readRouteLogin(r, s.slot('login'), context, auth) : undefined;
   if (name === undefined || match === undefined || upstream === undefined) return undefined;
-  return { name, match, upstream, auth, issuers: issuers ?? undefined, require, rateLimit, cors };
+  return { name, match, upstream, auth, issuers: issuers ?? undefined, require, rateLimit, cors, login };
+}
+
+/** `login: corp` or `login: [corp, partners]`: the providers a browser without credentials may sign in with. */
+function readRouteLogin(r: Reader, slot: Slot, context: RouteContext, auth: AuthMode): string[] | undefined {
+  if (context.loginProviders === undefined) return r.problem(slot, 'needs a top-level login section naming the providers');
+  if (auth !== 'required') return r.problem(slot, `not allowed with auth: ${auth} (a login route sends browsers without credentials to sign in)`);
+  const known = context.loginProviders;
+  if (isScalar(slot.node)) {
+    const one = readReference(r, slot, 'login provider', known, true);
+    return one === undefined ? undefined : [one];
+  }
+  return r.items(slot, (item) => readReference(r, item, 'login provider', known, true), { nonEmpty: true });
 }
 
 /** `params.x` in an expression needs a `{x}` segment in the route's path, or every request would be denied. */

@@ -1,6 +1,7 @@
 import type { ExpressionRule } from '../expressions/cel.js';
 import type { IntrospectionConfig } from './introspection.js';
 import type { ClientCertificateConfig } from './mtls.js';
+import type { LoginConfig } from './login.js';
 import type { RouteMatch } from '../routing/match.js';
 
 /**
@@ -25,6 +26,8 @@ export interface GatewayConfig {
   readonly cors: CorsConfig | undefined;
   /** In file order; first match wins. */
   readonly routes: readonly RouteConfig[];
+  /** Browser sign-in; undefined when no route sends browsers to sign in. */
+  readonly login: LoginConfig | undefined;
 }
 
 export interface ListenAddress {
@@ -272,4 +275,6 @@ export interface RouteConfig {
   readonly rateLimit: readonly string[];
   /** Route-level CORS; undefined = the global `cors` (if any), false = CORS off for this route. */
   readonly cors: CorsConfig | false | undefined;
+  /** `login.providers` a browser without credentials is sent to; undefined: not a login route. */
+  readonly login: readonly string[] | undefined;
 }

@@ -52,7 +52,7 @@ function isBracketedV6(text: string): boolean {
 }
 
 /** Plain-http URLs are allowed only to the local machine, where nothing can intercept them. */
-function isLoopbackUrl(url: URL): boolean {
+export function isLoopbackUrl(url: URL): boolean {
   return LOOPBACK_HOSTS.has(url.hostname) || (isIP(url.hostname) === 4 && url.hostname.startsWith('127.'));
 }
 

@@ -38,7 +38,7 @@ export function verifyStep(deps: VerifyDeps): Step {
       const read = readOriginalRequest(deps.family, ctx, envoyTarget);
       if (!read.ok) return refusal('endpoint', read.error, read.reason);
       // The check's TLS peer is the proxy, not the original client: the original has no certificate to offer.
-      const original = new Context({ ...ctx, ...read.original, transport: 'forward_auth', tls: undefined });
+      const original = new Context({ ...ctx, ...read.original, transport: 'forward_auth', tls: undefined, body: undefined });
       ctx.reportAs = original;
       const verdict = deps.decide(original);
       trace?.('endpoint', true, `forward-auth check of ${read.original.method} ${read.original.target}`);

@@ -47,6 +47,8 @@ export const Errors = {
   headersTooLarge: { status: 431, code: 'request_header_fields_too_large', description: 'The request headers are too large' },
   /** The client did not send its request headers, or paused its request body, for longer than allowed. */
   requestTimeout: { status: 408, code: 'request_timeout', description: 'The request was not received in time' },
+  /** An unsafe method riding on a session cookie without the gateway's own (or a CORS) origin. */
+  csrf: { status: 403, code: 'csrf', description: 'The request does not come from an allowed origin' },
   notFound: { status: 404, code: 'not_found', description: 'No route matches this request' },
   misdirected: { status: 421, code: 'misdirected_request', description: 'This host is not served here' },
   methodNotAllowed: { status: 405, code: 'method_not_allowed', description: 'Method not allowed' },

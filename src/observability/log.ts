@@ -53,6 +53,8 @@ export interface AccessLine {
   readonly detail?: string | undefined;
   readonly subject: string | undefined;
   readonly issuer: string | undefined;
+  /** A browser session's short hash (of its signed cookie): follows one session through the log, never its ID. */
+  readonly session?: string | undefined;
   readonly upstream: string | undefined;
   readonly ms: number;
 }
@@ -83,6 +85,7 @@ export class AccessLog {
     if (line.detail !== undefined) out += `,"detail":${JSON.stringify(line.detail)}`;
     if (line.subject !== undefined) out += `,"subject":${JSON.stringify(line.subject)}`;
     if (line.issuer !== undefined) out += `,"issuer":${JSON.stringify(line.issuer)}`;
+    if (line.session !== undefined) out += `,"session":"${line.session}"`;
     if (line.upstream !== undefined) out += `,"upstream":${JSON.stringify(line.upstream)}`;
     this.destination.write(`${out},"ms":${line.ms},"msg":"request"}\n`);
   }

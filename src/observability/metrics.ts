@@ -77,6 +77,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly logins = new Counter({
+    name: 'authgate_logins_total',
+    help: 'Browser sign-in callbacks, by provider and result (success, or why it failed)',
+    labelNames: ['provider', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sessionRefresh = new Counter({
+    name: 'authgate_session_refresh_total',
+    help: 'Session token refreshes, by provider and result (success, ended, unavailable)',
+    labelNames: ['provider', 'result'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (!options.defaultMetrics) return;
     // Standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes…) so stock Node.js dashboards work.

@@ -23,6 +23,7 @@ import { constrainStep } from '../chain/steps/constrain.js';
 import { refusal, type Refusal } from '../chain/verdict.js';
 import { InvalidTokenDescription } from '../http/responses.js';
 import { preflightStep } from '../mechanisms/cors/preflight.js';
+import type { LoginService } from '../login/mechanism.js';
 import type { Registry } from './registry.js';
 
 /** Every mechanism of the registry, created for one config, in registry order. */
@@ -91,6 +92,8 @@ export interface PlanInputs {
   readonly mechanisms: Mechanisms;
   readonly findCredential: CredentialFinder;
   readonly cors: CorsPolicy | undefined;
+  /** Browser sign-in, when the config has a `login` section. */
+  readonly login: LoginService | undefined;
 }
 
 /**
@@ -105,8 +108,9 @@ export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
   const steps: Step[] = limiters.filter((limiter) => limiter.phase === 'client');
   if (route.auth !== 'none') {
     const options = { required: route.auth === 'required', query: true };
+    const find = route.login !== undefined && inputs.login !== undefined ? inputs.login.sessionFinder(inputs.findCredential) : inputs.findCredential;
     steps.push(
-      credentialStep(inputs.findCredential, errors, options),
+      credentialStep(find, errors, options),
       authenticateStep(forRoute(mechanisms.authenticators, route, errors), unclaimed(errors)),
     );
     const constraints = forRoute(mechanisms.constraints, route, errors);
@@ -116,13 +120,17 @@ export function compilePlan(route: RouteConfig, inputs: PlanInputs): Plan {
   const authorizers = forRoute(mechanisms.authorizers, route, errors);
   if (authorizers.length > 0) steps.push(authorizeStep(authorizers, errors));
   steps.push(...limiters.filter((limiter) => limiter.phase === 'identity'));
-  steps.push(finalizeStep(forRoute(mechanisms.finalizers, route, errors)));
+  const { login } = inputs;
+  const finalizers = forRoute(mechanisms.finalizers, route, errors);
+  if (login !== undefined && route.login !== undefined && ctx.config.identity.forwardToken) finalizers.push(login.forwardAccessToken);
+  steps.push(finalizeStep(finalizers));
+  const providers = route.login;
   return {
     name: route.name,
     match: route.match,
     route,
     upstream: route.upstream,
-    steps,
+    steps: login === undefined || providers === undefined ? steps : steps.map((step) => login.forBrowsers(step, providers)),
     preflight: cors === undefined ? undefined : preflightStep(cors),
     cors,
   };

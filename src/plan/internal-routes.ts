@@ -1,14 +1,15 @@
 import type { InternalRoutes } from '../chain/head.js';
-import type { CompileContext, Plan, Step } from '../chain/kinds.js';
+import type { CompileContext, Plan, RequestContext, Step } from '../chain/kinds.js';
 import { credentialStep } from '../chain/steps/credentials.js';
 import { authenticateStep } from '../chain/steps/authenticate.js';
 import { revocationStep } from '../chain/steps/revocation.js';
-import { answered, PASS, refusal, type Refusal } from '../chain/verdict.js';
+import { answered, PASS, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
 import type { RouteConfig } from '../config/types.js';
 import { logoutStep, sameOriginStep } from '../endpoints/logout.js';
 import { verifyStep, type VerifyDeps } from '../endpoints/verify.js';
 import { envoyOriginalTarget } from '../endpoints/forward-auth-families.js';
 import { Errors } from '../http/responses.js';
+import type { LoginAnswer } from '../login/endpoints.js';
 import { compileHeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
 import { compileIdentityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { errorsFor, forRoute, unclaimed, type Mechanisms, type PlanInputs } from './compile.js';
@@ -57,6 +58,9 @@ export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: s
   const byEndpoint = new Map<string, Plan>([['/logout', logout]]);
   const jwks = publishedKeys(inputs.mechanisms);
   if (jwks !== undefined) byEndpoint.set('/jwks.json', internalPlan(`${server.reservedPrefix}/jwks.json`, [...host(allowedHost), methods(['GET', 'HEAD']), jwksStep(jwks)]));
+  for (const [suffix, endpoint] of inputs.login?.endpoints() ?? []) {
+    byEndpoint.set(suffix, internalPlan(`${server.reservedPrefix}${suffix}`, [...host(allowedHost), methods(endpoint.methods), loginStep(endpoint.run)]));
+  }
   if (verifyPlan && family !== 'envoy') byEndpoint.set('/verify', verifyPlan);
   return {
     raw: (target) => (envoy !== undefined && envoyOriginalTarget(target, server.reservedPrefix, folded) !== undefined ? envoy : undefined),
@@ -89,11 +93,16 @@ function jwksStep(jwks: () => string | undefined): Step {
   };
 }
 
+/** A sign-in endpoint: its whole answer (a redirect, a small page) comes from the login module. */
+function loginStep(run: (ctx: RequestContext) => Promise<LoginAnswer>): Step {
+  return { stage: 'endpoint', run: async (ctx): Promise<Verdict> => ({ ok: true, answer: await run(ctx) }) };
+}
+
 function verifyDeps(ctx: CompileContext): Pick<VerifyDeps, 'identityHeaders' | 'headerPolicy' | 'identity' | 'assertionHeader'> {
-  const { identity, tokens } = ctx.config;
+  const { identity, tokens, login } = ctx.config;
   return {
     identityHeaders: compileIdentityHeaders(identity),
-    headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens }),
+    headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens, loginCookie: login?.cookie.name }),
     identity,
     assertionHeader: identity.assertion?.header.toLowerCase(),
   };
@@ -109,6 +118,7 @@ const EVERY_ISSUER: RouteConfig = Object.freeze({
   require: undefined,
   rateLimit: [],
   cors: false,
+  login: undefined,
 });
 
 function logoutSteps(inputs: PlanInputs): Step[] {

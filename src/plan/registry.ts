@@ -4,6 +4,7 @@
  */
 import type { Authenticator, Authorizer, ErrorsType, Finalizer, Limiter, MechanismType, SenderConstraint } from '../chain/kinds.js';
 import { introspection } from '../mechanisms/authenticators/introspection.js';
+import { session } from '../login/mechanism.js';
 import { jwt } from '../mechanisms/authenticators/jwt/authenticator.js';
 import { cookie } from '../mechanisms/credentials/cookie.js';
 import { header } from '../mechanisms/credentials/header.js';
@@ -38,7 +39,7 @@ export interface Registry {
 export const registry = {
   credentials: { header, cookie, query },
   // Introspection first: it claims only what is not a JWS (and the JWTs of an issuer that introspects them too).
-  authenticators: { introspection, jwt },
+  authenticators: { introspection, jwt, session },
   constraints: { dpop_bearer: dpopBoundAsBearer, certificate_bound: certificateBound },
   authorizers: { require: requireRules, expr: expressionRules },
   limiters: { rate_limit: rateLimits },

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RequestContext } from '../chain/kinds.js';
 import type { Verdict } from '../chain/verdict.js';
 import { AccessLog, type Logger } from '../observability/log.js';
@@ -5,6 +6,11 @@ import type { Metrics } from '../observability/metrics.js';
 
 /** Refusals counted by `authgate_auth_denied_total`: those about the credential and what it may do. */
 const COUNTED_DENIALS: ReadonlySet<string> = new Set(['authenticate', 'revocation', 'authorize', 'inject']);
+
+/** 48 bits of SHA-256 over the signed cookie: enough to tell sessions apart in a log, useless to replay. */
+function sessionHash(cookie: string): string {
+  return createHash('sha256').update(cookie).digest('base64url').slice(0, 8);
+}
 
 /** The access log line and the request metrics of every request, proxied or answered by the gateway. */
 export class AccessRecorder {
@@ -40,13 +46,15 @@ export class AccessRecorder {
       requestId: ctx.requestId,
       route,
       method: reported.method,
-      path: own ? (ok ? reported.target : undefined) : reported.path || undefined,
+      // The path only: a sign-in callback's query holds the authorization code and state.
+      path: own ? (ok ? reported.path || reported.target : undefined) : reported.path || undefined,
       status,
       decision: verdict && !interrupted ? (ok ? 'allow' : 'deny') : 'error',
       reason: interrupted ?? (verdict && !verdict.ok ? verdict.reason : undefined),
       detail: verdict && !verdict.ok ? verdict.detail : undefined,
       subject: identity?.subject,
       issuer: identity?.issuer.name,
+      session: identity !== undefined && reported.credential?.scheme === 'session' ? sessionHash(reported.credential.value) : undefined,
       upstream: ok ? plan?.upstream : undefined,
       ms: Math.round(ms * 1000) / 1000,
     });

@@ -202,6 +202,7 @@ class Gateway implements RunningGateway {
       transport,
       requestId: trustedPeer && typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID(),
       tls: socket.encrypted ? socket : undefined,
+      body: transport === 'request' ? req : undefined,
     });
   }
 
@@ -302,7 +303,7 @@ class Gateway implements RunningGateway {
     runtime.forwarder.ws(socket, head, ctx.plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, {
       upgraded: (tunnel) => {
         this.access.record(ctx, verdict, 101, started);
-        if (ctx.identity) this.closeWithCredential(socket, tunnel, ctx.identity, ctx.requestId);
+        if (ctx.identity) this.closeWithCredential(socket, tunnel, ctx.identity, ctx.requestId, runtime);
       },
       failed: (failure) => {
         if (failure === 'client_closed') {
@@ -374,12 +375,15 @@ class Gateway implements RunningGateway {
    * A WebSocket passed the checks once, with a credential that ends: when it does (expiry, revocation), so does
    * the WebSocket, with a close frame saying why, rather than carrying frames for whoever held the token.
    */
-  private closeWithCredential(socket: Duplex, tunnel: WebSocketTunnel, identity: Identity, requestId: string): void {
-    const forget = this.credentials.watch(identity, (why) => {
+  private closeWithCredential(socket: Duplex, tunnel: WebSocketTunnel, identity: Identity, requestId: string, runtime: Runtime): void {
+    const close = (why: CredentialEnd): void => {
       this.logger.info({ requestId, reason: why }, 'WebSocket closed: its credential ended');
       tunnel.close(POLICY_VIOLATION, CLOSE_REASONS[why]);
-    });
+    };
+    const forget = this.credentials.watch(identity, close);
     socket.once('close', forget);
+    const forgetSession = runtime.login?.watchSession(identity, () => close('revoked'));
+    if (forgetSession !== undefined) socket.once('close', forgetSession);
   }
 }
 

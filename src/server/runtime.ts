@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { compileTrustedProxies } from '../http/client-ip.js';
 import { compileTokenExtractor } from '../mechanisms/credentials/search.js';
 import { compileRouteCors } from '../mechanisms/cors/preflight.js';
+import type { LoginService } from '../login/mechanism.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { compilePlan, createMechanisms, type Mechanisms, type PlanInputs } from '../plan/compile.js';
@@ -24,6 +25,8 @@ export interface Runtime {
   readonly head: Head;
   readonly forwarder: Forwarder;
   readonly mechanisms: Mechanisms;
+  /** Browser sign-in, when the config has a `login` section. */
+  readonly login: LoginService | undefined;
 }
 
 export interface RuntimeDeps {
@@ -43,16 +46,17 @@ export function buildRuntime(config: GatewayConfig, deps: RuntimeDeps, previous?
   const forwarder = new Forwarder(config.upstreams, deps.metrics, previous?.forwarder);
   const mechanisms = createMechanisms(registry, ctx, previous?.mechanisms);
   const findCredential = compileTokenExtractor(config.tokens, registry.credentials);
-  const plans = config.routes.map((route) => compilePlan(route, { ctx, mechanisms, findCredential, cors: corsOf(route) }));
+  const login = mechanisms.byName.get('authenticators.session') as LoginService | undefined;
+  const plans = config.routes.map((route) => compilePlan(route, { ctx, mechanisms, findCredential, cors: corsOf(route), login }));
   const allowedHost = config.server.allowedHosts ? compileHostMatcher(config.server.allowedHosts) : undefined;
-  const inputs: PlanInputs = { ctx, mechanisms, findCredential, cors: undefined };
+  const inputs: PlanInputs = { ctx, mechanisms, findCredential, cors: undefined, login };
   const head: Head = {
     allowedHost,
     trustedProxies: compileTrustedProxies(config.server.trustedProxies),
     routes: compileRoutes<Plan>(plans, config.server.pathCase),
     internal: compileInternalRoutes(inputs, allowedHost, (original: RequestContext) => decide(head, original)),
   };
-  return { config, head, forwarder, mechanisms };
+  return { config, head, forwarder, mechanisms, login };
 }
 
 /** First load of what the mechanisms need (issuer keys); resolves when all settled, whether they worked or not. */

@@ -330,3 +330,44 @@ describe('runCheck', () => {
     ].join('\n'));
   });
 });
+
+describe('a route login key', () => {
+  const LOGIN = `login:
+  external_url: https://app.example.com
+  providers:
+    corp: { issuer: idp, client_id: authgate, client_secret: s }
+  keys: ['${'k'.repeat(32)}']
+`;
+  const withRoute = (route: string, login = LOGIN): string => `${MINIMAL.replace(/routes:\n.*\n$/, '')}${login}routes:\n  - ${route}\n`;
+
+  it('names one provider or a list of them', () => {
+    for (const [given, expected] of [['corp', ['corp']], ['[corp]', ['corp']]] as const) {
+      const { config, problems } = parseConfig(withRoute(`{ name: app, match: { path: /** }, upstream: api, login: ${given} }`), '/etc/authgate/gateway.yaml', {});
+      expect(problems.map(formatProblem)).toEqual([]);
+      expect(config?.routes[0]?.login).toEqual(expected);
+      expect(config?.login?.providers.has('corp')).toBe(true);
+    }
+  });
+
+  it.each([
+    ['{ name: app, match: { path: /** }, upstream: api, login: corps }', 'routes[0].login', 'unknown login provider "corps"'],
+    ['{ name: app, match: { path: /** }, upstream: api, auth: optional, login: corp }', 'routes[0].login', 'not allowed with auth: optional'],
+    ['{ name: app, match: { path: /** }, upstream: api, login: [] }', 'routes[0].login', 'must not be empty'],
+  ])('refuses %s at file:line:col', (route, key, message) => {
+    const { config, problems } = parseConfig(withRoute(route), '/etc/authgate/gateway.yaml', {});
+    expect(config).toBeUndefined();
+    expect(problems.map(formatProblem)[0]).toMatch(new RegExp(`^/etc/authgate/gateway\\.yaml:15:\\d+: ${key.replace(/[.[\]]/g, '\\$&')}`));
+    expect(problems.map(formatProblem)[0]).toContain(message);
+  });
+
+  it('needs a login section', () => {
+    const { problems } = parseConfig(withRoute('{ name: app, match: { path: /** }, upstream: api, login: corp }', ''), '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([expect.stringContaining('routes[0].login: needs a top-level login section')]);
+  });
+
+  it('refuses sessions on a Redis Cluster', () => {
+    const store = 'store:\n  redis: { cluster: { nodes: ["127.0.0.1:7000"] } }\n';
+    const { problems } = parseConfig(`${store}${withRoute('{ name: app, match: { path: /** }, upstream: api, login: corp }')}`, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([expect.stringContaining('a Redis Cluster is not supported for sessions')]);
+  });
+});

@@ -16,7 +16,10 @@ import { hardeningProblems, podTemplates, readManifests, secretsReferenced, sele
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DEPLOY = join(REPO, 'deploy/kubernetes');
-const ENV = { AUTHGATE_ADMIN_TOKEN: 'example-admin-token', REDIS_URL: 'redis://redis:6379' };
+const ENV = {
+  AUTHGATE_ADMIN_TOKEN: 'example-admin-token', REDIS_URL: 'redis://redis:6379',
+  OIDC_CLIENT_SECRET: 'example-client-secret', SESSION_KEY: 'an-example-session-key-of-at-least-32-bytes',
+};
 const VERIFY = '/_authgate/verify';
 
 const imageUser = /^USER\s+(\d+):(\d+)\s*$/m.exec(await readFile(join(REPO, 'Dockerfile'), 'utf8'));

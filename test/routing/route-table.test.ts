@@ -13,6 +13,7 @@ function route(name: string, match: Partial<RouteMatchConfig> & { path: string }
     require: undefined,
     rateLimit: [],
     cors: undefined,
+    login: undefined,
   };
 }
 

@@ -14,6 +14,7 @@ function routes(...matches: Match[]): RouteConfig[] {
     require: undefined,
     rateLimit: [],
     cors: undefined,
+    login: undefined,
   }));
 }
 

@@ -21,6 +21,10 @@ export interface HeaderPolicy {
   readonly strip: RegExp | undefined;
   /** Cookie names that carry the token, removed from Cookie unless the token is forwarded. */
   readonly tokenCookies: readonly string[];
+  /** The session cookie: kept from the upstream even with forward_token (which forwards the access token instead). */
+  readonly sessionCookies: readonly string[];
+  /** Cookies named with one of these prefixes are always kept from the upstream (sign-in flow cookies). */
+  readonly sessionCookiePrefixes: readonly string[];
 }
 
 export interface UpstreamHeaderContext {
@@ -104,6 +108,8 @@ function stripRegex(patterns: readonly string[]): RegExp | undefined {
 export function compileHeaderPolicy(options: {
   identity: IdentityConfig;
   tokenSources: readonly TokenSource[];
+  /** `login.cookie.name`: the session cookie and its flows' `{name}-login-*` cookies never reach an upstream. */
+  loginCookie?: string | undefined;
 }): HeaderPolicy {
   const dispositions = new Map<string, Disposition>();
   dispositions.set('authorization', 'token');
@@ -113,6 +119,9 @@ export function compileHeaderPolicy(options: {
     if (source.kind === 'header') dispositions.set(canonicalName(source.name), 'token');
     if (source.kind === 'cookie') tokenCookies.push(source.name);
   }
+  const sessionCookies = options.loginCookie === undefined ? [] : [options.loginCookie];
+  const sessionCookiePrefixes = options.loginCookie === undefined ? [] : [`${options.loginCookie}-login-`];
+  tokenCookies.push(...sessionCookies);
   for (const name of TRUSTED_ONLY) dispositions.set(name, 'trusted-only');
   // Set last: authgate's own headers win over any other treatment of the same name.
   for (const name of HOP_BY_HOP) dispositions.set(name, 'drop');
@@ -122,7 +131,7 @@ export function compileHeaderPolicy(options: {
   for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
   // A client's own assertion must never reach an upstream that trusts the header: on every route, signed or not.
   if (options.identity.assertion) dispositions.set(canonicalName(options.identity.assertion.header), 'drop');
-  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies };
+  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies, sessionCookies, sessionCookiePrefixes };
 }
 
 export function buildUpstreamHeaders(
@@ -151,7 +160,7 @@ export function buildUpstreamHeaders(
         if (ctx.forwardToken && name === canonical) out[name] = value;
         break;
       case 'cookie': {
-        const kept = ctx.forwardToken ? value : withoutCookies(value as string, policy.tokenCookies);
+        const kept = withoutCookies(value as string, ctx.forwardToken ? policy.sessionCookies : policy.tokenCookies, policy.sessionCookiePrefixes);
         if (kept !== '') out[name] = kept;
         break;
       }
@@ -204,14 +213,14 @@ function connectionListedNames(connection: string | undefined): ReadonlySet<stri
   return names;
 }
 
-/** The Cookie header without the named cookies (other cookies keep their order and text). */
-function withoutCookies(cookie: string, names: readonly string[]): string {
-  if (!names.some((name) => cookie.includes(name))) return cookie;
+/** The Cookie header without the token cookies (other cookies keep their order and text). */
+function withoutCookies(cookie: string, names: readonly string[], prefixes: readonly string[]): string {
+  if (!names.some((name) => cookie.includes(name)) && !prefixes.some((prefix) => cookie.includes(prefix))) return cookie;
   const kept: string[] = [];
   for (const pair of cookie.split(';')) {
     const equals = pair.indexOf('=');
     const name = (equals < 0 ? pair : pair.slice(0, equals)).trim();
-    if (name !== '' && !names.includes(name)) kept.push(pair.trim());
+    if (name !== '' && !names.includes(name) && !prefixes.some((prefix) => name.startsWith(prefix))) kept.push(pair.trim());
   }
   return kept.join('; ');
 }
@@ -223,7 +232,7 @@ function withoutCookies(cookie: string, names: readonly string[]): string {
  */
 export const headerHygiene: MechanismType<Finalizer> = {
   create({ config }) {
-    const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens });
+    const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens, loginCookie: config.login?.cookie.name });
     const forwardToken = config.identity.forwardToken;
     const stripTokenQuery = compileTokenQueryStripper(config.tokens, forwardToken);
     const finalizer: Finalizer = {

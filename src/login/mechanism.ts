@@ -1,0 +1,311 @@
+import type {
+  Authentication,
+  Authenticator,
+  CompileContext,
+  Compiled,
+  CredentialFinder,
+  ErrorRenderer,
+  Finalizer,
+  MechanismType,
+  RequestContext,
+  Step,
+} from '../chain/kinds.js';
+import { isThenable, PASS, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import type { LoginConfig } from '../config/login.js';
+import type { IssuerConfig, RouteConfig } from '../config/types.js';
+import { DEFAULT_FETCH_LIMITS } from '../http/json-request.js';
+import { Errors } from '../http/responses.js';
+import type { Identity } from '../identity/identity.js';
+import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
+import { isKeyed, IssuerKeySet, type KeyedIssuer } from '../mechanisms/authenticators/jwt/key-set.js';
+import { connect } from '../store/connect.js';
+import { isNavigation, trustedOrigins } from './browser.js';
+import { CookieJar, cookieReader } from './cookies.js';
+import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
+import { renderForBrowser, type BrowserProblem } from './error-renderer.js';
+import { RelyingParty } from './oidc.js';
+import { SessionRefresher } from './refresh.js';
+import { SessionAuthenticator } from './session-authenticator.js';
+import { MemorySessionStore } from './sessions/memory.js';
+import { RedisSessionStore } from './sessions/redis.js';
+import type { Session, SessionStore, SessionTimeouts } from './sessions/types.js';
+import { IssuerSignatures } from './signatures.js';
+
+/** A refresh holds its lock this long at most: the provider's timeout with margin. */
+const REFRESH_LOCK_MS = 15_000;
+/** How long start-up waits for the session announcements' subscription. */
+const SUBSCRIBE_WAIT_MS = 5000;
+const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
+
+/**
+ * Browser sign-in as one mechanism of the chain: the session cookie is a credential (scheme `session`) on login
+ * routes, this authenticator turns a live session into an Identity, a navigation refused for want of credentials
+ * is sent to sign in (and one refused by the rules gets a small page), and the reserved endpoints run the flow.
+ */
+export class LoginService implements Compiled<Authenticator> {
+  readonly jar: CookieJar;
+  readonly store: SessionStore;
+  readonly signIn: BrowserSignIn;
+  private readonly providers = new Map<string, RelyingParty>();
+  private readonly sessions: SessionAuthenticator;
+  /** The gateway's own origin and the CORS origins: where unsafe session requests and WebSockets may come from. */
+  private readonly origins: ReadonlySet<string>;
+  private readonly keySets: IssuerKeySet[] = [];
+  private readonly sessionStore: OpenedSessionStore;
+  /** The next config's service took over the session store: closing this one leaves it open. */
+  private handedOver = false;
+  /** Session records are shared by every request until they change, so each is read into an Identity once. */
+  private readonly identities = new WeakMap<Session, Identity>();
+  /** With `identity.forward_token`: each session request's access token, for the upstream's Authorization. */
+  private readonly accessTokens = new WeakMap<RequestContext, string>();
+  /** The session each session identity came from, for closing its WebSockets when it ends. */
+  private readonly sessionIds = new WeakMap<Identity, string>();
+
+  constructor(
+    private readonly config: LoginConfig,
+    private readonly ctx: CompileContext,
+    previous: LoginService | undefined,
+  ) {
+    const { idleTimeoutMs, absoluteTimeoutMs, refreshBeforeMs } = config.session;
+    const timeouts = { idleMs: idleTimeoutMs, absoluteMs: absoluteTimeoutMs };
+    // Sessions outlive a reload: the people signed in stay signed in.
+    if (previous !== undefined) previous.handedOver = true;
+    this.sessionStore = previous?.sessionStore ?? openSessionStore(ctx, timeouts);
+    this.store = this.sessionStore.store;
+    this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys: config.keys });
+    this.signIn = new BrowserSignIn({
+      providers: this.providers, store: this.store, jar: this.jar, timeouts, now: Date.now,
+      redirects: { origin: config.externalUrl.origin, allowed: config.allowedRedirects },
+      reservedPrefix: ctx.config.server.reservedPrefix,
+      onCallback: (provider, result) => {
+        ctx.metrics.logins.labels(provider, result).inc();
+        if (result !== 'success') ctx.logger.warn({ provider, result }, 'browser sign-in failed');
+      },
+    });
+    const refresher = new SessionRefresher(this.store, this.providers, {
+      refreshBeforeMs, lockMs: REFRESH_LOCK_MS, now: Date.now,
+      onRefresh: (provider, result) => ctx.metrics.sessionRefresh.labels(provider, result).inc(),
+    });
+    this.origins = trustedOrigins(config.externalUrl.origin, ctx.config.cors?.origins ?? []);
+    this.sessions = new SessionAuthenticator(this.jar, this.store, refresher, this.origins);
+  }
+
+  /** Reads each provider's discovery document; a provider that cannot be reached is logged and left out. */
+  async start(): Promise<void> {
+    // Redis down at start-up does not hold the gateway back: sessions then work from Redis reads once it is up.
+    await Promise.race([this.sessionStore.started, delay(SUBSCRIBE_WAIT_MS, undefined, { ref: false })]);
+    const redirectUri = new URL(`${this.ctx.config.server.reservedPrefix}/callback`, this.config.externalUrl).href;
+    await Promise.all([...this.config.providers.values()].map(async (provider) => {
+      const issuer = this.ctx.config.issuers.get(provider.issuer) as IssuerConfig;
+      try {
+        // The config accepts only a discovery issuer for a provider.
+        if (!isKeyed(issuer)) throw new Error(`issuer ${issuer.name} has no keys of its own`);
+        const signatures = new IssuerSignatures(await this.keySet(issuer), issuer.algorithms);
+        this.providers.set(provider.name, await RelyingParty.discover({ provider, issuer, redirectUri, signatures }));
+      } catch (err) {
+        this.ctx.logger.error({ err, provider: provider.name }, 'sign-in provider discovery failed; its sign-ins answer 503');
+      }
+    }));
+  }
+
+  close(): void {
+    for (const keys of this.keySets.splice(0)) keys.release();
+    if (!this.handedOver) this.sessionStore.close();
+  }
+
+  forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {
+    return route.login === undefined ? undefined : this.authenticator(errors);
+  }
+
+  /** On login routes a request without a bearer credential may bring the session cookie instead (bearer wins). */
+  sessionFinder(find: CredentialFinder): CredentialFinder {
+    const read = cookieReader(this.jar.sessionName);
+    const source = { kind: 'cookie', name: this.jar.sessionName } as const;
+    return (headersDistinct, query, isUpgrade) => {
+      const found = find(headersDistinct, query, isUpgrade);
+      if (!found.ok || found.credential !== undefined) return found;
+      const cookie = read(headersDistinct);
+      if (!cookie.ok) return { ok: false, reason: 'multiple_session_cookies' };
+      return cookie.value === undefined ? found : { ok: true, credential: { scheme: 'session', value: cookie.value, source } };
+    };
+  }
+
+  /** A step of a login route whose refusals a browser navigation sees as a sign-in redirect or a small page. */
+  forBrowsers(step: Step, providers: readonly string[]): Step {
+    return {
+      stage: step.stage,
+      run: (ctx, trace) => {
+        const verdict = step.run(ctx, trace);
+        if (isThenable(verdict)) return verdict.then((settled) => this.browserVerdict(settled, ctx, providers));
+        return verdict.ok ? verdict : this.browserVerdict(verdict, ctx, providers);
+      },
+    };
+  }
+
+  /** With `identity.forward_token`, a session request reaches the upstream with the session's current access token. */
+  readonly forwardAccessToken: Finalizer = {
+    finalize: (ctx) => {
+      const token = this.accessTokens.get(ctx);
+      if (token !== undefined && ctx.upstreamHeaders !== undefined) ctx.upstreamHeaders.authorization = `Bearer ${token}`;
+      return PASS;
+    },
+  };
+
+  /**
+   * Calls `end` once the session `identity` came from ends, on any instance (sign-out, back-channel logout, a
+   * refused refresh); undefined when the identity is not a session's. Returns the function that stops watching.
+   */
+  watchSession(identity: Identity, end: () => void): (() => void) | undefined {
+    const id = this.sessionIds.get(identity);
+    return id === undefined ? undefined : this.sessionStore.watch(id, end);
+  }
+
+  /** The sign-in endpoints under the reserved prefix, by path suffix, with the methods each takes. */
+  endpoints(): ReadonlyMap<string, { readonly methods: readonly string[]; readonly run: (ctx: RequestContext) => Promise<LoginAnswer> }> {
+    return new Map([
+      ['/sign_in', { methods: ['GET', 'HEAD'], run: (ctx: RequestContext) => this.signIn.signIn(ctx.query) }],
+      ['/callback', { methods: ['GET'], run: (ctx: RequestContext) => this.signIn.callback(ctx.query, ctx.headersDistinct) }],
+      ['/sign_out', { methods: ['GET', 'POST'], run: (ctx: RequestContext) => this.signIn.signOut(ctx.query, ctx.headersDistinct) }],
+      ['/backchannel_logout', { methods: ['POST'], run: async (ctx: RequestContext) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? '') }],
+    ]);
+  }
+
+  private authenticator(errors: ErrorRenderer): Authenticator {
+    const noSession = { ok: false, refusal: refusal('authenticate', errors.noCredentials(), 'no_session') } as const;
+    const unavailable = { ok: false, refusal: refusal('authenticate', errors.unavailable('The sign-in provider is unavailable'), 'session_unavailable') } as const;
+    const csrf = { ok: false, refusal: refusal('authenticate', Errors.csrf, 'csrf') } as const;
+    return {
+      authenticate: async (credential, ctx) => {
+        if (credential.scheme !== 'session') return NOT_MINE;
+        // Browsers send the cookie with any site's WebSocket handshake, and always say where it comes from.
+        if (ctx.upgrade && !this.origins.has(ctx.headers.origin ?? '')) return csrf;
+        const result = await this.sessions.authenticate(ctx);
+        if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
+        if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
+        return { ok: true, identity: this.identityOf(result.session) };
+      },
+    };
+  }
+
+  /** The session's verified claims read through its issuer's claim paths; it counts until the absolute timeout. */
+  private identityOf(session: Session): Identity {
+    let identity = this.identities.get(session);
+    if (identity === undefined) {
+      const provider = this.config.providers.get(session.provider);
+      const issuer = this.ctx.config.issuers.get(provider?.issuer ?? '') as IssuerConfig;
+      const exp = Math.floor((session.createdAt + this.config.session.absoluteTimeoutMs) / 1000);
+      identity = buildIdentity(issuer, { ...session.claims, exp });
+      this.identities.set(session, identity);
+      this.sessionIds.set(identity, session.id);
+    }
+    return identity;
+  }
+
+  private browserVerdict(verdict: Verdict, ctx: RequestContext, providers: readonly string[]): Verdict | Promise<Verdict> {
+    if (verdict.ok || !isNavigation(ctx.method, ctx.headers)) return verdict;
+    const problem = browserProblem(verdict);
+    if (problem === 'other') return verdict;
+    const id = this.signIn.sessionId(ctx.headersDistinct);
+    const context = {
+      session: id === undefined ? undefined : this.store.cached(id),
+      signOutHref: `${this.ctx.config.server.reservedPrefix}/sign_out`,
+      signIn: (returnTo: string) => this.redirectToSignIn(providers, returnTo),
+    };
+    return renderForBrowser(problem, { method: ctx.method, headers: ctx.headers, target: ctx.path + ctx.query }, context).then(
+      (answer): Verdict => (answer === undefined ? verdict : { ok: true, answer }),
+    );
+  }
+
+  private async redirectToSignIn(providers: readonly string[], returnTo: string): Promise<LoginAnswer> {
+    const ready = providers.filter((name) => this.providers.has(name));
+    if (ready.length === 0) {
+      const unavailable = await renderForBrowser('unavailable', { method: 'GET', headers: { 'sec-fetch-mode': 'navigate' }, target: returnTo }, UNUSED_CONTEXT);
+      return unavailable as LoginAnswer;
+    }
+    return this.signIn.redirectToSignIn(ready, returnTo);
+  }
+
+  private async keySet(issuer: KeyedIssuer): Promise<IssuerKeySet> {
+    const keys = new IssuerKeySet(issuer, { logger: this.ctx.logger, metrics: this.ctx.metrics, now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS });
+    this.keySets.push(keys);
+    await keys.start();
+    return keys;
+  }
+}
+
+interface OpenedSessionStore {
+  readonly store: SessionStore;
+  watch(id: string, end: () => void): () => void;
+  /** Resolves once the store hears other instances' announcements. */
+  readonly started: Promise<void>;
+  close(): void;
+}
+
+/**
+ * With `store.redis`, sessions live in Redis (shared by every instance, announced over pub/sub) on connections of
+ * their own, so a subscriber that follows the session channel never competes with the revocation mirror's.
+ */
+function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): OpenedSessionStore {
+  const redis = ctx.config.store.redis;
+  if (redis === undefined) {
+    const store = new MemorySessionStore(timeouts);
+    return { store, watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
+  }
+  let subscriber: Redis | undefined;
+  const connections = connect(redis, (created) => (subscriber = created));
+  const store = new RedisSessionStore({ commands: connections.commands as Redis, subscriber: subscriber as Redis, prefix: `${ctx.config.store.prefix}sessions:`, timeouts });
+  // The connection queues nothing while it connects: subscribe once it is ready (ioredis resubscribes after a reconnect).
+  const ready = (subscriber as Redis).status === 'ready' ? Promise.resolve() : once(subscriber as Redis, 'ready');
+  const started = ready.then(() => store.start()).catch((err: unknown) => ctx.logger.error({ err }, 'session announcements unavailable: sign-outs reach other instances only through Redis reads'));
+  return {
+    store,
+    watch: sessionWatch(store),
+    started,
+    close: () => {
+      void store.close().finally(() => {
+        void connections.closeSubscriber();
+        connections.commands.disconnect();
+      });
+    },
+  };
+}
+
+/** One end listener on the store for every watched session: an ending session looks up only its own watchers. */
+function sessionWatch(store: SessionStore): OpenedSessionStore['watch'] {
+  const watchers = new Map<string, Set<() => void>>();
+  store.onEnd((id) => {
+    const ending = watchers.get(id);
+    watchers.delete(id);
+    for (const end of ending ?? []) end();
+  });
+  return (id, end) => {
+    let set = watchers.get(id);
+    if (set === undefined) watchers.set(id, (set = new Set()));
+    set.add(end);
+    return () => {
+      if (set.delete(end) && set.size === 0 && watchers.get(id) === set) watchers.delete(id);
+    };
+  };
+}
+
+/** A back-channel logout is a form with one signed token: a few KiB. */
+const LOGOUT_BODY_MAX_BYTES = 64 * 1024;
+
+const UNUSED_CONTEXT = { session: undefined, signOutHref: '', signIn: () => Promise.reject(new Error('not a sign-in')) };
+
+function browserProblem(refused: Refusal): BrowserProblem {
+  if (refused.reason === 'no_token' || refused.reason === 'no_session') return 'no_credentials';
+  if (refused.error.code === 'insufficient_scope') return 'insufficient_scope';
+  return refused.error.status === 503 ? 'unavailable' : 'other';
+}
+
+/** The registry's `session`: created when the config has a `login` section. */
+export const session: MechanismType<Authenticator> = {
+  create(ctx, previous) {
+    const login = ctx.config.login;
+    return login === undefined ? undefined : new LoginService(login, ctx, previous instanceof LoginService ? previous : undefined);
+  },
+};
