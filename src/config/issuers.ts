@@ -10,7 +10,7 @@ import { parseKeyServerUrl } from './values.js';
 /** RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
 const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
 const HMAC_ALGORITHMS = Object.keys(HMAC_MIN_BYTES);
-export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const ALGORITHMS = [...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS];
 const HTTP_URL = /^https?:\/\//i;
 const KEY_SOURCES = ['discovery', 'jwks_uri', 'jwks_file', 'secret'] as const;

@@ -72,7 +72,7 @@ export class Metrics {
 
   readonly upstreamErrors = new Counter({
     name: 'authgate_upstream_errors_total',
-    help: 'Upstream failures, by upstream and kind (refused, timeout, reset, tls, upgrade_refused, other)',
+    help: 'Upstream failures, by upstream and kind (refused, timeout, reset, tls, other, queue_timeout, upgrade_refused, bad_handshake)',
     labelNames: ['upstream', 'kind'] as const,
     registers: [this.registry],
   });
