@@ -1,0 +1,42 @@
+import { createHmac } from 'node:crypto';
+
+/**
+ * Server-provided DPoP nonces (RFC 9449 §8) without shared state: a nonce is the number of the current time window
+ * and an HMAC of it under a secret every instance is given, so any instance accepts what any other handed out.
+ * The current and the previous window are accepted, so a nonce lives between one and two windows.
+ */
+export class DpopNonces {
+  private window = Number.NaN;
+  private currentNonce = '';
+  private previousNonce = '';
+
+  constructor(
+    private readonly secret: string,
+    private readonly rotationMs: number,
+    private readonly nowMs: () => number = Date.now,
+  ) {}
+
+  /** The nonce to hand out now (`DPoP-Nonce`); computed once per window. */
+  current(): string {
+    this.roll();
+    return this.currentNonce;
+  }
+
+  accepts(nonce: string): boolean {
+    this.roll();
+    return nonce === this.currentNonce || nonce === this.previousNonce;
+  }
+
+  private roll(): void {
+    const window = Math.floor(this.nowMs() / this.rotationMs);
+    if (window === this.window) return;
+    this.previousNonce = window === this.window + 1 ? this.currentNonce : this.nonceOf(window - 1);
+    this.currentNonce = this.nonceOf(window);
+    this.window = window;
+  }
+
+  private nonceOf(window: number): string {
+    const mac = createHmac('sha256', this.secret).update(`authgate dpop nonce ${window}`).digest('base64url');
+    return `${window.toString(36)}.${mac}`;
+  }
+}
