@@ -34,7 +34,7 @@ async function benchIntrospectionHit(): Promise<void> {
     name: 'idp', issuer: 'https://idp.example', keys: { kind: 'discovery' }, audiences: ['api'], algorithms: ['RS256'], clockSkewMs: 0,
     maxTokenAgeMs: undefined, tokenTypes: undefined, requireClaims: undefined,
     claims: { subject: 'sub', email: 'email', roles: 'roles', permissions: 'permissions', scopes: 'scope', clientId: 'client_id' },
-    jwksCache: { maxAgeMs: 1, minRefetchIntervalMs: 1, staleIfErrorMs: 1 }, introspection: undefined, certificateBound: false,
+    jwksCache: { maxAgeMs: 1, minRefetchIntervalMs: 1, staleIfErrorMs: 1 }, introspection: undefined, certificateBound: false, dpop: undefined,
   } as const;
   const introspector = await Introspector.create(issuer, {
     endpoint: `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/`, clientId: 'gw', jwt: false,

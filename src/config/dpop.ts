@@ -1,5 +1,5 @@
 import { SECOND } from './duration.js';
-import { ASYMMETRIC_ALGORITHMS } from './issuers.js';
+import { ASYMMETRIC_ALGORITHMS } from './algorithms.js';
 import { keySlot, type Reader, type Slot } from './reader.js';
 import { Secret } from './secret.js';
 import { didYouMean } from './suggest.js';

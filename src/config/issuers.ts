@@ -1,3 +1,5 @@
+import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS, HMAC_MIN_BYTES } from './algorithms.js';
+import { readDpop } from './dpop.js';
 import { HOUR, MINUTE, SECOND } from './duration.js';
 import { keySlot, type Named, type Reader, type Section, type Slot } from './reader.js';
 import { existingFile } from './files.js';
@@ -7,10 +9,6 @@ import { didYouMean } from './suggest.js';
 import type { ClaimValue, IssuerClaimPaths, IssuerConfig, IssuerKeySource, JwksCacheConfig } from './types.js';
 import { parseKeyServerUrl } from './values.js';
 
-/** RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
-const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
-const HMAC_ALGORITHMS = Object.keys(HMAC_MIN_BYTES);
-const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const ALGORITHMS = [...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS];
 const HTTP_URL = /^https?:\/\//i;
 const KEY_SOURCES = ['discovery', 'jwks_uri', 'jwks_file', 'secret'] as const;
@@ -39,7 +37,7 @@ export function readIssuers(r: Reader, slot: Slot, baseDir: string): Named<Issue
 function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuerNames: Map<string, string>): IssuerConfig | undefined {
   const s = r.section(slot, [
     'issuer', 'discovery', 'jwks_uri', 'jwks_file', 'secret', 'audiences', 'algorithms', 'clock_skew',
-    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache', 'introspection', 'certificate_bound',
+    'max_token_age', 'token_types', 'require_claims', 'claims', 'jwks_cache', 'introspection', 'certificate_bound', 'dpop',
   ]);
   const introspection = readIntrospection(r, s.slot('introspection'), { baseDir, discovery: r.boolean(s.slot('discovery')) === true });
   const keys = readKeySource(r, s, slot, baseDir, s.has('introspection'));
@@ -70,9 +68,11 @@ function readIssuer(r: Reader, name: string, slot: Slot, baseDir: string, issuer
     jwksCache: readJwksCache(r, s.slot('jwks_cache')),
     introspection,
     certificateBound: readCertificateBound(r, s.slot('certificate_bound')),
+    dpop: readDpop(r, s.slot('dpop')),
   };
   if (issuer === undefined || keys === null || audiences === undefined || algorithms === undefined) return undefined;
   if (s.has('introspection') && introspection === undefined) return undefined;
+  if (s.has('dpop') && config.dpop === undefined) return undefined;
   return { ...config, issuer, keys, audiences, algorithms };
 }
 

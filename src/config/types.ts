@@ -1,4 +1,5 @@
 import type { ExpressionRule } from '../expressions/cel.js';
+import type { DpopConfig } from './dpop.js';
 import type { IntrospectionConfig } from './introspection.js';
 import type { ClientCertificateConfig } from './mtls.js';
 import type { LoginConfig } from './login.js';
@@ -153,6 +154,8 @@ export interface IssuerConfig {
   readonly introspection: IntrospectionConfig | undefined;
   /** Tokens with `cnf["x5t#S256"]` are good only with that client certificate on the connection. */
   readonly certificateBound: boolean;
+  /** DPoP-bound tokens (`cnf.jkt`) come with a proof of the key; undefined: the DPoP scheme is not accepted. */
+  readonly dpop: DpopConfig | undefined;
   readonly audiences: readonly string[];
   readonly algorithms: readonly string[];
   readonly clockSkewMs: number;

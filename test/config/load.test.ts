@@ -139,6 +139,7 @@ describe('defaults', () => {
           jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 30_000, staleIfErrorMs: 86_400_000 },
           introspection: undefined,
           certificateBound: false,
+          dpop: undefined,
         }],
       ]),
       upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, maxConnections: undefined, queueTimeoutMs: 5_000, clientBodyTimeoutMs: 30_000, clientReadTimeoutMs: 30_000, tls: undefined }]]),

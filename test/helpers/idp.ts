@@ -249,6 +249,7 @@ export function issuerConfigFor(idp: Pick<Idp, 'issuer' | 'audience' | 'jwksUri'
     keys: { kind: 'jwks_uri', url: idp.jwksUri },
     introspection: undefined,
     certificateBound: false,
+    dpop: undefined,
     audiences: [idp.audience],
     algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
     clockSkewMs: 30_000,

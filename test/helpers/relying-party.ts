@@ -18,6 +18,7 @@ export function issuerOf(provider: TestProvider): KeyedIssuer {
     jwksCache: { maxAgeMs: 600_000, minRefetchIntervalMs: 0, staleIfErrorMs: 86_400_000 },
     introspection: undefined,
     certificateBound: false,
+    dpop: undefined,
   };
 }
 
