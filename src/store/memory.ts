@@ -1,5 +1,6 @@
 import type { RateLimitConfig } from '../config/types.js';
 import { createRateLimitStore } from './rate-limits.js';
+import { MEMORY_REPLAY_ENTRIES, MemoryReplayStore } from './replay.js';
 import { jtiEntry, RevocationMirror, subjectEntry } from './revocation-mirror.js';
 import type { Store, StoreDeps } from './types.js';
 
@@ -25,6 +26,7 @@ export function createMemoryStore(
       revokeSubject: async (subject, before, issuer) => mirror.apply(subjectEntry(subject, before, issuer, nowS())),
     },
     rateLimits: createRateLimitStore(rateLimits, prefix, undefined, deps),
+    replay: new MemoryReplayStore(MEMORY_REPLAY_ENTRIES, deps.nowMs),
     health: () => ({ status: 'memory' }),
     ready: async () => {},
     close: async () => clearInterval(pruner),

@@ -3,6 +3,7 @@ import type { RateLimitConfig, RedisConfig } from '../config/types.js';
 import { connect, reconnectDelayMs, shutDown } from './connect.js';
 import { PRUNE_INTERVAL_MS } from './memory.js';
 import { createRateLimitStore } from './rate-limits.js';
+import { RedisReplayStore } from './replay.js';
 import { jtiEntry, parseRevocationEntry, RevocationMirror, subjectEntry } from './revocation-mirror.js';
 import type { RevocationEntry, Store, StoreDeps, StoreHealth } from './types.js';
 
@@ -179,6 +180,7 @@ export function createRedisStore(
       revokeSubject: (subject, before, issuer) => replicate(subjectEntry(subject, before, issuer, nowS())),
     },
     rateLimits: createRateLimitStore(rateLimits, prefix, commands, deps),
+    replay: new RedisReplayStore(commands, prefix, () => metrics.storeErrors.inc()),
     health: () => (health.status === 'starting' ? { status: 'degraded', error: 'connecting to Redis' } : health),
     ready: () => readiness,
     async close(): Promise<void> {

@@ -1,8 +1,9 @@
-/** Shared state: revocations and rate-limit counters. Redis for many replicas, memory for one. */
+/** Shared state: revocations, rate-limit counters and single-use ids. Redis for many replicas, memory for one. */
 
 import type { RateLimitConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ReplayStore } from './replay.js';
 
 export interface StoreDeps {
   readonly logger: Logger;
@@ -61,6 +62,8 @@ export type StoreHealth =
 export interface Store {
   readonly revocations: RevocationStore;
   readonly rateLimits: RateLimitStore;
+  /** Single-use ids (DPoP proofs): a round trip per claim with Redis, shared by every instance. */
+  readonly replay: ReplayStore;
   health(): StoreHealth;
   /** Resolves when the first sync is done (or failed and fell back); never rejects. */
   ready(): Promise<void>;

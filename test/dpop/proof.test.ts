@@ -3,11 +3,10 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileDpopChallenges } from '../../src/mechanisms/dpop/challenge.js';
-import { dpopHtu } from '../../src/mechanisms/dpop/htu.js';
+import { dpopHtu, htuMatches } from '../../src/mechanisms/dpop/htu.js';
 import { DpopNonces } from '../../src/mechanisms/dpop/nonce.js';
-import { DpopVerifier, type DpopCheck, type DpopOptions } from '../../src/mechanisms/dpop/proof.js';
-import { MemoryReplayStore, RedisReplayStore } from '../../src/mechanisms/dpop/replay.js';
+import { DpopVerifier, type DpopCheck, type DpopFailure, type DpopOptions } from '../../src/mechanisms/dpop/proof.js';
+import { MemoryReplayStore, RedisReplayStore } from '../../src/store/replay.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { encodePart, signRaw, unsecured } from '../helpers/tokens.js';
 
@@ -56,7 +55,7 @@ function verifier(options: Partial<DpopOptions> = {}): DpopVerifier {
   });
 }
 
-function check(v: DpopVerifier, proofText: string, overrides: { method?: string; htu?: string; token?: string; jkt?: string | undefined } = {}): Promise<DpopCheck> {
+function check(v: DpopVerifier, proofText: string, overrides: { method?: string; htu?: string; token?: string; jkt?: unknown } = {}): Promise<DpopCheck> {
   return v.verify({
     proof: proofText,
     method: overrides.method ?? 'GET',
@@ -66,7 +65,7 @@ function check(v: DpopVerifier, proofText: string, overrides: { method?: string;
   });
 }
 
-const refused = (error: string, reason: string) => ({ ok: false, error, reason: expect.stringContaining(reason) as unknown });
+const refused = (error: string, reason: DpopFailure, detail = '') => ({ ok: false, error, reason, detail: expect.stringContaining(detail) as unknown });
 
 describe('DPoP proof (RFC 9449 §4.3)', () => {
   it.each(['ec', 'ed25519', 'rsa'] as const)('accepts a proof signed with a %s key bound to the token', async (type) => {
@@ -82,34 +81,42 @@ describe('DPoP proof (RFC 9449 §4.3)', () => {
     const v = verifier();
     const once = proof();
     expect(await check(v, once)).toEqual({ ok: true });
-    expect(await check(v, once)).toEqual(refused('invalid_dpop_proof', 'jti replayed'));
+    expect(await check(v, once)).toEqual(refused('invalid_dpop_proof', 'dpop_proof_replayed'));
   });
 
-  it.each<[string, string, () => string, Parameters<typeof check>[2]]>([
-    ['another method', 'htm', () => proof(), { method: 'POST' }],
-    ['another path', 'htu', () => proof({ htu: 'https://api.example.com/orders/43' }), {}],
-    ['another host', 'htu', () => proof({ htu: 'https://evil.example.com/orders/42' }), {}],
-    ['another scheme', 'htu', () => proof({ htu: 'http://api.example.com/orders/42' }), {}],
-    ['an htu that is no URL', 'htu', () => proof({ htu: 'orders/42' }), {}],
-    ['a proof too old', 'too old', () => proof({ iat: Math.floor((nowMs - 66_000) / 1000) }), {}],
-    ['a proof from the future', 'future', () => proof({ iat: Math.floor((nowMs + 6_000) / 1000) + 1 }), {}],
-    ['no iat', 'no iat', () => proof({ iat: undefined }), {}],
-    ['no jti', 'jti', () => proof({ jti: undefined }), {}],
-    ['a key other than the one in cnf.jkt', 'bound to', () => proof(), { jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' }],
-    ['no ath', 'ath', () => proof({ ath: undefined }), {}],
-    ["another token's ath", 'ath', () => proof({ ath: ath('another-token') }), {}],
-    ['a private key in the jwk header', 'private key', () => proof({}, { jwk: key.privateKey.export({ format: 'jwk' }) }), {}],
-    ['no jwk header', 'no jwk', () => proof({}, { jwk: undefined }), {}],
-    ['typ JWT', 'typ', () => proof({}, { typ: 'JWT' }), {}],
-    ['alg none', 'compact JWS', () => unsecured({ jti: 'x', htm: 'GET', htu: HTU, iat: Math.floor(nowMs / 1000), ath: ath(TOKEN) }), {}],
-    ['alg none with a jwk and a signature segment', 'alg none', () => `${encodePart({ typ: 'dpop+jwt', alg: 'none', jwk: key.jwk })}.${encodePart({ jti: 'x' })}.AAAA`, {}],
-    ['HS256 with a symmetric jwk', 'alg HS256', () => signRaw('HS256', 'a-shared-secret-of-32-bytes-long!', { typ: 'dpop+jwt', alg: 'HS256', jwk: { kty: 'oct', k: 'YS1zaGFyZWQtc2VjcmV0' } },
+  it.each<[string, DpopFailure, () => string, Parameters<typeof check>[2]]>([
+    ['no proof (no DPoP header)', 'dpop_proof_missing', () => '', {}],
+    ['another method', 'dpop_proof_htm', () => proof(), { method: 'POST' }],
+    ['another path', 'dpop_proof_htu', () => proof({ htu: 'https://api.example.com/orders/43' }), {}],
+    ['another host', 'dpop_proof_htu', () => proof({ htu: 'https://evil.example.com/orders/42' }), {}],
+    ['another scheme', 'dpop_proof_htu', () => proof({ htu: 'http://api.example.com/orders/42' }), {}],
+    ['an htu that is no URL', 'dpop_proof_htu', () => proof({ htu: 'orders/42' }), {}],
+    ['a proof too old', 'dpop_proof_iat', () => proof({ iat: Math.floor((nowMs - 66_000) / 1000) }), {}],
+    ['a proof from the future', 'dpop_proof_iat', () => proof({ iat: Math.floor((nowMs + 6_000) / 1000) + 1 }), {}],
+    ['no iat', 'dpop_proof_iat', () => proof({ iat: undefined }), {}],
+    ['no jti', 'dpop_proof_claims', () => proof({ jti: undefined }), {}],
+    ['no ath', 'dpop_proof_ath', () => proof({ ath: undefined }), {}],
+    ["another token's ath", 'dpop_proof_ath', () => proof({ ath: ath('another-token') }), {}],
+    ['a private key in the jwk header', 'dpop_proof_header', () => proof({}, { jwk: key.privateKey.export({ format: 'jwk' }) }), {}],
+    ['no jwk header', 'dpop_proof_header', () => proof({}, { jwk: undefined }), {}],
+    ['a jwk of another key type than alg', 'dpop_proof_header', () => proof({}, { alg: 'EdDSA' }), {}],
+    ['typ JWT', 'dpop_proof_header', () => proof({}, { typ: 'JWT' }), {}],
+    ['a crit header', 'dpop_proof_header', () => proof({}, { crit: ['exp'] }), {}],
+    ['alg none (no signature)', 'dpop_proof_malformed', () => unsecured({ jti: 'x', htm: 'GET', htu: HTU, iat: Math.floor(nowMs / 1000), ath: ath(TOKEN) }), {}],
+    ['alg none with a jwk and a signature segment', 'dpop_proof_header', () => `${encodePart({ typ: 'dpop+jwt', alg: 'none', jwk: key.jwk })}.${encodePart({ jti: 'x' })}.AAAA`, {}],
+    ['HS256 with a symmetric jwk', 'dpop_proof_header', () => signRaw('HS256', 'a-shared-secret-of-32-bytes-long!', { typ: 'dpop+jwt', alg: 'HS256', jwk: { kty: 'oct', k: 'YS1zaGFyZWQtc2VjcmV0' } },
       { jti: 'x', htm: 'GET', htu: HTU, iat: Math.floor(nowMs / 1000), ath: ath(TOKEN) }), {}],
-    ['an alg outside the list (RS256)', 'alg RS256', () => proof({}, { alg: 'RS256' }), {}],
-    ['a signature by another key', 'signature', () => proof({}, { jwk: key.jwk }, { ...key, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }), {}],
-    ['a repeated claim', 'repeats', () => signRaw('ES256', key.privateKey, { typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk }, '{"jti":"a","jti":"b"}'), {}],
-  ])('refuses %s (invalid_dpop_proof: %s)', async (_name, reason, make, overrides) => {
+    ['an alg outside the list (RS256)', 'dpop_proof_header', () => proof({}, { alg: 'RS256' }), {}],
+    ['a signature by another key', 'dpop_proof_signature', () => proof({}, { jwk: key.jwk }, { ...key, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }), {}],
+    ['a repeated claim', 'dpop_proof_malformed', () => signRaw('ES256', key.privateKey, { typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk }, '{"jti":"a","jti":"b"}'), {}],
+    ['a padded segment', 'dpop_proof_malformed', () => proof().replace('.', '=.'), {}],
+  ])('refuses %s (invalid_dpop_proof, %s)', async (_name, reason, make, overrides) => {
     expect(await check(verifier(), make(), overrides)).toEqual(refused('invalid_dpop_proof', reason));
+  });
+
+  it('refuses a proof by a key other than the one in cnf.jkt (invalid_token)', async () => {
+    expect(await check(verifier(), proof(), { jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' })).toEqual(refused('invalid_token', 'dpop_key_mismatch'));
+    expect(await check(verifier(), proof(), { jkt: { not: 'a string' } })).toEqual(refused('invalid_token', 'dpop_key_mismatch'));
   });
 
   it('accepts a proof within the clock skew either side', async () => {
@@ -118,16 +125,16 @@ describe('DPoP proof (RFC 9449 §4.3)', () => {
   });
 
   it('refuses a token that is not bound to a key (invalid_token)', async () => {
-    expect(await check(verifier(), proof(), { jkt: undefined })).toEqual(refused('invalid_token', 'not bound'));
+    expect(await check(verifier(), proof(), { jkt: undefined })).toEqual(refused('invalid_token', 'dpop_token_unbound'));
   });
 
   it('a header seen before (its key import cached) still gets every later proof checked', async () => {
     const v = verifier();
     expect(await check(v, proof())).toEqual({ ok: true });
     const forger = { ...key, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
-    expect(await check(v, proof({}, {}, forger))).toEqual(refused('invalid_dpop_proof', 'signature'));
-    expect(await check(v, proof(), { jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' })).toEqual(refused('invalid_dpop_proof', 'bound to'));
-    expect(await check(v, proof({ htm: 'POST' }))).toEqual(refused('invalid_dpop_proof', 'htm'));
+    expect(await check(v, proof({}, {}, forger))).toEqual(refused('invalid_dpop_proof', 'dpop_proof_signature'));
+    expect(await check(v, proof(), { jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' })).toEqual(refused('invalid_token', 'dpop_key_mismatch'));
+    expect(await check(v, proof({ htm: 'POST' }))).toEqual(refused('invalid_dpop_proof', 'dpop_proof_htm'));
   });
 
   it('a refused proof does not use up its jti', async () => {
@@ -145,7 +152,7 @@ describe('DPoP nonces', () => {
   it('asks for a nonce (use_dpop_nonce) when the proof has none, and accepts the current one', async () => {
     const nonces = new DpopNonces(SECRET, rotationMs, () => nowMs);
     const v = verifier({ nonces });
-    expect(await check(v, proof())).toEqual(refused('use_dpop_nonce', 'nonce'));
+    expect(await check(v, proof())).toEqual(refused('use_dpop_nonce', 'dpop_nonce', 'no nonce'));
     expect(await check(v, proof({ nonce: nonces.current() }))).toEqual({ ok: true });
   });
 
@@ -153,7 +160,7 @@ describe('DPoP nonces', () => {
     const handedOut = new DpopNonces(SECRET, rotationMs, () => nowMs).current();
     expect(await check(verifier({ nonces: new DpopNonces(SECRET, rotationMs, () => nowMs) }), proof({ nonce: handedOut }))).toEqual({ ok: true });
     const stranger = verifier({ nonces: new DpopNonces('another-secret-another-secret-xx', rotationMs, () => nowMs) });
-    expect(await check(stranger, proof({ nonce: handedOut }))).toEqual(refused('use_dpop_nonce', 'nonce'));
+    expect(await check(stranger, proof({ nonce: handedOut }))).toEqual(refused('use_dpop_nonce', 'dpop_nonce', 'not a current one'));
   });
 
   it('rotates: the previous window is still accepted, older ones are not', () => {
@@ -168,19 +175,7 @@ describe('DPoP nonces', () => {
   });
 });
 
-describe('replay stores', () => {
-  it('memory: refuses new ids when full of live ones, and forgets expired ones', async () => {
-    let clock = 0;
-    const store = new MemoryReplayStore(2, () => clock);
-    expect(await store.claim('a', 1000)).toBe(true);
-    expect(await store.claim('b', 1000)).toBe(true);
-    expect(await store.claim('c', 1000)).toBe(false);
-    expect(await store.claim('a', 1000)).toBe(false);
-    clock = 1000;
-    expect(await store.claim('c', 1000)).toBe(true);
-    expect(await store.claim('a', 1000)).toBe(true);
-  });
-
+describe('replay across instances', () => {
   describe('Redis (a real redis-server)', () => {
     let redis: RedisServer;
     const clients: Redis[] = [];
@@ -203,7 +198,7 @@ describe('replay stores', () => {
       const instanceB = verifier({ replay: new RedisReplayStore(await ready(connect()), 'authgate:') });
       const once = proof();
       expect(await check(instanceA, once)).toEqual({ ok: true });
-      expect(await check(instanceB, once)).toEqual(refused('invalid_dpop_proof', 'jti replayed'));
+      expect(await check(instanceB, once)).toEqual(refused('invalid_dpop_proof', 'dpop_proof_replayed'));
     });
 
     it('keeps a jti for max_age plus twice the skew (PX)', async () => {
@@ -222,7 +217,7 @@ describe('replay stores', () => {
       await redis.stop();
       await closed;
       try {
-        expect(await check(v, proof())).toEqual(refused('unavailable', 'replay store'));
+        expect(await check(v, proof())).toEqual(refused('unavailable', 'dpop_replay_store_unavailable', 'replay store'));
       } finally {
         await redis.restart();
       }
@@ -230,15 +225,7 @@ describe('replay stores', () => {
   });
 });
 
-describe('challenges and htu', () => {
-  it('builds WWW-Authenticate values once, naming the accepted algorithms', () => {
-    const challenges = compileDpopChallenges(['ES256', 'EdDSA']);
-    expect(challenges.invalid_dpop_proof).toBe('DPoP algs="ES256 EdDSA", error="invalid_dpop_proof"');
-    expect(challenges.use_dpop_nonce).toBe('DPoP algs="ES256 EdDSA", error="use_dpop_nonce"');
-    expect(challenges.invalid_token).toBe('DPoP algs="ES256 EdDSA", error="invalid_token"');
-    expect(challenges.none).toBe('DPoP algs="ES256 EdDSA"');
-  });
-
+describe('htu', () => {
   it.each([
     ['https', 'API.Example.com:443', '/a', 'https://api.example.com/a'],
     ['http', 'localhost:80', '/a/b', 'http://localhost/a/b'],
@@ -246,5 +233,19 @@ describe('challenges and htu', () => {
   ] as const)('htu of %s://%s%s is %s', (proto, host, path, htu) => {
     expect(dpopHtu(proto, host, path)).toBe(htu);
   });
-});
 
+  it.each([
+    ['HTTPS://API.example.com:443/orders/42?x=1#f', true],
+    ['https://api.example.com/orders/./42', true],
+    ['https://api.example.com/orders/%34%32', true],
+    ['https://api.example.com/orders/x/../42', true],
+    ['https://api.example.com/orders/42/', false],
+    ['https://api.example.com/orders%2F42', false],
+    ['https://user@api.example.com/orders/42', false],
+    ['https://api.example.com\\@evil/orders/42', false],
+    ['https://api.example.com:8443/orders/42', false],
+    ['wss://api.example.com/orders/42', false],
+  ] as const)('a proof htu %s names https://api.example.com/orders/42: %s', (htu, matches) => {
+    expect(htuMatches(htu, 'https://api.example.com/orders/42')).toBe(matches);
+  });
+});

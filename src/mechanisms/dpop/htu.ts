@@ -1,9 +1,12 @@
+import type { RequestContext } from '../../chain/kinds.js';
+import { headerValue } from '../../http/headers.js';
+import { normalizeTarget } from '../../http/target.js';
+
 const DEFAULT_PORT = { http: ':80', https: ':443' } as const;
 
 /**
- * The `htu` a proof must carry for a request (RFC 9449 §4.2): scheme and host as the client used them (behind a
- * trusted proxy, from its forwarded headers), and the normalized path; no query, no fragment. The host is
- * lower-cased and a default port dropped, as URL parsing does to the proof's side.
+ * The `htu` a proof must carry for a request (RFC 9449 §4.2): scheme and host as the client used them, and the
+ * normalized path; no query, no fragment. The host is lower-cased and a default port dropped (RFC 3986 §6.2.3).
  */
 export function dpopHtu(proto: 'http' | 'https', host: string, path: string): string {
   const lower = host.toLowerCase();
@@ -11,13 +14,49 @@ export function dpopHtu(proto: 'http' | 'https', host: string, path: string): st
   return `${proto}://${authority}${path}`;
 }
 
+/** The first of a comma-separated list a chain of proxies may have built: the one the client's side set. */
+function firstListed(value: string | string[] | undefined): string | undefined {
+  const text = headerValue(value);
+  if (text === undefined) return undefined;
+  const comma = text.indexOf(',');
+  const first = (comma < 0 ? text : text.slice(0, comma)).trim();
+  return first === '' ? undefined : first;
+}
+
+function protoOf(value: string | undefined): 'http' | 'https' | undefined {
+  const lower = value?.toLowerCase();
+  return lower === 'https' || lower === 'http' ? lower : undefined;
+}
+
+/**
+ * The URI the client used for this request. Behind a trusted proxy the proxy's `X-Forwarded-Proto`, `-Host` and
+ * `-Uri` say it (the URI is normalized as a request target is); a forward-auth check has read the original request
+ * from its proxy's headers already. Undefined when a forwarded URI is no valid target: no proof can match it.
+ */
+export function requestHtu(ctx: RequestContext): string | undefined {
+  if (ctx.transport === 'forward_auth' || !ctx.trustedPeer) return dpopHtu(ctx.proto, ctx.host, ctx.path);
+  const { headers } = ctx;
+  const proto = protoOf(firstListed(headers['x-forwarded-proto'])) ?? ctx.proto;
+  const host = firstListed(headers['x-forwarded-host']) ?? ctx.host;
+  const uri = headerValue(headers['x-forwarded-uri']);
+  if (uri === undefined) return dpopHtu(proto, host, ctx.path);
+  const target = normalizeTarget(uri);
+  return target.ok ? dpopHtu(proto, host, target.path) : undefined;
+}
+
+/** `scheme://authority[/path][?query][#fragment]`, split without WHATWG URL's own repairs (backslashes, tabs). */
+const HTU = /^(https?):\/\/([^/?#@\\\s]+)([^?#]*)(?:[?#][^\s]*)?$/i;
+
 /**
  * Whether a proof's `htu` names `expected` (built by `dpopHtu`). The exact string is the common case and costs no
- * parsing; otherwise the proof's URI is parsed and compared without its query and fragment.
+ * parsing; otherwise the proof's URI is split by hand, its scheme and host compared as `dpopHtu` writes them and
+ * its path normalized as a request target is, query and fragment left out (RFC 9449 §4.3 step 9).
  */
 export function htuMatches(htu: string, expected: string): boolean {
   if (htu === expected) return true;
-  if (!URL.canParse(htu)) return false;
-  const url = new URL(htu);
-  return `${url.protocol}//${url.host}${url.pathname}` === expected;
+  const parts = HTU.exec(htu);
+  if (parts === null) return false;
+  const proto = (parts[1] as string).toLowerCase() as 'http' | 'https';
+  const path = normalizeTarget(parts[3] === '' ? '/' : (parts[3] as string));
+  return path.ok && dpopHtu(proto, parts[2] as string, path.path) === expected;
 }

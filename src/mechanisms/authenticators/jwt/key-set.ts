@@ -115,7 +115,7 @@ interface AlgorithmKeys {
 
 type KeyIndex = ReadonlyMap<string, AlgorithmKeys>;
 
-const MIN_RSA_BITS = 2048;
+export const MIN_RSA_BITS = 2048;
 /** Floor for any scheduled fetch, so `max-age=0` or a tiny interval cannot turn into a fetch loop. */
 const MIN_REFRESH_DELAY_MS = 250;
 const MAX_RETRY_DELAY_MS = 5 * 60_000;
@@ -125,7 +125,7 @@ const MAX_TIMER_DELAY_MS = 2_147_483_647;
 const REFRESH_AT = 0.8;
 
 /** Which JWK shapes can verify which JWS algorithm (RFC 7518 §3, RFC 8037). */
-function jwkFitsAlgorithm(jwk: JWK, alg: string): boolean {
+export function jwkFitsAlgorithm(jwk: JWK, alg: string): boolean {
   switch (alg) {
     case 'RS256': case 'RS384': case 'RS512': case 'PS256': case 'PS384': case 'PS512':
       return jwk.kty === 'RSA';
