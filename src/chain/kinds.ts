@@ -18,12 +18,23 @@ import type { Refusal, Stage, Trace, Verdict } from './verdict.js';
 export type Transport = 'request' | 'upgrade' | 'forward_auth';
 
 /** A credential found in the request, not yet verified. */
-export interface Credential {
+export type Credential = TokenCredential | DpopCredential;
+
+export interface TokenCredential {
   /** Authenticators look at it to say "mine" or "not mine". */
   readonly scheme: 'bearer' | 'session';
   readonly value: string;
   /** Where it was found: trace text, logout's same-origin rule, query stripping. */
   readonly source: TokenSource;
+}
+
+/** `Authorization: DPoP <token>` (RFC 9449 §7.1): the token and the proof of possession of its key. */
+export interface DpopCredential {
+  readonly scheme: 'dpop';
+  readonly value: string;
+  readonly source: TokenSource;
+  /** The one `DPoP` header's value; '' when the request has none (the proof check refuses it). */
+  readonly proof: string;
 }
 
 /** The facts a transport knows of a request before the chain runs. */
@@ -64,8 +75,13 @@ export interface RequestContext extends RequestFacts {
   reportAs: RequestContext | undefined;
 }
 
-/** What one credential source holds: nothing (`value` undefined), one token, or a reason to refuse the request. */
-export type Found = { readonly ok: true; readonly value: string | undefined } | { readonly ok: false; readonly reason: string };
+/**
+ * What one credential source holds: nothing (`value` undefined), one token, or a reason to refuse the request.
+ * `proof` is set when the token came in the DPoP scheme: the `DPoP` header's value, '' without one.
+ */
+export type Found =
+  | { readonly ok: true; readonly value: string | undefined; readonly proof?: string }
+  | { readonly ok: false; readonly reason: string };
 
 /** One `tokens:` entry, compiled; pure. */
 export interface SourceFinder {
@@ -104,7 +120,8 @@ export interface Authenticator {
  * is good only with the certificate or key it is bound to. Runs right after authentication; undefined: it may.
  */
 export interface SenderConstraint {
-  check(identity: Identity, ctx: RequestContext): Refusal | undefined | Promise<Refusal | undefined>;
+  /** `trace` (`authgate explain`): a constraint that passes may say what it checked. */
+  check(identity: Identity, ctx: RequestContext, trace: Trace | undefined): Refusal | undefined | Promise<Refusal | undefined>;
 }
 
 export type Authorization =
@@ -144,6 +161,10 @@ export interface ErrorRenderer {
   noCredentials(): GatewayError;
   invalidRequest(description: string): GatewayError;
   invalidCredentials(description: string): GatewayError;
+  /** A DPoP proof that fails its checks (RFC 9449 §7.1, `invalid_dpop_proof`). */
+  invalidProof(description: string): GatewayError;
+  /** A DPoP proof without the current server nonce (RFC 9449 §8, `use_dpop_nonce`): the answer hands out `nonce`. */
+  useNonce(nonce: string): GatewayError;
   insufficientScope(requiredScopes: readonly string[] | undefined): GatewayError;
   unavailable(description: string): GatewayError;
   rateLimited(headers: OutgoingHttpHeaders): GatewayError;

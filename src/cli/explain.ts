@@ -115,7 +115,7 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
   // The JWT mechanism verifies with one that attaches the compared values to every refusal, or is the dry run.
   const verifier = dryRun ?? new JwtAuthenticator(config.issuers, { logger, metrics, explain: true });
   // A dry run has no token to introspect; a real token is introspected as the gateway would.
-  const jwt = { create: () => new JwtMechanism(verifier) };
+  const jwt = { create: () => new JwtMechanism(verifier, config.issuers) };
   const authenticators: Registry['authenticators'] = dryRun === undefined ? { introspection: registry.authenticators.introspection, jwt } : { jwt };
   const explaining = { ...registry, authenticators };
   const runtime = buildRuntime(config, { logger, metrics, store }, undefined, explaining);

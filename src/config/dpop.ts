@@ -3,6 +3,7 @@ import { ASYMMETRIC_ALGORITHMS } from './algorithms.js';
 import { keySlot, type Reader, type Slot } from './reader.js';
 import { Secret } from './secret.js';
 import { didYouMean } from './suggest.js';
+import type { IssuerConfig, RouteConfig } from './types.js';
 
 /** An issuer's `dpop:` entry. */
 export interface DpopConfig {
@@ -53,4 +54,26 @@ function readNonceSecret(r: Reader, slot: Slot, nonce: boolean): Secret | undefi
     return null;
   }
   return new Secret(secret);
+}
+
+/** How one route takes DPoP, from the issuers it accepts (all configured ones when it names none). */
+export interface RouteDpop {
+  /** The names of those issuers that have `dpop`. */
+  readonly issuers: ReadonlySet<string>;
+  /** Every proof algorithm one of them accepts, in config order. */
+  readonly algorithms: readonly string[];
+  /** Whether a Bearer token can still pass: some accepted issuer does not require DPoP. */
+  readonly bearer: boolean;
+}
+
+/** Undefined when no issuer the route accepts has `dpop` (the DPoP scheme is not accepted there). */
+export function routeDpop(route: Pick<RouteConfig, 'issuers'>, issuers: ReadonlyMap<string, IssuerConfig>): RouteDpop | undefined {
+  const accepted = route.issuers === undefined ? [...issuers.values()] : route.issuers.flatMap((name) => issuers.get(name) ?? []);
+  const taking = accepted.filter((issuer) => issuer.dpop !== undefined);
+  if (taking.length === 0) return undefined;
+  return {
+    issuers: new Set(taking.map((issuer) => issuer.name)),
+    algorithms: [...new Set(taking.flatMap((issuer) => issuer.dpop?.algorithms ?? []))],
+    bearer: accepted.some((issuer) => issuer.dpop?.mode !== 'required'),
+  };
 }

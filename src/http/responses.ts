@@ -38,6 +38,19 @@ export const InvalidTokenDescription = {
 } as const;
 export type InvalidTokenDescription = (typeof InvalidTokenDescription)[keyof typeof InvalidTokenDescription];
 
+/** The client-facing descriptions of DPoP proof refusals; which check failed goes to the log only. */
+export const DpopProofDescription = {
+  missing: 'A DPoP proof is required',
+  invalid: 'The DPoP proof is invalid',
+  nonce: 'The DPoP proof must carry the current server nonce',
+  /** The DPoP scheme with a token of an issuer that does not take it. */
+  notAccepted: 'The DPoP scheme is not accepted for this token',
+  /** A Bearer token of an issuer whose tokens must be DPoP-bound. */
+  required: 'The access token must be DPoP-bound',
+  /** The replay store could not be asked whether the proof is fresh. */
+  unavailable: 'DPoP proofs cannot be checked right now',
+} as const;
+
 export const Errors = {
   badTarget: { status: 400, code: 'invalid_request', description: 'The request target is invalid' },
   badUpgrade: { status: 400, code: 'invalid_request', description: 'Only WebSocket handshakes can upgrade' },
@@ -138,7 +151,8 @@ export function sendErrorOnSocket(socket: Duplex, error: GatewayError, requestId
   const headers = jsonHeaders(body, errorHeaders(error, requestId));
   let head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) head += `${name}: ${String(value)}\r\n`;
+    // Several challenges (Bearer and DPoP) go out as one line each, as writeHead sends them.
+    for (const line of Array.isArray(value) ? value : [value]) if (line !== undefined) head += `${name}: ${String(line)}\r\n`;
   }
   socket.end(`${head}connection: close\r\n\r\n${body}`);
 }

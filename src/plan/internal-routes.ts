@@ -2,6 +2,7 @@ import type { InternalRoutes } from '../chain/head.js';
 import type { CompileContext, Plan, RequestContext, Step } from '../chain/kinds.js';
 import { credentialStep } from '../chain/steps/credentials.js';
 import { authenticateStep } from '../chain/steps/authenticate.js';
+import { constrainStep } from '../chain/steps/constrain.js';
 import { revocationStep } from '../chain/steps/revocation.js';
 import { answered, PASS, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
 import type { RouteConfig } from '../config/types.js';
@@ -128,6 +129,8 @@ function logoutSteps(inputs: PlanInputs): Step[] {
     credentialStep(inputs.findCredential, errors, { required: true, query: false }),
     sameOriginStep(ctx.config.cors?.origins ?? []),
     authenticateStep(forRoute(mechanisms.authenticators, EVERY_ISSUER, errors), unclaimed(errors)),
+    // Only the holder of a sender-constrained token may end it: a DPoP token comes with its proof here too.
+    constrainStep(forRoute(mechanisms.constraints, EVERY_ISSUER, errors)),
     revocationStep(ctx.store.revocations, errors),
     logoutStep(ctx.store.revocations, errors, ctx.logger),
   ];

@@ -13,12 +13,14 @@ import type { CredentialFinders } from '../mechanisms/credentials/search.js';
 import { expressionRules } from '../mechanisms/authorizers/expression.js';
 import { requireRules } from '../mechanisms/authorizers/require.js';
 import { bearer } from '../mechanisms/errors/bearer.js';
+import { dpop } from '../mechanisms/errors/dpop.js';
 import { assertion } from '../mechanisms/finalizers/assertion.js';
 import { headerHygiene } from '../mechanisms/finalizers/header-hygiene.js';
 import { identityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimits } from '../mechanisms/limiters/rate-limit.js';
 import { certificateBound } from '../mechanisms/mtls/certificate-bound.js';
 import { dpopBoundAsBearer } from '../mechanisms/dpop/bearer-bound.js';
+import { dpopProof } from '../mechanisms/dpop/constraint.js';
 
 export interface Registry {
   /** One per kind of `tokens:` entry; the search refuses a request that carries more than one credential. */
@@ -40,9 +42,10 @@ export const registry = {
   credentials: { header, cookie, query },
   // Introspection first: it claims only what is not a JWS (and the JWTs of an issuer that introspects them too).
   authenticators: { introspection, jwt, session },
-  constraints: { dpop_bearer: dpopBoundAsBearer, certificate_bound: certificateBound },
+  constraints: { dpop_bearer: dpopBoundAsBearer, dpop: dpopProof, certificate_bound: certificateBound },
   authorizers: { require: requireRules, expr: expressionRules },
   limiters: { rate_limit: rateLimits },
   finalizers: { hygiene: headerHygiene, identity_headers: identityHeaders, assertion },
-  errors: { bearer },
+  // DPoP first: it renders only the routes that accept an issuer with `dpop`, Bearer all the others.
+  errors: { dpop, bearer },
 } as const satisfies Registry;

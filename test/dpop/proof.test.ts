@@ -173,6 +173,13 @@ describe('DPoP nonces', () => {
     clock += rotationMs;
     expect(nonces.accepts(first)).toBe(false);
   });
+
+  it("accepts the next window's nonce from an instance whose clock runs ahead, not the one after", () => {
+    const clock = 1_000_000 * rotationMs;
+    const behind = new DpopNonces(SECRET, rotationMs, () => clock);
+    expect(behind.accepts(new DpopNonces(SECRET, rotationMs, () => clock + rotationMs).current())).toBe(true);
+    expect(behind.accepts(new DpopNonces(SECRET, rotationMs, () => clock + 2 * rotationMs).current())).toBe(false);
+  });
 });
 
 describe('replay across instances', () => {

@@ -24,7 +24,7 @@ function checkFrom(
   trace: Trace | undefined,
 ): Verdict | Promise<Verdict> {
   for (let index = from; index < constraints.length; index++) {
-    const refused = (constraints[index] as SenderConstraint).check(identity, ctx);
+    const refused = (constraints[index] as SenderConstraint).check(identity, ctx, trace);
     if (refused === undefined) continue;
     if (!isThenable(refused)) return report(refused, trace);
     return refused.then((settled) => (settled !== undefined ? report(settled, trace) : checkFrom(constraints, index + 1, identity, ctx, trace)));

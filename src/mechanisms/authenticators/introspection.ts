@@ -86,9 +86,11 @@ export class IntrospectionMechanism implements Compiled<Authenticator> {
     const entry = names.map((name) => this.byName.get(name)).find((found) => found !== undefined);
     if (entry === undefined) return undefined;
     const settle = settler(entry.issuer.name, errors);
+    // A DPoP token goes to the endpoint only for an issuer that takes DPoP; its sender constraint checks the proof.
+    const takesDpop = entry.issuer.dpop !== undefined;
     return {
       authenticate(credential) {
-        if (credential.scheme !== 'bearer') return NOT_MINE;
+        if (credential.scheme !== 'bearer' && !(credential.scheme === 'dpop' && takesDpop)) return NOT_MINE;
         if (isCompactJwsShaped(credential.value) && !(entry.takesJwts && namesIssuer(credential.value, entry.issuer.issuer))) return NOT_MINE;
         const result = entry.introspector?.introspect(credential.value) ?? UNSTARTED;
         return result instanceof Promise ? result.then(settle) : settle(result);

@@ -1,4 +1,4 @@
-import type { CredentialFinder, CredentialSearch, FinderType } from '../../chain/kinds.js';
+import type { CredentialFinder, CredentialSearch, FinderType, Found } from '../../chain/kinds.js';
 import type { TokenSource } from '../../config/types.js';
 import { isB64token, MAX_TOKEN_LENGTH } from '../../http/bearer.js';
 import { cookie } from './cookie.js';
@@ -11,7 +11,7 @@ import { query, UNCONFIGURED_QUERY } from './query.js';
  *
  * The rule that matters for security is "at most one token": when a request carries credentials in two places,
  * the gateway and the upstream could each pick a different one, so the request is refused instead of guessing.
- * No credentials at all includes a non-Bearer scheme such as `Authorization: Basic …`.
+ * No credentials at all includes a scheme other than Bearer and DPoP, such as `Authorization: Basic …`.
  */
 
 /** A finder for each kind of `tokens:` entry. */
@@ -31,7 +31,7 @@ export function compileTokenExtractor(sources: readonly TokenSource[], finders: 
   const ordered = [...others, ...(queries.length > 0 ? queries : [UNCONFIGURED_QUERY])];
 
   return (headersDistinct, query, isUpgrade) => {
-    let token: string | undefined;
+    let token: Extract<Found, { ok: true }> | undefined;
     let tokenSource: TokenSource | undefined;
     for (const finder of ordered) {
       const found = finder.find(headersDistinct, query, isUpgrade);
@@ -40,11 +40,13 @@ export function compileTokenExtractor(sources: readonly TokenSource[], finders: 
       const inQuery = finder.source.kind === 'query';
       if (token !== undefined) return invalid(inQuery && tokenSource?.kind === 'query' ? 'multiple_query_tokens' : 'multiple_token_sources');
       if (inQuery && !isB64token(found.value)) return invalid('malformed_query_token');
-      token = found.value;
+      token = found;
       tokenSource = finder.source;
     }
-    if (token === undefined || tokenSource === undefined) return NOTHING_FOUND;
-    if (token.length > MAX_TOKEN_LENGTH) return TOO_LONG;
-    return { ok: true, credential: { scheme: 'bearer', value: token, source: tokenSource } };
+    const value = token?.value;
+    if (value === undefined || tokenSource === undefined) return NOTHING_FOUND;
+    if (value.length > MAX_TOKEN_LENGTH) return TOO_LONG;
+    const proof = token?.proof;
+    return { ok: true, credential: proof === undefined ? { scheme: 'bearer', value, source: tokenSource } : { scheme: 'dpop', value, proof, source: tokenSource } };
   };
 }

@@ -3,9 +3,9 @@ import { refusal } from '../../chain/verdict.js';
 import { InvalidTokenDescription } from '../../http/responses.js';
 import { isPlainObject } from '../../lib/json.js';
 
-/** Whether a token's `cnf` binds it to a DPoP key (RFC 9449 §6.1). */
-function boundToKey(cnf: unknown): boolean {
-  return isPlainObject(cnf) && cnf.jkt !== undefined;
+/** The DPoP key a token's `cnf` binds it to (RFC 9449 §6.1): its thumbprint, or undefined for an unbound token. */
+export function boundKey(cnf: unknown): unknown {
+  return isPlainObject(cnf) ? cnf.jkt : undefined;
 }
 
 /**
@@ -21,7 +21,7 @@ export const dpopBoundAsBearer: MechanismType<SenderConstraint> = {
         const refused = refusal('authenticate', errors.invalidCredentials(InvalidTokenDescription.unbound), 'dpop_bound_token_as_bearer');
         return {
           check(identity, ctx) {
-            return ctx.credential?.scheme === 'bearer' && boundToKey(identity.claims.cnf) ? refused : undefined;
+            return ctx.credential?.scheme === 'bearer' && boundKey(identity.claims.cnf) !== undefined ? refused : undefined;
           },
         };
       },

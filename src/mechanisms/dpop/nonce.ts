@@ -3,12 +3,14 @@ import { createHmac } from 'node:crypto';
 /**
  * Server-provided DPoP nonces (RFC 9449 §8) without shared state: a nonce is the number of the current time window
  * and an HMAC of it under a secret every instance is given, so any instance accepts what any other handed out.
- * The current and the previous window are accepted, so a nonce lives between one and two windows.
+ * The previous window's nonce is accepted too (a nonce lives between one and two windows), and so is the next
+ * one's: an instance whose clock runs a little behind still takes what a faster one handed out at a boundary.
  */
 export class DpopNonces {
   private window = Number.NaN;
-  private currentNonce = '';
   private previousNonce = '';
+  private currentNonce = '';
+  private nextNonce = '';
 
   constructor(
     private readonly secret: string,
@@ -24,14 +26,16 @@ export class DpopNonces {
 
   accepts(nonce: string): boolean {
     this.roll();
-    return nonce === this.currentNonce || nonce === this.previousNonce;
+    return nonce === this.currentNonce || nonce === this.previousNonce || nonce === this.nextNonce;
   }
 
   private roll(): void {
     const window = Math.floor(this.nowMs() / this.rotationMs);
     if (window === this.window) return;
-    this.previousNonce = window === this.window + 1 ? this.currentNonce : this.nonceOf(window - 1);
-    this.currentNonce = this.nonceOf(window);
+    const advancedOne = window === this.window + 1;
+    this.previousNonce = advancedOne ? this.currentNonce : this.nonceOf(window - 1);
+    this.currentNonce = advancedOne ? this.nextNonce : this.nonceOf(window);
+    this.nextNonce = this.nonceOf(window + 1);
     this.window = window;
   }
 

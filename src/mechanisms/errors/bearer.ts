@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { GatewayError } from '../../http/responses.js';
+import { DpopProofDescription, type GatewayError } from '../../http/responses.js';
 import type { ErrorRenderer, ErrorsType } from '../../chain/kinds.js';
 
 /**
@@ -7,6 +7,14 @@ import type { ErrorRenderer, ErrorsType } from '../../chain/kinds.js';
  * what to fix, with one of the fixed descriptions and never anything from the token.
  */
 const REALM = 'Bearer realm="authgate"';
+
+export const INSUFFICIENT_SCOPE_DESCRIPTION = 'The access token does not grant access to this resource';
+
+/** The auth-params of a challenge that names an error (RFC 6750 §3): its code, a fixed description, the scopes. */
+export function errorParams(code: string, description: string, scopes?: readonly string[]): string {
+  const scope = scopes && scopes.length > 0 ? `, scope="${scopes.join(' ')}"` : '';
+  return `, error="${code}", error_description="${description}"${scope}`;
+}
 
 /** 401 without an error code: the client sent no credentials (RFC 6750 §3.1). */
 export const missingToken: GatewayError = {
@@ -17,31 +25,20 @@ export const missingToken: GatewayError = {
 };
 
 export function invalidToken(description: string): GatewayError {
-  return {
-    status: 401,
-    code: 'invalid_token',
-    description,
-    headers: { 'www-authenticate': `${REALM}, error="invalid_token", error_description="${description}"` },
-  };
+  return { status: 401, code: 'invalid_token', description, headers: { 'www-authenticate': REALM + errorParams('invalid_token', description) } };
 }
 
 export function invalidRequest(description: string): GatewayError {
-  return {
-    status: 400,
-    code: 'invalid_request',
-    description,
-    headers: { 'www-authenticate': `${REALM}, error="invalid_request", error_description="${description}"` },
-  };
+  return { status: 400, code: 'invalid_request', description, headers: { 'www-authenticate': REALM + errorParams('invalid_request', description) } };
 }
 
 export function insufficientScope(requiredScopes: readonly string[] | undefined): GatewayError {
-  const description = 'The access token does not grant access to this resource';
-  const scope = requiredScopes && requiredScopes.length > 0 ? `, scope="${requiredScopes.join(' ')}"` : '';
+  const description = INSUFFICIENT_SCOPE_DESCRIPTION;
   return {
     status: 403,
     code: 'insufficient_scope',
     description,
-    headers: { 'www-authenticate': `${REALM}, error="insufficient_scope", error_description="${description}"${scope}` },
+    headers: { 'www-authenticate': REALM + errorParams('insufficient_scope', description, requiredScopes) },
   };
 }
 
@@ -54,13 +51,18 @@ export function keysUnavailable(description: string): GatewayError {
   return { status: 503, code: 'service_unavailable', description, headers: { 'retry-after': '5' } };
 }
 
-/** The registry's `bearer`: the JSON errors with RFC 6750 challenges, for every route. */
+/**
+ * The registry's `bearer`: the JSON errors with RFC 6750 challenges, for every route. A route without DPoP issuers
+ * never checks a proof; were it asked to, a failed proof is a token it cannot use (`invalid_token`).
+ */
 export const bearer: ErrorsType = {
   create() {
     const renderer: ErrorRenderer = {
       noCredentials: () => missingToken,
       invalidRequest,
       invalidCredentials: invalidToken,
+      invalidProof: invalidToken,
+      useNonce: () => invalidToken(DpopProofDescription.nonce),
       insufficientScope,
       unavailable: keysUnavailable,
       rateLimited,

@@ -113,6 +113,8 @@ export function compileHeaderPolicy(options: {
 }): HeaderPolicy {
   const dispositions = new Map<string, Disposition>();
   dispositions.set('authorization', 'token');
+  // The DPoP proof goes with the token: an upstream that does not check proofs has no use for it.
+  dispositions.set('dpop', 'token');
   dispositions.set('cookie', 'cookie');
   const tokenCookies: string[] = [];
   for (const source of options.tokenSources) {

@@ -27,7 +27,9 @@ interface Case {
 }
 
 const token = (value: string, source: TokenSource): TokenExtraction => ({ ok: true, credential: { scheme: 'bearer', value, source } });
+const dpop = (value: string, proof: string): TokenExtraction => ({ ok: true, credential: { scheme: 'dpop', value, proof, source: header } });
 const none: TokenExtraction = { ok: true, credential: undefined };
+const PROOF = 'eyJ0eXAiOiJkcG9wK2p3dCJ9.eyJqdGkiOiJ4In0.c2lnbmF0dXJl';
 
 const cases: Case[] = [
   { name: 'no credentials', expected: none },
@@ -82,6 +84,17 @@ const cases: Case[] = [
   { name: 'custom header with a scheme is malformed', sources: [customHeader], headers: { 'x-access-token': [`Bearer ${JWT}`] }, expected: 'invalid_request' },
   { name: 'custom header twice', sources: [customHeader], headers: { 'x-access-token': [JWT, JWT] }, expected: 'invalid_request' },
   { name: 'custom header and Authorization both configured and sent', sources: [header, customHeader], headers: { authorization: [`Bearer ${JWT}`], 'x-access-token': [JWT] }, expected: 'invalid_request' },
+  { name: 'DPoP credentials with their proof', headers: { authorization: [`DPoP ${JWT}`], dpop: [PROOF] }, expected: dpop(JWT, PROOF) },
+  { name: 'DPoP scheme in lower case, several spaces', headers: { authorization: [`dpop   ${JWT}`], dpop: [PROOF] }, expected: dpop(JWT, PROOF) },
+  { name: 'DPoP credentials without a DPoP header (the proof check refuses them)', headers: { authorization: [`DPoP ${JWT}`] }, expected: dpop(JWT, '') },
+  { name: 'DPoP credentials with two DPoP headers', headers: { authorization: [`DPoP ${JWT}`], dpop: [PROOF, PROOF] }, expected: 'invalid_request' },
+  { name: 'DPoP alone', headers: { authorization: ['DPoP'], dpop: [PROOF] }, expected: 'invalid_request' },
+  { name: 'extra words after the DPoP token', headers: { authorization: [`DPoP ${JWT} extra`], dpop: [PROOF] }, expected: 'invalid_request' },
+  { name: 'a scheme that only starts with DPoP', headers: { authorization: [`DPoPx ${JWT}`], dpop: [PROOF] }, expected: none },
+  { name: 'a DPoP header beside Bearer credentials', headers: { authorization: [`Bearer ${JWT}`], dpop: [PROOF] }, expected: token(JWT, header) },
+  { name: 'DPoP credentials and a token cookie', headers: { authorization: [`DPoP ${JWT}`], dpop: [PROOF], cookie: [`access_token=${JWT}`] }, expected: 'invalid_request' },
+  { name: 'DPoP credentials where only a custom header is a source', sources: [customHeader], headers: { authorization: [`DPoP ${JWT}`], dpop: [PROOF] }, expected: none },
+  { name: 'DPoP token over 8 KiB', headers: { authorization: [`DPoP ${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`], dpop: [PROOF] }, expected: { ok: false, reason: 'token_too_long' } },
   { name: 'token of exactly 8 KiB', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH)}`] }, expected: token('a'.repeat(MAX_TOKEN_LENGTH), header) },
   { name: 'token over 8 KiB in the header', headers: { authorization: [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { ok: false, reason: 'token_too_long' } },
   { name: 'token over 8 KiB in the cookie', headers: { cookie: [`access_token=${'a'.repeat(MAX_TOKEN_LENGTH + 1)}`] }, expected: { ok: false, reason: 'token_too_long' } },

@@ -236,6 +236,12 @@ const cases: ReadonlyArray<
     { cookie: 'theme=dark; session=s1', ...directForwarding },
   ],
   [
+    'DPoP credentials and their proof are removed',
+    { authorization: 'DPoP eyJ.token.sig', dpop: 'eyJ.proof.sig' },
+    direct,
+    directForwarding,
+  ],
+  [
     'a Cookie header holding only the token is dropped',
     { cookie: 'access_token=eyJ.token.sig' },
     direct,
@@ -274,6 +280,12 @@ const cases: ReadonlyArray<
       cookie: 'theme=dark; access_token=eyJ.token.sig',
       ...directForwarding,
     },
+  ],
+  [
+    'forward_token keeps DPoP credentials and their proof',
+    { authorization: 'DPoP eyJ.token.sig', dpop: 'eyJ.proof.sig' },
+    { ...direct, forwardToken: true },
+    { authorization: 'DPoP eyJ.token.sig', dpop: 'eyJ.proof.sig', ...directForwarding },
   ],
 ];
 

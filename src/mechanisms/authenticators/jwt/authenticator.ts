@@ -1,3 +1,4 @@
+import { routeDpop } from '../../../config/dpop.js';
 import type { IssuerConfig } from '../../../config/types.js';
 import type { Logger } from '../../../observability/log.js';
 import type { Metrics } from '../../../observability/metrics.js';
@@ -323,9 +324,15 @@ export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerS
 
 const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
 
-/** The JWT authenticator of one config; narrowed per route to the issuers the route accepts. */
+/**
+ * The JWT authenticator of one config; narrowed per route to the issuers the route accepts. It takes Bearer tokens,
+ * and DPoP ones on routes that accept an issuer with `dpop` (whose sender constraint then checks the proof).
+ */
 export class JwtMechanism implements Compiled<Authenticator> {
-  constructor(readonly verifier: TokenVerifier) {}
+  constructor(
+    readonly verifier: TokenVerifier,
+    private readonly issuers: ReadonlyMap<string, IssuerConfig>,
+  ) {}
 
   start(): Promise<void> {
     return this.verifier.start();
@@ -344,9 +351,10 @@ export class JwtMechanism implements Compiled<Authenticator> {
     const { verifier } = this;
     const issuers = route.issuers;
     const settle = settler(errors);
+    const takesDpop = routeDpop(route, this.issuers) !== undefined;
     return {
       authenticate(credential) {
-        if (credential.scheme !== 'bearer') return NOT_MINE;
+        if (credential.scheme !== 'bearer' && !(credential.scheme === 'dpop' && takesDpop)) return NOT_MINE;
         const hit = verifier.cached?.(credential.value, issuers);
         return hit !== undefined ? settle(hit) : verifier.verify(credential.value, issuers).then(settle);
       },
@@ -374,6 +382,6 @@ function settler(errors: ErrorRenderer): (verified: VerifyResult) => Authenticat
 export const jwt: MechanismType<Authenticator> = {
   create({ config, logger, metrics }, previous) {
     const reusable = previous instanceof JwtMechanism && previous.verifier instanceof JwtAuthenticator ? previous.verifier : undefined;
-    return new JwtMechanism(new JwtAuthenticator(config.issuers, { logger, metrics }, reusable));
+    return new JwtMechanism(new JwtAuthenticator(config.issuers, { logger, metrics }, reusable), config.issuers);
   },
 };
