@@ -71,6 +71,7 @@ beforeAll(async () => {
   gw = await startTestGateway(`
 version: 1
 server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
 issuers:
   bank:
