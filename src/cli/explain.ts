@@ -26,12 +26,14 @@ const DRY_RUN_LIFETIME_S = 3600;
 /** Exit code of a request the gateway would refuse (0: forwarded, 1: config error, 2: usage error). */
 export const EXIT_DENIED = 3;
 
-export const EXPLAIN_USAGE = `usage: authgate explain [-c FILE] (--token JWT | --claims JSON) [-H 'Name: value']... [--json] METHOD URL
+export const EXPLAIN_USAGE = `usage: authgate explain [-c FILE] (--token JWT [--dpop PROOF] | --claims JSON) [-H 'Name: value']... [--json] METHOD URL
 
 Runs one request through the gateway's checks without sending anything upstream: which route matched, every
 step with pass/FAIL and the values compared, and the headers the upstream would get. --claims skips the
 signature and token checks (a dry run for policy authors); its "iss" picks the issuer (required when several
-are configured) and a missing "exp" becomes now + 1h. --json prints the same as one JSON object.
+are configured) and a missing "exp" becomes now + 1h. --dpop sends the token in the DPoP scheme with PROOF as
+its DPoP header and shows each proof check (the proof's htm and htu must name METHOD and URL). --json prints the
+same as one JSON object.
 Exit codes: 0 forwarded, 3 refused, 1 config error, 2 usage error.`;
 
 interface Step {
@@ -61,6 +63,8 @@ interface ExplainArgs {
   readonly method: string;
   readonly target: { host: string; path: string; proto: 'http' | 'https' };
   readonly token: string | undefined;
+  /** The DPoP proof: the token then goes in the DPoP scheme. */
+  readonly dpop: string | undefined;
   readonly claims: Record<string, unknown> | undefined;
   readonly headers: readonly string[];
   readonly json: boolean;
@@ -72,6 +76,7 @@ function parseExplainArgs(argv: string[]): ExplainArgs {
     {
       config: { type: 'string', short: 'c' },
       token: { type: 'string' },
+      dpop: { type: 'string' },
       claims: { type: 'string' },
       header: { type: 'string', multiple: true, short: 'H' },
       json: { type: 'boolean' },
@@ -81,6 +86,7 @@ function parseExplainArgs(argv: string[]): ExplainArgs {
   const [method, url] = positionals;
   if (!method || !url || positionals.length !== 2) throw new UsageError('explain needs METHOD and URL');
   if ((values.token === undefined) === (values.claims === undefined)) throw new UsageError('explain needs exactly one of --token or --claims');
+  if (values.dpop !== undefined && values.token === undefined) throw new UsageError('--dpop needs --token: a proof is checked against a real token');
   const target = splitUrl(url);
   if (!target) throw new UsageError(`URL must be absolute (http://host/path) or a path: ${url}`);
   return {
@@ -88,6 +94,7 @@ function parseExplainArgs(argv: string[]): ExplainArgs {
     method: method.toUpperCase(),
     target,
     token: values.token,
+    dpop: values.dpop,
     claims: values.claims === undefined ? undefined : parseClaimsArgument(values.claims),
     headers: values.header ?? [],
     json: values.json ?? false,
@@ -138,7 +145,12 @@ function requestContext(args: ExplainArgs): Context {
     const colon = line.indexOf(':');
     if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
-  headers.authorization = `Bearer ${args.token ?? DRY_RUN_TOKEN}`;
+  if (args.dpop === undefined) {
+    headers.authorization = `Bearer ${args.token ?? DRY_RUN_TOKEN}`;
+  } else {
+    headers.authorization = `DPoP ${args.token ?? DRY_RUN_TOKEN}`;
+    headers.dpop = args.dpop;
+  }
   return new Context({
     method: args.method,
     target: args.target.path,
