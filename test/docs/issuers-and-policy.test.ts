@@ -20,6 +20,7 @@ const ENV = {
   HYDRA_CLIENT_SECRET: 's',
   KEYCLOAK_CLIENT_SECRET: 's',
   OKTA_CLIENT_SECRET: 's',
+  DPOP_NONCE_SECRET: 'a-nonce-secret-of-at-least-32-bytes-long',
 };
 
 const blocks = [...readFileSync(DOC, 'utf8').matchAll(/^```yaml\n([\s\S]*?)^```$/gm)].map((match) => match[1] ?? '');
