@@ -9,9 +9,11 @@
  *   --connections N   concurrent connections (default 50)
  *   --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
  *                     (default 0 when taskset exists; --cpu none disables pinning)
- *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,many-tokens,miss,rate-limit,rate-limit-exact,
- *                     workers,memory,introspection (assertion: one-token with the signed identity assertion on; cel:
- *                     one-token on a route with a CEL rule; introspection: 2,000 opaque tokens, cache warm)
+ *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,dpop,many-tokens,miss,rate-limit,
+ *                     rate-limit-exact,workers,memory,introspection (assertion: one-token with the signed identity
+ *                     assertion on; cel: one-token on a route with a CEL rule; dpop: one DPoP-bound token with a
+ *                     fresh ES256 proof on every request, memory replay store; introspection: 2,000 opaque tokens,
+ *                     cache warm)
  *   --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
  *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
  *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
@@ -28,10 +30,10 @@ import { freshTokens, measure, measured, rotating, runAutocannon, type Load, typ
 import { cpuSecondsByProcess, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
 import { buildReport, type Row } from './lib/report.js';
 import { announcedUrl, freePort, introspectionCalls, OPAQUE_ISSUER, startAuthgate, tokenCacheCounts, type GatewaySetup, type RunningAuthgate } from './lib/servers.js';
-import { createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
+import { createDpopSigner, createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory', 'introspection'] as const;
+const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'dpop', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory', 'introspection'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** Distinct tokens that all stay in the token cache. */
 const CACHED_TOKENS = 2000;
@@ -89,7 +91,7 @@ interface Bench {
   readonly upstreamUrl: string;
   readonly setup: GatewaySetup;
   readonly issuer: RsaIssuer;
-  readonly loads: Readonly<Record<'public' | 'oneToken' | 'cel' | 'manyTokens' | 'rateLimit', Load>>;
+  readonly loads: Readonly<Record<'public' | 'oneToken' | 'cel' | 'dpop' | 'manyTokens' | 'rateLimit', Load>>;
   readonly stoppers: (() => Promise<void>)[];
   missLoad(): Load;
   sharedStore(): Promise<string>;
@@ -222,6 +224,7 @@ async function scenarios(bench: Bench): Promise<void> {
   for (const [name, load] of measuredTokens) await authgate(bench, name, load(), setup);
   if (wanted.has('assertion')) await authgate(bench, 'assertion', loads.oneToken, { ...setup, assertionKeyFile: await assertionKey(bench.dir) });
   if (wanted.has('cel')) await authgate(bench, 'cel', loads.cel, setup);
+  if (wanted.has('dpop')) await authgate(bench, 'dpop', loads.dpop, setup);
   // Leased: Redis is asked once per lease of a key; exact: once per request.
   if (wanted.has('rate-limit')) await authgate(bench, 'rate-limit', loads.rateLimit, { ...setup, redisUrl: await bench.sharedStore() });
   if (wanted.has('rate-limit-exact')) {
@@ -235,6 +238,24 @@ async function scenarios(bench: Bench): Promise<void> {
   }
   if (wanted.has('memory')) await memory(bench);
   if (wanted.has('introspection')) await introspection(bench);
+}
+
+/**
+ * One DPoP-bound token and a new proof for every request, signed in the load generator. The Host is fixed, so the
+ * proofs' `htu` does not depend on the port each fresh gateway listens on.
+ */
+function dpopLoad(issuer: RsaIssuer): Load {
+  const signer = createDpopSigner();
+  const token = issuer.mintBound(0, signer.jkt);
+  const path = '/dpop/items';
+  const htu = `http://bench.invalid${path}`;
+  return {
+    path,
+    setupRequest: (request) => ({
+      ...request,
+      headers: { ...request.headers, host: 'bench.invalid', authorization: `DPoP ${token}`, dpop: signer.proof('GET', htu, token) },
+    }),
+  };
 }
 
 /** A P-256 key for the assertion scenario (ES256, the usual choice). */
@@ -266,6 +287,7 @@ async function prepare(options: Options, dir: string, stoppers: (() => Promise<v
       public: { path: '/public/hello' },
       oneToken: { path: '/api/items', headers: { authorization: `Bearer ${tokens[0] as string}` } },
       cel: { path: '/cel/t1/items', headers: { authorization: `Bearer ${tokens[0] as string}` } },
+      dpop: dpopLoad(issuer),
       manyTokens: { path: '/api/items', setupRequest: rotating(tokens) },
       rateLimit: { path: '/limited/items', setupRequest: rotating(tokens) },
     },

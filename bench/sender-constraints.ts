@@ -1,8 +1,9 @@
 /**
- * Per-request cost of token introspection and certificate binding, in one process (no HTTP load):
+ * Per-request cost of the opaque-token and sender-constraint checks, in one process (no HTTP load):
  *
  *   node --import tsx bench/sender-constraints.ts [--iterations N]
  *
+ * - a DPoP proof check (ES256 proof, memory replay store), proofs signed beforehand, each used once;
  * - an introspection cache hit (the token introspected once against a loopback endpoint first);
  * - a certificate-binding check, and reading a client certificate (done once per TLS connection).
  */
@@ -10,6 +11,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Secret } from '../src/config/secret.js';
+import { dpopHtu } from '../src/mechanisms/dpop/htu.js';
+import { DpopVerifier } from '../src/mechanisms/dpop/proof.js';
+import { MemoryReplayStore } from '../src/store/replay.js';
+import { createDpopSigner } from './lib/tokens.js';
 import { Introspector } from '../src/mechanisms/authenticators/introspection/introspector.js';
 import { clientCertificate } from '../src/http/client-certificate.js';
 import { checkCertificateBinding } from '../src/mechanisms/mtls/certificate-bound.js';
@@ -24,6 +29,19 @@ async function timeAsync(label: string, count: number, run: (i: number) => unkno
   for (let i = 0; i < count; i++) await run(i);
   const us = Number(process.hrtime.bigint() - start) / 1000 / count;
   console.log(`${label.padEnd(44)} ${us.toFixed(2).padStart(9)} µs/op  (${count} ops)`);
+}
+
+async function benchDpop(): Promise<void> {
+  const count = Math.min(N, 5000);
+  const signer = createDpopSigner();
+  const token = 'an-access-token-'.repeat(40);
+  const htu = dpopHtu('https', 'api.example.com', '/orders/42');
+  const proofs = Array.from({ length: count }, () => signer.proof('GET', htu, token));
+  const verifier = new DpopVerifier({ algorithms: ['ES256'], maxAgeMs: 600_000, clockSkewMs: 5000, nonces: undefined, replay: new MemoryReplayStore(count) });
+  await timeAsync('DPoP proof check (ES256, memory replay)', count, async (i) => {
+    const result = await verifier.verify({ proof: proofs[i] as string, method: 'GET', htu, accessToken: token, jkt: signer.jkt });
+    if (!result.ok) throw new Error(result.detail);
+  });
 }
 
 async function benchIntrospectionHit(): Promise<void> {
@@ -58,5 +76,6 @@ async function benchCertificates(): Promise<void> {
   await timeAsync('client certificate read (once per connection)', Math.min(N, 5000), () => clientCertificate(der));
 }
 
+await benchDpop();
 await benchIntrospectionHit();
 await benchCertificates();

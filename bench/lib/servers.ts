@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { spawnPinned, type Spawned } from './proc.js';
-import { AUDIENCE, HS_ISSUER, HS_SECRET, RS_ISSUER } from './tokens.js';
+import { AUDIENCE, DPOP_ISSUER, HS_ISSUER, HS_SECRET, RS_ISSUER } from './tokens.js';
 
 const READY_DEADLINE_MS = 30_000;
 
@@ -55,6 +55,13 @@ issuers:
     secret: ${HS_SECRET}
     audiences: [${AUDIENCE}]
     algorithms: [HS256]
+  bench-dpop:
+    issuer: ${DPOP_ISSUER}
+    jwks_file: jwks.json
+    audiences: [${AUDIENCE}]
+    algorithms: [RS256]
+    claims: { subject: sub, email: email, roles: roles }
+    dpop: { algorithms: [ES256] }
 ${opaqueIssuer(setup)}upstreams:
   app: { url: "http://127.0.0.1:${setup.upstreamPort}", timeout: 30s }
 identity:
@@ -67,6 +74,7 @@ routes:
   - { name: limited, match: { path: /limited/** }, upstream: app, issuers: [bench], require: { roles: [reader] }, rate_limit: [per-subject] }
   - { name: hs, match: { path: /hs/** }, upstream: app, issuers: [bench-hs] }
   - { name: api, match: { path: /api/** }, upstream: app, issuers: [bench], require: { roles: [reader] } }
+  - { name: dpop, match: { path: /dpop/** }, upstream: app, issuers: [bench-dpop], require: { roles: [reader] } }
   - name: cel
     match: { path: "/cel/{tenant}/**" }
     upstream: app
