@@ -255,4 +255,11 @@ describe('htu', () => {
   ] as const)('a proof htu %s names https://api.example.com/orders/42: %s', (htu, matches) => {
     expect(htuMatches(htu, 'https://api.example.com/orders/42')).toBe(matches);
   });
+
+  it('refuses a long htu that almost splits in linear time, not by trying every split', () => {
+    const started = performance.now();
+    expect(htuMatches(`https://${'a'.repeat(32_000)}? x`, 'https://api.example.com/orders/42')).toBe(false);
+    // Trying every split of 32,000 characters takes about a second; one pass, about a millisecond.
+    expect(performance.now() - started).toBeLessThan(100);
+  });
 });

@@ -44,8 +44,11 @@ export function requestHtu(ctx: RequestContext): string | undefined {
   return target.ok ? dpopHtu(proto, host, target.path) : undefined;
 }
 
-/** `scheme://authority[/path][?query][#fragment]`, split without WHATWG URL's own repairs (backslashes, tabs). */
-const HTU = /^(https?):\/\/([^/?#@\\\s]+)([^?#]*)(?:[?#][^\s]*)?$/i;
+/**
+ * `scheme://authority[/path][?query][#fragment]`, split without WHATWG URL's own repairs (backslashes, tabs). The
+ * path starts at the first `/`, so there is one way to split any text: no backtracking on a long refused one.
+ */
+const HTU = /^(https?):\/\/([^/?#@\\\s]+)((?:\/[^?#]*)?)(?:[?#][^\s]*)?$/i;
 
 /**
  * Whether a proof's `htu` names `expected` (built by `dpopHtu`). The exact string is the common case and costs no
