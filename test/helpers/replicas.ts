@@ -28,7 +28,7 @@ ${redisYaml}
   prefix: "${prefix}"
 logging: { level: info, access_log: false }
 issuers:
-${issuerYaml(idp)}
+${issuerYaml(idp, ['dpop: { algorithms: [ES256] }'])}
 upstreams:
   api: { url: ${upstream.url}, timeout: 5s }
 rate_limits:

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { leaseSize } from '../../src/store/leases.js';
-import type { TestGateway } from './gateway.js';
+import { dpopClient } from './dpop.js';
+import { rawRequest, type TestGateway } from './gateway.js';
 import { startIdp, type Idp } from './idp.js';
 import {
   adminRevoke, EXACT_LIMIT, expectForwarded, expectRefused, LEASED_LIMIT, PROPAGATION_DEADLINE_MS, readiness,
@@ -161,6 +162,21 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
       for (const sent of throughB.slice(1)) expectRefused(sent, 429, 'rate_limited');
       // A's lease ran out first; refused keys stay refused from memory, with no credit in that window.
       for (const sent of throughA.slice(LEASED_LIMIT)) expectRefused(sent, 429, 'rate_limited');
+    });
+
+    it('a DPoP proof one gateway accepted is refused by the other: its jti was claimed in the store', async () => {
+      const { a, b } = await pair();
+      const client = await dpopClient();
+      const token = idp.sign({ sub: `user-${randomUUID()}`, cnf: { jkt: client.jkt } });
+      // One Host for both, so one htu names the request on either gateway.
+      const proof = await client.proof({ htm: 'GET', htu: 'http://api.example.com/api/x', token });
+      const probes = [randomUUID(), randomUUID()];
+      const request = (probe: string) => ({ target: '/api/x', headers: [['Host', 'api.example.com'], ['Authorization', `DPoP ${token}`], ['DPoP', proof], ['X-Probe', probe]] as const });
+      expect((await rawRequest(a.port, request(probes[0] as string))).status).toBe(200);
+      const replayed = await rawRequest(b.port, request(probes[1] as string));
+      expect({ status: replayed.status, error: replayed.json().error }).toEqual({ status: 401, error: 'invalid_dpop_proof' });
+      expect(upstream.seen.map((seen) => seen.headers['x-probe'])).toContain(probes[0]);
+      expect(upstream.seen.map((seen) => seen.headers['x-probe'])).not.toContain(probes[1]);
     });
 
     it('a failover under load: no 5xx, earlier revocations hold, both gateways follow the new primary without a restart', async () => {
