@@ -196,3 +196,26 @@ describe('forward-auth (traefik)', () => {
     await refuses(behindProxy, upstream, dpopRequest(token, proof, '/_authgate/verify', original), badProof(reason), [token]);
   });
 });
+
+describe('the store unreachable', () => {
+  it('answers 503 rather than take a proof whose jti it cannot claim', async () => {
+    const token = bound();
+    const nonce = await nonceFrom(instanceA, token);
+    const proof = await client.proof({ htm: 'GET', htu: `${base(instanceA)}/x`, token, nonce });
+    await redis.stop();
+    try {
+      const res = await rawRequest(instanceA.port, dpopRequest(token, proof, '/x'));
+      const unavailable: Refusal = {
+        status: 503,
+        error: 'service_unavailable',
+        description: DpopProofDescription.unavailable,
+        wwwAuthenticate: undefined,
+        reason: 'dpop_replay_store_unavailable',
+      };
+      await expectRefused(instanceA, upstream, res, unavailable, [token, proof]);
+      expect(res.headers['retry-after']).toBe('5');
+    } finally {
+      await redis.restart();
+    }
+  });
+});
