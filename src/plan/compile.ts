@@ -5,6 +5,7 @@ import type {
   CompileContext,
   Compiled,
   CorsPolicy,
+  Credential,
   CredentialFinder,
   ErrorRenderer,
   Finalizer,
@@ -21,7 +22,7 @@ import { finalizeStep } from '../chain/steps/finalize.js';
 import { revocationStep } from '../chain/steps/revocation.js';
 import { constrainStep } from '../chain/steps/constrain.js';
 import { refusal, type Refusal } from '../chain/verdict.js';
-import { InvalidTokenDescription } from '../http/responses.js';
+import { DpopProofDescription, InvalidTokenDescription } from '../http/responses.js';
 import { preflightStep } from '../mechanisms/cors/preflight.js';
 import type { LoginService } from '../login/mechanism.js';
 import type { Registry } from './registry.js';
@@ -81,9 +82,14 @@ export function errorsFor(mechanisms: Mechanisms, route: RouteConfig): ErrorRend
   throw new Error(`route "${route.name}": no error renderer applies`);
 }
 
-/** Every authenticator said "not mine": the credential is of a kind no configured mechanism reads. */
-export function unclaimed(errors: ErrorRenderer): Refusal {
-  return refusal('authenticate', errors.invalidCredentials(InvalidTokenDescription.malformed), 'unclaimed_credential');
+/**
+ * Every authenticator said "not mine": the credential is of a kind no configured mechanism reads. A DPoP one is a
+ * token whose issuers here take no DPoP, refused as the DPoP constraint refuses it on a route that mixes issuers.
+ */
+export function unclaimed(errors: ErrorRenderer): (credential: Credential) => Refusal {
+  const unread = refusal('authenticate', errors.invalidCredentials(InvalidTokenDescription.malformed), 'unclaimed_credential');
+  const dpop = refusal('authenticate', errors.invalidCredentials(DpopProofDescription.notAccepted), 'dpop_not_accepted');
+  return (credential) => (credential.scheme === 'dpop' ? dpop : unread);
 }
 
 /** What a plan is compiled from besides its route. */

@@ -100,6 +100,7 @@ identity:
 routes:
   - { name: strict, match: { path: /strict/** }, upstream: api, issuers: [strict] }
   - { name: plain, match: { path: /plain/** }, upstream: api, issuers: [plain] }
+  - { name: mixed, match: { path: /mixed/** }, upstream: api, issuers: [bank, plain] }
   - { name: opaque, match: { path: /opaque/** }, upstream: api, issuers: [opaque] }
   - { name: api, match: { path: /** }, upstream: api, issuers: [bank] }
 `);
@@ -241,15 +242,21 @@ describe('refused DPoP requests never reach the upstream', () => {
   it('the DPoP scheme for an issuer without dpop', async () => {
     const token = plainIdp.sign({ sub: 'alice', cnf: { jkt: client.jkt } });
     const proof = await client.proof({ htm: 'GET', htu: `${base}/plain/x`, token });
-    const malformed = InvalidTokenDescription.malformed;
+    const description = DpopProofDescription.notAccepted;
     const refusal: Refusal = {
       status: 401,
       error: 'invalid_token',
-      description: malformed,
-      wwwAuthenticate: `Bearer realm="authgate", error="invalid_token", error_description="${malformed}"`,
-      reason: 'unclaimed_credential',
+      description,
+      wwwAuthenticate: `Bearer realm="authgate", error="invalid_token", error_description="${description}"`,
+      reason: 'dpop_not_accepted',
     };
     await refuses(gw, upstream, dpopRequest(token, proof, '/plain/x'), refusal, [token]);
+  });
+
+  it('the DPoP scheme with a token of an issuer without dpop, on a route that also takes one with it', async () => {
+    const token = plainIdp.sign({ sub: 'alice', cnf: { jkt: client.jkt } });
+    const proof = await client.proof({ htm: 'GET', htu: `${base}/mixed/x`, token });
+    await refuses(gw, upstream, dpopRequest(token, proof, '/mixed/x'), badToken('dpop_not_accepted', DpopProofDescription.notAccepted), [token]);
   });
 
   it('mode: required refuses a Bearer token without cnf.jkt, and takes it bound with a proof', async () => {

@@ -6,7 +6,7 @@ import { isThenable, PASS, type Refusal, type Trace, type Verdict } from '../ver
  * a refusal); when every one says "not mine", `unclaimed` refuses. No credential (an anonymous request that was
  * allowed through) passes untouched.
  */
-export function authenticateStep(authenticators: readonly Authenticator[], unclaimed: Refusal): Step {
+export function authenticateStep(authenticators: readonly Authenticator[], unclaimed: (credential: Credential) => Refusal): Step {
   return {
     stage: 'authenticate',
     run(ctx: RequestContext, trace: Trace | undefined): Verdict | Promise<Verdict> {
@@ -22,7 +22,7 @@ function attempt(
   credential: Credential,
   ctx: RequestContext,
   trace: Trace | undefined,
-  unclaimed: Refusal,
+  unclaimed: (credential: Credential) => Refusal,
 ): Verdict | Promise<Verdict> {
   for (let index = from; index < authenticators.length; index++) {
     const result = (authenticators[index] as Authenticator).authenticate(credential, ctx);
@@ -34,7 +34,7 @@ function attempt(
     if (claimed(result)) return conclude(result, credential, ctx, trace);
   }
   trace?.('authenticate', false, `no authenticator accepts a ${credential.scheme} credential`);
-  return unclaimed;
+  return unclaimed(credential);
 }
 
 function claimed(result: Authentication): boolean {

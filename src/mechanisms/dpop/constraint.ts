@@ -32,12 +32,15 @@ function issuerProofs(issuer: IssuerConfig, ctx: CompileContext): IssuerProofs |
   return { verifier, nonces, required: dpop.mode === 'required' };
 }
 
+/** Why a DPoP route refuses: a proof check failed, the issuer takes no DPoP, or it takes nothing else. */
+type DpopDenial = DpopFailure | 'dpop_not_accepted' | 'dpop_required';
+
 /**
  * One route's refusals, each built on first use and shared after: the error depends only on the reason, the nonce
  * refusal on the nonce of the current window.
  */
 class RouteRefusals {
-  private readonly byReason = new Map<string, Refusal>();
+  private readonly byReason = new Map<DpopDenial, Refusal>();
   private nonceRefusal: Refusal | undefined;
 
   constructor(private readonly errors: ErrorRenderer) {}
@@ -47,7 +50,7 @@ class RouteRefusals {
     return { ...known, detail: check.detail };
   }
 
-  fixed(reason: DpopFailure | 'dpop_not_accepted' | 'dpop_required'): Refusal {
+  fixed(reason: DpopDenial): Refusal {
     let known = this.byReason.get(reason);
     if (known === undefined) this.byReason.set(reason, (known = refusal('authenticate', this.errorOf(reason), reason)));
     return known;
@@ -60,7 +63,7 @@ class RouteRefusals {
     return this.nonceRefusal;
   }
 
-  private errorOf(reason: DpopFailure | 'dpop_not_accepted' | 'dpop_required'): GatewayError {
+  private errorOf(reason: DpopDenial): GatewayError {
     switch (reason) {
       case 'dpop_not_accepted': return this.errors.invalidCredentials(DpopProofDescription.notAccepted);
       case 'dpop_required': return this.errors.invalidCredentials(DpopProofDescription.required);
