@@ -5,7 +5,7 @@ import type { RateLimitConfig } from '../../config/types.js';
 import { headerValue } from '../../http/headers.js';
 import { claimAsString, readClaim } from '../../identity/claim-path.js';
 import type { Metrics } from '../../observability/metrics.js';
-import type { RateLimitStore } from '../../store/types.js';
+import type { RateLimitDecision, RateLimitStore } from '../../store/types.js';
 
 /**
  * The route's `rate_limit` entries as two limiters: those keyed by the client (IP, a header) run before
@@ -41,26 +41,35 @@ interface LimiterDeps {
 
 function limiter(phase: 'client' | 'identity', limits: readonly RateLimitConfig[], deps: LimiterDeps): Limiter {
   const names = `${phase} limits [${limits.map((limit) => limit.name).join(', ')}] have room`;
-  return {
-    stage: 'rate_limit',
-    phase,
-    async run(ctx: RequestContext, trace: Trace | undefined): Promise<Verdict> {
-      for (const limit of limits) {
-        const decision = await deps.store.consume(limit.name, limitKey(limit, ctx));
-        if (!decision.allowed) {
-          deps.metrics.rateLimited.inc({ limit: limit.name });
-          trace?.('rate_limit', false, `limit ${limit.name} exhausted`);
-          const headers = rateLimitHeaders(decision);
-          headers['retry-after'] = String(Math.max(1, Math.ceil(decision.resetMs / 1000)));
-          return refusal('rate_limit', deps.errors.rateLimited(headers), `rate_limit_${limit.name}`);
-        }
-        // The answer carries the tightest decision so the client sees the binding limit.
-        if (!ctx.limit || decision.remaining < ctx.limit.remaining) ctx.limit = decision;
+  /** Consumes from `limits[from]` on; synchronous while the store answers at once, as leased limits usually do. */
+  function check(ctx: RequestContext, trace: Trace | undefined, from: number): Verdict | Promise<Verdict> {
+    for (let index = from; index < limits.length; index++) {
+      const limit = limits[index] as RateLimitConfig;
+      const decision = deps.store.consume(limit.name, limitKey(limit, ctx));
+      if (decision instanceof Promise) {
+        return decision.then((settled) => refusalFor(limit, settled, ctx, trace, deps) ?? check(ctx, trace, index + 1));
       }
-      trace?.('rate_limit', true, names);
-      return PASS;
-    },
-  };
+      const refused = refusalFor(limit, decision, ctx, trace, deps);
+      if (refused !== undefined) return refused;
+    }
+    trace?.('rate_limit', true, names);
+    return PASS;
+  }
+  return { stage: 'rate_limit', phase, run: (ctx, trace) => check(ctx, trace, 0) };
+}
+
+/** The 429 for a refused decision; an admitted one becomes the answer's RateLimit-* if it is the tightest so far. */
+function refusalFor(limit: RateLimitConfig, decision: RateLimitDecision, ctx: RequestContext, trace: Trace | undefined, deps: LimiterDeps): Verdict | undefined {
+  if (!decision.allowed) {
+    deps.metrics.rateLimited.inc({ limit: limit.name });
+    trace?.('rate_limit', false, `limit ${limit.name} exhausted`);
+    const headers = rateLimitHeaders(decision);
+    headers['retry-after'] = String(Math.max(1, Math.ceil(decision.resetMs / 1000)));
+    return refusal('rate_limit', deps.errors.rateLimited(headers), `rate_limit_${limit.name}`);
+  }
+  // The answer carries the tightest decision so the client sees the binding limit.
+  if (!ctx.limit || decision.remaining < ctx.limit.remaining) ctx.limit = decision;
+  return undefined;
 }
 
 /**
