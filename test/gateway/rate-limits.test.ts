@@ -5,17 +5,23 @@ import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstr
 let upstream: RecordingUpstream;
 let gw: TestGateway;
 
+/** An upstream with rate limits of its own says so on requests to /keyed/own/**. */
+const UPSTREAM_LIMIT = { 'RateLimit-Limit': '7', 'RateLimit-Remaining': '6' };
+
 beforeAll(async () => {
-  upstream = await startRecordingUpstream();
+  upstream = await startRecordingUpstream((req) => (req.url.startsWith('/keyed/own/') ? { headers: UPSTREAM_LIMIT } : undefined));
   gw = await startTestGateway(`
 version: 1
 server: { listen: 127.0.0.1:0, shutdown_grace: 1s }
 admin: { listen: 127.0.0.1:0 }
-upstreams: { api: { url: ${upstream.url} } }
+upstreams:
+  api: { url: ${upstream.url} }
+  dead: { url: "http://127.0.0.1:9", timeout: 1s }
 rate_limits:
   per-key: { key: header.X-Api-Key, limit: 2, window: 1m }
 routes:
   - { name: keyed, match: { path: /keyed/** }, upstream: api, auth: none, rate_limit: per-key }
+  - { name: dead, match: { path: /dead/** }, upstream: dead, auth: none, rate_limit: per-key }
 `);
 });
 afterAll(async () => {
@@ -41,5 +47,33 @@ describe('header-keyed rate limits', () => {
     expect(statuses).toEqual([200, 200, 429]);
     expect(upstream.seen).toHaveLength(2);
     expect((await rawRequest(gw.port, { target: '/keyed/x', headers: [['X-Api-Key', 'carol']] })).status).toBe(200);
+  });
+});
+
+describe('RateLimit-* on answers of a limited route', () => {
+  const send = (target: string, key: string) => rawRequest(gw.port, { target, headers: [['X-Api-Key', key]] });
+
+  it('go on the proxied answer once each, beside the upstream\'s headers', async () => {
+    const res = await send('/keyed/x', 'dave');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(res.headers).toMatchObject({ 'ratelimit-limit': '2', 'ratelimit-remaining': '1', 'ratelimit-reset': '60' });
+  });
+
+  it('give way to an upstream that sends its own: the client reads one value of each, the upstream\'s', async () => {
+    const res = await send('/keyed/own/x', 'erin');
+    expect(res.status).toBe(200);
+    expect(upstream.seen).toHaveLength(1);
+    // Repeated headers would read "7, 2" here.
+    expect(res.headers['ratelimit-limit']).toBe('7');
+    expect(res.headers['ratelimit-remaining']).toBe('6');
+    expect(res.headers['ratelimit-reset']).toBe('60');
+  });
+
+  it('go on the 502 of an upstream that refuses the connection too', async () => {
+    const res = await send('/dead/x', 'frank');
+    expect(res.status).toBe(502);
+    expect(res.json<{ error: string }>().error).toBe('bad_gateway');
+    expect(res.headers).toMatchObject({ 'ratelimit-limit': '2', 'ratelimit-remaining': '1' });
   });
 });

@@ -99,11 +99,19 @@ function limitKey(limit: RateLimitConfig, ctx: RequestContext): string {
   }
 }
 
-/** RateLimit-* (IETF draft) for a decision: on every answer of a limited route, and with Retry-After on a 429. */
-export function rateLimitHeaders(decision: { limit: number; remaining: number; resetMs: number }): OutgoingHttpHeaders {
-  return {
-    'ratelimit-limit': String(decision.limit),
-    'ratelimit-remaining': String(Math.max(0, decision.remaining)),
-    'ratelimit-reset': String(Math.max(0, Math.ceil(decision.resetMs / 1000))),
-  };
+/** RateLimit-* (IETF draft) for a decision, as name/value pairs: on every answer of a limited route. */
+export function rateLimitHeaderPairs(decision: RateLimitDecision): string[] {
+  return [
+    'ratelimit-limit', String(decision.limit),
+    'ratelimit-remaining', String(Math.max(0, decision.remaining)),
+    'ratelimit-reset', String(Math.max(0, Math.ceil(decision.resetMs / 1000))),
+  ];
+}
+
+/** The same headers as an object, for the gateway's own answers (with Retry-After on a 429). */
+export function rateLimitHeaders(decision: RateLimitDecision): OutgoingHttpHeaders {
+  const pairs = rateLimitHeaderPairs(decision);
+  const headers: OutgoingHttpHeaders = {};
+  for (let i = 0; i < pairs.length; i += 2) headers[pairs[i] as string] = pairs[i + 1];
+  return headers;
 }
