@@ -14,8 +14,9 @@ export function leaseSize(points: number): number {
 }
 
 /**
- * An instance admits up to this fraction of the limit (at least one request) of a key before Redis has granted
- * points for them, so a request does not wait for the round trip that starts a window: 10 with a limit of 1000.
+ * At the start of a window an instance admits up to this fraction of the limit (at least one request) of a key
+ * before Redis has granted points for them, so no request waits for the round trip that starts the window: 10
+ * requests with a limit of 1000.
  */
 export const TRUST_DIVISOR = 100;
 
@@ -74,9 +75,12 @@ interface Lease {
   expiresAt: number;
   /** Redis had nothing left: refuse locally until the window ends. */
   exhausted: boolean;
+  /** Redis's last answer, whichever window it came from, was that the budget was spent. */
+  spent: boolean;
   /**
-   * Requests this instance may still admit before Redis grants points for them. Only an answer from Redis that
-   * the budget was not spent restores it, so at most {@link trustSize} requests are ever admitted unconfirmed.
+   * Requests this instance may still admit in this window before Redis grants points for them. Set when a window
+   * starts, to {@link trustSize} less what is still unconfirmed, and to none after Redis answered that the budget
+   * was spent: so at most that many requests are ever admitted unconfirmed.
    */
   trust: number;
   /** Admitted on trust, not yet sent to Redis. */
@@ -113,14 +117,13 @@ export interface LeasedLimiterOptions {
 /**
  * Counts a shared limit down in memory from leases taken out of Redis, so a request costs no round trip:
  * - Redis never grants more than the window's budget, and a lease is spent only within the window it came from.
- * - When an instance holds no points for a key (its first request ever, the first of a window, a burst that
- *   outran the refill), it admits on trust while the lease is fetched, and Redis counts those requests with it.
- *   That is the only way past the limit: at most {@link trustSize} requests per instance, key and window, and none
- *   after Redis last answered that the budget was spent, until it answers otherwise.
+ * - The first requests of a key in a window (or ever) are admitted on trust while its lease is fetched, and Redis
+ *   counts them with it. That is the only way past the limit: at most {@link trustSize} requests per instance,
+ *   key and window, and none in a window after Redis last answered this instance that the budget was spent.
  * - Points leased by one instance are not available to others until it spends them: a key may be refused while
  *   up to (N − 1) × (lease + ⌊lease/2⌋) points are held by the other instances.
- * - A lease is refilled in the background once down to half. Lease requests go to Redis in batches, one script
- *   call for many keys; a request waits for Redis only when the key has no points and no trust left.
+ * - A lease is refilled in the background once down to half; a request waits for Redis only when a burst on one
+ *   key outruns the refill. Lease requests go to Redis in batches: one script call for many keys.
  */
 export class LeasedLimiter {
   private readonly leases = new Map<string, Lease>();
@@ -186,7 +189,7 @@ export class LeasedLimiter {
       // Until Redis says when the window ends, it ends no later than a window from now.
       const fresh: Lease = {
         balance: 0, remaining: this.options.points, expiresAt: now + this.options.windowMs,
-        exhausted: false, trust: this.trust, owed: 0, sending: 0, call: undefined,
+        exhausted: false, spent: false, trust: this.trust, owed: 0, sending: 0, call: undefined,
       };
       // Leases stay a window past their end, so a key seen spent keeps no trust when it comes back.
       makeRoom(this.leases, this.options.maxKeys, now - this.options.windowMs);
@@ -194,10 +197,11 @@ export class LeasedLimiter {
       return fresh;
     }
     if (lease.expiresAt <= now) {
-      // The window ended: what was left of the lease belonged to it. Trust is left as it was: a key this instance
-      // last saw spent gets none, as Redis may still be in that window for a round trip.
+      // The window ended: what was left of the lease belonged to it. A key this instance last saw spent gets no
+      // trust: Redis may still be in that window for a round trip.
       lease.balance = 0;
       lease.exhausted = false;
+      lease.trust = lease.spent ? 0 : this.trust - lease.owed - lease.sending;
       lease.remaining = this.options.points;
       lease.expiresAt = now + this.options.windowMs;
       this.leases.delete(key);
@@ -287,7 +291,8 @@ export class LeasedLimiter {
     const paid = Math.min(lease.owed, lease.balance);
     lease.balance -= paid;
     lease.owed -= paid;
-    lease.trust = used >= points ? 0 : this.trust - lease.owed;
+    lease.spent = used >= points;
+    if (lease.spent) lease.trust = 0;
     if (lease.owed > 0) this.request(key, lease, false);
   }
 }
