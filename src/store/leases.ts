@@ -25,8 +25,9 @@ export function trustSize(points: number): number {
 }
 
 /**
- * Lease requests that need no answer at once wait this long for others to share one call to Redis: one script
- * call for many keys costs a fraction of one call per key. A request that has to wait sends its batch at once.
+ * The lease requests of a window's first requests (admitted on trust meanwhile) wait this long for others to share
+ * one call to Redis: one script call for many keys costs a fraction of one call per key. A refill, or a request
+ * that has to wait, sends the batch as soon as the current turn of the event loop is done.
  */
 export const BATCH_DELAY_MS = 5;
 /** Keys per script call: bounds how long one call holds Redis. */
@@ -162,7 +163,8 @@ export class LeasedLimiter {
   private spend(key: string, lease: Lease, now: number): RateLimitDecision {
     lease.balance -= 1;
     if (lease.balance <= this.lowWater && !lease.exhausted && lease.call === undefined && this.options.client.status === 'ready') {
-      this.request(key, lease, false);
+      // Half a lease is left to cover the round trip, not a batch's wait as well.
+      this.request(key, lease, true);
     }
     return this.decision(true, lease, now);
   }
@@ -210,8 +212,8 @@ export class LeasedLimiter {
     return lease;
   }
 
-  /** Adds the key to the next call (one call at a time per key); `urgent`: a request waits for it. */
-  private request(key: string, lease: Lease, urgent: boolean): LeaseCall {
+  /** Adds the key to the next call (one call at a time per key); `promptly`: without waiting for others to join. */
+  private request(key: string, lease: Lease, promptly: boolean): LeaseCall {
     let call = lease.call;
     if (call === undefined) {
       call = this.queued ??= newCall();
@@ -220,7 +222,7 @@ export class LeasedLimiter {
       lease.call = call;
     }
     if (call.sent) return call;
-    if (urgent) this.immediate ??= setImmediate(() => this.flush());
+    if (promptly) this.immediate ??= setImmediate(() => this.flush());
     else this.timer ??= setTimeout(() => this.flush(), BATCH_DELAY_MS);
     return call;
   }
