@@ -8,6 +8,7 @@ import {
   replicaYaml, send, startReplicas, type Sent,
 } from './replicas.js';
 import { waitUntil } from './redis-topologies.js';
+import { expectTruthfulRemaining } from './remaining.js';
 import { startRecordingUpstream, type RecordingUpstream } from './upstream.js';
 
 /** A Redis topology as the shared-store tests drive it. */
@@ -116,18 +117,9 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
       expect(admitted).toHaveLength(LEASED_LIMIT);
       const firstRefusal = results.findIndex((sent) => sent.res.status === 429);
       expect(firstRefusal).toBeGreaterThanOrEqual(LEASED_LIMIT - earlyRefusalBound);
-      // Each gateway's RateLimit-Remaining counts down, is never below what it admits afterwards, and never above
-      // the limit less what it admitted so far.
       for (const parity of [0, 1]) {
         const own = results.filter((_, i) => i % 2 === parity);
-        const remaining = own.map((sent) => Number(sent.res.headers['ratelimit-remaining']));
-        own.forEach((_, i) => {
-          if (i > 0) expect(remaining[i]).toBeLessThanOrEqual(remaining[i - 1] as number);
-          const admittedLater = own.slice(i + 1).filter((later) => later.res.status === 200).length;
-          const admittedSoFar = own.slice(0, i + 1).filter((earlier) => earlier.res.status === 200).length;
-          expect(remaining[i]).toBeGreaterThanOrEqual(admittedLater);
-          expect(remaining[i]).toBeLessThanOrEqual(LEASED_LIMIT - admittedSoFar);
-        });
+        expectTruthfulRemaining(own.map((sent) => ({ remaining: Number(sent.res.headers['ratelimit-remaining']), admitted: sent.res.status === 200 })), LEASED_LIMIT);
       }
     });
 

@@ -7,6 +7,7 @@ import { createStore, type RateLimitDecision, type Store } from '../../src/store
 import { leaseSize, trustSize } from '../../src/store/leases.js';
 import { redisUrlConfig, startRedis, startTcpProxy, type RedisServer, type TcpProxy } from '../helpers/redis.js';
 import { waitUntil } from '../helpers/redis-topologies.js';
+import { expectTruthfulRemaining } from '../helpers/remaining.js';
 
 /** Leased rate limits against a real redis-server: round trips per lease, the outage fallback, and switching modes. */
 
@@ -133,7 +134,7 @@ describe('leased limits on two instances', () => {
     expect(Number(await admin.get(`two${prefixes}:rl:api:dana`))).toBe(limit + overshoot);
   });
 
-  it('a client alternating between two instances gets exactly the limit, and its first refusal no earlier than the bound', async () => {
+  it('a client alternating between two instances gets exactly the limit, its first refusal no earlier than the bound, and truthful RateLimit-Remaining from each', async () => {
     prefixes += 1;
     const limit = 200;
     const [a, b] = [await storeOn(redis.url, 'leased', `alt${prefixes}:`, limit), await storeOn(redis.url, 'leased', `alt${prefixes}:`, limit)];
@@ -143,6 +144,27 @@ describe('leased limits on two instances', () => {
     for (let i = 0; i < limit + 2 * earlyRefusalBound; i++) decisions.push(await (i % 2 === 0 ? a : b).rateLimits.consume('api', 'erin'));
     expect(decisions.filter((decision) => decision.allowed)).toHaveLength(limit);
     expect(decisions.findIndex((decision) => !decision.allowed)).toBeGreaterThanOrEqual(limit - earlyRefusalBound);
+    for (const parity of [0, 1]) {
+      const own = decisions.filter((_, i) => i % 2 === parity);
+      expectTruthfulRemaining(own.map((decision) => ({ remaining: decision.remaining, admitted: decision.allowed })), limit);
+    }
+  });
+
+  it('two instances under concurrent load on one key admit exactly the limit', async () => {
+    prefixes += 1;
+    const limit = 1000;
+    const [a, b] = [await storeOn(redis.url, 'leased', `load${prefixes}:`, limit), await storeOn(redis.url, 'leased', `load${prefixes}:`, limit)];
+    let admitted = 0;
+    // Each of 10 clients per instance sends until it has been refused three times.
+    const client = async (store: Store): Promise<void> => {
+      for (let refused = 0; refused < 3; ) {
+        if ((await store.rateLimits.consume('api', 'gina')).allowed) admitted += 1;
+        else refused += 1;
+      }
+    };
+    await Promise.all([a, b].flatMap((store) => Array.from({ length: 10 }, () => client(store))));
+    expect(admitted).toBe(limit);
+    expect(Number(await admin.get(`load${prefixes}:rl:api:gina`))).toBe(limit);
   });
 
   it('the first requests of a window are answered without waiting for Redis, unless the last window was spent', async () => {
