@@ -274,8 +274,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       headers.push(name, (rawHeaders[i + 1] as Buffer).toString('latin1'));
     }
     headers.push('x-request-id', this.requestId);
-    if (own !== undefined) {
-      for (let i = 0; i < own.length; i += 2) if (overridden === undefined || !overridden.includes(own[i] as string)) headers.push(own[i] as string, own[i + 1] as string);
+    for (let i = 0; own !== undefined && i < own.length; i += 2) {
+      const name = own[i] as string;
+      if (overridden === undefined || !overridden.includes(name)) headers.push(name, own[i + 1] as string);
     }
     try {
       // The upstream's reason phrase is not relayed: Node's own is always a valid one.

@@ -318,7 +318,9 @@ class Gateway implements RunningGateway {
     const error = upstreamError(failure);
     if (isAbandoned(failure)) this.interrupted.set(res, { reason: failure, status: error.status });
     // A limited route's RateLimit-* go on its 502 and 504 too.
-    if (limitHeaders !== undefined && !res.headersSent) for (let i = 0; i < limitHeaders.length; i += 2) res.setHeader(limitHeaders[i] as string, limitHeaders[i + 1] as string);
+    for (let i = 0; limitHeaders !== undefined && !res.headersSent && i < limitHeaders.length; i += 2) {
+      res.setHeader(limitHeaders[i] as string, limitHeaders[i + 1] as string);
+    }
     sendError(res, error, requestId);
   }
 
