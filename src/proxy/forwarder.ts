@@ -128,6 +128,9 @@ export class Forwarder {
   /**
    * Forward an HTTP request. `pathAndQuery` is the normalized target the policy checked; `headers` the complete
    * header set for the upstream. `onFailure` answers the client, or cuts the connection once the head is out.
+   * `answerHeaders`: the gateway's own headers for the response (RateLimit-*), as lowercase name/value pairs; a
+   * header of that name from the upstream takes precedence. Passing them here rather than with `res.setHeader`
+   * keeps Node writing the relayed head straight from one array.
    */
   web(
     req: IncomingMessage,
@@ -137,6 +140,7 @@ export class Forwarder {
     headers: OutgoingHttpHeaders,
     requestId: string,
     onFailure: OnForwardFailure,
+    answerHeaders?: readonly string[],
   ): void {
     const { connections: upstream, config } = this.upstream(upstreamName);
     // Node's server has already answered `Expect: 100-continue` to the client, and undici refuses the header.
@@ -145,7 +149,7 @@ export class Forwarder {
     // so a chunked GET/HEAD/DELETE/OPTIONS body reaches the upstream as that request's body and never as a
     // second request. A request without framing headers has no body at all.
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-    const relay = new ResponseRelay(req, res, requestId, config, this.metrics, onFailure);
+    const relay = new ResponseRelay(req, res, requestId, answerHeaders, config, this.metrics, onFailure);
     const options: DispatchOptionsWithServerName = {
       origin: upstream.origin,
       path: upstream.basePath + pathAndQuery,
@@ -224,6 +228,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly requestId: string,
+    private readonly answerHeaders: readonly string[] | undefined,
     private readonly upstream: UpstreamConfig,
     private readonly metrics: Metrics,
     private readonly onFailure: OnForwardFailure,
@@ -259,13 +264,20 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true;
     const headers: string[] = [];
     const connectionListed = connectionOptions(rawHeaders);
+    const own = this.answerHeaders;
+    let overridden: string[] | undefined;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = (rawHeaders[i] as Buffer).toString('latin1');
       const lower = name.toLowerCase();
       if (HOP_BY_HOP.has(lower) || connectionListed?.has(lower) || lower === 'x-request-id') continue;
+      if (own !== undefined && hasName(own, lower)) (overridden ??= []).push(lower);
       headers.push(name, (rawHeaders[i + 1] as Buffer).toString('latin1'));
     }
     headers.push('x-request-id', this.requestId);
+    for (let i = 0; own !== undefined && i < own.length; i += 2) {
+      const name = own[i] as string;
+      if (overridden === undefined || !overridden.includes(name)) headers.push(name, own[i + 1] as string);
+    }
     try {
       // The upstream's reason phrase is not relayed: Node's own is always a valid one.
       this.res.writeHead(statusCode, headers);
@@ -341,4 +353,10 @@ function connectionOptions(rawHeaders: Buffer[]): Set<string> | undefined {
 
 function lowerCase(name: string): string {
   return name.toLowerCase();
+}
+
+/** Whether the name/value `pairs` hold a header called `lower`. */
+function hasName(pairs: readonly string[], lower: string): boolean {
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === lower) return true;
+  return false;
 }

@@ -29,7 +29,7 @@ import { Context } from '../chain/context.js';
 import type { Transport } from '../chain/kinds.js';
 import { decide } from '../chain/run.js';
 import { isThenable, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
-import { rateLimitHeaders } from '../mechanisms/limiters/rate-limit.js';
+import { rateLimitHeaderPairs } from '../mechanisms/limiters/rate-limit.js';
 import { publishedKeys } from '../plan/internal-routes.js';
 import { buildRuntime, closeRuntime, runtimeStatus, startRuntime, type Runtime } from './runtime.js';
 import { bodyPending, type ForwardFailure } from '../proxy/forwarder.js';
@@ -243,15 +243,11 @@ class Gateway implements RunningGateway {
       sendError(res, verdict.error, ctx.requestId);
       return;
     }
-    if (ctx.limit) {
-      const limitHeaders = rateLimitHeaders(ctx.limit);
-      for (const name in limitHeaders) res.setHeader(name, limitHeaders[name] as string);
-    }
+    const limitHeaders = ctx.limit ? rateLimitHeaderPairs(ctx.limit) : undefined;
     // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
     if (expectsContinue) res.writeContinue();
-    runtime.forwarder.web(req, res, plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, (failure) =>
-      this.forwardFailed(res, failure, ctx.requestId),
-    );
+    const onFailure = (failure: ForwardFailure): void => this.forwardFailed(res, failure, ctx.requestId, limitHeaders);
+    runtime.forwarder.web(req, res, plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, onFailure, limitHeaders);
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -318,9 +314,13 @@ class Gateway implements RunningGateway {
   }
 
   /** Answers the client (or cuts its connection once the head is out); a request given up on is logged as such. */
-  private forwardFailed(res: ServerResponse, failure: ForwardFailure, requestId: string): void {
+  private forwardFailed(res: ServerResponse, failure: ForwardFailure, requestId: string, limitHeaders: readonly string[] | undefined): void {
     const error = upstreamError(failure);
     if (isAbandoned(failure)) this.interrupted.set(res, { reason: failure, status: error.status });
+    // A limited route's RateLimit-* go on its 502 and 504 too.
+    for (let i = 0; limitHeaders !== undefined && !res.headersSent && i < limitHeaders.length; i += 2) {
+      res.setHeader(limitHeaders[i] as string, limitHeaders[i + 1] as string);
+    }
     sendError(res, error, requestId);
   }
 

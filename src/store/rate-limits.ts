@@ -30,8 +30,8 @@ function storageKey(key: string): string {
 }
 
 interface LimiterEntry {
-  /** Resolves with the decision; rejects only if the in-memory limiter itself failed. */
-  readonly consume: (key: string) => Promise<RateLimitDecision>;
+  /** The decision, at once or later; throws or rejects only if the in-memory limiter itself failed. */
+  readonly consume: (key: string) => RateLimitDecision | Promise<RateLimitDecision>;
   readonly shape: LimiterShape;
   readonly config: RateLimitConfig;
 }
@@ -95,20 +95,25 @@ export function createRateLimitStore(
 
   return {
     update,
-    async consume(limitName: string, key: string): Promise<RateLimitDecision> {
+    consume(limitName: string, key: string): RateLimitDecision | Promise<RateLimitDecision> {
       const entry = limiters.get(limitName);
-      if (entry === undefined) throw new Error(`unknown rate limit "${limitName}"`);
+      if (entry === undefined) return Promise.reject(new Error(`unknown rate limit "${limitName}"`));
       try {
-        return await entry.consume(storageKey(key));
+        const decision = entry.consume(storageKey(key));
+        return decision instanceof Promise ? decision.catch((error: unknown) => unlimited(entry, error)) : decision;
       } catch (error) {
-        // Only reachable if the in-memory limiter itself failed; refusing traffic over it would be worse.
-        deps.metrics.storeErrors.inc();
-        deps.logger.warn({ err: error, limit: limitName }, 'store: the in-memory rate limiter failed; request allowed unlimited');
-        const points = entry.shape.points;
-        return { allowed: true, limit: points, remaining: points, resetMs: 0 };
+        return unlimited(entry, error);
       }
     },
   };
+
+  /** Only reachable if the in-memory limiter itself failed; refusing traffic over it would be worse. */
+  function unlimited(entry: LimiterEntry, error: unknown): RateLimitDecision {
+    deps.metrics.storeErrors.inc();
+    deps.logger.warn({ err: error, limit: entry.config.name }, 'store: the in-memory rate limiter failed; request allowed unlimited');
+    const points = entry.shape.points;
+    return { allowed: true, limit: points, remaining: points, resetMs: 0 };
+  }
 }
 
 function sameLimiter(current: LimiterEntry, config: RateLimitConfig): boolean {

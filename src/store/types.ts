@@ -45,8 +45,8 @@ export interface RateLimitDecision {
 }
 
 export interface RateLimitStore {
-  /** Consume one point of the named `rate_limits` entry for `key`. */
-  consume(limitName: string, key: string): Promise<RateLimitDecision>;
+  /** Consume one point of the named `rate_limits` entry for `key`: at once when the answer needs no I/O. */
+  consume(limitName: string, key: string): RateLimitDecision | Promise<RateLimitDecision>;
   /**
    * Applies a reloaded `rate_limits`: new and changed entries get fresh limiters (Redis counters carry on
    * under the same keys), unchanged ones keep theirs.

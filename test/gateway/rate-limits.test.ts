@@ -1,26 +1,42 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 let upstream: RecordingUpstream;
+let idp: Idp;
 let gw: TestGateway;
 
+/** An upstream with rate limits of its own says so on requests to /keyed/own/**. */
+const UPSTREAM_LIMIT = { 'RateLimit-Limit': '7', 'RateLimit-Remaining': '6' };
+
 beforeAll(async () => {
-  upstream = await startRecordingUpstream();
+  upstream = await startRecordingUpstream((req) => (req.url.startsWith('/keyed/own/') ? { headers: UPSTREAM_LIMIT } : undefined));
+  idp = await startIdp({ keys: ['rsa'] });
   gw = await startTestGateway(`
 version: 1
 server: { listen: 127.0.0.1:0, shutdown_grace: 1s }
 admin: { listen: 127.0.0.1:0 }
-upstreams: { api: { url: ${upstream.url} } }
+issuers:
+${issuerYaml(idp)}
+upstreams:
+  api: { url: ${upstream.url} }
+  dead: { url: "http://127.0.0.1:9", timeout: 1s }
 rate_limits:
   per-key: { key: header.X-Api-Key, limit: 2, window: 1m }
+  per-tenant: { key: claims.tenant, limit: 2, window: 1m }
+  per-client: { key: client_id, limit: 1, window: 1m }
 routes:
+  - { name: tenant, match: { path: /tenant/** }, upstream: api, auth: optional, rate_limit: per-tenant }
+  - { name: client, match: { path: /client/** }, upstream: api, rate_limit: per-client }
   - { name: keyed, match: { path: /keyed/** }, upstream: api, auth: none, rate_limit: per-key }
+  - { name: dead, match: { path: /dead/** }, upstream: dead, auth: none, rate_limit: per-key }
 `);
 });
 afterAll(async () => {
   await gw?.close();
   await upstream?.close();
+  await idp?.close();
 });
 beforeEach(() => {
   upstream.seen.length = 0;
@@ -41,5 +57,63 @@ describe('header-keyed rate limits', () => {
     expect(statuses).toEqual([200, 200, 429]);
     expect(upstream.seen).toHaveLength(2);
     expect((await rawRequest(gw.port, { target: '/keyed/x', headers: [['X-Api-Key', 'carol']] })).status).toBe(200);
+  });
+});
+
+describe('RateLimit-* on answers of a limited route', () => {
+  const send = (target: string, key: string) => rawRequest(gw.port, { target, headers: [['X-Api-Key', key]] });
+
+  it('go on the proxied answer once each, beside the upstream\'s headers', async () => {
+    const res = await send('/keyed/x', 'dave');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(res.headers).toMatchObject({ 'ratelimit-limit': '2', 'ratelimit-remaining': '1', 'ratelimit-reset': '60' });
+  });
+
+  it('give way to an upstream that sends its own: the client reads one value of each, the upstream\'s', async () => {
+    const res = await send('/keyed/own/x', 'erin');
+    expect(res.status).toBe(200);
+    expect(upstream.seen).toHaveLength(1);
+    // Repeated headers would read "7, 2" here.
+    expect(res.headers['ratelimit-limit']).toBe('7');
+    expect(res.headers['ratelimit-remaining']).toBe('6');
+    expect(res.headers['ratelimit-reset']).toBe('60');
+  });
+
+  it('go on the 502 of an upstream that refuses the connection too', async () => {
+    const res = await send('/dead/x', 'frank');
+    expect(res.status).toBe(502);
+    expect(res.json<{ error: string }>().error).toBe('bad_gateway');
+    expect(res.headers).toMatchObject({ 'ratelimit-limit': '2', 'ratelimit-remaining': '1' });
+  });
+});
+
+describe('identity-keyed rate limits', () => {
+  const send = (target: string, token?: string) =>
+    rawRequest(gw.port, { target, headers: token === undefined ? [] : [['Authorization', `Bearer ${token}`]] });
+  const statuses = async (requests: readonly (() => Promise<{ status: number }>)[]): Promise<number[]> => {
+    const seen: number[] = [];
+    for (const request of requests) seen.push((await request()).status);
+    return seen;
+  };
+
+  it('count every identity with the same claim value against one bucket, each token every time it comes back', async () => {
+    const [ann, bob, cid] = [idp.sign({ sub: 'ann', tenant: 'acme' }), idp.sign({ sub: 'bob', tenant: 'acme' }), idp.sign({ sub: 'cid', tenant: 'globex' })];
+    const sent = await statuses([() => send('/tenant/a', ann), () => send('/tenant/b', bob), () => send('/tenant/c', ann), () => send('/tenant/d', cid)]);
+    expect(sent).toEqual([200, 200, 429, 200]);
+    expect(upstream.seen.map((seen) => seen.url)).toEqual(['/tenant/a', '/tenant/b', '/tenant/d']);
+  });
+
+  it('count an identity without the claim, like a request without a token, against its client IP', async () => {
+    const untenanted = idp.sign({ sub: 'dee' });
+    const sent = await statuses([() => send('/tenant/e', untenanted), () => send('/tenant/f'), () => send('/tenant/g', untenanted), () => send('/tenant/h')]);
+    expect(sent).toEqual([200, 200, 429, 429]);
+    expect(upstream.seen.map((seen) => seen.url)).toEqual(['/tenant/e', '/tenant/f']);
+  });
+
+  it('count the tokens of one client (azp) against one bucket', async () => {
+    const [first, second, other] = [idp.sign({ sub: 'eve', azp: 'app-1' }), idp.sign({ sub: 'fay', azp: 'app-1' }), idp.sign({ sub: 'gus', azp: 'app-2' })];
+    expect(await statuses([() => send('/client/a', first), () => send('/client/b', second), () => send('/client/c', other)])).toEqual([200, 429, 200]);
+    expect(upstream.seen.map((seen) => seen.url)).toEqual(['/client/a', '/client/c']);
   });
 });

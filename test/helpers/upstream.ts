@@ -36,6 +36,8 @@ export function createLatch(): Latch {
 export interface UpstreamAnswer {
   readonly status?: number;
   readonly body?: string;
+  /** Response headers besides Content-Type. */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Answer only once this latch is released (the request is recorded at once). */
   readonly holdUntil?: Latch;
 }
@@ -61,7 +63,7 @@ export async function startRecordingUpstream(handler?: (req: SeenRequest) => Ups
       seen.push(record);
       const custom = handler?.(record);
       const respond = (): void => {
-        res.writeHead(custom?.status ?? 200, { 'content-type': 'application/json' });
+        res.writeHead(custom?.status ?? 200, { 'content-type': 'application/json', ...custom?.headers });
         res.end(custom?.body ?? JSON.stringify({ method: record.method, url: record.url, headers: record.headers }));
       };
       if (custom?.holdUntil) void custom.holdUntil.released.then(respond);
