@@ -16,11 +16,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { LoginConfig } from '../config/login.js';
 import type { IssuerConfig, RouteConfig } from '../config/types.js';
-import { DEFAULT_FETCH_LIMITS } from '../http/json-request.js';
 import { Errors } from '../http/responses.js';
 import type { Identity } from '../identity/identity.js';
 import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
-import { isKeyed, IssuerKeySet, type KeyedIssuer } from '../mechanisms/authenticators/jwt/key-set.js';
+import { JwtMechanism } from '../mechanisms/authenticators/jwt/authenticator.js';
+import type { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { connect } from '../store/connect.js';
 import { isNavigation, trustedOrigins } from './browser.js';
 import { CookieJar, cookieReader } from './cookies.js';
@@ -53,7 +53,6 @@ export class LoginService implements Compiled<Authenticator> {
   private readonly sessions: SessionAuthenticator;
   /** The gateway's own origin and the CORS origins: where unsafe session requests and WebSockets may come from. */
   private readonly origins: ReadonlySet<string>;
-  private readonly keySets: IssuerKeySet[] = [];
   private readonly sessionStore: OpenedSessionStore;
   /** The next config's service took over the session store: closing this one leaves it open. */
   private handedOver = false;
@@ -68,6 +67,8 @@ export class LoginService implements Compiled<Authenticator> {
     private readonly config: LoginConfig,
     private readonly ctx: CompileContext,
     previous: LoginService | undefined,
+    /** Each issuer's keys as the bearer-token path holds them: one JWKS fetch and cache per issuer. */
+    private readonly issuerKeys: (issuer: string) => IssuerKeySet | undefined,
   ) {
     const { idleTimeoutMs, absoluteTimeoutMs, refreshBeforeMs } = config.session;
     const timeouts = { idleMs: idleTimeoutMs, absoluteMs: absoluteTimeoutMs };
@@ -93,7 +94,10 @@ export class LoginService implements Compiled<Authenticator> {
     this.sessions = new SessionAuthenticator(this.jar, this.store, refresher, this.origins);
   }
 
-  /** Reads each provider's discovery document; a provider that cannot be reached is logged and left out. */
+  /**
+   * Reads each provider's discovery document, and waits for its issuer's keys (the very key set bearer tokens of
+   * that issuer are checked with); a provider that cannot be reached is logged and left out.
+   */
   async start(): Promise<void> {
     // Redis down at start-up does not hold the gateway back: sessions then work from Redis reads once it is up.
     await Promise.race([this.sessionStore.started, delay(SUBSCRIBE_WAIT_MS, undefined, { ref: false })]);
@@ -101,9 +105,11 @@ export class LoginService implements Compiled<Authenticator> {
     await Promise.all([...this.config.providers.values()].map(async (provider) => {
       const issuer = this.ctx.config.issuers.get(provider.issuer) as IssuerConfig;
       try {
-        // The config accepts only a discovery issuer for a provider.
-        if (!isKeyed(issuer)) throw new Error(`issuer ${issuer.name} has no keys of its own`);
-        const signatures = new IssuerSignatures(await this.keySet(issuer), issuer.algorithms);
+        // The config accepts only a discovery issuer for a provider, and every such issuer has a key set.
+        const keys = this.issuerKeys(issuer.name);
+        if (keys === undefined) throw new Error(`issuer ${issuer.name} has no keys of its own`);
+        await keys.start();
+        const signatures = new IssuerSignatures(keys, issuer.algorithms);
         this.providers.set(provider.name, await RelyingParty.discover({ provider, issuer, redirectUri, signatures }));
       } catch (err) {
         this.ctx.logger.error({ err, provider: provider.name }, 'sign-in provider discovery failed; its sign-ins answer 503');
@@ -112,7 +118,6 @@ export class LoginService implements Compiled<Authenticator> {
   }
 
   close(): void {
-    for (const keys of this.keySets.splice(0)) keys.release();
     if (!this.handedOver) this.sessionStore.close();
   }
 
@@ -227,13 +232,6 @@ export class LoginService implements Compiled<Authenticator> {
     }
     return this.signIn.redirectToSignIn(ready, returnTo);
   }
-
-  private async keySet(issuer: KeyedIssuer): Promise<IssuerKeySet> {
-    const keys = new IssuerKeySet(issuer, { logger: this.ctx.logger, metrics: this.ctx.metrics, now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS });
-    this.keySets.push(keys);
-    await keys.start();
-    return keys;
-  }
 }
 
 interface OpenedSessionStore {
@@ -302,10 +300,13 @@ function browserProblem(refused: Refusal): BrowserProblem {
   return refused.error.status === 503 ? 'unavailable' : 'other';
 }
 
-/** The registry's `session`: created when the config has a `login` section. */
+/** The registry's `session`: created when the config has a `login` section, after `jwt`, whose issuer keys it shares. */
 export const session: MechanismType<Authenticator> = {
-  create(ctx, previous) {
+  create(ctx, previous, earlier) {
     const login = ctx.config.login;
-    return login === undefined ? undefined : new LoginService(login, ctx, previous instanceof LoginService ? previous : undefined);
+    if (login === undefined) return undefined;
+    const jwt = earlier('authenticators.jwt');
+    const issuerKeys = (issuer: string): IssuerKeySet | undefined => (jwt instanceof JwtMechanism ? jwt.issuerKeys(issuer) : undefined);
+    return new LoginService(login, ctx, previous instanceof LoginService ? previous : undefined, issuerKeys);
   },
 };

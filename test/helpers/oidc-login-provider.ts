@@ -54,6 +54,8 @@ export interface TestProvider {
   readonly key: IdpKey;
   /** Token endpoint answers that carried a code exchange or a refresh. */
   readonly tokenRequests: number;
+  /** Requests for the provider's JWK Set (its signing keys). */
+  readonly jwksRequests: number;
   tamperTokenResponse(tamper: TokenResponseTamper | undefined): void;
   /** Signs `payload` with the provider's key (or `key`): `typ` and other header members via `header`. */
   sign(payload: Record<string, unknown>, header?: Record<string, unknown>, key?: IdpKey): string;
@@ -73,7 +75,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<T
   const provider = new Provider(issuer, providerConfiguration(options, key, clientId, clientSecret));
   let tamper: TokenResponseTamper | undefined;
   let tokenRequests = 0;
+  let jwksRequests = 0;
   provider.use(async (ctx, next) => {
+    if (ctx.path === '/jwks') jwksRequests++;
     await next();
     if (ctx.method !== 'POST' || ctx.path !== '/token') return;
     tokenRequests++;
@@ -87,6 +91,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<T
     key,
     get tokenRequests() {
       return tokenRequests;
+    },
+    get jwksRequests() {
+      return jwksRequests;
     },
     tamperTokenResponse(next) {
       tamper = next;

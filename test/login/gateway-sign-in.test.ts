@@ -259,6 +259,17 @@ describe('browser sign-in through the gateway', () => {
     await page.close();
   });
 
+  it('bearer tokens and sign-ins of one issuer share its keys: the provider is asked for them once', async () => {
+    const page = await signedInPage('alice', '/app/keys');
+    expect(upstream.seen.filter((request) => request.url === '/app/keys')).toHaveLength(1);
+    const now = Math.floor(Date.now() / 1000);
+    const token = provider.sign({ iss: provider.issuer, aud: provider.clientId, sub: 'carol', iat: now, exp: now + 300 }, { typ: 'JWT' });
+    const bearer = await fetch(`${origin}/api/keys`, { headers: { authorization: `Bearer ${token}` } });
+    expect(bearer.status).toBe(200);
+    expect(provider.jwksRequests).toBe(1);
+    await page.close();
+  });
+
   it('bob signs in and gets the 403 page naming him, with a sign-out link; the upstream sees nothing', async () => {
     const page = await signedInPage('bob', '/app/reports');
     const response = await page.reload();
