@@ -22,7 +22,7 @@ import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
 import { JwtMechanism } from '../mechanisms/authenticators/jwt/authenticator.js';
 import type { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { connect } from '../store/connect.js';
-import { isNavigation, trustedOrigins } from './browser.js';
+import { isNavigation, passesCsrfCheck, trustedOrigins } from './browser.js';
 import { CookieJar, cookieReader } from './cookies.js';
 import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
 import { renderForBrowser, type BrowserProblem } from './error-renderer.js';
@@ -168,15 +168,25 @@ export class LoginService implements Compiled<Authenticator> {
     return id === undefined ? undefined : this.sessionStore.watch(id, end);
   }
 
-  /** The sign-in endpoints under the reserved prefix, by path suffix, with the methods each takes. */
-  endpoints(): ReadonlyMap<string, { readonly methods: readonly string[]; readonly run: (ctx: RequestContext) => Promise<LoginAnswer> }> {
-    return new Map([
-      ['/sign_in', { methods: ['GET', 'HEAD'], run: (ctx: RequestContext) => this.signIn.signIn(ctx.query) }],
-      ['/callback', { methods: ['GET'], run: (ctx: RequestContext) => this.signIn.callback(ctx.query, ctx.headersDistinct) }],
-      ['/sign_out', { methods: ['GET', 'POST'], run: (ctx: RequestContext) => this.signIn.signOut(ctx.query, ctx.headersDistinct) }],
-      ['/backchannel_logout', { methods: ['POST'], run: async (ctx: RequestContext) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? '') }],
+  /** The sign-in endpoints under the reserved prefix, by path suffix: the methods each takes, its checks, its answer. */
+  endpoints(): ReadonlyMap<string, LoginEndpoint> {
+    return new Map<string, LoginEndpoint>([
+      ['/sign_in', { methods: ['GET', 'HEAD'], run: (ctx) => this.signIn.signIn(ctx.query) }],
+      ['/callback', { methods: ['GET'], run: (ctx) => this.signIn.callback(ctx.query, ctx.headersDistinct) }],
+      ['/sign_out', { methods: ['GET', 'POST'], checks: [this.signOutFromHere], run: (ctx) => this.signIn.signOut(ctx.query, ctx.headersDistinct) }],
+      ['/backchannel_logout', { methods: ['POST'], run: async (ctx) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? '') }],
     ]);
   }
+
+  /**
+   * Another site's hidden form could post a sign-out with the user's cookie: a POST must come from the gateway's
+   * own (or a CORS) origin, like every unsafe session request. GET stays open to any link, as sign-out links are
+   * everywhere (and a top-level GET carries a Lax cookie anyway); ending a session is a nuisance, never a takeover.
+   */
+  private readonly signOutFromHere: Step = {
+    stage: 'endpoint',
+    run: (ctx) => (passesCsrfCheck(ctx.method, ctx.headers, this.origins) ? PASS : CROSS_SITE_SIGN_OUT),
+  };
 
   private authenticator(errors: ErrorRenderer): Authenticator {
     const noSession = { ok: false, refusal: refusal('authenticate', errors.noCredentials(), 'no_session') } as const;
@@ -288,6 +298,15 @@ function sessionWatch(store: SessionStore): OpenedSessionStore['watch'] {
     };
   };
 }
+
+/** One of the gateway's own sign-in endpoints: `checks` run before `run` answers. */
+export interface LoginEndpoint {
+  readonly methods: readonly string[];
+  readonly checks?: readonly Step[];
+  readonly run: (ctx: RequestContext) => Promise<LoginAnswer>;
+}
+
+const CROSS_SITE_SIGN_OUT = refusal('endpoint', Errors.csrf, 'csrf');
 
 /** A back-channel logout is a form with one signed token: a few KiB. */
 const LOGOUT_BODY_MAX_BYTES = 64 * 1024;

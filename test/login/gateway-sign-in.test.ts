@@ -201,6 +201,35 @@ describe('browser sign-in through the gateway', () => {
     expect(upstream.seen).toHaveLength(0);
   });
 
+  it('a sign-out posted from another site is refused 403 csrf and the session lives on; one from the gateway ends it', async () => {
+    const page = await signedInPage('alice', '/app/stay');
+    const cookie = `authgate=${await sessionCookie()}`;
+    const signOut = (headers: [string, string][]) => rawRequest(gw.port, { method: 'POST', target: `${PREFIX}/sign_out?rd=/`, headers: [['Cookie', cookie], ...headers], body: '' });
+    for (const foreign of [[], [['Origin', 'https://evil.example']], [['Referer', 'https://evil.example/page']], [['Origin', 'null']]] as [string, string][][]) {
+      const refused = await signOut(foreign);
+      expect(refused.status).toBe(403);
+      expect(refused.json()).toMatchObject({ error: 'csrf' });
+      expect(refused.headers['set-cookie']).toBeUndefined();
+    }
+    upstream.seen.length = 0;
+    expect((await fetch(`${origin}/app/stay`, { headers: { cookie } })).status).toBe(200);
+    const fromHere = await signOut([['Origin', origin]]);
+    expect(fromHere.status).toBe(302);
+    expect(fromHere.headers['set-cookie']).toMatch(/^authgate=; Max-Age=0/);
+    expect((await fetch(`${origin}/app/stay`, { headers: { cookie } })).status).toBe(401);
+    expect(upstream.seen).toHaveLength(1);
+    await page.close();
+  });
+
+  it('a sign-out form on the gateway\'s own page (Referer, no Origin) ends the session', async () => {
+    const page = await signedInPage('alice', '/app/form');
+    const cookie = `authgate=${await sessionCookie()}`;
+    const answer = await rawRequest(gw.port, { method: 'POST', target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie], ['Referer', `${origin}/app/form`]], body: '' });
+    expect(answer.status).toBe(302);
+    expect((await fetch(`${origin}/app/form`, { headers: { cookie } })).status).toBe(401);
+    await page.close();
+  });
+
   it('a callback with a missing, wrong or replayed state, or no flow cookie, creates no session', async () => {
     const first = await providerCallback();
     const tries: [string, [string, string][]][] = [
