@@ -23,7 +23,7 @@ import { JwtMechanism } from '../mechanisms/authenticators/jwt/authenticator.js'
 import type { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { connect } from '../store/connect.js';
 import { isNavigation, passesCsrfCheck, trustedOrigins } from './browser.js';
-import { CookieJar, cookieReader } from './cookies.js';
+import { CookieJar, cookieReader, randomId } from './cookies.js';
 import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
 import { renderForBrowser, type BrowserProblem } from './error-renderer.js';
 import { RelyingParty } from './oidc.js';
@@ -76,7 +76,9 @@ export class LoginService implements Compiled<Authenticator> {
     if (previous !== undefined) previous.handedOver = true;
     this.sessionStore = previous?.sessionStore ?? openSessionStore(ctx, timeouts);
     this.store = this.sessionStore.store;
-    this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys: config.keys });
+    // Without login.keys (one instance on the memory store) a key made by this process signs: sessions die with it anyway.
+    const keys = config.keys.length > 0 ? config.keys : [this.sessionStore.processKey];
+    this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys });
     this.signIn = new BrowserSignIn({
       providers: this.providers, store: this.store, jar: this.jar, timeouts, now: Date.now,
       redirects: { origin: config.externalUrl.origin, allowed: config.allowedRedirects },
@@ -246,6 +248,8 @@ export class LoginService implements Compiled<Authenticator> {
 
 interface OpenedSessionStore {
   readonly store: SessionStore;
+  /** Signs cookies when `login.keys` is empty; kept across reloads with the sessions it vouches for. */
+  readonly processKey: string;
   watch(id: string, end: () => void): () => void;
   /** Resolves once the store hears other instances' announcements. */
   readonly started: Promise<void>;
@@ -260,7 +264,7 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
   const redis = ctx.config.store.redis;
   if (redis === undefined) {
     const store = new MemorySessionStore(timeouts);
-    return { store, watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
+    return { store, processKey: randomId(), watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
   }
   let subscriber: Redis | undefined;
   const connections = connect(redis, (created) => (subscriber = created));
@@ -270,6 +274,7 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
   const started = ready.then(() => store.start()).catch((err: unknown) => ctx.logger.error({ err }, 'session announcements unavailable: sign-outs reach other instances only through Redis reads'));
   return {
     store,
+    processKey: randomId(),
     watch: sessionWatch(store),
     started,
     close: () => {
