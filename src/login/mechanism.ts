@@ -76,6 +76,7 @@ export class LoginService implements Compiled<Authenticator> {
     if (previous !== undefined) previous.handedOver = true;
     this.sessionStore = previous?.sessionStore ?? openSessionStore(ctx, timeouts);
     this.store = this.sessionStore.store;
+    ctx.metrics.countSessionsIn(this.store);
     // Without login.keys (one instance on the memory store) a key made by this process signs: sessions die with it anyway.
     const keys = config.keys.length > 0 ? config.keys : [this.sessionStore.processKey];
     this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys });
@@ -120,7 +121,9 @@ export class LoginService implements Compiled<Authenticator> {
   }
 
   close(): void {
-    if (!this.handedOver) this.sessionStore.close();
+    if (this.handedOver) return;
+    this.ctx.metrics.countSessionsIn(undefined);
+    this.sessionStore.close();
   }
 
   forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {

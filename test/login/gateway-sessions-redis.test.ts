@@ -82,6 +82,14 @@ async function refusedWithin(gw: TestGateway, cookie: string, deadlineMs: number
   throw new Error(`the session still opened ${gw.url} after ${deadlineMs} ms`);
 }
 
+/** `authgate_sessions_active` as the instance's admin listener reports it (undefined when /metrics is not 200). */
+async function sessionsActive(gw: TestGateway): Promise<number | undefined> {
+  const response = await fetch(`${gw.adminUrl}/metrics`);
+  if (response.status !== 200) return undefined;
+  const line = (await response.text()).split('\n').find((entry) => entry.startsWith('authgate_sessions_active '));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+
 describe('sessions shared through Redis', () => {
   it('a session made on one instance opens the other; a sign-out on one holds on the other within a second', async () => {
     const [a, b] = gateways as [TestGateway, TestGateway];
@@ -138,5 +146,22 @@ describe('sessions shared through Redis', () => {
     await refusedWithin(a, cookie, SIGN_OUT_DEADLINE_MS);
     expect(await statusOn(b, cookie)).toBe(401);
     expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('every instance reports the live sessions of the whole store; a scrape still answers while Redis is down', async () => {
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    const before = (await sessionsActive(b)) as number;
+    const cookie = await signInOnA();
+    expect([await sessionsActive(a), await sessionsActive(b)]).toEqual([before + 1, before + 1]);
+    expect((await rawRequest(b.port, { target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie]] })).status).toBe(302);
+    expect([await sessionsActive(a), await sessionsActive(b)]).toEqual([before, before]);
+    await signInOnA();
+    expect(await sessionsActive(a)).toBe(before + 1);
+    await redis.stop();
+    // The count cannot be had: the scrape answers with the last one.
+    expect(await sessionsActive(a)).toBe(before + 1);
+    await redis.restart();
+    // A restarted Redis without persistence comes back empty: no session is live any more.
+    await expect.poll(() => sessionsActive(a), { timeout: 5000 }).toBe(0);
   });
 });

@@ -95,6 +95,12 @@ export class MemorySessionStore implements SessionStore {
     return true;
   }
 
+  async countLive(): Promise<number> {
+    let live = 0;
+    for (const id of this.sessions.keys()) if (this.cached(id) !== undefined) live++;
+    return live;
+  }
+
   onEnd(listener: SessionEndListener): () => void {
     return this.ends.onEnd(listener);
   }

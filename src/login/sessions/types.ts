@@ -72,6 +72,8 @@ export interface SessionStore {
   lockRefresh(id: string, ttlMs: number): Promise<RefreshLock | undefined>;
   /** True the first time a logout token's jti is presented (remembered for `ttlMs`), false on every replay. */
   firstUseOfJti(issuer: string, jti: string, ttlMs: number): Promise<boolean>;
+  /** How many sessions are live in the store right now: every instance's, when the store is shared. */
+  countLive(): Promise<number>;
   /** Hears of every session that ends, on any instance (closing WebSockets, dropping local copies). */
   onEnd(listener: SessionEndListener): () => void;
   close(): Promise<void>;
