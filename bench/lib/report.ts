@@ -27,7 +27,8 @@ interface Ratio {
   readonly p99: number;
 }
 
-const ONE_TOKEN_VARIANTS = new Set(['assertion', 'cel']);
+/** One-token with one thing changed: compared with one-token's own row. */
+const ONE_TOKEN_VARIANTS = new Set(['assertion', 'cel', 'session']);
 
 /** The rows an authgate row is compared with: the bare proxy on the same kind of request, the floor, HAProxy on the same tokens. */
 function comparisons(rows: readonly Row[]) {
@@ -42,7 +43,7 @@ function comparisons(rows: readonly Row[]) {
           floor: ratio(row, find('floor', 'floor')),
           haproxy: ratio(row, find('haproxy', row.scenario)),
           unlimited: row.scenario.startsWith('rate-limit') ? ratio(row, find('authgate', 'many-tokens')) : undefined,
-          // The same single token with one feature added: what the assertion or the CEL rule costs.
+          // The same single token with one feature added (the assertion, a CEL rule), or a session in its place.
           oneToken: ONE_TOKEN_VARIANTS.has(row.scenario) ? ratio(row, find('authgate', 'one-token')) : undefined,
         };
 }
@@ -83,6 +84,8 @@ function targets(rows: readonly Row[], compare: ReturnType<typeof comparisons>):
     const row = of(scenario);
     check(`${scenario} req/s ≥ 0.95× HAProxy`, row && compare(row).haproxy?.rps, (ratio) => ratio >= 0.95);
   }
+  const session = of('session');
+  check('session req/s ≥ 0.9× one-token', session && compare(session).oneToken?.rps, (ratio) => ratio >= 0.9);
   const miss = of('miss');
   check('miss req/s ≥ 0.6× HAProxy', miss && compare(miss).haproxy?.rps, (ratio) => ratio >= 0.6);
   check('miss p99 ≤ 1.5× floor', miss && compare(miss).floor?.p99, (ratio) => ratio <= 1.5);
