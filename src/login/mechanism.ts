@@ -28,7 +28,7 @@ import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
 import { renderForBrowser, type BrowserProblem } from './error-renderer.js';
 import { RelyingParty } from './oidc.js';
 import { SessionRefresher } from './refresh.js';
-import { SessionAuthenticator } from './session-authenticator.js';
+import { SessionAuthenticator, type SessionAuthentication } from './session-authenticator.js';
 import { MemorySessionStore } from './sessions/memory.js';
 import { RedisSessionStore } from './sessions/redis.js';
 import type { Session, SessionStore, SessionTimeouts } from './sessions/types.js';
@@ -197,15 +197,18 @@ export class LoginService implements Compiled<Authenticator> {
     const noSession = { ok: false, refusal: refusal('authenticate', errors.noCredentials(), 'no_session') } as const;
     const unavailable = { ok: false, refusal: refusal('authenticate', errors.unavailable('The sign-in provider is unavailable'), 'session_unavailable') } as const;
     const csrf = { ok: false, refusal: refusal('authenticate', Errors.csrf, 'csrf') } as const;
+    const settle = (result: SessionAuthentication, ctx: RequestContext): Authentication => {
+      if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
+      if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
+      return { ok: true, identity: this.identityOf(result.session) };
+    };
     return {
-      authenticate: async (credential, ctx) => {
+      authenticate: (credential, ctx) => {
         if (credential.scheme !== 'session') return NOT_MINE;
         // Browsers send the cookie with any site's WebSocket handshake, and always say where it comes from.
         if (ctx.upgrade && !this.origins.has(ctx.headers.origin ?? '')) return csrf;
-        const result = await this.sessions.authenticate(ctx);
-        if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
-        if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
-        return { ok: true, identity: this.identityOf(result.session) };
+        const result = this.sessions.authenticate(ctx);
+        return isThenable(result) ? result.then((settled) => settle(settled, ctx)) : settle(result, ctx);
       },
     };
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { LocalCopies } from './local-copies.js';
 import {
-  PRE_LOGIN_TTL_MS, isLive, remainingMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
+  PRE_LOGIN_TTL_MS, isLive, remainingMs, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
   type SessionStore, type SessionTimeouts, type SessionTokens,
 } from './types.js';
 
@@ -26,8 +26,6 @@ return 1`;
 const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 const DEFAULT_COPIES = 10_000;
-/** `lastSeenAt` reaches Redis at most this often per session (and at least 10 times per idle timeout). */
-const MAX_TOUCH_INTERVAL_MS = 60_000;
 
 type StoredSession = Omit<Session, 'lastSeenAt'>;
 
@@ -56,7 +54,7 @@ export class RedisSessionStore implements SessionStore {
     this.now = options.now ?? Date.now;
     this.copies = new LocalCopies(options.copies ?? DEFAULT_COPIES, options.timeouts, this.now);
     this.channel = `${options.prefix}sessions`;
-    this.touchIntervalMs = Math.min(MAX_TOUCH_INTERVAL_MS, options.timeouts.idleMs / 10);
+    this.touchIntervalMs = touchIntervalMs(options.timeouts);
     this.expiriesKey = `${options.prefix}session-expiries`;
   }
 

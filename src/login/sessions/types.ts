@@ -81,6 +81,17 @@ export interface SessionStore {
 
 export const PRE_LOGIN_TTL_MS = 10 * 60_000;
 
+/** `lastSeenAt` moves at most this often (and at least 10 times per idle timeout). */
+const MAX_TOUCH_INTERVAL_MS = 60_000;
+
+/**
+ * How often a session's use is written down. Between two writes the session stays the same object, so every request
+ * reuses what was built from it (its identity, its headers); the idle timeout may end up to one interval early.
+ */
+export function touchIntervalMs(timeouts: SessionTimeouts): number {
+  return Math.min(MAX_TOUCH_INTERVAL_MS, timeouts.idleMs / 10);
+}
+
 export function isLive(session: Session, timeouts: SessionTimeouts, nowMs: number): boolean {
   return nowMs < session.createdAt + timeouts.absoluteMs && nowMs < session.lastSeenAt + timeouts.idleMs;
 }
