@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
+import { rawRequest } from './gateway.js';
 import { generateIdpKey, type IdpKey } from './idp.js';
 import { signRaw } from './tokens.js';
 
@@ -203,4 +204,18 @@ function remember(cookies: Map<string, string>, response: Response): void {
 
 function cookieHeader(cookies: Map<string, string>): string {
   return [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+}
+
+/**
+ * Signs `user` in at the gateway on `gatewayPort` the way a browser would, with the provider's pages driven over
+ * HTTP: a navigation to `path` (a login route), the provider, the gateway's callback. Resolves with the session
+ * cookie as `name=value`.
+ */
+export async function signInThroughGateway(gatewayPort: number, provider: TestProvider, user: string, path = '/app/x'): Promise<string> {
+  const start = await rawRequest(gatewayPort, { target: path, headers: [['Sec-Fetch-Mode', 'navigate']] });
+  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
+  const callback = await provider.signIn(new URL(start.headers.location ?? ''), user);
+  const done = await rawRequest(gatewayPort, { target: `/_authgate/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
+  if (done.status !== 302) throw new Error(`the gateway's callback answered ${done.status}`);
+  return (done.headers['set-cookie'] ?? '').split(';')[0] as string;
 }

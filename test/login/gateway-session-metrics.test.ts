@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
+import { signInThroughGateway, startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { freePort } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
@@ -42,16 +42,6 @@ afterAll(async () => {
   await Promise.all([upstream?.close(), provider?.close()]);
 });
 
-/** Alice signed in through the gateway's real callback (the provider's pages driven over HTTP): `name=value`. */
-async function signIn(): Promise<string> {
-  const start = await rawRequest(gw.port, { target: '/app/x', headers: [['Sec-Fetch-Mode', 'navigate']] });
-  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
-  const callback = await provider.signIn(new URL(start.headers.location ?? ''), 'alice');
-  const done = await rawRequest(gw.port, { target: `${PREFIX}/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
-  expect(done.status).toBe(302);
-  return (done.headers['set-cookie'] ?? '').split(';')[0] as string;
-}
-
 async function metric(name: string): Promise<string> {
   return gw.metrics.registry.getSingleMetricAsString(name);
 }
@@ -59,7 +49,7 @@ async function metric(name: string): Promise<string> {
 describe('session metrics', () => {
   it('count sign-ins, refreshes by result, and the sessions live now', async () => {
     expect(await metric('authgate_sessions_active')).toMatch(/^authgate_sessions_active 0$/m);
-    const cookie = await signIn();
+    const cookie = await signInThroughGateway(gw.port, provider, 'alice');
     expect(await metric('authgate_logins_total')).toMatch(/^authgate_logins_total\{provider="corp",result="success"\} 1$/m);
     expect(await metric('authgate_sessions_active')).toMatch(/^authgate_sessions_active 1$/m);
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
+import { signInThroughGateway, startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
 import { closeOf, OPCODE, openWebSocket } from '../helpers/websocket.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
@@ -58,15 +58,9 @@ beforeEach(() => {
   upstream.seen.length = 0;
 });
 
-/** Signs alice in on gateway A (the provider's pages driven over HTTP); the session cookie's `name=value`. */
-async function signInOnA(): Promise<string> {
-  const [a] = gateways as [TestGateway];
-  const start = await rawRequest(a.port, { target: '/app/x', headers: [['Sec-Fetch-Mode', 'navigate']] });
-  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
-  const callback = await provider.signIn(new URL(start.headers.location ?? ''), 'alice');
-  const done = await rawRequest(a.port, { target: `${PREFIX}/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
-  expect(done.status).toBe(302);
-  return (done.headers['set-cookie'] ?? '').split(';')[0] as string;
+/** Signs alice in on gateway A; the session cookie's `name=value`. */
+function signInOnA(): Promise<string> {
+  return signInThroughGateway((gateways[0] as TestGateway).port, provider, 'alice');
 }
 
 function statusOn(gw: TestGateway, cookie: string): Promise<number> {
