@@ -140,11 +140,14 @@ export async function startAuthgate(setup: GatewaySetup, cpu: number | undefined
   const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const gateway = spawnPinned(cpu, process.execPath, [...profile, join(setup.root, 'bin/authgate.js'), 'start', '-c', file], { cwd: setup.dir });
   const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const url = `http://127.0.0.1:${port}`;
   await waitUntil('authgate', async () => {
     if (gateway.child.exitCode !== null) throw new Error(`authgate exited with ${gateway.child.exitCode}`);
     return (await fetch(`${adminUrl}/readyz`)).ok;
   });
-  return { url: `http://127.0.0.1:${port}`, adminUrl, process: gateway };
+  // /readyz can answer while the gateway's own listener is still being bound (after the keys, before the port).
+  await waitUntil('authgate listener', async () => (await fetch(`${url}/public/hello`)).ok);
+  return { url, adminUrl, process: gateway };
 }
 
 /** Requests the gateway sent to introspection endpoints so far, from its own metrics. */
