@@ -117,7 +117,7 @@ export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<De
     issuer, users: options.users, publicKey: material.publicKey as CryptoKey, ttlSeconds: ttlSeconds(options.ttl ?? DEFAULT_TTL_SECONDS),
     sign: (claims, { audience, typ }) => sign(claims, { ...(audience === undefined ? {} : { audience }), header: { typ } }),
   });
-  const document = { ...discovery(issuer, jwksUri, algorithm), ...(signIn === undefined ? {} : signInDiscovery(base, issuer)) };
+  const document = { ...discovery(issuer, jwksUri, algorithm), ...(signIn === undefined ? {} : signInDiscovery(base)) };
   routes.set(new URL(jwksUri).pathname, json({ keys: material.publicJwk ? [material.publicJwk] : [] }));
   routes.set(new URL(discoveryUri).pathname, json(document));
   if (signIn !== undefined) {
@@ -190,9 +190,8 @@ function discovery(issuer: string, jwksUri: string, algorithm: DevAlgorithm): Re
 }
 
 /** What a relying party reads to sign people in here: authorization code with PKCE S256, public clients. */
-function signInDiscovery(base: string, issuer: string): Record<string, unknown> {
+function signInDiscovery(base: string): Record<string, unknown> {
   return {
-    issuer,
     authorization_endpoint: `${base}${AUTHORIZE}`,
     token_endpoint: `${base}${TOKEN}`,
     end_session_endpoint: `${base}${END_SESSION}`,
