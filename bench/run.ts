@@ -9,11 +9,11 @@
  *   --connections N   concurrent connections (default 50)
  *   --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
  *                     (default 0 when taskset exists; --cpu none disables pinning)
- *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,dpop,many-tokens,miss,rate-limit,
- *                     rate-limit-exact,workers,memory,introspection (assertion: one-token with the signed identity
- *                     assertion on; cel: one-token on a route with a CEL rule; dpop: one DPoP-bound token with a
- *                     fresh ES256 proof on every request, memory replay store; introspection: 2,000 opaque tokens,
- *                     cache warm)
+ *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,dpop,session,many-tokens,miss,
+ *                     rate-limit,rate-limit-exact,workers,memory,introspection (assertion: one-token with the signed
+ *                     identity assertion on; cel: one-token on a route with a CEL rule; dpop: one DPoP-bound token with
+ *                     a fresh ES256 proof on every request, memory replay store; session: a signed-in browser session
+ *                     on a login route with one-token's rule; introspection: 2,000 opaque tokens, cache warm)
  *   --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
  *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
  *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
@@ -30,10 +30,12 @@ import { freshTokens, measure, measured, rotating, runAutocannon, type Load, typ
 import { cpuSecondsByProcess, hasTaskset, rssBytes, spawnPinned, type Spawned } from './lib/proc.js';
 import { buildReport, type Row } from './lib/report.js';
 import { announcedUrl, freePort, introspectionCalls, OPAQUE_ISSUER, startAuthgate, tokenCacheCounts, type GatewaySetup, type RunningAuthgate } from './lib/servers.js';
-import { createDpopSigner, createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
+import { signedInCookie } from './lib/sign-in.js';
+import { AUDIENCE, createDpopSigner, createRsaIssuer, type RsaIssuer } from './lib/tokens.js';
+import { startDevIssuer } from '../src/testing/dev-issuer.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'dpop', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory', 'introspection'] as const;
+const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'dpop', 'session', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory', 'introspection'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** Distinct tokens that all stay in the token cache. */
 const CACHED_TOKENS = 2000;
@@ -138,13 +140,17 @@ async function haproxy(bench: Bench, scenarios: readonly [ScenarioName, () => Lo
   }
 }
 
+/** A load that needs the running gateway first (a session signed in through it). */
+type LoadFor = (gateway: RunningAuthgate) => Promise<Load>;
+
 /** One fresh authgate per scenario, measured with the token cache's hit ratio of the measured run. */
-async function authgate(bench: Bench, scenario: string, load: Load, setup: GatewaySetup): Promise<void> {
+async function authgate(bench: Bench, scenario: string, loadOrPrepare: Load | LoadFor, setup: GatewaySetup): Promise<void> {
   const { options } = bench;
   const cpu = options.proxyCpu;
   log(`authgate, ${scenario} …`);
   const gateway = await startAuthgate(setup, cpu, options.profileDir);
   try {
+    const load = typeof loadOrPrepare === 'function' ? await loadOrPrepare(gateway) : loadOrPrepare;
     if (options.warmupS > 0) await runAutocannon(gateway.url, load, options.connections, { durationS: options.warmupS });
     const before = await tokenCacheCounts(gateway.adminUrl);
     const cpuBefore = cpuSecondsByProcess(gateway.process.pid);
@@ -225,6 +231,7 @@ async function scenarios(bench: Bench): Promise<void> {
   if (wanted.has('assertion')) await authgate(bench, 'assertion', loads.oneToken, { ...setup, assertionKeyFile: await assertionKey(bench.dir) });
   if (wanted.has('cel')) await authgate(bench, 'cel', loads.cel, setup);
   if (wanted.has('dpop')) await authgate(bench, 'dpop', dpopLoad(bench.issuer, bench.options), setup);
+  if (wanted.has('session')) await session(bench);
   // Leased: Redis is asked once per lease of a key; exact: once per request.
   if (wanted.has('rate-limit')) await authgate(bench, 'rate-limit', loads.rateLimit, { ...setup, redisUrl: await bench.sharedStore() });
   if (wanted.has('rate-limit-exact')) {
@@ -263,6 +270,19 @@ function dpopLoad(issuer: RsaIssuer, options: LoadOptions): Load {
       headers: { ...request.headers, host: 'bench.invalid', authorization: `DPoP ${token}`, dpop: proofs[next++] ?? signer.proof('GET', htu, token) },
     }),
   };
+}
+
+/**
+ * One browser session on a login route with one-token's rule: signed in through the gateway's real flow against a
+ * dev issuer in this process (it serves the sign-in and the keys, then idles), then the same cookie every request.
+ */
+async function session(bench: Bench): Promise<void> {
+  const user = 'bench-user';
+  const issuer = await startDevIssuer({ audience: AUDIENCE, users: { [user]: { email: 'bench-user@bench.invalid', roles: ['reader'] } } });
+  bench.stoppers.push(() => issuer.close());
+  const path = '/app/items';
+  const load: LoadFor = async (gateway) => ({ path, headers: { cookie: await signedInCookie(gateway.url, issuer, user, path) } });
+  await authgate(bench, 'session', load, { ...bench.setup, signInIssuer: issuer.issuer });
 }
 
 /** A P-256 key for the assertion scenario (ES256, the usual choice). */

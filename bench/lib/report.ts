@@ -27,7 +27,8 @@ interface Ratio {
   readonly p99: number;
 }
 
-const ONE_TOKEN_VARIANTS = new Set(['assertion', 'cel', 'dpop']);
+/** One-token with one thing changed (the assertion, a CEL rule, a DPoP proof, a session in the token's place): compared with one-token's own row. */
+const ONE_TOKEN_VARIANTS = new Set(['assertion', 'cel', 'dpop', 'session']);
 /** Scenarios that check a signature on every request: the bare proxy, which checks none, is no yardstick for their p99. */
 const SIGNED_PER_REQUEST = new Set(['dpop']);
 
@@ -44,7 +45,7 @@ function comparisons(rows: readonly Row[]) {
           floor: ratio(row, find('floor', 'floor')),
           haproxy: ratio(row, find('haproxy', row.scenario)),
           unlimited: row.scenario.startsWith('rate-limit') ? ratio(row, find('authgate', 'many-tokens')) : undefined,
-          // The same single token with one feature added: what the assertion, the CEL rule or the DPoP proof costs.
+          // The same single token with one feature added (the assertion, a CEL rule, a DPoP proof), or a session in its place.
           oneToken: ONE_TOKEN_VARIANTS.has(row.scenario) ? ratio(row, find('authgate', 'one-token')) : undefined,
         };
 }
@@ -85,6 +86,8 @@ function targets(rows: readonly Row[], compare: ReturnType<typeof comparisons>):
     const row = of(scenario);
     check(`${scenario} req/s ≥ 0.95× HAProxy`, row && compare(row).haproxy?.rps, (ratio) => ratio >= 0.95);
   }
+  const session = of('session');
+  check('session req/s ≥ 0.9× one-token', session && compare(session).oneToken?.rps, (ratio) => ratio >= 0.9);
   const miss = of('miss');
   check('miss req/s ≥ 0.6× HAProxy', miss && compare(miss).haproxy?.rps, (ratio) => ratio >= 0.6);
   check('miss p99 ≤ 1.5× floor', miss && compare(miss).floor?.p99, (ratio) => ratio <= 1.5);

@@ -19,7 +19,13 @@ export interface GatewaySetup {
   readonly assertionKeyFile?: string;
   /** The bench introspection endpoint: adds the `opaque` issuer and the /opaque route. */
   readonly introspectionUrl?: string;
+  /** A dev issuer that signs people in: adds browser sign-in and the /app login route. */
+  readonly signInIssuer?: string;
 }
+
+/** The client the gateway signs people in as, at `signInIssuer`. */
+export const SIGN_IN_CLIENT = 'bench-browser';
+export const SESSION_COOKIE = 'authgate';
 
 function assertionYaml(setup: GatewaySetup): string {
   if (setup.assertionKeyFile === undefined) return '';
@@ -62,12 +68,12 @@ issuers:
     algorithms: [RS256]
     claims: { subject: sub, email: email, roles: roles }
     dpop: { algorithms: [ES256] }
-${opaqueIssuer(setup)}upstreams:
+${opaqueIssuer(setup)}${signInIssuer(setup)}upstreams:
   app: { url: "http://127.0.0.1:${setup.upstreamPort}", timeout: 30s }
 identity:
   headers: { X-User-Id: subject, X-User-Email: email, X-User-Roles: roles, X-Auth-Issuer: issuer }
   strip: ["X-User-*", "X-Auth-*"]
-${assertionYaml(setup)}rate_limits:
+${assertionYaml(setup)}${loginYaml(setup, port)}rate_limits:
   per-subject: { key: subject, limit: 1000000000, window: 1s, mode: ${setup.rateLimitMode ?? 'leased'} }
 routes:
   - { name: public, match: { path: /public/** }, upstream: app, auth: none }
@@ -80,10 +86,33 @@ routes:
     upstream: app
     issuers: [bench]
     require: { expr: '"reader" in identity.roles && params.tenant == "t1"' }
-${setup.introspectionUrl ? '  - { name: opaque, match: { path: /opaque/** }, upstream: app, issuers: [opaque] }\n' : ''}`;
+${setup.introspectionUrl ? '  - { name: opaque, match: { path: /opaque/** }, upstream: app, issuers: [opaque] }\n' : ''}${
+  setup.signInIssuer ? '  - { name: app, match: { path: /app/** }, upstream: app, login: sign-in, require: { roles: [reader] } }\n' : ''}`;
+}
+
+/** Browser sign-in through `signInIssuer`: its issuer entry (the same claim paths as the bench issuer's) and `login`. */
+function loginYaml(setup: GatewaySetup, port: number): string {
+  if (setup.signInIssuer === undefined) return '';
+  return `login:
+  external_url: http://127.0.0.1:${port}
+  providers:
+    sign-in: { issuer: sign-in, client_id: ${SIGN_IN_CLIENT} }
+  cookie: { name: ${SESSION_COOKIE} }
+`;
 }
 
 export const OPAQUE_ISSUER = 'https://opaque.bench.example';
+
+function signInIssuer(setup: GatewaySetup): string {
+  if (setup.signInIssuer === undefined) return '';
+  return `  sign-in:
+    issuer: ${setup.signInIssuer}
+    discovery: true
+    audiences: [${AUDIENCE}]
+    algorithms: [ES256]
+    claims: { subject: sub, email: email, roles: roles }
+`;
+}
 
 function opaqueIssuer(setup: GatewaySetup): string {
   if (setup.introspectionUrl === undefined) return '';
@@ -119,11 +148,14 @@ export async function startAuthgate(setup: GatewaySetup, cpu: number | undefined
   const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const gateway = spawnPinned(cpu, process.execPath, [...profile, join(setup.root, 'bin/authgate.js'), 'start', '-c', file], { cwd: setup.dir });
   const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const url = `http://127.0.0.1:${port}`;
   await waitUntil('authgate', async () => {
     if (gateway.child.exitCode !== null) throw new Error(`authgate exited with ${gateway.child.exitCode}`);
     return (await fetch(`${adminUrl}/readyz`)).ok;
   });
-  return { url: `http://127.0.0.1:${port}`, adminUrl, process: gateway };
+  // /readyz can answer while the gateway's own listener is still being bound (after the keys, before the port).
+  await waitUntil('authgate listener', async () => (await fetch(`${url}/public/hello`)).ok);
+  return { url, adminUrl, process: gateway };
 }
 
 /** Requests the gateway sent to introspection endpoints so far, from its own metrics. */

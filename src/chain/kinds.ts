@@ -229,12 +229,16 @@ export interface Compiled<I> extends Partial<Lifecycle> {
   publishedKeys?(): string | undefined;
 }
 
+/** The mechanisms created for the same config before this one (registry order), by `kind.name`. */
+export type EarlierMechanisms = (name: string) => Compiled<unknown> | undefined;
+
 /**
  * One entry of the registry. `create` runs once per config and may adopt what the previous config's instance
- * built (cached keys of unchanged issuers); undefined when the config does not use the mechanism.
+ * built (cached keys of unchanged issuers) and use what an earlier mechanism of the same config holds (the issuer
+ * keys sign-in shares with bearer tokens); undefined when the config does not use the mechanism.
  */
 export interface MechanismType<I> {
-  create(ctx: CompileContext, previous: Compiled<I> | undefined): Compiled<I> | undefined;
+  create(ctx: CompileContext, previous: Compiled<I> | undefined, earlier: EarlierMechanisms): Compiled<I> | undefined;
 }
 
 /** Error renderers are chosen per route before the other mechanisms, which build their refusals with them. */

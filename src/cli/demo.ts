@@ -1,11 +1,12 @@
 /**
- * `authgate demo` (SPEC §2): a dev issuer, an echo upstream and the gateway on the bundled gateway.yaml, all on
- * loopback, then tokens for two demo users and curl lines that can be pasted as they are.
+ * `authgate demo`: a dev issuer, an echo upstream and the gateway on the bundled gateway.yaml, all on loopback,
+ * then tokens for two demo users, curl lines that can be pasted as they are, and a URL to sign in with a browser.
  *
- * The bundled config reads AUTHGATE_DEMO_ISSUER / AUTHGATE_DEMO_UPSTREAM; the config is loaded with them set to
- * the addresses the demo servers really listen on (port 0 becomes the port the OS picked). The demo never reloads,
- * so the process environment is left as it was.
+ * The bundled config reads AUTHGATE_DEMO_ISSUER / AUTHGATE_DEMO_UPSTREAM (and AUTHGATE_EXTERNAL_URL, see
+ * `browserSignIn`); the config is loaded with them set to the addresses the demo servers really listen on (port 0
+ * becomes the port the OS picked). The process environment is left as it was.
  */
+import type { LoginConfig } from '../config/login.js';
 import type { GatewayConfig } from '../config/types.js';
 import { formatProblem, loadConfig } from '../config/load.js';
 import { DemoListenError } from '../demo/listen.js';
@@ -22,7 +23,17 @@ export interface RunningDemo {
   readonly upstreamUrl: string;
   /** Access tokens by demo user name (`alice`, `bob`). */
   readonly tokens: Readonly<Record<DemoUserName, string>>;
+  /** Where to sign in with a browser, when the config has browser sign-in through the dev issuer. */
+  readonly browser: BrowserSignIn | undefined;
   close(): Promise<void>;
+}
+
+export interface BrowserSignIn {
+  /** A login route anyone signed in may open. */
+  readonly appUrl: string;
+  /** A login route that needs role admin (alice has it, bob has not). */
+  readonly adminUrl: string;
+  readonly signOutUrl: string;
 }
 
 export interface DemoOptions {
@@ -35,6 +46,10 @@ export interface DemoOptions {
 type DemoUserName = 'alice' | 'bob';
 
 const DEMO_ISSUER_NAME = 'demo';
+/** Where browsers reach the gateway (login.external_url in the bundled config). */
+const EXTERNAL_URL_ENV = 'AUTHGATE_EXTERNAL_URL';
+const APP_PATH = '/app/';
+const ADMIN_PATH = '/app/admin/';
 const DEFAULT_ISSUER_URL = 'http://127.0.0.1:9400';
 const DEFAULT_UPSTREAM_URL = 'http://127.0.0.1:9401';
 const TOKEN_LIFETIME_SECONDS = 12 * 3600;
@@ -69,30 +84,29 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     for (let server = started.pop(); server !== undefined; server = started.pop()) await server.close();
   };
   try {
-    const issuer = await startDevIssuer(process.env[DEV_ISSUER_ENV] || DEFAULT_ISSUER_URL);
+    const issuer = await startDevIssuer(process.env[DEV_ISSUER_ENV] || DEFAULT_ISSUER_URL, USERS);
     started.push(issuer);
     const upstream = await startEchoUpstream(process.env[ECHO_UPSTREAM_ENV] || DEFAULT_UPSTREAM_URL);
     started.push(upstream);
-    const config = await loadDemoConfig(options.configFile, {
-      ...process.env,
-      [DEV_ISSUER_ENV]: issuer.url,
-      [ECHO_UPSTREAM_ENV]: upstream.url,
-    });
+    const env = { ...process.env, [DEV_ISSUER_ENV]: issuer.url, [ECHO_UPSTREAM_ENV]: upstream.url };
+    const config = await loadDemoConfig(options.configFile, env);
     const { audience, lifetimeSeconds } = demoTokenShape(config, issuer);
     const gateway = await startDemoGateway(config, options.logger);
     started.push(gateway);
+    const browser = await browserSignIn({ configFile: options.configFile, env, config, gateway, issuer, audience });
 
     const tokens = {
       alice: await issuer.mint(USERS.alice, { audience, lifetimeSeconds }),
       bob: await issuer.mint(USERS.bob, { audience, lifetimeSeconds }),
     };
-    options.stdout.write(banner({ configFile: config.file, lifetimeSeconds, gateway, issuer, upstream, tokens }));
+    options.stdout.write(banner({ configFile: config.file, lifetimeSeconds, gateway, issuer, upstream, tokens, browser }));
     return {
       gatewayUrl: gateway.url,
       adminUrl: gateway.adminUrl,
       issuerUrl: issuer.url,
       upstreamUrl: upstream.url,
       tokens,
+      browser,
       close: closeAll,
     };
   } catch (error) {
@@ -124,6 +138,43 @@ function demoTokenShape(config: GatewayConfig, issuer: DevIssuer): { audience: s
   }
   const maxAgeSeconds = entry.maxTokenAgeMs === undefined ? Infinity : Math.floor(entry.maxTokenAgeMs / 1000);
   return { audience, lifetimeSeconds: Math.min(TOKEN_LIFETIME_SECONDS, maxAgeSeconds) };
+}
+
+/**
+ * Browser sign-in works only where login.external_url is where browsers really reach the gateway. Unless the user
+ * set AUTHGATE_EXTERNAL_URL, it becomes the URL the gateway listens on (a port 0 is only known once it listens: the
+ * config is then loaded again and applied as a reload). The demo provider's client is then registered at the dev
+ * issuer with the gateway's callback. Undefined when the config signs no one in through the dev issuer.
+ */
+async function browserSignIn(demo: {
+  configFile: string;
+  env: NodeJS.ProcessEnv;
+  config: GatewayConfig;
+  gateway: RunningGateway;
+  issuer: DevIssuer;
+  audience: string;
+}): Promise<BrowserSignIn | undefined> {
+  let { config } = demo;
+  const provider = [...(config.login?.providers.values() ?? [])].find((entry) => entry.issuer === DEMO_ISSUER_NAME);
+  if (config.login === undefined || provider === undefined) return undefined;
+  const listening = loopbackOrigin(demo.gateway.url);
+  if (!demo.env[EXTERNAL_URL_ENV] && config.login.externalUrl.origin !== listening) {
+    config = await loadDemoConfig(demo.configFile, { ...demo.env, [EXTERNAL_URL_ENV]: listening });
+    await demo.gateway.reload(config);
+  }
+  const prefix = config.server.reservedPrefix;
+  const external = (config.login as LoginConfig).externalUrl;
+  demo.issuer.registerClient({ clientId: provider.clientId, redirectUris: [new URL(`${prefix}/callback`, external).href], audience: demo.audience });
+  const at = (path: string): string => new URL(path, external).href;
+  return { appUrl: at(APP_PATH), adminUrl: at(ADMIN_PATH), signOutUrl: at(`${prefix}/sign_out?rd=${APP_PATH}`) };
+}
+
+/** The gateway's URL as a browser on this machine reaches it: a listener on every address answers on loopback. */
+function loopbackOrigin(gatewayUrl: string): string {
+  const url = new URL(gatewayUrl);
+  if (url.hostname === '0.0.0.0') url.hostname = '127.0.0.1';
+  else if (url.hostname === '[::]') url.hostname = '[::1]';
+  return url.origin;
 }
 
 async function startDemoGateway(config: GatewayConfig, logger: Logger | undefined): Promise<RunningGateway> {
@@ -159,8 +210,9 @@ function banner(running: {
   issuer: DevIssuer;
   upstream: EchoUpstream;
   tokens: Readonly<Record<DemoUserName, string>>;
+  browser: BrowserSignIn | undefined;
 }): string {
-  const { configFile, lifetimeSeconds, gateway, issuer, upstream, tokens } = running;
+  const { configFile, lifetimeSeconds, gateway, issuer, upstream, tokens, browser } = running;
   const users = (Object.keys(USERS) as DemoUserName[]).map((name) => {
     const user = USERS[name];
     return [
@@ -186,9 +238,20 @@ function banner(running: {
     'Try these (each line works on its own):',
     ...examples,
     '',
+    ...(browser === undefined ? [] : browserLines(browser)),
     `Routes and rules: ${configFile}. WebSocket: ${gateway.url.replace(/^http/, 'ws')}/ws (token required).`,
     '',
   ].join('\n');
+}
+
+function browserLines(browser: BrowserSignIn): string[] {
+  return [
+    `Sign in with a browser (pick alice or bob; no passwords): ${browser.appUrl}`,
+    '  the echo upstream shows what it received: the identity headers, never the session cookie',
+    `  ${browser.adminUrl} needs role admin: alice passes, bob gets a 403 page`,
+    `  sign out: ${browser.signOutUrl}`,
+    '',
+  ];
 }
 
 function formatLifetime(seconds: number): string {

@@ -17,6 +17,7 @@ import { isPlainObject } from '../lib/json.js';
 import { explainRules } from '../mechanisms/authorizers/require.js';
 import { compileInputs, explainExpression } from '../mechanisms/authorizers/expression.js';
 import { createStore } from '../store/index.js';
+import { explainLogin, type LoginExplanation } from './explain-login.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
 
 /** Stands in for the token when --claims skips verification; the dry-run verifier never reads it. */
@@ -26,14 +27,15 @@ const DRY_RUN_LIFETIME_S = 3600;
 /** Exit code of a request the gateway would refuse (0: forwarded, 1: config error, 2: usage error). */
 export const EXIT_DENIED = 3;
 
-export const EXPLAIN_USAGE = `usage: authgate explain [-c FILE] (--token JWT [--dpop PROOF] | --claims JSON) [-H 'Name: value']... [--json] METHOD URL
+export const EXPLAIN_USAGE = `usage: authgate explain [-c FILE] [--token JWT [--dpop PROOF] | --claims JSON] [-H 'Name: value']... [--json] METHOD URL
 
 Runs one request through the gateway's checks without sending anything upstream: which route matched, every
 step with pass/FAIL and the values compared, and the headers the upstream would get. --claims skips the
 signature and token checks (a dry run for policy authors); its "iss" picks the issuer (required when several
-are configured) and a missing "exp" becomes now + 1h. --dpop sends the token in the DPoP scheme with PROOF as
-its DPoP header and shows each proof check (the proof's htm and htu must name METHOD and URL). --json prints the
-same as one JSON object.
+are configured) and a missing "exp" becomes now + 1h. Without either, the request carries no credential. On a
+route with browser sign-in it also says what a browser without a session and an API client without a token get.
+--dpop sends the token in the DPoP scheme with PROOF as its DPoP header and shows each proof check (the proof's
+htm and htu must name METHOD and URL). --json prints the same as one JSON object.
 Exit codes: 0 forwarded, 3 refused, 1 config error, 2 usage error.`;
 
 interface Step {
@@ -56,6 +58,8 @@ interface ExplainReport {
   readonly reason: string | null;
   readonly upstream: { readonly name: string; readonly path: string } | null;
   readonly upstreamHeaders: Readonly<Record<string, string>>;
+  /** On a login route: what requests without credentials get, and where a session's identity comes from. */
+  readonly login: LoginExplanation | null;
 }
 
 interface ExplainArgs {
@@ -85,7 +89,7 @@ function parseExplainArgs(argv: string[]): ExplainArgs {
   );
   const [method, url] = positionals;
   if (!method || !url || positionals.length !== 2) throw new UsageError('explain needs METHOD and URL');
-  if ((values.token === undefined) === (values.claims === undefined)) throw new UsageError('explain needs exactly one of --token or --claims');
+  if (values.token !== undefined && values.claims !== undefined) throw new UsageError('explain takes --token or --claims, not both');
   if (values.dpop !== undefined && values.token === undefined) throw new UsageError('--dpop needs --token: a proof is checked against a real token');
   const target = splitUrl(url);
   if (!target) throw new UsageError(`URL must be absolute (http://host/path) or a path: ${url}`);
@@ -128,9 +132,14 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
   const runtime = buildRuntime(config, { logger, metrics, store }, undefined, explaining);
   try {
     await startRuntime(runtime);
-    const ctx = requestContext(args);
+    const credentialed = args.token !== undefined || args.claims !== undefined;
+    const ctx = requestContext(args, credentialed);
     const verdict = await decide(runtime.head, ctx, (stage, ok, detail) => steps.push({ stage, ok, detail }));
-    const report = reportOf(args, dryRun !== undefined, steps, ctx, verdict, config);
+    const route = ctx.plan?.route;
+    // The same request without a credential: what a browser without a session and an API client without a token get.
+    const bare = route?.login === undefined ? undefined : credentialed ? await decide(runtime.head, requestContext(args, false)) : verdict;
+    const login = route === undefined || bare === undefined ? undefined : explainLogin(config, route, `${ctx.path}${ctx.query}`, bare);
+    const report = reportOf(args, dryRun !== undefined, steps, ctx, verdict, config, login);
     io.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report));
     return verdict.ok ? 0 : EXIT_DENIED;
   } finally {
@@ -139,15 +148,16 @@ export async function runExplain(argv: string[], io: Io): Promise<number> {
   }
 }
 
-function requestContext(args: ExplainArgs): Context {
+/** The request as explained; `credentialed`: with the --token (or the --claims stand-in) as a bearer token. */
+function requestContext(args: ExplainArgs, credentialed: boolean): Context {
   const headers: IncomingHttpHeaders = { host: args.target.host };
   for (const line of args.headers) {
     const colon = line.indexOf(':');
     if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
-  if (args.dpop === undefined) {
-    headers.authorization = `Bearer ${args.token ?? DRY_RUN_TOKEN}`;
-  } else {
+  if (!credentialed) delete headers.authorization;
+  else if (args.dpop === undefined) headers.authorization = `Bearer ${args.token ?? DRY_RUN_TOKEN}`;
+  else {
     headers.authorization = `DPoP ${args.token ?? DRY_RUN_TOKEN}`;
     headers.dpop = args.dpop;
   }
@@ -165,7 +175,15 @@ function requestContext(args: ExplainArgs): Context {
   });
 }
 
-function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], ctx: Context, verdict: Verdict, config: GatewayConfig): ExplainReport {
+function reportOf(
+  args: ExplainArgs,
+  dryRun: boolean,
+  steps: readonly Step[],
+  ctx: Context,
+  verdict: Verdict,
+  config: GatewayConfig,
+  login: LoginExplanation | undefined,
+): ExplainReport {
   const route = ctx.plan?.route;
   const rules = route?.require && ctx.identity ? [...explainRules(route.require, ctx.identity), ...expressionLine(route, ctx.identity, ctx, config)] : [];
   return {
@@ -180,6 +198,7 @@ function reportOf(args: ExplainArgs, dryRun: boolean, steps: readonly Step[], ct
     reason: verdict.ok ? null : verdict.reason,
     upstream: verdict.ok ? { name: ctx.plan?.upstream ?? '-', path: `${ctx.path}${ctx.query}` } : null,
     upstreamHeaders: verdict.ok ? headerLines(ctx.upstreamHeaders ?? {}) : {},
+    login: login ?? null,
   };
 }
 
@@ -207,6 +226,7 @@ function renderText(report: ExplainReport): string {
   for (const step of report.steps) out.push(`  ${step.ok ? 'pass' : 'FAIL'}  ${step.stage.padEnd(12)} ${step.detail}`);
   if (report.rules.length > 0) out.push('  rules:');
   for (const rule of report.rules) out.push(`    ${rule.ok ? 'pass' : 'FAIL'}  ${rule.rule.padEnd(11)} ${rule.detail}`);
+  if (report.login) out.push(...loginLines(report.login));
   if (report.upstream) {
     out.push(`result: forwarded to upstream ${report.upstream.name} as ${report.upstream.path}`, 'upstream headers:');
     for (const [name, value] of Object.entries(report.upstreamHeaders)) out.push(`  ${name}: ${value}`);
@@ -214,6 +234,17 @@ function renderText(report: ExplainReport): string {
     out.push(`result: ${report.status} ${report.error} (${report.reason})`);
   }
   return `${out.join('\n')}\n`;
+}
+
+function loginLines(login: LoginExplanation): string[] {
+  const outcome = ({ status, location, detail }: LoginExplanation['navigation']): string =>
+    `${status ?? 'forwarded'}${location === null ? '' : ` → ${location}`} ${detail}`;
+  return [
+    `  browser sign-in (login: ${login.providers.join(', ')}):`,
+    `    a browser navigation without a session: ${outcome(login.navigation)}`,
+    `    an API client or script without a token: ${outcome(login.apiClient)}`,
+    `    with a session: ${login.session}`,
+  ];
 }
 
 /**

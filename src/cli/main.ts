@@ -13,7 +13,7 @@ const EXIT_CODES = 'Exit codes: 0 ok, 1 invalid config or failed command, 2 usag
 const USAGE = `usage:
   authgate start   [-c FILE]
   authgate check   [-c FILE] [--online]
-  authgate explain [-c FILE] (--token JWT | --claims JSON) [--json] METHOD URL
+  authgate explain [-c FILE] [--token JWT | --claims JSON] [--json] METHOD URL
   authgate revoke  --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]
   authgate demo
   authgate token   --key FILE --issuer ISS --audience AUD [--claims JSON] [--ttl 1h] [--kid KID]

@@ -186,18 +186,33 @@ function readSession(r: Reader, slot: Slot): LoginConfig['session'] | undefined 
   return { idleTimeoutMs: idle, absoluteTimeoutMs: absolute, refreshBeforeMs: refreshBefore };
 }
 
-/** Every instance must verify every other's cookies: with workers or a shared store the keys cannot be random. */
+/**
+ * Every instance must verify every other's cookies: with workers or a shared store the keys cannot be random. Empty
+ * items are left out, so `[${SESSION_KEY:-}, ${PREVIOUS_SESSION_KEY:-}]` works before, during and after a rotation;
+ * none left is as if no keys were given.
+ */
 function readKeys(r: Reader, slot: Slot, context: LoginContext): string[] | undefined {
-  const keys = r.items(slot, (item) => {
-    const key = r.string(item);
-    if (key === undefined) return undefined;
-    const bytes = Buffer.byteLength(key, 'utf8');
-    return bytes >= MIN_KEY_BYTES ? key : r.problem(item, `must be at least ${MIN_KEY_BYTES} bytes (got ${bytes})`);
-  }, { nonEmpty: true });
-  if (slot.node !== undefined) return keys;
-  if (context.workers === 1 && !context.redis) return [];
+  const items = r.list(slot);
+  if (items === undefined && slot.node !== undefined) return undefined;
+  const keys: string[] = [];
+  let valid = true;
+  for (const item of items ?? []) {
+    if (item.node === undefined) continue;
+    const key = readKey(r, item);
+    if (key === undefined) valid = false;
+    else keys.push(key);
+  }
+  if (!valid) return undefined;
+  if (keys.length > 0 || (context.workers === 1 && !context.redis)) return keys;
   const why = context.redis ? 'store.redis is set' : 'server.workers is more than 1';
   return r.problem(keySlot(slot), `required when ${why}: every instance must verify the cookies the others sign`);
+}
+
+function readKey(r: Reader, item: Slot): string | undefined {
+  const key = r.string(item);
+  if (key === undefined) return undefined;
+  const bytes = Buffer.byteLength(key, 'utf8');
+  return bytes >= MIN_KEY_BYTES ? key : r.problem(item, `must be at least ${MIN_KEY_BYTES} bytes (got ${bytes})`);
 }
 
 function readAllowedRedirect(r: Reader, slot: Slot): AllowedRedirect | undefined {

@@ -42,8 +42,7 @@ export class BrowserSignIn {
   async redirectToSignIn(providers: readonly string[], returnTo: string): Promise<LoginAnswer> {
     const [only] = providers;
     if (providers.length === 1 && only !== undefined) return this.startFlow(only, returnTo);
-    const query = new URLSearchParams({ rd: returnTo, providers: providers.join(',') });
-    return redirect(`${this.s.reservedPrefix}/sign_in?${query}`, []);
+    return redirect(chooserLocation(this.s.reservedPrefix, providers, returnTo), []);
   }
 
   /** `GET {prefix}/sign_in?provider=…&rd=…` starts that provider's flow; without a known provider, the chooser. */
@@ -132,6 +131,11 @@ export class BrowserSignIn {
     const found = read(headersDistinct);
     return found.ok && found.value !== undefined ? this.s.jar.verify(name, found.value) : undefined;
   }
+}
+
+/** Where a navigation goes when its route names several providers: the chooser, which comes back to `returnTo`. */
+export function chooserLocation(reservedPrefix: string, providers: readonly string[], returnTo: string): string {
+  return `${reservedPrefix}/sign_in?${new URLSearchParams({ rd: returnTo, providers: providers.join(',') })}`;
 }
 
 function redirect(location: string, cookies: readonly string[]): LoginAnswer {

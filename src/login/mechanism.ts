@@ -16,19 +16,19 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { LoginConfig } from '../config/login.js';
 import type { IssuerConfig, RouteConfig } from '../config/types.js';
-import { DEFAULT_FETCH_LIMITS } from '../http/json-request.js';
 import { Errors } from '../http/responses.js';
 import type { Identity } from '../identity/identity.js';
 import { buildIdentity } from '../mechanisms/authenticators/jwt/claims.js';
-import { isKeyed, IssuerKeySet, type KeyedIssuer } from '../mechanisms/authenticators/jwt/key-set.js';
+import { JwtMechanism } from '../mechanisms/authenticators/jwt/authenticator.js';
+import type { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { connect } from '../store/connect.js';
-import { isNavigation, trustedOrigins } from './browser.js';
-import { CookieJar, cookieReader } from './cookies.js';
+import { isNavigation, passesCsrfCheck, trustedOrigins } from './browser.js';
+import { CookieJar, cookieReader, randomId } from './cookies.js';
 import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
 import { renderForBrowser, type BrowserProblem } from './error-renderer.js';
 import { RelyingParty } from './oidc.js';
 import { SessionRefresher } from './refresh.js';
-import { SessionAuthenticator } from './session-authenticator.js';
+import { SessionAuthenticator, type SessionAuthentication } from './session-authenticator.js';
 import { MemorySessionStore } from './sessions/memory.js';
 import { RedisSessionStore } from './sessions/redis.js';
 import type { Session, SessionStore, SessionTimeouts } from './sessions/types.js';
@@ -53,7 +53,6 @@ export class LoginService implements Compiled<Authenticator> {
   private readonly sessions: SessionAuthenticator;
   /** The gateway's own origin and the CORS origins: where unsafe session requests and WebSockets may come from. */
   private readonly origins: ReadonlySet<string>;
-  private readonly keySets: IssuerKeySet[] = [];
   private readonly sessionStore: OpenedSessionStore;
   /** The next config's service took over the session store: closing this one leaves it open. */
   private handedOver = false;
@@ -68,6 +67,8 @@ export class LoginService implements Compiled<Authenticator> {
     private readonly config: LoginConfig,
     private readonly ctx: CompileContext,
     previous: LoginService | undefined,
+    /** Each issuer's keys as the bearer-token path holds them: one JWKS fetch and cache per issuer. */
+    private readonly issuerKeys: (issuer: string) => IssuerKeySet | undefined,
   ) {
     const { idleTimeoutMs, absoluteTimeoutMs, refreshBeforeMs } = config.session;
     const timeouts = { idleMs: idleTimeoutMs, absoluteMs: absoluteTimeoutMs };
@@ -75,7 +76,10 @@ export class LoginService implements Compiled<Authenticator> {
     if (previous !== undefined) previous.handedOver = true;
     this.sessionStore = previous?.sessionStore ?? openSessionStore(ctx, timeouts);
     this.store = this.sessionStore.store;
-    this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys: config.keys });
+    ctx.metrics.countSessionsIn(this.store);
+    // Without login.keys (one instance on the memory store) a key made by this process signs: sessions die with it anyway.
+    const keys = config.keys.length > 0 ? config.keys : [this.sessionStore.processKey];
+    this.jar = new CookieJar({ name: config.cookie.name, sameSite: config.cookie.sameSite, secure: config.cookie.secure, keys });
     this.signIn = new BrowserSignIn({
       providers: this.providers, store: this.store, jar: this.jar, timeouts, now: Date.now,
       redirects: { origin: config.externalUrl.origin, allowed: config.allowedRedirects },
@@ -93,7 +97,10 @@ export class LoginService implements Compiled<Authenticator> {
     this.sessions = new SessionAuthenticator(this.jar, this.store, refresher, this.origins);
   }
 
-  /** Reads each provider's discovery document; a provider that cannot be reached is logged and left out. */
+  /**
+   * Reads each provider's discovery document, and waits for its issuer's keys (the very key set bearer tokens of
+   * that issuer are checked with); a provider that cannot be reached is logged and left out.
+   */
   async start(): Promise<void> {
     // Redis down at start-up does not hold the gateway back: sessions then work from Redis reads once it is up.
     await Promise.race([this.sessionStore.started, delay(SUBSCRIBE_WAIT_MS, undefined, { ref: false })]);
@@ -101,9 +108,11 @@ export class LoginService implements Compiled<Authenticator> {
     await Promise.all([...this.config.providers.values()].map(async (provider) => {
       const issuer = this.ctx.config.issuers.get(provider.issuer) as IssuerConfig;
       try {
-        // The config accepts only a discovery issuer for a provider.
-        if (!isKeyed(issuer)) throw new Error(`issuer ${issuer.name} has no keys of its own`);
-        const signatures = new IssuerSignatures(await this.keySet(issuer), issuer.algorithms);
+        // The config accepts only a discovery issuer for a provider, and every such issuer has a key set.
+        const keys = this.issuerKeys(issuer.name);
+        if (keys === undefined) throw new Error(`issuer ${issuer.name} has no keys of its own`);
+        await keys.start();
+        const signatures = new IssuerSignatures(keys, issuer.algorithms);
         this.providers.set(provider.name, await RelyingParty.discover({ provider, issuer, redirectUri, signatures }));
       } catch (err) {
         this.ctx.logger.error({ err, provider: provider.name }, 'sign-in provider discovery failed; its sign-ins answer 503');
@@ -112,8 +121,9 @@ export class LoginService implements Compiled<Authenticator> {
   }
 
   close(): void {
-    for (const keys of this.keySets.splice(0)) keys.release();
-    if (!this.handedOver) this.sessionStore.close();
+    if (this.handedOver) return;
+    this.ctx.metrics.countSessionsIn(undefined);
+    this.sessionStore.close();
   }
 
   forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {
@@ -163,29 +173,42 @@ export class LoginService implements Compiled<Authenticator> {
     return id === undefined ? undefined : this.sessionStore.watch(id, end);
   }
 
-  /** The sign-in endpoints under the reserved prefix, by path suffix, with the methods each takes. */
-  endpoints(): ReadonlyMap<string, { readonly methods: readonly string[]; readonly run: (ctx: RequestContext) => Promise<LoginAnswer> }> {
-    return new Map([
-      ['/sign_in', { methods: ['GET', 'HEAD'], run: (ctx: RequestContext) => this.signIn.signIn(ctx.query) }],
-      ['/callback', { methods: ['GET'], run: (ctx: RequestContext) => this.signIn.callback(ctx.query, ctx.headersDistinct) }],
-      ['/sign_out', { methods: ['GET', 'POST'], run: (ctx: RequestContext) => this.signIn.signOut(ctx.query, ctx.headersDistinct) }],
-      ['/backchannel_logout', { methods: ['POST'], run: async (ctx: RequestContext) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? '') }],
+  /** The sign-in endpoints under the reserved prefix, by path suffix: the methods each takes, its checks, its answer. */
+  endpoints(): ReadonlyMap<string, LoginEndpoint> {
+    return new Map<string, LoginEndpoint>([
+      ['/sign_in', { methods: ['GET', 'HEAD'], run: (ctx) => this.signIn.signIn(ctx.query) }],
+      ['/callback', { methods: ['GET'], run: (ctx) => this.signIn.callback(ctx.query, ctx.headersDistinct) }],
+      ['/sign_out', { methods: ['GET', 'POST'], checks: [this.signOutFromHere], run: (ctx) => this.signIn.signOut(ctx.query, ctx.headersDistinct) }],
+      ['/backchannel_logout', { methods: ['POST'], run: async (ctx) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? '') }],
     ]);
   }
+
+  /**
+   * Another site's hidden form could post a sign-out with the user's cookie: a POST must come from the gateway's
+   * own (or a CORS) origin, like every unsafe session request. GET stays open to any link, as sign-out links are
+   * everywhere (and a top-level GET carries a Lax cookie anyway); ending a session is a nuisance, never a takeover.
+   */
+  private readonly signOutFromHere: Step = {
+    stage: 'endpoint',
+    run: (ctx) => (passesCsrfCheck(ctx.method, ctx.headers, this.origins) ? PASS : CROSS_SITE_SIGN_OUT),
+  };
 
   private authenticator(errors: ErrorRenderer): Authenticator {
     const noSession = { ok: false, refusal: refusal('authenticate', errors.noCredentials(), 'no_session') } as const;
     const unavailable = { ok: false, refusal: refusal('authenticate', errors.unavailable('The sign-in provider is unavailable'), 'session_unavailable') } as const;
     const csrf = { ok: false, refusal: refusal('authenticate', Errors.csrf, 'csrf') } as const;
+    const settle = (result: SessionAuthentication, ctx: RequestContext): Authentication => {
+      if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
+      if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
+      return { ok: true, identity: this.identityOf(result.session) };
+    };
     return {
-      authenticate: async (credential, ctx) => {
+      authenticate: (credential, ctx) => {
         if (credential.scheme !== 'session') return NOT_MINE;
         // Browsers send the cookie with any site's WebSocket handshake, and always say where it comes from.
         if (ctx.upgrade && !this.origins.has(ctx.headers.origin ?? '')) return csrf;
-        const result = await this.sessions.authenticate(ctx);
-        if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
-        if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
-        return { ok: true, identity: this.identityOf(result.session) };
+        const result = this.sessions.authenticate(ctx);
+        return isThenable(result) ? result.then((settled) => settle(settled, ctx)) : settle(result, ctx);
       },
     };
   }
@@ -227,17 +250,12 @@ export class LoginService implements Compiled<Authenticator> {
     }
     return this.signIn.redirectToSignIn(ready, returnTo);
   }
-
-  private async keySet(issuer: KeyedIssuer): Promise<IssuerKeySet> {
-    const keys = new IssuerKeySet(issuer, { logger: this.ctx.logger, metrics: this.ctx.metrics, now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS });
-    this.keySets.push(keys);
-    await keys.start();
-    return keys;
-  }
 }
 
 interface OpenedSessionStore {
   readonly store: SessionStore;
+  /** Signs cookies when `login.keys` is empty; kept across reloads with the sessions it vouches for. */
+  readonly processKey: string;
   watch(id: string, end: () => void): () => void;
   /** Resolves once the store hears other instances' announcements. */
   readonly started: Promise<void>;
@@ -252,7 +270,7 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
   const redis = ctx.config.store.redis;
   if (redis === undefined) {
     const store = new MemorySessionStore(timeouts);
-    return { store, watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
+    return { store, processKey: randomId(), watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
   }
   let subscriber: Redis | undefined;
   const connections = connect(redis, (created) => (subscriber = created));
@@ -262,6 +280,7 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
   const started = ready.then(() => store.start()).catch((err: unknown) => ctx.logger.error({ err }, 'session announcements unavailable: sign-outs reach other instances only through Redis reads'));
   return {
     store,
+    processKey: randomId(),
     watch: sessionWatch(store),
     started,
     close: () => {
@@ -291,6 +310,15 @@ function sessionWatch(store: SessionStore): OpenedSessionStore['watch'] {
   };
 }
 
+/** One of the gateway's own sign-in endpoints: `checks` run before `run` answers. */
+export interface LoginEndpoint {
+  readonly methods: readonly string[];
+  readonly checks?: readonly Step[];
+  readonly run: (ctx: RequestContext) => Promise<LoginAnswer>;
+}
+
+const CROSS_SITE_SIGN_OUT = refusal('endpoint', Errors.csrf, 'csrf');
+
 /** A back-channel logout is a form with one signed token: a few KiB. */
 const LOGOUT_BODY_MAX_BYTES = 64 * 1024;
 
@@ -302,10 +330,13 @@ function browserProblem(refused: Refusal): BrowserProblem {
   return refused.error.status === 503 ? 'unavailable' : 'other';
 }
 
-/** The registry's `session`: created when the config has a `login` section. */
+/** The registry's `session`: created when the config has a `login` section, after `jwt`, whose issuer keys it shares. */
 export const session: MechanismType<Authenticator> = {
-  create(ctx, previous) {
+  create(ctx, previous, earlier) {
     const login = ctx.config.login;
-    return login === undefined ? undefined : new LoginService(login, ctx, previous instanceof LoginService ? previous : undefined);
+    if (login === undefined) return undefined;
+    const jwt = earlier('authenticators.jwt');
+    const issuerKeys = (issuer: string): IssuerKeySet | undefined => (jwt instanceof JwtMechanism ? jwt.issuerKeys(issuer) : undefined);
+    return new LoginService(login, ctx, previous instanceof LoginService ? previous : undefined, issuerKeys);
   },
 };

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Every metric the admin listener's /metrics reports, in one registry that is passed to the stages that report to it.
@@ -91,6 +91,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * Read from the session store at each scrape. With Redis every instance reports the same store-wide count, so
+   * the workers of one process are combined with max (and instances should be too), never summed.
+   */
+  readonly sessionsActive = new Gauge({
+    name: 'authgate_sessions_active',
+    help: 'Browser sessions live in the session store (with Redis: of every instance)',
+    aggregator: 'max',
+    registers: [this.registry],
+    collect: () => this.countSessions(),
+  });
+
+  /** How to count the live sessions; undefined while the config has no browser sign-in. */
+  private liveSessions: (() => Promise<number>) | undefined;
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (!options.defaultMetrics) return;
     // Standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes…) so stock Node.js dashboards work.
@@ -99,6 +114,28 @@ export class Metrics {
     // (`promtool check metrics` refuses them); each is the sum of its per-type twin (`nodejs_active_handles`…).
     for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
   }
+
+  /** Browser sign-in's session store, counted at each scrape from now on; undefined when sign-in is gone. */
+  countSessionsIn(store: SessionCounter | undefined): void {
+    this.liveSessions = store === undefined ? undefined : () => store.countLive();
+  }
+
+  private async countSessions(): Promise<void> {
+    if (this.liveSessions === undefined) {
+      this.sessionsActive.set(0);
+      return;
+    }
+    try {
+      this.sessionsActive.set(await this.liveSessions());
+    } catch {
+      // Redis is down: a scrape must still answer, with the last count it had.
+      this.storeErrors.inc();
+    }
+  }
+}
+
+export interface SessionCounter {
+  countLive(): Promise<number>;
 }
 
 const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];

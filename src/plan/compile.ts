@@ -42,10 +42,11 @@ export interface Mechanisms {
 /** Creates every registered mechanism once for `ctx.config`, handing each what it built for the previous config. */
 export function createMechanisms(registry: Registry, ctx: CompileContext, previous: Mechanisms | undefined): Mechanisms {
   const byName = new Map<string, Compiled<unknown>>();
+  const earlier = (name: string): Compiled<unknown> | undefined => byName.get(name);
   const create = <I>(kind: string, types: Readonly<Record<string, MechanismType<I>>>): Compiled<I>[] => {
     const created: Compiled<I>[] = [];
     for (const [name, type] of Object.entries(types)) {
-      const instance = type.create(ctx, previous?.byName.get(`${kind}.${name}`) as Compiled<I> | undefined);
+      const instance = type.create(ctx, previous?.byName.get(`${kind}.${name}`) as Compiled<I> | undefined, earlier);
       if (instance === undefined) continue;
       byName.set(`${kind}.${name}`, instance as Compiled<unknown>);
       created.push(instance);

@@ -60,7 +60,8 @@ export function compileInternalRoutes(inputs: PlanInputs, allowedHost: ((host: s
   const jwks = publishedKeys(inputs.mechanisms);
   if (jwks !== undefined) byEndpoint.set('/jwks.json', internalPlan(`${server.reservedPrefix}/jwks.json`, [...host(allowedHost), methods(['GET', 'HEAD']), jwksStep(jwks)]));
   for (const [suffix, endpoint] of inputs.login?.endpoints() ?? []) {
-    byEndpoint.set(suffix, internalPlan(`${server.reservedPrefix}${suffix}`, [...host(allowedHost), methods(endpoint.methods), loginStep(endpoint.run)]));
+    const steps = [...host(allowedHost), methods(endpoint.methods), ...(endpoint.checks ?? []), loginStep(endpoint.run)];
+    byEndpoint.set(suffix, internalPlan(`${server.reservedPrefix}${suffix}`, steps));
   }
   if (verifyPlan && family !== 'envoy') byEndpoint.set('/verify', verifyPlan);
   return {

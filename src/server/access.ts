@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { RequestContext } from '../chain/kinds.js';
 import type { Verdict } from '../chain/verdict.js';
+import type { Identity } from '../identity/identity.js';
 import { AccessLog, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -15,6 +16,8 @@ function sessionHash(cookie: string): string {
 /** The access log line and the request metrics of every request, proxied or answered by the gateway. */
 export class AccessRecorder {
   private readonly accessLog: AccessLog;
+  /** A session's identity stays one object while the session is unchanged: its tag is hashed once, not per request. */
+  private readonly sessionTags = new WeakMap<Identity, string>();
 
   constructor(
     logger: Logger,
@@ -54,9 +57,15 @@ export class AccessRecorder {
       detail: verdict && !verdict.ok ? verdict.detail : undefined,
       subject: identity?.subject,
       issuer: identity?.issuer.name,
-      session: identity !== undefined && reported.credential?.scheme === 'session' ? sessionHash(reported.credential.value) : undefined,
+      session: identity !== undefined && reported.credential?.scheme === 'session' ? this.sessionTag(identity, reported.credential.value) : undefined,
       upstream: ok ? plan?.upstream : undefined,
       ms: Math.round(ms * 1000) / 1000,
     });
+  }
+
+  private sessionTag(identity: Identity, cookie: string): string {
+    let tag = this.sessionTags.get(identity);
+    if (tag === undefined) this.sessionTags.set(identity, (tag = sessionHash(cookie)));
+    return tag;
   }
 }

@@ -2,12 +2,16 @@
  * A development token issuer for tests of services behind authgate: a real key pair made at start, an OpenID
  * discovery document and a JWKS on loopback HTTP, and `mint` for access tokens signed with that key. Point an
  * authgate issuer at `issuer` (discovery) or `jwksUri`, mint tokens in the test, and assert what gets through.
+ * Given `users`, it also signs people in with a browser (dev-sign-in.ts) for the clients registered with it.
  */
 import { randomBytes, randomUUID, type KeyObject } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { closeServer, listen } from '../lib/listen.js';
 import { parseDuration } from '../config/duration.js';
+import { DevSignIn, type DevClient } from './dev-sign-in.js';
+
+export type { DevClient } from './dev-sign-in.js';
 
 export type DevAlgorithm = 'ES256' | 'RS256' | 'EdDSA' | 'HS256';
 
@@ -18,9 +22,14 @@ export interface DevIssuerOptions {
   readonly bind?: (server: Server) => Promise<string>;
   /** `kid` of the key; default its RFC 7638 thumbprint (HS256: no kid unless given). */
   readonly kid?: string;
-  /** Defaults for every `mint`. */
+  /** Defaults for every `mint` (and the tokens a sign-in issues). */
   readonly audience?: string | readonly string[];
   readonly ttl?: number | string;
+  /**
+   * People who can sign in with a browser: name → claims (`sub` defaults to the name). The authorization page lets
+   * anyone pick any of them, without a password. Needs an asymmetric algorithm (clients verify the ID tokens).
+   */
+  readonly users?: Readonly<Record<string, JWTPayload>>;
 }
 
 export interface MintOptions {
@@ -43,6 +52,14 @@ export interface DevIssuer {
   readonly secret?: string;
   /** Claims win over the defaults (`iss`, `iat`, `exp`, `jti`, `aud`), so a test can mint any shape it needs. */
   mint(claims?: JWTPayload, options?: MintOptions): Promise<string>;
+  /** Lets a relying party sign the `users` in (a public client: PKCE S256, no secret). Needs `users`. */
+  registerClient(client: DevClient): void;
+  /**
+   * Answers an authorization request (the URL a relying party sent the browser to) as `user`, through the same
+   * form post the sign-in page makes: resolves with the redirect back to the client (its `code` and `state`, or an
+   * `error`). For tests that sign in without a browser.
+   */
+  signInAs(authorizationUrl: string | URL, user: string): Promise<URL>;
   close(): Promise<void>;
 }
 
@@ -51,6 +68,7 @@ const DEFAULT_TTL_SECONDS = 3600;
 interface SigningMaterial {
   readonly key: CryptoKey | Uint8Array;
   readonly kid: string | undefined;
+  readonly publicKey?: CryptoKey;
   readonly publicJwk?: JWK;
   readonly secret?: string;
 }
@@ -63,7 +81,7 @@ async function signingMaterial(algorithm: DevAlgorithm, kid: string | undefined)
   const { privateKey, publicKey } = await generateKeyPair(algorithm, { modulusLength: 2048 });
   const jwk = await exportJWK(publicKey);
   const keyId = kid ?? (await calculateJwkThumbprint(jwk));
-  return { key: privateKey, kid: keyId, publicJwk: { ...jwk, kid: keyId, alg: algorithm, use: 'sig' } };
+  return { key: privateKey, kid: keyId, publicKey, publicJwk: { ...jwk, kid: keyId, alg: algorithm, use: 'sig' } };
 }
 
 /**
@@ -84,39 +102,81 @@ function bindLoopback(server: Server): Promise<string> {
 
 export async function startDevIssuer(options: DevIssuerOptions = {}): Promise<DevIssuer> {
   const algorithm = options.algorithm ?? 'ES256';
+  if (options.users !== undefined && algorithm === 'HS256') throw new Error('sign-in needs an asymmetric algorithm: clients verify ID tokens with the published key');
   const material = await signingMaterial(algorithm, options.kid);
-  const documents = new Map<string, string>();
-  const server = documentServer(documents);
+  const routes = new Map<string, Handler>();
+  const server = createServer((req, res) => serve(routes, req, res));
   const issuer = await (options.bind ?? bindLoopback)(server);
   const base = issuer.replace(/\/+$/, '');
   const discoveryUri = `${base}/.well-known/openid-configuration`;
   const jwksUri = `${base}/jwks.json`;
-  documents.set(new URL(jwksUri).pathname, JSON.stringify({ keys: material.publicJwk ? [material.publicJwk] : [] }));
-  documents.set(new URL(discoveryUri).pathname, JSON.stringify(discovery(issuer, jwksUri, algorithm)));
-
   const defaults = { audience: options.audience, ttl: options.ttl };
+  const sign = (claims: JWTPayload, mintOptions: MintOptions): Promise<string> =>
+    signToken({ key: material.key, algorithm, kid: material.kid, issuer }, claims, { ...defaults, ...defined(mintOptions) });
+  const signIn = options.users === undefined ? undefined : new DevSignIn({
+    issuer, users: options.users, publicKey: material.publicKey as CryptoKey, ttlSeconds: ttlSeconds(options.ttl ?? DEFAULT_TTL_SECONDS),
+    sign: (claims, { audience, typ }) => sign(claims, { ...(audience === undefined ? {} : { audience }), header: { typ } }),
+  });
+  const document = { ...discovery(issuer, jwksUri, algorithm), ...(signIn === undefined ? {} : signInDiscovery(base)) };
+  routes.set(new URL(jwksUri).pathname, json({ keys: material.publicJwk ? [material.publicJwk] : [] }));
+  routes.set(new URL(discoveryUri).pathname, json(document));
+  if (signIn !== undefined) {
+    routes.set(new URL(`${base}${AUTHORIZE}`).pathname, (req, res) => signIn.authorize(req, res));
+    routes.set(new URL(`${base}${TOKEN}`).pathname, (req, res) => signIn.token(req, res));
+    routes.set(new URL(`${base}${END_SESSION}`).pathname, (req, res) => signIn.endSession(req, res));
+  }
   return {
     issuer,
     jwksUri,
     discoveryUri,
     algorithm,
     ...(material.secret === undefined ? {} : { secret: material.secret }),
-    mint: (claims = {}, mintOptions = {}) =>
-      signToken({ key: material.key, algorithm, kid: material.kid, issuer }, claims, { ...defaults, ...defined(mintOptions) }),
+    mint: (claims = {}, mintOptions = {}) => sign(claims, mintOptions),
+    registerClient(client) {
+      if (signIn === undefined) throw new Error('start the dev issuer with users to sign them in');
+      signIn.registerClient(client);
+    },
+    signInAs: (authorizationUrl, user) => postSignIn(new URL(authorizationUrl), user),
     close: () => closeServer(server),
   };
 }
 
-/** Serves JSON documents by path; filled once the bound URL (which they name) is known. */
-function documentServer(documents: ReadonlyMap<string, string>): Server {
-  return createServer((req, res) => {
-    const body = req.method === 'GET' || req.method === 'HEAD' ? documents.get((req.url ?? '/').split('?', 1)[0] ?? '') : undefined;
-    if (body === undefined) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}\n');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' }).end(body);
+type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+async function postSignIn(authorizationUrl: URL, user: string): Promise<URL> {
+  const form = new URLSearchParams(authorizationUrl.searchParams);
+  form.set('user', user);
+  const endpoint = new URL(authorizationUrl.pathname, authorizationUrl);
+  const answer = await fetch(endpoint, { method: 'POST', body: form, redirect: 'manual' });
+  const location = answer.headers.get('location');
+  if (answer.status !== 302 || location === null) throw new Error(`the dev issuer refused the sign-in (${answer.status})`);
+  return new URL(location);
+}
+
+const AUTHORIZE = '/authorize';
+const TOKEN = '/token';
+const END_SESSION = '/end_session';
+
+/** Routes by path; the table is filled once the bound URL (which the documents name) is known. */
+function serve(routes: ReadonlyMap<string, Handler>, req: IncomingMessage, res: ServerResponse): void {
+  const handler = routes.get((req.url ?? '/').split('?', 1)[0] ?? '');
+  if (handler === undefined) {
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}\n');
+    return;
+  }
+  Promise.resolve(handler(req, res)).catch(() => {
+    // A body too large or cut short: nothing to answer but a plain refusal.
+    if (!res.headersSent) res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request"}\n');
   });
+}
+
+/** A JSON document for GET and HEAD. */
+function json(document: Record<string, unknown>): Handler {
+  const body = JSON.stringify(document);
+  return (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    else res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' }).end(body);
+  };
 }
 
 function discovery(issuer: string, jwksUri: string, algorithm: DevAlgorithm): Record<string, unknown> {
@@ -126,6 +186,21 @@ function discovery(issuer: string, jwksUri: string, algorithm: DevAlgorithm): Re
     id_token_signing_alg_values_supported: [algorithm],
     response_types_supported: ['token'],
     subject_types_supported: ['public'],
+  };
+}
+
+/** What a relying party reads to sign people in here: authorization code with PKCE S256, public clients. */
+function signInDiscovery(base: string): Record<string, unknown> {
+  return {
+    authorization_endpoint: `${base}${AUTHORIZE}`,
+    token_endpoint: `${base}${TOKEN}`,
+    end_session_endpoint: `${base}${END_SESSION}`,
+    response_types_supported: ['code'],
+    grant_types_supported: ['authorization_code'],
+    code_challenge_methods_supported: ['S256'],
+    token_endpoint_auth_methods_supported: ['none'],
+    scopes_supported: ['openid', 'email', 'profile'],
+    authorization_response_iss_parameter_supported: true,
   };
 }
 

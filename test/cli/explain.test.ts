@@ -114,8 +114,89 @@ describe('authgate explain', () => {
     expect(out).toContain('result: 401 invalid_token');
   });
 
+  it('without --token or --claims, explains the request without a credential', async () => {
+    const { code, out } = await explain('GET', '/admin/users');
+    expect(code).toBe(3);
+    expect(out).toContain('result: 401 unauthorized (no_token)');
+    expect(out).not.toContain('browser sign-in');
+  });
+
   it('exits 2 on a usage error', async () => {
-    expect((await explain('GET', '/admin')).code).toBe(2);
+    expect((await explain('--token', 'a.b.c', '--claims', '{}', 'GET', '/admin')).code).toBe(2);
     expect((await explain('--claims', '[1]', 'GET', '/admin')).code).toBe(2);
+  });
+});
+
+describe('authgate explain on a route with browser sign-in', () => {
+  let loginFile: string;
+
+  beforeAll(async () => {
+    loginFile = join(await mkdtemp(join(tmpdir(), 'authgate-explain-login-')), 'gateway.yaml');
+    // The providers' issuers point at a closed loopback port: explain asks them nothing about sign-in.
+    await writeFile(loginFile, `
+version: 1
+issuers:
+  corp: { issuer: "http://127.0.0.1:9/corp", discovery: true, audiences: [api] }
+  partner: { issuer: "http://127.0.0.1:9/partner", discovery: true, audiences: [api] }
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+login:
+  external_url: https://app.example.com
+  providers:
+    corp: { issuer: corp, client_id: gateway }
+    partner: { issuer: partner, client_id: gateway, identity_from: userinfo }
+  keys: ['a-session-key-of-at-least-32-bytes!!']
+routes:
+  - { name: reports, match: { path: /reports/** }, upstream: app, login: corp, require: { roles: [staff] } }
+  - { name: shared, match: { path: /shared/** }, upstream: app, login: [corp, partner] }
+  - { name: api, match: { path: /api/** }, upstream: app }
+`);
+  });
+
+  async function explainLogin(...args: string[]): Promise<{ code: number | undefined; out: string }> {
+    const stdout = new PassThrough();
+    let out = '';
+    stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await main(['explain', '-c', loginFile, ...args], { stdout, stderr: new PassThrough() });
+    return { code, out };
+  }
+
+  it('says a browser without a session is sent to the provider, and an API client without a token gets a 401', async () => {
+    const { code, out } = await explainLogin('GET', 'https://app.example.com/reports/q1');
+    expect(code).toBe(3);
+    expect(out).toContain('  browser sign-in (login: corp):');
+    expect(out).toContain(
+      "    a browser navigation without a session: 302 to provider corp's authorization endpoint (in the discovery document of http://127.0.0.1:9/corp; code flow with PKCE S256), then back to https://app.example.com/_authgate/callback",
+    );
+    expect(out).toContain('    an API client or script without a token: 401 (WWW-Authenticate: Bearer realm="authgate")');
+    expect(out).toContain("    with a session: identity from corp's id_token claims; the same rules apply");
+    expect(out).toContain('result: 401 unauthorized (no_token)');
+  });
+
+  it('with --claims, evaluates the rules as usual and still tells what goes without credentials', async () => {
+    const staff = await explainLogin('--claims', '{"iss":"http://127.0.0.1:9/corp","sub":"alice","roles":["staff"]}', 'GET', '/reports/q1');
+    expect(staff.code).toBe(0);
+    expect(staff.out).toContain('result: forwarded to upstream app as /reports/q1');
+    expect(staff.out).toContain('an API client or script without a token: 401');
+    const guest = await explainLogin('--claims', '{"iss":"http://127.0.0.1:9/corp","sub":"bob","roles":["guest"]}', 'GET', '/reports/q1');
+    expect(guest.code).toBe(3);
+    expect(guest.out).toContain('result: 403 insufficient_scope (rule_roles)');
+  });
+
+  it('--json: several providers send a navigation to the chooser, coming back to the page asked for', async () => {
+    const { out } = await explainLogin('--json', 'GET', '/shared/doc?id=7');
+    const report = JSON.parse(out) as { route: string; status: number; login: Record<string, unknown> };
+    expect(report).toMatchObject({ route: 'shared', status: 401 });
+    expect(report.login).toEqual({
+      providers: ['corp', 'partner'],
+      navigation: { status: 302, location: '/_authgate/sign_in?rd=%2Fshared%2Fdoc%3Fid%3D7&providers=corp%2Cpartner', detail: '(the chooser of providers corp, partner)' },
+      apiClient: { status: 401, location: null, detail: '(WWW-Authenticate: Bearer realm="authgate")' },
+      session: "identity from corp's id_token claims, partner's userinfo claims; the same rules apply",
+    });
+  });
+
+  it('a route without sign-in has no sign-in section', async () => {
+    const { out } = await explainLogin('--json', 'GET', '/api/x');
+    expect(JSON.parse(out) as { login: unknown }).toMatchObject({ status: 401, login: null });
   });
 });

@@ -33,7 +33,9 @@ describe('the bundled gateway.yaml', () => {
       algorithms: ['RS256'],
       tokenTypes: ['at+jwt', 'JWT'],
     });
-    expect(config?.routes.map((route) => route.name)).toEqual(['public', 'admin', 'write-data', 'websocket', 'api']);
+    expect(config?.routes.map((route) => route.name)).toEqual(['public', 'admin', 'write-data', 'app-admin', 'app', 'websocket', 'api']);
+    expect(config?.login?.externalUrl.origin).toBe('http://127.0.0.1:8080');
+    expect(config?.login?.providers.get('demo')).toMatchObject({ issuer: 'demo', clientId: 'authgate-demo-browser', clientAuth: { method: 'none' } });
   });
 
   it('takes the addresses the demo sets in the environment', async () => {
@@ -44,6 +46,8 @@ describe('the bundled gateway.yaml', () => {
       AUTHGATE_ADMIN_LISTEN: '127.0.0.1:0',
       AUTHGATE_ADMIN_TOKEN: 'demo-admin-token',
       REDIS_URL: 'redis://127.0.0.1:6379',
+      AUTHGATE_SESSION_KEY: 'a-session-key-of-at-least-32-bytes!!',
+      AUTHGATE_EXTERNAL_URL: 'http://127.0.0.1:40003',
     };
     const { config, problems } = parseConfig(await readFile(BUNDLED, 'utf8'), BUNDLED, env);
     expect(problems).toEqual([]);
@@ -52,6 +56,8 @@ describe('the bundled gateway.yaml', () => {
     expect(config?.server.listen).toEqual({ host: '127.0.0.1', port: 0 });
     expect(config?.admin).toEqual({ listen: { host: '127.0.0.1', port: 0 }, token: 'demo-admin-token' });
     expect(config?.store.redis?.topology).toEqual({ kind: 'url', url: 'redis://127.0.0.1:6379' });
+    expect(config?.login).toMatchObject({ keys: ['a-session-key-of-at-least-32-bytes!!'] });
+    expect(config?.login?.externalUrl.origin).toBe('http://127.0.0.1:40003');
   });
 });
 

@@ -152,4 +152,12 @@ describe('login config', () => {
     expect(login).toBeUndefined();
     expect(read(`${MINIMAL}  keys: [${KEY}]\n`, options).problems).toEqual([]);
   });
+
+  it('leaves out keys that variables left empty: a rotation in or out needs no edit, and none left is no keys', () => {
+    const rotating = `${MINIMAL}  keys: [\${SESSION_KEY:-}, \${PREVIOUS_SESSION_KEY:-}]\n`;
+    expect(read(rotating, { redis: true, env: { SESSION_KEY: KEY } }).login?.keys).toEqual([KEY]);
+    expect(read(rotating, { redis: true, env: { SESSION_KEY: KEY, PREVIOUS_SESSION_KEY: 'p'.repeat(32) } }).login?.keys).toEqual([KEY, 'p'.repeat(32)]);
+    expect(read(rotating).login?.keys).toEqual([]);
+    expect(read(rotating, { redis: true }).problems).toEqual(['gateway.yaml:16:3: login.keys: required when store.redis is set: every instance must verify the cookies the others sign']);
+  });
 });

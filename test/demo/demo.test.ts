@@ -3,13 +3,16 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runDemo, type RunningDemo } from '../../src/cli/demo.js';
 import { DemoListenError } from '../../src/demo/listen.js';
 import { createLogger } from '../../src/observability/log.js';
+import type { BrowserSignIn } from '../../src/cli/demo.js';
+import { launchBrowser, type TestBrowser } from '../helpers/browser.js';
 
 const CONFIG_FILE = resolve(import.meta.dirname, '../../gateway.yaml');
-const DEMO_ENV = ['AUTHGATE_LISTEN', 'AUTHGATE_ADMIN_LISTEN', 'AUTHGATE_DEMO_ISSUER', 'AUTHGATE_DEMO_UPSTREAM', 'REDIS_URL'] as const;
+const DEMO_ENV = ['AUTHGATE_LISTEN', 'AUTHGATE_ADMIN_LISTEN', 'AUTHGATE_DEMO_ISSUER', 'AUTHGATE_DEMO_UPSTREAM', 'AUTHGATE_EXTERNAL_URL', 'REDIS_URL'] as const;
 const savedEnv = Object.fromEntries(DEMO_ENV.map((name) => [name, process.env[name]]));
 
 /** Every listener on a free loopback port, no Redis. */
@@ -19,6 +22,7 @@ function useFreePorts(overrides: Partial<Record<(typeof DEMO_ENV)[number], strin
     AUTHGATE_ADMIN_LISTEN: '127.0.0.1:0',
     AUTHGATE_DEMO_ISSUER: 'http://127.0.0.1:0',
     AUTHGATE_DEMO_UPSTREAM: 'http://127.0.0.1:0',
+    AUTHGATE_EXTERNAL_URL: '',
     REDIS_URL: '',
     ...overrides,
   });
@@ -264,5 +268,81 @@ describe('demo echo upstream over WebSocket', () => {
       await demo.close();
       restoreEnv();
     }
+  });
+});
+
+describe('authgate demo in a browser', () => {
+  let demo: RunningDemo;
+  let output: string;
+  let browser: TestBrowser;
+  let urls: BrowserSignIn;
+
+  beforeAll(async () => {
+    useFreePorts();
+    const stdout = collector();
+    demo = await runDemo({ configFile: CONFIG_FILE, stdout: stdout.stream, logger: quiet });
+    output = stdout.text();
+    urls = demo.browser as BrowserSignIn;
+    browser = await launchBrowser();
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await demo?.close();
+    restoreEnv();
+  });
+
+  /** Opens `url` as a fresh visitor, picks `user` on the dev issuer's page, and lands back on `url`. */
+  async function signedIn(user: 'alice' | 'bob', url: string): Promise<Page> {
+    await browser.context.clearCookies();
+    const page = await browser.context.newPage();
+    const picker = await page.goto(url);
+    expect(new URL(page.url()).origin).toBe(demo.issuerUrl);
+    expect(picker?.headers()['content-security-policy']).toMatch(/^default-src 'none';/);
+    expect(await page.locator('script').count()).toBe(0);
+    await page.click(`button[value="${user}"]`);
+    await page.waitForURL(url);
+    return page;
+  }
+
+  async function echoed(page: Page): Promise<{ path: string; headers: Record<string, string> }> {
+    return JSON.parse((await page.textContent('body')) ?? '{}') as { path: string; headers: Record<string, string> };
+  }
+
+  it('prints where to sign in, on the gateway the demo runs', () => {
+    expect(new URL(urls.appUrl).origin).toBe(new URL(demo.gatewayUrl).origin);
+    expect(output).toContain(`Sign in with a browser (pick alice or bob; no passwords): ${urls.appUrl}`);
+    expect(output).toContain(`${urls.adminUrl} needs role admin`);
+    expect(output).toContain(`sign out: ${urls.signOutUrl}`);
+  });
+
+  it('alice signs in, sees the identity headers the upstream got, passes the admin rule and signs out', async () => {
+    const page = await signedIn('alice', urls.appUrl);
+    const first = await echoed(page);
+    expect(first.path).toBe('/app/');
+    expect(first.headers).toMatchObject({ 'x-user-id': 'alice', 'x-user-email': 'alice@example.com', 'x-user-roles': 'admin,user', 'x-auth-issuer': demo.issuerUrl });
+    expect(first.headers.cookie ?? '').not.toContain('authgate');
+    expect((await page.goto(urls.adminUrl))?.status()).toBe(200);
+    expect((await echoed(page)).path).toBe('/app/admin/');
+
+    await page.goto(urls.signOutUrl);
+    // Signed out through the dev issuer and back to /app/, which sends a browser without a session to sign in.
+    expect(new URL(page.url()).origin).toBe(demo.issuerUrl);
+    expect(await page.locator('button[value="bob"]').count()).toBe(1);
+    expect((await browser.context.cookies(demo.gatewayUrl)).map((cookie) => cookie.name)).not.toContain('authgate');
+    await page.close();
+  });
+
+  it('bob signs in, and the admin route gives him a 403 page naming him, with a sign-out link', async () => {
+    const page = await signedIn('bob', urls.appUrl);
+    expect((await echoed(page)).headers).toMatchObject({ 'x-user-id': 'bob', 'x-user-roles': 'user' });
+    const refused = await page.goto(urls.adminUrl);
+    expect(refused?.status()).toBe(403);
+    expect(refused?.headers()['content-type']).toMatch(/^text\/html/);
+    expect(await page.textContent('body')).toContain('bob@example.com');
+    await page.click('a[href$="/sign_out"]');
+    await page.waitForLoadState();
+    expect((await browser.context.cookies(demo.gatewayUrl)).map((cookie) => cookie.name)).not.toContain('authgate');
+    await page.close();
   });
 });

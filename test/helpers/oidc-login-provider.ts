@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
+import { rawRequest } from './gateway.js';
 import { generateIdpKey, type IdpKey } from './idp.js';
 import { signRaw } from './tokens.js';
 
@@ -54,6 +55,8 @@ export interface TestProvider {
   readonly key: IdpKey;
   /** Token endpoint answers that carried a code exchange or a refresh. */
   readonly tokenRequests: number;
+  /** Requests for the provider's JWK Set (its signing keys). */
+  readonly jwksRequests: number;
   tamperTokenResponse(tamper: TokenResponseTamper | undefined): void;
   /** Signs `payload` with the provider's key (or `key`): `typ` and other header members via `header`. */
   sign(payload: Record<string, unknown>, header?: Record<string, unknown>, key?: IdpKey): string;
@@ -73,7 +76,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<T
   const provider = new Provider(issuer, providerConfiguration(options, key, clientId, clientSecret));
   let tamper: TokenResponseTamper | undefined;
   let tokenRequests = 0;
+  let jwksRequests = 0;
   provider.use(async (ctx, next) => {
+    if (ctx.path === '/jwks') jwksRequests++;
     await next();
     if (ctx.method !== 'POST' || ctx.path !== '/token') return;
     tokenRequests++;
@@ -87,6 +92,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<T
     key,
     get tokenRequests() {
       return tokenRequests;
+    },
+    get jwksRequests() {
+      return jwksRequests;
     },
     tamperTokenResponse(next) {
       tamper = next;
@@ -196,4 +204,18 @@ function remember(cookies: Map<string, string>, response: Response): void {
 
 function cookieHeader(cookies: Map<string, string>): string {
   return [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+}
+
+/**
+ * Signs `user` in at the gateway on `gatewayPort` the way a browser would, with the provider's pages driven over
+ * HTTP: a navigation to `path` (a login route), the provider, the gateway's callback. Resolves with the session
+ * cookie as `name=value`.
+ */
+export async function signInThroughGateway(gatewayPort: number, provider: TestProvider, user: string, path = '/app/x'): Promise<string> {
+  const start = await rawRequest(gatewayPort, { target: path, headers: [['Sec-Fetch-Mode', 'navigate']] });
+  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
+  const callback = await provider.signIn(new URL(start.headers.location ?? ''), user);
+  const done = await rawRequest(gatewayPort, { target: `/_authgate/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
+  if (done.status !== 302) throw new Error(`the gateway's callback answered ${done.status}`);
+  return (done.headers['set-cookie'] ?? '').split(';')[0] as string;
 }

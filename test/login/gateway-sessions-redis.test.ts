@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
+import { signInThroughGateway, startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
 import { closeOf, OPCODE, openWebSocket } from '../helpers/websocket.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
@@ -58,15 +58,9 @@ beforeEach(() => {
   upstream.seen.length = 0;
 });
 
-/** Signs alice in on gateway A (the provider's pages driven over HTTP); the session cookie's `name=value`. */
-async function signInOnA(): Promise<string> {
-  const [a] = gateways as [TestGateway];
-  const start = await rawRequest(a.port, { target: '/app/x', headers: [['Sec-Fetch-Mode', 'navigate']] });
-  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
-  const callback = await provider.signIn(new URL(start.headers.location ?? ''), 'alice');
-  const done = await rawRequest(a.port, { target: `${PREFIX}/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
-  expect(done.status).toBe(302);
-  return (done.headers['set-cookie'] ?? '').split(';')[0] as string;
+/** Signs alice in on gateway A; the session cookie's `name=value`. */
+function signInOnA(): Promise<string> {
+  return signInThroughGateway((gateways[0] as TestGateway).port, provider, 'alice');
 }
 
 function statusOn(gw: TestGateway, cookie: string): Promise<number> {
@@ -80,6 +74,14 @@ async function refusedWithin(gw: TestGateway, cookie: string, deadlineMs: number
     if ((await statusOn(gw, cookie)) === 401) return performance.now() - started;
   }
   throw new Error(`the session still opened ${gw.url} after ${deadlineMs} ms`);
+}
+
+/** `authgate_sessions_active` as the instance's admin listener reports it (undefined when /metrics is not 200). */
+async function sessionsActive(gw: TestGateway): Promise<number | undefined> {
+  const response = await fetch(`${gw.adminUrl}/metrics`);
+  if (response.status !== 200) return undefined;
+  const line = (await response.text()).split('\n').find((entry) => entry.startsWith('authgate_sessions_active '));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
 }
 
 describe('sessions shared through Redis', () => {
@@ -138,5 +140,22 @@ describe('sessions shared through Redis', () => {
     await refusedWithin(a, cookie, SIGN_OUT_DEADLINE_MS);
     expect(await statusOn(b, cookie)).toBe(401);
     expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('every instance reports the live sessions of the whole store; a scrape still answers while Redis is down', async () => {
+    const [a, b] = gateways as [TestGateway, TestGateway];
+    const before = (await sessionsActive(b)) as number;
+    const cookie = await signInOnA();
+    expect([await sessionsActive(a), await sessionsActive(b)]).toEqual([before + 1, before + 1]);
+    expect((await rawRequest(b.port, { target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie]] })).status).toBe(302);
+    expect([await sessionsActive(a), await sessionsActive(b)]).toEqual([before, before]);
+    await signInOnA();
+    expect(await sessionsActive(a)).toBe(before + 1);
+    await redis.stop();
+    // The count cannot be had: the scrape answers with the last one.
+    expect(await sessionsActive(a)).toBe(before + 1);
+    await redis.restart();
+    // A restarted Redis without persistence comes back empty: no session is live any more.
+    await expect.poll(() => sessionsActive(a), { timeout: 5000 }).toBe(0);
   });
 });

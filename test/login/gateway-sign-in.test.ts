@@ -201,6 +201,35 @@ describe('browser sign-in through the gateway', () => {
     expect(upstream.seen).toHaveLength(0);
   });
 
+  it('a sign-out posted from another site is refused 403 csrf and the session lives on; one from the gateway ends it', async () => {
+    const page = await signedInPage('alice', '/app/stay');
+    const cookie = `authgate=${await sessionCookie()}`;
+    const signOut = (headers: [string, string][]) => rawRequest(gw.port, { method: 'POST', target: `${PREFIX}/sign_out?rd=/`, headers: [['Cookie', cookie], ...headers], body: '' });
+    for (const foreign of [[], [['Origin', 'https://evil.example']], [['Referer', 'https://evil.example/page']], [['Origin', 'null']]] as [string, string][][]) {
+      const refused = await signOut(foreign);
+      expect(refused.status).toBe(403);
+      expect(refused.json()).toMatchObject({ error: 'csrf' });
+      expect(refused.headers['set-cookie']).toBeUndefined();
+    }
+    upstream.seen.length = 0;
+    expect((await fetch(`${origin}/app/stay`, { headers: { cookie } })).status).toBe(200);
+    const fromHere = await signOut([['Origin', origin]]);
+    expect(fromHere.status).toBe(302);
+    expect(fromHere.headers['set-cookie']).toMatch(/^authgate=; Max-Age=0/);
+    expect((await fetch(`${origin}/app/stay`, { headers: { cookie } })).status).toBe(401);
+    expect(upstream.seen).toHaveLength(1);
+    await page.close();
+  });
+
+  it('a sign-out form on the gateway\'s own page (Referer, no Origin) ends the session', async () => {
+    const page = await signedInPage('alice', '/app/form');
+    const cookie = `authgate=${await sessionCookie()}`;
+    const answer = await rawRequest(gw.port, { method: 'POST', target: `${PREFIX}/sign_out`, headers: [['Cookie', cookie], ['Referer', `${origin}/app/form`]], body: '' });
+    expect(answer.status).toBe(302);
+    expect((await fetch(`${origin}/app/form`, { headers: { cookie } })).status).toBe(401);
+    await page.close();
+  });
+
   it('a callback with a missing, wrong or replayed state, or no flow cookie, creates no session', async () => {
     const first = await providerCallback();
     const tries: [string, [string, string][]][] = [
@@ -256,6 +285,17 @@ describe('browser sign-in through the gateway', () => {
     const [head = '', payload = ''] = token.split('.');
     expect((await post(`logout_token=${head}.${payload}.`)).status).toBe(400);
     expect(upstream.seen).toHaveLength(0);
+    await page.close();
+  });
+
+  it('bearer tokens and sign-ins of one issuer share its keys: the provider is asked for them once', async () => {
+    const page = await signedInPage('alice', '/app/keys');
+    expect(upstream.seen.filter((request) => request.url === '/app/keys')).toHaveLength(1);
+    const now = Math.floor(Date.now() / 1000);
+    const token = provider.sign({ iss: provider.issuer, aud: provider.clientId, sub: 'carol', iat: now, exp: now + 300 }, { typ: 'JWT' });
+    const bearer = await fetch(`${origin}/api/keys`, { headers: { authorization: `Bearer ${token}` } });
+    expect(bearer.status).toBe(200);
+    expect(provider.jwksRequests).toBe(1);
     await page.close();
   });
 

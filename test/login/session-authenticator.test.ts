@@ -54,6 +54,20 @@ describe('SessionAuthenticator', () => {
     expect(await authenticator(new MemorySessionStore(TIMEOUTS)).authenticate(request(cookie))).toEqual({ ok: false, reason });
   });
 
+  it('a genuine cookie seen before vouches for nothing else: the same ID under another signature is refused', async () => {
+    const store = new MemorySessionStore(TIMEOUTS);
+    const s = session(Date.now());
+    await store.create(s);
+    const auth = authenticator(store);
+    const genuine = cookieFor(s.id);
+    for (let seen = 0; seen < 2; seen++) expect(await auth.authenticate(request(genuine))).toEqual({ ok: true, session: s });
+    const mac = genuine.split('.')[1] as string;
+    const forged = `${genuine.split('.')[0]}.${mac.slice(0, -1)}${mac.endsWith('A') ? 'B' : 'A'}`;
+    expect(await auth.authenticate(request(forged))).toEqual({ ok: false, reason: 'invalid_cookie' });
+    const otherKey = new CookieJar({ name: '__Host-authgate', sameSite: 'lax', secure: true, keys: ['another-session-key-of-32-bytes-or-more'] });
+    expect(await auth.authenticate(request(otherKey.issue(otherKey.sessionName, s.id, 60).split(';')[0]))).toEqual({ ok: false, reason: 'invalid_cookie' });
+  });
+
   it('a cookie sent after sign-out opens nothing', async () => {
     const store = new MemorySessionStore(TIMEOUTS);
     const s = session(Date.now());

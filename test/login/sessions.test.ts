@@ -125,6 +125,23 @@ describe.each([
     expect(await store.get(busy.id)).toBeUndefined();
   });
 
+  it('counts the live sessions: not the ended ones, nor those past a timeout', async () => {
+    const clock = new Clock();
+    const store = await makeStore(clock);
+    expect(await store.countLive()).toBe(0);
+    const [kept, ended, idle] = [session(clock), session(clock), session(clock)];
+    for (const s of [kept, ended, idle]) await store.create(s);
+    expect(await store.countLive()).toBe(3);
+    await store.end(ended.id);
+    expect(await store.countLive()).toBe(2);
+    clock.ms += TIMEOUTS.idleMs / 2;
+    store.touch((await store.get(kept.id)) as Session);
+    clock.ms += TIMEOUTS.idleMs / 2;
+    expect(await store.countLive()).toBe(1);
+    clock.ms += TIMEOUTS.idleMs;
+    expect(await store.countLive()).toBe(0);
+  });
+
   it('ends every session of a subject, or of a provider session, and only those', async () => {
     const clock = new Clock();
     const store = await makeStore(clock);
@@ -263,6 +280,18 @@ describe('redis session store across instances', () => {
     while (two.cached(s.id) !== undefined && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
     expect((await two.get(s.id))?.tokens).toEqual(rotated);
     expect((await one.get(s.id))?.tokens).toEqual(rotated);
+  });
+
+  it('counts the sessions of every instance alike on each', async () => {
+    const { clock, one, two } = await twoInstances();
+    const [a, b, c] = [session(clock), session(clock, { subject: 'bob' }), session(clock, { subject: 'carol', idpSid: 'sid-c' })];
+    await one.create(a);
+    await two.create(b);
+    await two.create(c);
+    expect([await one.countLive(), await two.countLive()]).toEqual([3, 3]);
+    await one.end(b.id);
+    expect(await one.endByIdpSession('corp', 'sid-c')).toBe(1);
+    expect([await one.countLive(), await two.countLive()]).toEqual([1, 1]);
   });
 
   it('a logout token jti seen by one instance is a replay on the other', async () => {

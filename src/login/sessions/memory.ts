@@ -1,8 +1,8 @@
 import { PRUNE_INTERVAL_MS } from '../../store/memory.js';
 import { SessionEnds } from './local-copies.js';
 import {
-  PRE_LOGIN_TTL_MS, isLive, type PreLogin, type RefreshLock, type Session, type SessionEndListener, type SessionStore,
-  type SessionTimeouts, type SessionTokens,
+  PRE_LOGIN_TTL_MS, isLive, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
+  type SessionStore, type SessionTimeouts, type SessionTokens,
 } from './types.js';
 
 interface Expiring<T> {
@@ -18,11 +18,14 @@ export class MemorySessionStore implements SessionStore {
   private readonly jtis = new Map<string, number>();
   private readonly ends = new SessionEnds();
   private lastPruneAt = 0;
+  private readonly touchIntervalMs: number;
 
   constructor(
     private readonly timeouts: SessionTimeouts,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.touchIntervalMs = touchIntervalMs(timeouts);
+  }
 
   async savePreLogin(flowId: string, record: PreLogin): Promise<void> {
     this.prune();
@@ -51,7 +54,9 @@ export class MemorySessionStore implements SessionStore {
   }
 
   touch(session: Session): void {
-    if (this.sessions.has(session.id)) this.sessions.set(session.id, { ...session, lastSeenAt: this.now() });
+    const now = this.now();
+    if (now - session.lastSeenAt < this.touchIntervalMs || !this.sessions.has(session.id)) return;
+    this.sessions.set(session.id, { ...session, lastSeenAt: now });
   }
 
   async end(id: string): Promise<void> {
@@ -93,6 +98,12 @@ export class MemorySessionStore implements SessionStore {
     if (until !== undefined && this.now() < until) return false;
     this.jtis.set(key, this.now() + ttlMs);
     return true;
+  }
+
+  async countLive(): Promise<number> {
+    let live = 0;
+    for (const id of this.sessions.keys()) if (this.cached(id) !== undefined) live++;
+    return live;
   }
 
   onEnd(listener: SessionEndListener): () => void {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { LocalCopies } from './local-copies.js';
 import {
-  PRE_LOGIN_TTL_MS, isLive, remainingMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
+  PRE_LOGIN_TTL_MS, isLive, remainingMs, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
   type SessionStore, type SessionTimeouts, type SessionTokens,
 } from './types.js';
 
@@ -26,16 +26,14 @@ return 1`;
 const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 const DEFAULT_COPIES = 10_000;
-/** `lastSeenAt` reaches Redis at most this often per session (and at least 10 times per idle timeout). */
-const MAX_TOUCH_INTERVAL_MS = 60_000;
 
 type StoredSession = Omit<Session, 'lastSeenAt'>;
 
 /**
  * Sessions shared by every instance through Redis: a hash per session (`data`: the record, `seen`: last use), an
- * index set per subject and per provider session for back-channel logout, and one pub/sub channel on which an
- * ending or refreshed session is announced, so every instance drops its copy (within milliseconds; the
- * contract is one second).
+ * index set per subject and per provider session for back-channel logout, a sorted set of every session by the
+ * time it lapses (to count the live ones), and one pub/sub channel on which an ending or refreshed session is
+ * announced, so every instance drops its copy (within milliseconds; the contract is one second).
  */
 export class RedisSessionStore implements SessionStore {
   private readonly redis: Redis;
@@ -47,6 +45,7 @@ export class RedisSessionStore implements SessionStore {
   /** Tells this instance's own announcements apart from the others'. */
   private readonly instance = randomBytes(8).toString('hex');
   private readonly touchIntervalMs: number;
+  private readonly expiriesKey: string;
 
   constructor(private readonly options: RedisSessionStoreOptions) {
     this.redis = options.commands;
@@ -55,7 +54,8 @@ export class RedisSessionStore implements SessionStore {
     this.now = options.now ?? Date.now;
     this.copies = new LocalCopies(options.copies ?? DEFAULT_COPIES, options.timeouts, this.now);
     this.channel = `${options.prefix}sessions`;
-    this.touchIntervalMs = Math.min(MAX_TOUCH_INTERVAL_MS, options.timeouts.idleMs / 10);
+    this.touchIntervalMs = touchIntervalMs(options.timeouts);
+    this.expiriesKey = `${options.prefix}session-expiries`;
   }
 
   /** Subscribes to the announcements; resolves once Redis confirmed the subscription. */
@@ -77,9 +77,14 @@ export class RedisSessionStore implements SessionStore {
 
   async create(session: Session): Promise<void> {
     const { lastSeenAt, ...stored } = session;
+    const now = this.now();
+    const remaining = remainingMs(session, this.timeouts, now);
     const multi = this.redis.multi()
       .hset(this.sessionKey(session.id), 'data', JSON.stringify(stored), 'seen', String(lastSeenAt))
-      .pexpire(this.sessionKey(session.id), remainingMs(session, this.timeouts, this.now()));
+      .pexpire(this.sessionKey(session.id), remaining)
+      // Lapsed entries go as new ones come, so the set stays as large as the live sessions are many.
+      .zremrangebyscore(this.expiriesKey, '-inf', now)
+      .zadd(this.expiriesKey, now + remaining, session.id);
     for (const key of this.indexKeys(session)) multi.sadd(key, session.id).pexpire(key, this.timeouts.absoluteMs);
     await multi.exec();
     this.copies.put(session);
@@ -104,8 +109,9 @@ export class RedisSessionStore implements SessionStore {
     const touched = { ...session, lastSeenAt: now };
     this.copies.put(touched);
     const key = this.sessionKey(session.id);
+    const remaining = remainingMs(touched, this.timeouts, now);
     // Best effort: a lost touch only shortens the idle window by one interval.
-    this.redis.multi().hset(key, 'seen', String(now)).pexpire(key, remainingMs(touched, this.timeouts, now)).exec()
+    this.redis.multi().hset(key, 'seen', String(now)).pexpire(key, remaining).zadd(this.expiriesKey, now + remaining, session.id).exec()
       .catch(() => undefined);
   }
 
@@ -148,6 +154,13 @@ export class RedisSessionStore implements SessionStore {
     return (await this.redis.set(key, '1', 'PX', ttlMs, 'NX')) !== null;
   }
 
+  async countLive(): Promise<number> {
+    const results = await this.redis.multi().zremrangebyscore(this.expiriesKey, '-inf', this.now()).zcard(this.expiriesKey).exec();
+    const [error, counted] = results?.[1] ?? [new Error('the session count was not answered')];
+    if (error) throw error;
+    return Number(counted);
+  }
+
   onEnd(listener: SessionEndListener): () => void {
     return this.copies.ends.onEnd(listener);
   }
@@ -168,7 +181,7 @@ export class RedisSessionStore implements SessionStore {
     let ended = 0;
     for (const id of ids) {
       const fields = await this.redis.hgetall(this.sessionKey(id));
-      const multi = this.redis.multi().del(this.sessionKey(id));
+      const multi = this.redis.multi().del(this.sessionKey(id)).zrem(this.expiriesKey, id);
       if (fields.data !== undefined) {
         for (const key of this.indexKeys(JSON.parse(fields.data) as StoredSession)) multi.srem(key, id);
       }

@@ -72,12 +72,25 @@ export interface SessionStore {
   lockRefresh(id: string, ttlMs: number): Promise<RefreshLock | undefined>;
   /** True the first time a logout token's jti is presented (remembered for `ttlMs`), false on every replay. */
   firstUseOfJti(issuer: string, jti: string, ttlMs: number): Promise<boolean>;
+  /** How many sessions are live in the store right now: every instance's, when the store is shared. */
+  countLive(): Promise<number>;
   /** Hears of every session that ends, on any instance (closing WebSockets, dropping local copies). */
   onEnd(listener: SessionEndListener): () => void;
   close(): Promise<void>;
 }
 
 export const PRE_LOGIN_TTL_MS = 10 * 60_000;
+
+/** `lastSeenAt` moves at most this often (and at least 10 times per idle timeout). */
+const MAX_TOUCH_INTERVAL_MS = 60_000;
+
+/**
+ * How often a session's use is written down. Between two writes the session stays the same object, so every request
+ * reuses what was built from it (its identity, its headers); the idle timeout may end up to one interval early.
+ */
+export function touchIntervalMs(timeouts: SessionTimeouts): number {
+  return Math.min(MAX_TOUCH_INTERVAL_MS, timeouts.idleMs / 10);
+}
 
 export function isLive(session: Session, timeouts: SessionTimeouts, nowMs: number): boolean {
   return nowMs < session.createdAt + timeouts.absoluteMs && nowMs < session.lastSeenAt + timeouts.idleMs;

@@ -156,6 +156,11 @@ export class JwtAuthenticator {
     await Promise.all([...this.runtimes.values()].map((runtime) => runtime.keys.start()));
   }
 
+  /** The key set of issuer `name`, if it has keys: anything else that checks this issuer's signatures shares it. */
+  keySet(name: string): IssuerKeySet | undefined {
+    return this.runtimes.get(name)?.keys;
+  }
+
   issuerStatus(): ReadonlyMap<string, IssuerStatus> {
     const status = new Map<string, IssuerStatus>();
     for (const [name, runtime] of this.runtimes) status.set(name, runtime.keys.status());
@@ -320,7 +325,7 @@ function sameSettings(a: IssuerConfig, b: IssuerConfig): boolean {
 }
 
 /** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run (no cache). */
-export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'cached'>>;
+export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'cached' | 'keySet'>>;
 
 const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
 
@@ -344,6 +349,11 @@ export class JwtMechanism implements Compiled<Authenticator> {
 
   status(): ReadonlyMap<string, IssuerStatus> {
     return this.verifier.issuerStatus();
+  }
+
+  /** Issuer `name`'s keys as this config holds them (one fetch and one cache per issuer, whoever verifies). */
+  issuerKeys(name: string): IssuerKeySet | undefined {
+    return this.verifier.keySet?.(name);
   }
 
   forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {
