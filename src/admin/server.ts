@@ -17,7 +17,8 @@ export interface AdminServer {
 }
 
 export interface ReadinessSource {
-  readonly draining: boolean;
+  /** `starting` until the gateway's own port is bound: an orchestrator must not send traffic before. */
+  readonly listener: 'starting' | 'serving' | 'draining';
   /** The key state of every configured issuer, by name. */
   status(): ReadonlyMap<string, IssuerStatus>;
 }
@@ -37,14 +38,14 @@ export interface AdminDeps {
 interface ReadinessReport {
   readonly status: 'ready' | 'not_ready';
   readonly checks: {
-    readonly config: 'ok' | 'draining';
+    readonly config: 'starting' | 'ok' | 'draining';
     readonly issuers: Record<string, { state: string; last_refresh?: string; error?: string }>;
     readonly store: { status: string; error?: string };
   };
 }
 
 /**
- * Ready when the gateway is not draining, every issuer has usable keys (fresh or within stale_if_error) and the
+ * Ready when the gateway serves on its port (started, not draining), every issuer has usable keys (fresh or within stale_if_error) and the
  * store is not degraded. A degraded store still serves traffic (SPEC §8) but is reported so operators see it.
  */
 function readinessReport(source: ReadinessSource, gatewayStore: Store): ReadinessReport {
@@ -60,10 +61,10 @@ function readinessReport(source: ReadinessSource, gatewayStore: Store): Readines
   }
   const health = gatewayStore.health();
   const store = health.status === 'degraded' ? { status: 'degraded', error: health.error } : { status: health.status };
-  const ready = !source.draining && issuersOk && health.status !== 'degraded';
+  const ready = source.listener === 'serving' && issuersOk && health.status !== 'degraded';
   return {
     status: ready ? 'ready' : 'not_ready',
-    checks: { config: source.draining ? 'draining' : 'ok', issuers, store },
+    checks: { config: source.listener === 'serving' ? 'ok' : source.listener, issuers, store },
   };
 }
 

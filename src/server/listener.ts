@@ -23,7 +23,7 @@ import { POLICY_VIOLATION, type UpgradeFailure, type WebSocketTunnel } from '../
 import type { Identity } from '../identity/identity.js';
 import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 import { listen } from '../lib/listen.js';
-import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { startAdminServer, type AdminServer, type ReadinessSource } from '../admin/server.js';
 import { sendError, sendErrorOnSocket, Errors, InvalidTokenDescription, type GatewayError } from '../http/responses.js';
 import { Context } from '../chain/context.js';
 import type { Transport } from '../chain/kinds.js';
@@ -104,7 +104,7 @@ class Gateway implements RunningGateway {
       logger: this.logger,
       metrics: this.metrics,
       store: this.store,
-      readiness: () => ({ draining: this.draining, status: () => runtimeStatus(this.runtime) }),
+      readiness: () => ({ listener: this.listenerState(), status: () => runtimeStatus(this.runtime) }),
       adminToken: () => this.runtime.config.admin.token,
       publishedKeys: () => publishedKeys(this.runtime.mechanisms)?.(),
     });
@@ -183,6 +183,11 @@ class Gateway implements RunningGateway {
     closeRuntime(this.runtime, 'shutdown');
     await this.store.close();
     await this.admin?.close();
+  }
+
+  private listenerState(): ReadinessSource['listener'] {
+    if (this.draining) return 'draining';
+    return this.server === undefined ? 'starting' : 'serving';
   }
 
   private context(req: IncomingMessage, transport: Transport, runtime: Runtime): Context {

@@ -1,7 +1,15 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
-import { startRedis } from '../helpers/redis.js';
+import { freePort, startRedis } from '../helpers/redis.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/log.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { startGateway } from '../../src/server/listener.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 /** SPEC §11: readiness that follows the issuers and the store, and metrics that follow real requests. */
@@ -55,6 +63,26 @@ beforeAll(async () => {
 afterAll(() => upstream?.close());
 
 describe('readiness', () => {
+  it('is 503 "starting" until the gateway listens on its own port, however far the admin listener got', async () => {
+    const idp = await startIdp({ keys: ['rsa'] });
+    // Start-up waits on the first key fetch: the admin listener is up meanwhile, the gateway's port not yet.
+    idp.setJwksBehaviour('hang');
+    const admin = { adminUrl: `http://127.0.0.1:${await freePort()}` } as TestGateway;
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-ready-'));
+    await writeFile(join(dir, 'gateway.yaml'), yaml(idp, upstream).replace('127.0.0.1:0 }', `${new URL(admin.adminUrl).host} }`));
+    const { config } = await loadConfig(join(dir, 'gateway.yaml'));
+    const quiet = new Writable({ write: (_chunk, _enc, done) => done() });
+    const starting = startGateway(config!, { logger: createLogger('info', quiet), metrics: new Metrics() });
+    try {
+      await expect.poll(() => readyz(admin).then((report) => report.body.checks.config, () => 'no answer'), { timeout: 10_000 }).toBe('starting');
+      expect(await readyz(admin)).toMatchObject({ status: 503, body: { status: 'not_ready' } });
+    } finally {
+      // Closing the IdP ends the hanging fetch, so the start-up finishes and the gateway can be closed.
+      await idp.close();
+      await (await starting).close();
+    }
+  });
+
   it('is 503 while the IdP is unreachable at start-up, 503 for its tokens too, and 200 once keys load', async () => {
     const idp = await startIdp({ keys: ['rsa'] });
     idp.setJwksBehaviour('error-500');
