@@ -81,4 +81,12 @@ describe('sessions shared through Redis', () => {
     await expect.poll(() => sessionsActive(a), { timeout: 5000 }).toBe(0);
   });
 
+  it('after Redis restarted, a sign-out on one instance still holds on the other within a second', async () => {
+    const { a, b } = gateways;
+    // The previous test restarted Redis: both instances subscribed to the announcements again.
+    const cookie = await gateways.signIn('alice');
+    expectSessionForwarded(await sessionRequest(upstream, b, cookie), 'alice');
+    await signOut(a, cookie);
+    expectSessionRefused((await refusedWithin(upstream, b, cookie)).refused);
+  });
 });

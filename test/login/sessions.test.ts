@@ -300,6 +300,29 @@ describe('redis session store across instances', () => {
     expect(await two.firstUseOfJti('corp', 'jti-x', 60_000)).toBe(false);
   });
 
+  it('an instance whose subscription dropped subscribes again and forgets its copies: an end it missed holds there', async () => {
+    const clock = new Clock();
+    const prefix = `cut${randomId().slice(0, 6)}:`;
+    const one = await redisStore(clock, prefix);
+    const { store: two, subscriber } = await stores.openFollowing(prefix, TIMEOUTS, clock.now);
+    const [missed, heard] = [session(clock), session(clock)];
+    for (const s of [missed, heard]) {
+      await one.create(s);
+      await two.get(s.id);
+    }
+    subscriber.disconnect();
+    await one.end(missed.id);
+    expect(two.cached(missed.id)).toEqual(missed);
+    const resubscribed = new Promise((resolve) => subscriber.once('ready', resolve));
+    await subscriber.connect();
+    await resubscribed;
+    await expect.poll(() => two.cached(missed.id), { timeout: 1000, interval: 5 }).toBeUndefined();
+    expect(await two.get(missed.id)).toBeUndefined();
+    const ends = endsHeard(two, 1, 1000);
+    await one.end(heard.id);
+    expect(await ends).toEqual([heard.id]);
+  });
+
   it('bounds its local copies', async () => {
     const clock = new Clock();
     const store = await redisStore(clock, 'x5:');

@@ -61,6 +61,12 @@ export class LocalCopies {
     this.entries.delete(id);
   }
 
+  /** Announcements may have gone unheard (no subscription was up): every session is read again at its next request. */
+  forgetAll(): void {
+    this.invalidations++;
+    this.entries.clear();
+  }
+
   /** The session ended, here or elsewhere. */
   ended(id: string): void {
     this.invalidate(id);
