@@ -114,9 +114,6 @@ function readGateway(r: Reader, file: string): GatewayRead {
   const store = readStore(r, root.slot('store'), baseDir);
   const loginContext = { issuers: issuers.values, issuerNames: issuers.names, workers: server.workers, redis: store.redis !== undefined, baseDir };
   const login = root.has('login') ? readLogin(r, root.slot('login'), loginContext) : undefined;
-  if (login !== undefined && store.redis?.topology.kind === 'cluster') {
-    r.problem(root.slot('login'), 'browser sessions need store.redis as a url or sentinel: a Redis Cluster is not supported for sessions');
-  }
   const routes = readRoutes(r, root.slot('routes'), {
     server,
     upstreams: upstreams.names,

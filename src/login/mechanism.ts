@@ -11,9 +11,7 @@ import type {
   Step,
 } from '../chain/kinds.js';
 import { isThenable, PASS, refusal, type Refusal, type Verdict } from '../chain/verdict.js';
-import { once } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import type { LoginConfig } from '../config/login.js';
 import type { IssuerConfig, RouteConfig } from '../config/types.js';
 import { Errors } from '../http/responses.js';
@@ -272,24 +270,14 @@ function openSessionStore(ctx: CompileContext, timeouts: SessionTimeouts): Opene
     const store = new MemorySessionStore(timeouts);
     return { store, processKey: randomId(), watch: sessionWatch(store), started: Promise.resolve(), close: () => undefined };
   }
-  let subscriber: Redis | undefined;
-  const connections = connect(redis, (created) => (subscriber = created));
-  const store = new RedisSessionStore({ commands: connections.commands as Redis, subscriber: subscriber as Redis, prefix: `${ctx.config.store.prefix}sessions:`, timeouts });
-  // The connection queues nothing while it connects: subscribe once it is ready (ioredis resubscribes after a reconnect).
-  const ready = (subscriber as Redis).status === 'ready' ? Promise.resolve() : once(subscriber as Redis, 'ready');
-  const started = ready.then(() => store.start()).catch((err: unknown) => ctx.logger.error({ err }, 'session announcements unavailable: sign-outs reach other instances only through Redis reads'));
-  return {
-    store,
-    processKey: randomId(),
-    watch: sessionWatch(store),
-    started,
-    close: () => {
-      void store.close().finally(() => {
-        void connections.closeSubscriber();
-        connections.commands.disconnect();
-      });
-    },
-  };
+  const store = new RedisSessionStore({
+    connect: (onSubscriber) => connect(redis, onSubscriber),
+    prefix: `${ctx.config.store.prefix}sessions:`,
+    timeouts,
+    // Counted with the store's other errors; /readyz reports the same Redis through the revocation mirror's connections.
+    onError: () => ctx.metrics.storeErrors.inc(),
+  });
+  return { store, processKey: randomId(), watch: sessionWatch(store), started: store.listening, close: () => void store.close() };
 }
 
 /** One end listener on the store for every watched session: an ending session looks up only its own watchers. */

@@ -194,7 +194,7 @@ export function createRedisStore(
 }
 
 /** Runs a MULTI or a pipeline and returns its results; ioredis reports a failed command in it as a value, not a rejection. */
-async function execute(multi: ChainableCommander): Promise<unknown[]> {
+export async function execute(multi: ChainableCommander): Promise<unknown[]> {
   const replies = await multi.exec();
   if (replies === null) throw new Error('Redis transaction aborted');
   return replies.map(([error, result]) => {

@@ -372,9 +372,11 @@ describe('a route login key', () => {
     expect(problems.map(formatProblem)).toEqual([expect.stringContaining('routes[0].login: needs a top-level login section')]);
   });
 
-  it('refuses sessions on a Redis Cluster', () => {
+  it('keeps sessions on a Redis Cluster', () => {
     const store = 'store:\n  redis: { cluster: { nodes: ["127.0.0.1:7000"] } }\n';
-    const { problems } = parseConfig(`${store}${withRoute('{ name: app, match: { path: /** }, upstream: api, login: corp }')}`, '/etc/authgate/gateway.yaml', {});
-    expect(problems.map(formatProblem)).toEqual([expect.stringContaining('a Redis Cluster is not supported for sessions')]);
+    const { config, problems } = parseConfig(`${store}${withRoute('{ name: app, match: { path: /** }, upstream: api, login: corp }')}`, '/etc/authgate/gateway.yaml', {});
+    expect(problems).toEqual([]);
+    expect(config?.store.redis?.topology.kind).toBe('cluster');
+    expect(config?.login).toBeDefined();
   });
 });

@@ -78,6 +78,18 @@ function runRedisCli(args: readonly string[]): Promise<string> {
   });
 }
 
+/** Calls per command (`INFO commandstats`: `hgetall`, `cluster|slots`…) summed over the data nodes on `ports`. */
+async function commandCalls(ports: readonly number[], askNode: Ask): Promise<Record<string, number>> {
+  const calls: Record<string, number> = {};
+  for (const port of ports) {
+    const stats = await askNode(port, DATA_PASSWORD, (client) => client.info('commandstats'));
+    for (const [, command, count] of stats.matchAll(/^cmdstat_(\S+?):calls=(\d+)/gm)) {
+      calls[command as string] = (calls[command as string] ?? 0) + Number(count);
+    }
+  }
+  return calls;
+}
+
 export interface RedisClusterTopology {
   /** Every node, as seeds for `store.redis.cluster.nodes`. */
   readonly nodes: readonly string[];
@@ -85,6 +97,8 @@ export interface RedisClusterTopology {
   primaryOf(key: string): Promise<number>;
   /** SIGKILLs the primary holding `key`; resolves with its port once its replica has taken over and the cluster is ok. */
   killPrimaryOf(key: string): Promise<{ killed: number; promoted: number }>;
+  /** Calls per command served by the live nodes since they started. */
+  commandCalls(): Promise<Record<string, number>>;
   /** Ports of the live nodes on which a client named `name` holds a subscription. */
   subscribedNodes(name: string): Promise<number[]>;
   /** SIGKILLs one node; resolves once the others flagged it failed and the cluster is ok again. */
@@ -137,6 +151,7 @@ export async function startRedisCluster(): Promise<RedisClusterTopology> {
       await waitForCluster(live());
       return { killed, promoted };
     },
+    commandCalls: () => commandCalls(live(), ask),
     async subscribedNodes(name) {
       const listed = await Promise.all(live().map(async (port) => ({ port, clients: String(await ask(port, DATA_PASSWORD, (client) => client.call('CLIENT', 'LIST', 'TYPE', 'pubsub'))) })));
       return listed.filter(({ clients }) => clients.includes(` name=${name} `)).map(({ port }) => port);
@@ -185,6 +200,8 @@ export interface SentinelTopology {
    * is turned into its replica shortly after; a second failover would have to wait for that).
    */
   failover(): Promise<{ from: number; to: number }>;
+  /** Calls per command served by the primary and the replica since they started. */
+  commandCalls(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
@@ -218,10 +235,12 @@ export async function startSentinels(options: { tls?: TopologyTls } = {}): Promi
   const probeTls = (password: string) => (clientTls === undefined ? undefined : { client: clientTls, password });
   const askNode = <T>(port: number, password: string, command: (client: Redis) => Promise<T>): Promise<T> => ask(port, password, command, clientTls);
   const sentinelPorts: number[] = [];
+  const dataPorts: number[] = [];
   try {
     const primaryPort = await freePort();
     started.push(await startNode(dataArgs(primaryPort), primaryPort, probeTls(DATA_PASSWORD)));
     const replicaPort = await freePort();
+    dataPorts.push(primaryPort, replicaPort);
     started.push(await startNode([...dataArgs(replicaPort), '--replicaof', '127.0.0.1', String(primaryPort)], replicaPort, probeTls(DATA_PASSWORD)));
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
@@ -256,6 +275,7 @@ export async function startSentinels(options: { tls?: TopologyTls } = {}): Promi
       });
       return { from, to };
     },
+    commandCalls: () => commandCalls(dataPorts, askNode),
     async close() {
       await Promise.all(started.map((node) => kill(node.child)));
       await rm(dir, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import {
 } from './replicas.js';
 import { waitUntil } from './redis-topologies.js';
 import { expectTruthfulRemaining } from './remaining.js';
+import { sharedSessionsSuite } from './topology-sessions.js';
 import { startRecordingUpstream, type RecordingUpstream } from './upstream.js';
 
 /** A Redis topology as the shared-store tests drive it. */
@@ -20,6 +21,8 @@ export interface TopologyUnderTest {
   failover(key: string): Promise<string>;
   /** On a Cluster, where a subscription can sit on any node: fails the gateways' subscriber node, then revives it. */
   failSubscriberNode?(): Promise<string>;
+  /** Calls per command the data nodes served so far (`INFO commandstats`), replicas included. */
+  commandCalls(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
@@ -31,8 +34,8 @@ const LOAD_WORKERS_PER_GATEWAY = 3;
 const FOLLOW_DEADLINE_MS = 30_000;
 
 /**
- * Two gateways on one topology: revocations and limits shared, the leased limit's bound, and a failover under
- * load. The failover runs last: the topology is started once per file and stays failed over.
+ * Two gateways on one topology: revocations and limits shared, the leased limit's bound, browser sessions, and a
+ * failover under load. The failover runs last: the topology is started once per file and stays failed over.
  */
 export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnderTest>, options: { subscriberNodeFails?: boolean } = {}): void {
   describe(`two gateways on ${name}`, () => {
@@ -171,6 +174,9 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
       expect(upstream.seen.map((seen) => seen.headers['x-probe'])).toContain(probes[0]);
       expect(upstream.seen.map((seen) => seen.headers['x-probe'])).not.toContain(probes[1]);
     });
+
+    // Before the failover, which leaves the topology failed over.
+    sharedSessionsSuite(name, () => topology, options);
 
     it('a failover under load: no 5xx, earlier revocations hold, both gateways follow the new primary without a restart', async () => {
       const { a, b, prefix } = await pair();

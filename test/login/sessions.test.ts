@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomId } from '../../src/login/cookies.js';
@@ -298,6 +299,47 @@ describe('redis session store across instances', () => {
     const { one, two } = await twoInstances();
     expect(await one.firstUseOfJti('corp', 'jti-x', 60_000)).toBe(true);
     expect(await two.firstUseOfJti('corp', 'jti-x', 60_000)).toBe(false);
+  });
+
+  it('an instance whose subscription dropped subscribes again and forgets its copies: an end it missed holds there', async () => {
+    const clock = new Clock();
+    const prefix = `cut${randomId().slice(0, 6)}:`;
+    const one = await redisStore(clock, prefix);
+    const { store: two, subscriber } = await stores.openFollowing(prefix, TIMEOUTS, clock.now);
+    const [missed, heard] = [session(clock), session(clock)];
+    for (const s of [missed, heard]) {
+      await one.create(s);
+      await two.get(s.id);
+    }
+    const cut = once(subscriber, 'end');
+    subscriber.disconnect();
+    await cut;
+    await one.end(missed.id);
+    expect(two.cached(missed.id)).toEqual(missed);
+    await subscriber.connect();
+    await expect.poll(() => two.cached(missed.id), { timeout: 1000, interval: 5 }).toBeUndefined();
+    expect(await two.get(missed.id)).toBeUndefined();
+    const ends = endsHeard(two, 1, 1000);
+    await one.end(heard.id);
+    expect(await ends).toEqual([heard.id]);
+  });
+
+  it('a use noted after the session ended brings nothing of it back', async () => {
+    const clock = new Clock();
+    const prefix = `touch${randomId().slice(0, 6)}:`;
+    const store = await redisStore(clock, prefix);
+    const s = session(clock);
+    await store.create(s);
+    await store.end(s.id);
+    // A request that held the session before it ended, a touch interval later.
+    clock.ms += 60_000;
+    store.touch(s);
+    // Later commands on the same connection: the touch has been served by then.
+    expect(await store.countLive()).toBe(0);
+    expect(await store.get(s.id)).toBeUndefined();
+    const probe = new Redis(redis.url);
+    expect(await probe.keys(`${prefix}*`)).toEqual([]);
+    probe.disconnect();
   });
 
   it('bounds its local copies', async () => {

@@ -17,6 +17,7 @@ sharedStoreSuite('cluster', async () => {
       await cluster.revive(port);
       return `node ${port}, holding the subscriptions, killed and revived`;
     },
+    commandCalls: () => cluster.commandCalls(),
     close: () => cluster.close(),
   };
 }, { subscriberNodeFails: true });

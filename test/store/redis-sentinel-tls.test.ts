@@ -19,6 +19,7 @@ sharedStoreSuite('sentinel-tls', async () => {
       const { from, to } = await sentinels.failover();
       return `SENTINEL FAILOVER over TLS from ${from} to ${to}`;
     },
+    commandCalls: () => sentinels.commandCalls(),
     close: () => sentinels.close(),
   };
 });

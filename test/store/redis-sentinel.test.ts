@@ -13,6 +13,7 @@ sharedStoreSuite('sentinel', async () => {
       const { from, to } = await sentinels.failover();
       return `SENTINEL FAILOVER from ${from} to ${to}`;
     },
+    commandCalls: () => sentinels.commandCalls(),
     close: () => sentinels.close(),
   };
 });

@@ -55,10 +55,21 @@ export class LocalCopies {
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as string);
   }
 
+  /** Replaces the copy held of the session (a new last use); one no longer held (it may have ended meanwhile) stays out. */
+  replace(session: Session): void {
+    if (this.entries.has(session.id)) this.entries.set(session.id, session);
+  }
+
   /** Another instance changed the session (new tokens): the next request reads it again. */
   invalidate(id: string): void {
     this.invalidations++;
     this.entries.delete(id);
+  }
+
+  /** Announcements may have gone unheard (no subscription was up): every session is read again at its next request. */
+  forgetAll(): void {
+    this.invalidations++;
+    this.entries.clear();
   }
 
   /** The session ended, here or elsewhere. */

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { shutDown, type Connections, type RedisClient } from '../../store/connect.js';
+import { execute } from '../../store/redis.js';
 import { LocalCopies } from './local-copies.js';
 import {
   PRE_LOGIN_TTL_MS, isLive, remainingMs, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
@@ -7,36 +9,57 @@ import {
 } from './types.js';
 
 export interface RedisSessionStoreOptions {
-  /** For commands; shared with the rest of the store. */
-  readonly commands: Redis;
-  /** A connection of its own for the subscription (a subscribed connection runs no other commands). */
-  readonly subscriber: Redis;
+  /**
+   * Opens the store's own connections: one for commands, and a subscriber handed to `onSubscriber` (on a Cluster,
+   * again for every replacement on another node). A subscribed connection runs no other commands.
+   */
+  readonly connect: (onSubscriber: (subscriber: Redis) => void) => Connections;
   readonly prefix: string;
   readonly timeouts: SessionTimeouts;
   /** Sessions this instance keeps a copy of, at most. */
   readonly copies?: number;
   readonly now?: () => number;
+  /** Told of every error on the store's connections, which reconnect by themselves. */
+  readonly onError: (error: Error) => void;
 }
 
-/** Writes the rotated tokens only while this refresher still holds the lock and the session still exists. */
+/**
+ * Writes the rotated tokens only while this refresher still holds the lock and the session still exists. The lock
+ * carries the session's hash tag, so both keys are in one slot of a Cluster.
+ */
 const COMMIT_SCRIPT = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'data', ARGV[2])
 return 1`;
 const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
+/** Notes a use of the session, unless it ended meanwhile (a bare HSET would leave a husk of it behind). */
+const TOUCH_SCRIPT = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'seen', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
 const DEFAULT_COPIES = 10_000;
 
 type StoredSession = Omit<Session, 'lastSeenAt'>;
 
 /**
- * Sessions shared by every instance through Redis: a hash per session (`data`: the record, `seen`: last use), an
- * index set per subject and per provider session for back-channel logout, a sorted set of every session by the
- * time it lapses (to count the live ones), and one pub/sub channel on which an ending or refreshed session is
- * announced, so every instance drops its copy (within milliseconds; the contract is one second).
+ * Sessions shared by every instance through Redis, one node, Sentinel or Cluster alike. Keys (under `prefix`):
+ *
+ * - `session:{ID}`, a hash (`data`: the record, `seen`: last use), and `session:{ID}:refresh-lock`: one hash tag,
+ *   so the refresh commit checks the lock and writes the session in one script, in one slot of a Cluster;
+ * - `session-sub:…` and `session-sid:…`, the session IDs of a subject and of a provider session (back-channel
+ *   logout), and `session-expiries`, every session by the time it lapses (to count the live ones).
+ *
+ * Every transaction or script touches one key or one hash tag. The index sets and the expiries are written with
+ * commands of their own: before the session when it is made, after it is deleted when it ends. A step lost in
+ * between leaves an index naming a session that is gone (ending it again finds nothing), never a session no index
+ * names. One pub/sub channel announces an ending or refreshed session, so every instance drops its copy (within
+ * milliseconds; the contract is one second); each time the subscription is (re)made, announcements may have been
+ * missed, so every copy is dropped and read again.
  */
 export class RedisSessionStore implements SessionStore {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
+  private readonly connections: Connections;
   private readonly prefix: string;
   private readonly timeouts: SessionTimeouts;
   private readonly now: () => number;
@@ -46,9 +69,12 @@ export class RedisSessionStore implements SessionStore {
   private readonly instance = randomBytes(8).toString('hex');
   private readonly touchIntervalMs: number;
   private readonly expiriesKey: string;
+  private readonly onError: (error: Error) => void;
+  private markListening: () => void = () => undefined;
+  /** Resolves once the first subscription to the announcements is confirmed. */
+  readonly listening: Promise<void>;
 
-  constructor(private readonly options: RedisSessionStoreOptions) {
-    this.redis = options.commands;
+  constructor(options: RedisSessionStoreOptions) {
     this.prefix = options.prefix;
     this.timeouts = options.timeouts;
     this.now = options.now ?? Date.now;
@@ -56,14 +82,12 @@ export class RedisSessionStore implements SessionStore {
     this.channel = `${options.prefix}sessions`;
     this.touchIntervalMs = touchIntervalMs(options.timeouts);
     this.expiriesKey = `${options.prefix}session-expiries`;
-  }
-
-  /** Subscribes to the announcements; resolves once Redis confirmed the subscription. */
-  async start(): Promise<void> {
-    this.options.subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.channel) this.heard(message);
-    });
-    await this.options.subscriber.subscribe(this.channel);
+    this.onError = options.onError;
+    this.listening = new Promise((resolve) => (this.markListening = resolve));
+    this.connections = options.connect((subscriber) => this.follow(subscriber));
+    this.redis = this.connections.commands;
+    this.redis.on('error', this.onError);
+    this.redis.on('node error', this.onError);
   }
 
   async savePreLogin(flowId: string, record: PreLogin): Promise<void> {
@@ -79,14 +103,13 @@ export class RedisSessionStore implements SessionStore {
     const { lastSeenAt, ...stored } = session;
     const now = this.now();
     const remaining = remainingMs(session, this.timeouts, now);
-    const multi = this.redis.multi()
-      .hset(this.sessionKey(session.id), 'data', JSON.stringify(stored), 'seen', String(lastSeenAt))
-      .pexpire(this.sessionKey(session.id), remaining)
+    await Promise.all([
+      ...this.indexKeys(session).map((key) => execute(this.redis.multi().sadd(key, session.id).pexpire(key, this.timeouts.absoluteMs))),
       // Lapsed entries go as new ones come, so the set stays as large as the live sessions are many.
-      .zremrangebyscore(this.expiriesKey, '-inf', now)
-      .zadd(this.expiriesKey, now + remaining, session.id);
-    for (const key of this.indexKeys(session)) multi.sadd(key, session.id).pexpire(key, this.timeouts.absoluteMs);
-    await multi.exec();
+      execute(this.redis.multi().zremrangebyscore(this.expiriesKey, '-inf', now).zadd(this.expiriesKey, now + remaining, session.id)),
+    ]);
+    const key = this.sessionKey(session.id);
+    await execute(this.redis.multi().hset(key, 'data', JSON.stringify(stored), 'seen', String(lastSeenAt)).pexpire(key, remaining));
     this.copies.put(session);
   }
 
@@ -107,16 +130,17 @@ export class RedisSessionStore implements SessionStore {
     const now = this.now();
     if (now - session.lastSeenAt < this.touchIntervalMs) return;
     const touched = { ...session, lastSeenAt: now };
-    this.copies.put(touched);
-    const key = this.sessionKey(session.id);
+    this.copies.replace(touched);
     const remaining = remainingMs(touched, this.timeouts, now);
-    // Best effort: a lost touch only shortens the idle window by one interval.
-    this.redis.multi().hset(key, 'seen', String(now)).pexpire(key, remaining).zadd(this.expiriesKey, now + remaining, session.id).exec()
-      .catch(() => undefined);
+    // Best effort: a lost touch only shortens the idle window by one interval. `XX`: an ended session is not counted again.
+    Promise.all([
+      this.redis.eval(TOUCH_SCRIPT, 1, this.sessionKey(session.id), String(now), String(remaining)),
+      this.redis.zadd(this.expiriesKey, 'XX', now + remaining, session.id),
+    ]).catch(() => undefined);
   }
 
   async end(id: string): Promise<void> {
-    await this.endAll([id]);
+    await this.endOne(id);
   }
 
   async endBySubject(provider: string, subject: string): Promise<number> {
@@ -128,7 +152,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async lockRefresh(id: string, ttlMs: number): Promise<RefreshLock | undefined> {
-    const lockKey = `${this.prefix}session-lock:${id}`;
+    const lockKey = `${this.sessionKey(id)}:refresh-lock`;
     const token = randomBytes(16).toString('hex');
     if ((await this.redis.set(lockKey, token, 'PX', ttlMs, 'NX')) === null) return undefined;
     return {
@@ -155,9 +179,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async countLive(): Promise<number> {
-    const results = await this.redis.multi().zremrangebyscore(this.expiriesKey, '-inf', this.now()).zcard(this.expiriesKey).exec();
-    const [error, counted] = results?.[1] ?? [new Error('the session count was not answered')];
-    if (error) throw error;
+    const [, counted] = await execute(this.redis.multi().zremrangebyscore(this.expiriesKey, '-inf', this.now()).zcard(this.expiriesKey));
     return Number(counted);
   }
 
@@ -166,7 +188,23 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async close(): Promise<void> {
-    await this.options.subscriber.unsubscribe(this.channel).catch(() => undefined);
+    await Promise.all([this.connections.closeSubscriber(), shutDown(this.redis)]);
+  }
+
+  /** Subscribes on this connection now if it is up, and again each time it comes back (nothing resubscribes by itself). */
+  private follow(subscriber: Redis): void {
+    subscriber.on('error', this.onError);
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.channel) this.heard(message);
+    });
+    const subscribe = (): void => {
+      subscriber.subscribe(this.channel).then(() => {
+        this.copies.forgetAll();
+        this.markListening();
+      }, this.onError);
+    };
+    subscriber.on('ready', subscribe);
+    if (subscriber.status === 'ready') subscribe();
   }
 
   private async read(id: string): Promise<Session | undefined> {
@@ -176,20 +214,26 @@ export class RedisSessionStore implements SessionStore {
     return isLive(session, this.timeouts, this.now()) ? session : undefined;
   }
 
-  /** Deletes the sessions and their index entries, drops the copies here and announces it to the others. */
   private async endAll(ids: readonly string[]): Promise<number> {
-    let ended = 0;
-    for (const id of ids) {
-      const fields = await this.redis.hgetall(this.sessionKey(id));
-      const multi = this.redis.multi().del(this.sessionKey(id)).zrem(this.expiriesKey, id);
-      if (fields.data !== undefined) {
-        for (const key of this.indexKeys(JSON.parse(fields.data) as StoredSession)) multi.srem(key, id);
-      }
-      const results = await multi.publish(this.channel, `end ${this.instance} ${id}`).exec();
-      if (results?.[0]?.[1] === 1) ended++;
-      this.copies.ended(id);
-    }
-    return ended;
+    const ended = await Promise.all(ids.map((id) => this.endOne(id)));
+    return ended.filter(Boolean).length;
+  }
+
+  /**
+   * Deletes the session, reading its record in the same step (for its index entries), drops the copy here, announces
+   * the end to the others and removes the index entries; true when the session was still there.
+   */
+  private async endOne(id: string): Promise<boolean> {
+    const key = this.sessionKey(id);
+    const [data, deleted] = await execute(this.redis.multi().hget(key, 'data').del(key));
+    this.copies.ended(id);
+    const indexKeys = typeof data === 'string' ? this.indexKeys(JSON.parse(data) as StoredSession) : [];
+    await Promise.all([
+      this.redis.publish(this.channel, `end ${this.instance} ${id}`),
+      this.redis.zrem(this.expiriesKey, id),
+      ...indexKeys.map((indexKey) => this.redis.srem(indexKey, id)),
+    ]);
+    return deleted === 1;
   }
 
   private heard(message: string): void {
@@ -203,8 +247,9 @@ export class RedisSessionStore implements SessionStore {
     return `${this.prefix}login-flow:${flowId}`;
   }
 
+  /** The ID is the hash tag: a random base64url text, which never holds a brace. */
   private sessionKey(id: string): string {
-    return `${this.prefix}session:${id}`;
+    return `${this.prefix}session:{${id}}`;
   }
 
   private indexKey(kind: 'sub' | 'sid', provider: string, value: string): string {
