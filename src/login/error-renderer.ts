@@ -42,11 +42,17 @@ export async function renderForBrowser(problem: BrowserProblem, request: Browser
         signOutHref: context.session === undefined ? undefined : context.signOutHref,
       }));
     case 'unavailable':
-      return html(errorPage({ status: 503, title: 'Temporarily unavailable', message: 'Signing in is not possible right now. Please try again shortly.' }), { 'retry-after': '5' });
+      return SIGN_IN_UNAVAILABLE;
     case 'other':
       return undefined;
   }
 }
+
+/** The provider or the session store down: worth a retry, and says so. */
+export const SIGN_IN_UNAVAILABLE: LoginAnswer = html(
+  errorPage({ status: 503, title: 'Temporarily unavailable', message: 'Signing in is not possible right now. Please try again shortly.' }),
+  { 'retry-after': '5' },
+);
 
 /** The email when the session's claims have one, else the subject. */
 function whoIs(session: Session): string {

@@ -23,7 +23,7 @@ import { connect } from '../store/connect.js';
 import { isNavigation, passesCsrfCheck, trustedOrigins } from './browser.js';
 import { CookieJar, cookieReader, randomId } from './cookies.js';
 import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
-import { renderForBrowser, type BrowserProblem } from './error-renderer.js';
+import { renderForBrowser, SIGN_IN_UNAVAILABLE, type BrowserProblem } from './error-renderer.js';
 import { RelyingParty } from './oidc.js';
 import { SessionRefresher } from './refresh.js';
 import { SessionAuthenticator, type SessionAuthentication } from './session-authenticator.js';
@@ -173,12 +173,27 @@ export class LoginService implements Compiled<Authenticator> {
 
   /** The sign-in endpoints under the reserved prefix, by path suffix: the methods each takes, its checks, its answer. */
   endpoints(): ReadonlyMap<string, LoginEndpoint> {
+    const page = (run: LoginEndpoint['run']) => this.unlessStoreFails(run, SIGN_IN_UNAVAILABLE);
     return new Map<string, LoginEndpoint>([
-      ['/sign_in', { methods: ['GET', 'HEAD'], run: (ctx) => this.signIn.signIn(ctx.query) }],
-      ['/callback', { methods: ['GET'], run: (ctx) => this.signIn.callback(ctx.query, ctx.headersDistinct) }],
-      ['/sign_out', { methods: ['GET', 'POST'], checks: [this.signOutFromHere], run: (ctx) => this.signIn.signOut(ctx.query, ctx.headersDistinct) }],
-      ['/backchannel_logout', { methods: ['POST'], run: async (ctx) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? '') }],
+      ['/sign_in', { methods: ['GET', 'HEAD'], run: page((ctx) => this.signIn.signIn(ctx.query)) }],
+      ['/callback', { methods: ['GET'], run: page((ctx) => this.signIn.callback(ctx.query, ctx.headersDistinct)) }],
+      ['/sign_out', { methods: ['GET', 'POST'], checks: [this.signOutFromHere], run: page((ctx) => this.signIn.signOut(ctx.query, ctx.headersDistinct)) }],
+      ['/backchannel_logout', {
+        methods: ['POST'],
+        run: this.unlessStoreFails(async (ctx) => this.signIn.backchannelLogout((await ctx.readBody(LOGOUT_BODY_MAX_BYTES)) ?? ''), LOGOUT_UNAVAILABLE),
+      }],
     ]);
+  }
+
+  /**
+   * The session store down mid-flow (Redis unreachable): an answer that says to retry, never a 500. A provider
+   * retries a back-channel logout it could not deliver; a person retries the page.
+   */
+  private unlessStoreFails(run: LoginEndpoint['run'], unavailable: LoginAnswer): LoginEndpoint['run'] {
+    return (ctx) => run(ctx).catch((err: unknown) => {
+      this.ctx.logger.error({ err, path: ctx.path }, 'sign-in endpoint failed (the session store unreachable?); answered 503');
+      return unavailable;
+    });
   }
 
   /**
@@ -306,6 +321,12 @@ export interface LoginEndpoint {
 }
 
 const CROSS_SITE_SIGN_OUT = refusal('endpoint', Errors.csrf, 'csrf');
+
+const LOGOUT_UNAVAILABLE: LoginAnswer = Object.freeze({
+  status: 503,
+  headers: { 'content-type': 'application/json', 'cache-control': 'no-store', 'retry-after': '5' },
+  body: JSON.stringify({ error: 'temporarily_unavailable', error_description: 'Sessions cannot be ended right now' }),
+});
 
 /** A back-channel logout is a form with one signed token: a few KiB. */
 const LOGOUT_BODY_MAX_BYTES = 64 * 1024;

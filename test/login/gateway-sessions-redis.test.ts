@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawRequest } from '../helpers/gateway.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import {
-  expectSessionForwarded, expectSessionRefused, backchannelLogout, refusedWithin, sessionRequest, sessionsActive, signOut,
+  expectSessionForwarded, expectSessionRefused, backchannelLogout, refusedWithin, RESERVED, sessionRequest, sessionsActive, signOut,
   startSessionGateways, type SessionGateways,
 } from '../helpers/session-gateways.js';
 import { closeOf, OPCODE, openWebSocket } from '../helpers/websocket.js';
@@ -83,10 +84,34 @@ describe('sessions shared through Redis', () => {
 
   it('after Redis restarted, a sign-out on one instance still holds on the other within a second', async () => {
     const { a, b } = gateways;
-    // The previous test restarted Redis: both instances subscribed to the announcements again.
+    // The previous test restarted Redis: each instance answers 503 for what needs the store until it reconnected.
+    for (const gateway of [a, b]) {
+      const startSignIn = () => rawRequest(gateway.port, { target: `${RESERVED}/sign_in?provider=corp&rd=/app/` }).then((answer) => answer.status);
+      await expect.poll(startSignIn, { timeout: 5000 }).toBe(302);
+    }
     const cookie = await gateways.signIn('alice');
     expectSessionForwarded(await sessionRequest(upstream, b, cookie), 'alice');
     await signOut(a, cookie);
     expectSessionRefused((await refusedWithin(upstream, b, cookie)).refused);
+  });
+
+  it('with Redis down, sign-in, sign-out and back-channel logout answer 503 with Retry-After, never a 500', async () => {
+    const { a, b, provider } = gateways;
+    const cookie = await gateways.signIn('alice');
+    await redis.stop();
+    try {
+      const signIn = await rawRequest(a.port, { target: `${RESERVED}/sign_in?provider=corp&rd=/app/`, headers: [['Accept', 'text/html']] });
+      const signOutAnswer = await rawRequest(a.port, { target: `${RESERVED}/sign_out`, headers: [['Cookie', cookie]] });
+      for (const page of [signIn, signOutAnswer]) {
+        expect(page.status).toBe(503);
+        expect(page.headers['retry-after']).toBe('5');
+        expect(page.headers['content-type']).toMatch(/^text\/html/);
+        expect(page.headers['set-cookie']).toBeUndefined();
+      }
+      expect(await backchannelLogout(b, provider, { sub: 'alice' })).toBe(503);
+      expect(a.logs.some((line) => line.includes('sign-in endpoint failed'))).toBe(true);
+    } finally {
+      await redis.restart();
+    }
   });
 });
