@@ -156,7 +156,14 @@ function isWildcardAddress(host: string): boolean {
 
 export function readStore(r: Reader, slot: Slot, baseDir: string): StoreConfig {
   const s = r.section(slot, ['redis', 'prefix']);
-  return { redis: readRedis(r, s.slot('redis'), baseDir), prefix: r.string(s.slot('prefix')) ?? 'authgate:' };
+  return { redis: readRedis(r, s.slot('redis'), baseDir), prefix: readKeyPrefix(r, s.slot('prefix')) ?? 'authgate:' };
+}
+
+/** Keys that must share a Cluster hash slot carry their own `{…}` tag: a brace in the prefix would become the tag. */
+function readKeyPrefix(r: Reader, slot: Slot): string | undefined {
+  const prefix = r.string(slot);
+  if (prefix === undefined || !/[{}]/.test(prefix)) return prefix;
+  return r.problem(slot, 'must not contain "{" or "}": authgate sets the hash tags of its keys itself');
 }
 
 export function readLogging(r: Reader, slot: Slot): LoggingConfig {

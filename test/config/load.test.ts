@@ -74,6 +74,13 @@ describe('store.redis', () => {
       '/etc/authgate/gateway.yaml:12:10: store.redis: expected a redis:// or rediss:// URL',
     ]);
   });
+
+  it.each(['"{app}:"', '"app}:"'])('refuses the prefix %s: a brace would make part of it every key\'s hash tag', (prefix) => {
+    const { problems } = parseConfig(`${MINIMAL}store:\n  prefix: ${prefix}\n`, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([
+      '/etc/authgate/gateway.yaml:12:11: store.prefix: must not contain "{" or "}": authgate sets the hash tags of its keys itself',
+    ]);
+  });
 });
 
 describe('connection limits and client timeouts', () => {
