@@ -12,7 +12,7 @@ import { InvalidTokenDescription } from '../../../http/responses.js';
 import type { VerifyResult } from './types.js';
 import type { Authentication, Authenticator, Compiled, ErrorRenderer, IssuerStatus, MechanismType } from '../../../chain/kinds.js';
 import type { RouteConfig } from '../../../config/types.js';
-import type { Refusal } from '../../../chain/verdict.js';
+import { isThenable, type Refusal } from '../../../chain/verdict.js';
 
 export interface AuthenticatorDeps {
   logger: Logger;
@@ -168,6 +168,15 @@ export class JwtAuthenticator {
 
   /** `allowedIssuers`: issuer names the route accepts; undefined = every configured issuer. */
   async verify(token: string, allowedIssuers: readonly string[] | undefined): Promise<VerifyResult> {
+    return this.check(token, allowedIssuers);
+  }
+
+  /**
+   * `verify` without waiting when nothing needs to: a cached token, and a new one whose issuer's keys are at hand
+   * (verified on the spot), are answered synchronously, so the chain stays synchronous. Only a refetch of the
+   * issuer's keys for an unknown kid, or joining such a verification under way, returns a promise.
+   */
+  check(token: string, allowedIssuers: readonly string[] | undefined): VerifyResult | Promise<VerifyResult> {
     // One digest per request: the cache key and the single-flight key.
     const digest = tokenDigest(token);
     const hit = this.hit(digest, allowedIssuers);
@@ -189,21 +198,9 @@ export class JwtAuthenticator {
     const keys = runtime.keys.lookup(header.alg, header.kid, this.now());
     if (keys.ok || keys.reason !== 'unknown_kid') return this.verifyWith(runtime, token, digest, header, payload, keys);
     // Only a refetch of the issuer's keys waits; requests that bring the same token meanwhile wait for this one.
-    const verification = this.verifyAfterRefetch(runtime, token, digest, header, payload);
+    const verification = this.verifyAfterRefetch(runtime, token, digest, header, payload).finally(() => this.inflight.delete(digest));
     this.inflight.set(digest, verification);
-    try {
-      return await verification;
-    } finally {
-      this.inflight.delete(digest);
-    }
-  }
-
-  /**
-   * The answer for a token still in the verified-token cache, without waiting for anything; undefined when the
-   * token must be verified. Lets the chain stay synchronous for the tokens it sees again and again.
-   */
-  cached(token: string, allowedIssuers: readonly string[] | undefined): VerifyResult | undefined {
-    return this.hit(tokenDigest(token), allowedIssuers);
+    return verification;
   }
 
   private hit(digest: string, allowedIssuers: readonly string[] | undefined): VerifyResult | undefined {
@@ -319,7 +316,7 @@ function sameSettings(a: IssuerConfig, b: IssuerConfig): boolean {
 }
 
 /** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run (no cache). */
-export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'cached'>>;
+export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'check'>>;
 
 const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
 
@@ -347,8 +344,8 @@ export class JwtMechanism implements Compiled<Authenticator> {
     return {
       authenticate(credential) {
         if (credential.scheme !== 'bearer') return NOT_MINE;
-        const hit = verifier.cached?.(credential.value, issuers);
-        return hit !== undefined ? settle(hit) : verifier.verify(credential.value, issuers).then(settle);
+        const checked = verifier.check !== undefined ? verifier.check(credential.value, issuers) : verifier.verify(credential.value, issuers);
+        return isThenable(checked) ? checked.then(settle) : settle(checked);
       },
     };
   }
