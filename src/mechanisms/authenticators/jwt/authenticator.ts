@@ -4,7 +4,7 @@ import type { Metrics } from '../../../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/json-request.js';
-import { parseCompactJws, type JoseHeader, type JwsFailure } from './jws.js';
+import { parseCompactJws, secondDot, type JoseHeader, type JwsFailure } from './jws.js';
 import { isKeyed, IssuerKeySet, keySetIdentity, UNKNOWN_KID, type KeyedIssuer, type KeyLookup, type VerificationKey } from './key-set.js';
 import { estimateEntryBytes, TokenCache, tokenDigest } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
@@ -295,7 +295,7 @@ export class JwtAuthenticator {
 
   /** Whether one of `keys` (all bound to the token's alg) signed the token; the token was checked canonical already. */
   private signatureHolds(token: string, keys: readonly VerificationKey[], issuer: string): boolean {
-    const signed = token.lastIndexOf('.');
+    const signed = secondDot(token);
     const signingInput = Buffer.from(token.slice(0, signed), 'latin1');
     const signature = Buffer.from(token.slice(signed + 1), 'base64url');
     for (const key of keys) {
