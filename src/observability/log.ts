@@ -27,8 +27,20 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
         censor: '[redacted]',
       },
     },
-    destination ?? pino.destination({ sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }),
+    destination ?? batchedStdout(),
   );
+}
+
+/**
+ * Stdout through pino's own SonicBoom (flushed at exit), in its buffer mode: in text mode it flattens the pending
+ * batch and measures its UTF-8 length again on every line, a cost that grows with the batch (in a loop of access
+ * lines, twice that of building them). Lines are encoded once here instead, and the batch only adds up lengths.
+ */
+function batchedStdout(): pino.DestinationStream {
+  const destination = pino.destination({ sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS, contentMode: 'buffer' });
+  const writeBytes = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
+  destination.write = (line: string) => writeBytes(Buffer.from(line));
+  return destination;
 }
 
 /**
