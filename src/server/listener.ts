@@ -212,7 +212,8 @@ class Gateway implements RunningGateway {
     const runtime = this.runtime;
     const ctx = this.context(req, 'request', runtime);
     let verdict: Verdict | undefined;
-    res.once('close', () => this.recordResponse(ctx, verdict, res, started));
+    // `on`, not `once`: a response closes once, and `once` wraps every listener in a bound function.
+    res.on('close', () => this.recordResponse(ctx, verdict, res, started));
     if (ctx.proto === 'https') res.setHeader('strict-transport-security', HSTS);
     const settle = (settled: Verdict): void => {
       verdict = settled;
