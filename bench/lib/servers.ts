@@ -38,7 +38,7 @@ export interface RunningAuthgate {
   readonly process: Spawned;
 }
 
-function gatewayYaml(setup: GatewaySetup, port: number, adminPort: number): string {
+export function gatewayYaml(setup: GatewaySetup, port: number, adminPort: number): string {
   return `version: 1
 server:
   listen: 127.0.0.1:${port}
@@ -132,10 +132,10 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
-export async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + READY_DEADLINE_MS;
+export async function waitUntil(what: string, check: () => Promise<boolean>, withinMs = READY_DEADLINE_MS): Promise<void> {
+  const deadline = Date.now() + withinMs;
   while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what} not ready within ${READY_DEADLINE_MS} ms`);
+    if (Date.now() > deadline) throw new Error(`${what} not ready within ${withinMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

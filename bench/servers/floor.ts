@@ -1,7 +1,7 @@
 /**
  * The Node floor: node:http in front, an undici Pool behind, no auth, no logging, no header work beyond dropping
  * hop-by-hop names. What any Node gateway costs before it does anything of its own; authgate's extra work per
- * request is measured against it. Usage: floor.ts UPSTREAM_URL; prints `{"port":N}` once listening.
+ * request is measured against it. Usage: floor.ts UPSTREAM_URL [PORT]; prints `{"port":N}` once listening.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -50,7 +50,7 @@ function forward(req: IncomingMessage, res: ServerResponse): void {
 
 const server = createServer(forward);
 server.keepAliveTimeout = 65_000;
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.argv[3] ?? 0), '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
 });
 process.on('SIGTERM', () => process.exit(0));

@@ -47,12 +47,15 @@ export function parseCidr(text: string): AddressRange | undefined {
   return { network: words.map((word, index) => (word & (mask[index] as number)) >>> 0), mask };
 }
 
+const NOBODY_TRUSTED: TrustedProxies = { isTrusted: () => false };
+
 export function compileTrustedProxies(cidrs: readonly string[]): TrustedProxies {
   const ranges: AddressRange[] = cidrs.map((cidr) => {
     const range = parseCidr(cidr);
     if (range === undefined) throw new Error(`trusted proxy "${cidr}" is not an IP address or CIDR`);
     return range;
   });
+  if (ranges.length === 0) return NOBODY_TRUSTED;
   return {
     isTrusted(ip) {
       const words = parseAddress(ip, scratchWords);

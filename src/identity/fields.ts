@@ -13,6 +13,11 @@ export interface FieldSource {
 
 export type FieldReader = (identity: Identity, request: FieldSource) => FieldValue;
 
+/** Whether the field reads the request (its connection) rather than the identity alone. */
+export function readsRequest(field: IdentityField): boolean {
+  return field.kind === 'client_cert_subject' || field.kind === 'client_cert_fingerprint';
+}
+
 /** Compiled once per config: the reader of one identity field (`identity.headers`, later assertions and rules). */
 export function compileField(field: IdentityField): FieldReader {
   switch (field.kind) {

@@ -1,23 +1,25 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabeledCounter, LabeledHistogram } from './labeled.js';
 
 /**
  * Every metric the admin listener's /metrics reports, in one registry that is passed to the stages that report to it.
- * Labels are bounded (route names, issuer names, fixed reasons), never paths or subjects.
+ * Labels are bounded (route names, issuer names, fixed reasons), never paths or subjects. Those updated on every
+ * request are labeled cells (./labeled.ts) rather than prom-client's own metrics.
  */
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly requests = new Counter({
+  readonly requests = new LabeledCounter({
     name: 'authgate_requests_total',
     help: 'Requests handled, by route name, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
+    labelNames: ['route', 'method', 'status'],
     registers: [this.registry],
   });
 
-  readonly requestDuration = new Histogram({
+  readonly requestDuration = new LabeledHistogram({
     name: 'authgate_request_duration_seconds',
     help: 'Time from request until the response closes, by route name',
-    labelNames: ['route'] as const,
+    labelNames: ['route'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
@@ -36,10 +38,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly tokenCache = new Counter({
+  readonly tokenCache = new LabeledCounter({
     name: 'authgate_token_cache_total',
     help: 'Verified-token cache lookups, by result (hit; miss: verified now; shared: joined a verification of the same token under way)',
-    labelNames: ['result'] as const,
+    labelNames: ['result'],
     registers: [this.registry],
   });
 

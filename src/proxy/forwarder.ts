@@ -235,7 +235,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   ) {
     // The client may have left while the chain was deciding: then there is nothing to forward for.
     this.done = res.destroyed;
-    res.once('close', () => {
+    // A response closes once: `on` spares the wrapper `once` makes.
+    res.on('close', () => {
       clearTimeout(this.queueTimer);
       if (res.writableFinished) return;
       this.done = true;

@@ -40,8 +40,8 @@ export class AccessRecorder {
     const route = plan?.name ?? '-';
     const ok = verdict?.ok === true;
     const own = plan !== undefined && plan.route === undefined;
-    this.metrics.requests.inc({ route, method: reported.method, status });
-    this.metrics.requestDuration.observe({ route }, ms / 1000);
+    this.metrics.requests.labels(route, reported.method, status).inc();
+    this.metrics.requestDuration.labels(route).observe(ms / 1000);
     if (verdict && !verdict.ok && !own && COUNTED_DENIALS.has(verdict.stage)) this.metrics.authDenied.inc({ reason: verdict.reason });
     if (!this.accessLogOn()) return;
     const identity = own && !ok ? undefined : reported.identity;

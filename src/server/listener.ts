@@ -15,7 +15,7 @@ import type { GatewayConfig, ListenAddress } from '../config/types.js';
 import { loggerFor, type Logger } from '../observability/log.js';
 import { AccessRecorder } from './access.js';
 import { clientCertificateOptions, listenerChanges, readTlsContext } from './reload.js';
-import { canonicalIp } from '../http/client-ip.js';
+import { canonicalIp, type TrustedProxies } from '../http/client-ip.js';
 import { Metrics } from '../observability/metrics.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
@@ -191,17 +191,17 @@ class Gateway implements RunningGateway {
   }
 
   private context(req: IncomingMessage, transport: Transport, runtime: Runtime): Context {
-    const peerIp = peerAddress(req.socket);
-    const trustedPeer = runtime.head.trustedProxies.isTrusted(peerIp);
-    const incomingId = req.headers['x-request-id'];
     const socket = req.socket as TLSSocket;
+    const peer = peerOf(socket, runtime.head.trustedProxies);
+    const trustedPeer = peer.trusted;
+    const incomingId = req.headers['x-request-id'];
     return new Context({
       method: req.method ?? 'GET',
       target: req.url ?? '',
       host: req.headers.host ?? '',
       headers: req.headers,
       headersDistinct: req.headersDistinct,
-      peerIp,
+      peerIp: peer.ip,
       trustedPeer,
       proto: socket.encrypted ? 'https' : 'http',
       transport,
@@ -217,7 +217,8 @@ class Gateway implements RunningGateway {
     const runtime = this.runtime;
     const ctx = this.context(req, 'request', runtime);
     let verdict: Verdict | undefined;
-    res.once('close', () => this.recordResponse(ctx, verdict, res, started));
+    // `on`, not `once`: a response closes once, and `once` wraps every listener in a bound function.
+    res.on('close', () => this.recordResponse(ctx, verdict, res, started));
     if (ctx.proto === 'https') res.setHeader('strict-transport-security', HSTS);
     const settle = (settled: Verdict): void => {
       verdict = settled;
@@ -452,6 +453,26 @@ const HSTS = 'max-age=31536000';
 /** Canonical form (v4-mapped IPv6 unwrapped) so trust checks, limits and X-Forwarded-For agree on one spelling. */
 function peerAddress(socket: Socket): string {
   return canonicalIp(socket.remoteAddress ?? '');
+}
+
+/** A connection's peer address and whether `trustedBy` trusts it. */
+interface Peer {
+  readonly ip: string;
+  readonly trustedBy: TrustedProxies;
+  readonly trusted: boolean;
+}
+
+/** Worked out once per connection (and again after a reload changed the trusted proxies), not per request. */
+const peers = new WeakMap<Socket, Peer>();
+
+function peerOf(socket: Socket, trustedProxies: TrustedProxies): Peer {
+  let peer = peers.get(socket);
+  if (peer === undefined || peer.trustedBy !== trustedProxies) {
+    const ip = peerAddress(socket);
+    peer = { ip, trustedBy: trustedProxies, trusted: trustedProxies.isTrusted(ip) };
+    peers.set(socket, peer);
+  }
+  return peer;
 }
 
 function upgradeError(failure: Exclude<UpgradeFailure, 'client_closed'>): GatewayError {

@@ -15,16 +15,23 @@ import { compileTokenQueryStripper } from '../credentials/query.js';
  * Node already merges repeated lines of one name into one `req.headers` entry, so dropping the entry drops them all.
  */
 export interface HeaderPolicy {
-  /** Canonical name → how it is treated; names not listed are kept unless `strip` matches them. */
-  readonly dispositions: ReadonlyMap<string, Disposition>;
-  /** identity.strip patterns as one regex over canonical names; undefined when there are none. */
-  readonly strip: RegExp | undefined;
   /** Cookie names that carry the token, removed from Cookie unless the token is forwarded. */
   readonly tokenCookies: readonly string[];
   /** The session cookie: kept from the upstream even with forward_token (which forwards the access token instead). */
   readonly sessionCookies: readonly string[];
   /** Cookies named with one of these prefixes are always kept from the upstream (sign-in flow cookies). */
   readonly sessionCookiePrefixes: readonly string[];
+  /**
+   * How a header name as Node gives it is treated, by its canonical name: an `identity.strip` pattern first, then
+   * the disposition of the name; a name with neither is kept.
+   */
+  classify(name: string): NameClass;
+}
+
+/** A header name's canonical form and its treatment; `strip` (an `identity.strip` pattern) outranks the rest. */
+export interface NameClass {
+  readonly canonical: string;
+  readonly treatment: Disposition | 'strip' | undefined;
 }
 
 export interface UpstreamHeaderContext {
@@ -133,7 +140,28 @@ export function compileHeaderPolicy(options: {
   for (const header of options.identity.headers) dispositions.set(canonicalName(header.name), 'drop');
   // A client's own assertion must never reach an upstream that trusts the header: on every route, signed or not.
   if (options.identity.assertion) dispositions.set(canonicalName(options.identity.assertion.header), 'drop');
-  return { dispositions, strip: stripRegex(options.identity.strip), tokenCookies, sessionCookies, sessionCookiePrefixes };
+  const strip = stripRegex(options.identity.strip);
+  const classify = memoized((name: string): NameClass => {
+    const canonical = canonicalName(name);
+    return { canonical, treatment: strip?.test(canonical) === true ? 'strip' : dispositions.get(canonical) };
+  });
+  return { tokenCookies, sessionCookies, sessionCookiePrefixes, classify };
+}
+
+/** Header names classified so far, per policy: clients send a handful of names again and again. */
+const CLASSIFIED_NAMES = 1024;
+
+/** `classify` remembered for the first CLASSIFIED_NAMES names, so a client sending random names cannot grow it. */
+function memoized(classify: (name: string) => NameClass): (name: string) => NameClass {
+  const known = new Map<string, NameClass>();
+  return (name) => {
+    let found = known.get(name);
+    if (found === undefined) {
+      found = classify(name);
+      if (known.size < CLASSIFIED_NAMES) known.set(name, found);
+    }
+    return found;
+  };
 }
 
 export function buildUpstreamHeaders(
@@ -146,13 +174,14 @@ export function buildUpstreamHeaders(
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
-    const canonical = canonicalName(name);
-    if (connectionListed?.has(canonical) || policy.strip?.test(canonical)) continue;
-    switch (policy.dispositions.get(canonical)) {
+    const { canonical, treatment } = policy.classify(name);
+    if (connectionListed?.has(canonical)) continue;
+    switch (treatment) {
       case undefined:
         out[name] = value;
         break;
       case 'drop':
+      case 'strip':
         break;
       case 'trusted-only':
         if (ctx.trustedPeer) out[name] = value;
@@ -196,12 +225,9 @@ export function buildUpstreamHeaders(
 export function headersForProxyToRemove(incoming: IncomingHttpHeaders, policy: HeaderPolicy, forwardToken: boolean): string[] {
   const names: string[] = [];
   for (const name in incoming) {
-    const canonical = canonicalName(name);
-    const disposition = policy.dispositions.get(canonical);
+    const { canonical, treatment } = policy.classify(name);
     const removed =
-      policy.strip?.test(canonical) === true ||
-      (disposition === 'drop' && !REBUILT_BY_PROXY.has(canonical)) ||
-      (disposition === 'token' && !forwardToken);
+      treatment === 'strip' || (treatment === 'drop' && !REBUILT_BY_PROXY.has(canonical)) || (treatment === 'token' && !forwardToken);
     if (removed) names.push(name);
   }
   return names;

@@ -6,9 +6,9 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Identity } from '../../identity/identity.js';
 import type { IdentityConfig } from '../../config/types.js';
 import { Errors } from '../../http/responses.js';
-import { compileField, type FieldSource } from '../../identity/fields.js';
+import { compileField, readsRequest, type FieldSource } from '../../identity/fields.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
-import { PASS, refusal, type Verdict } from '../../chain/verdict.js';
+import { PASS, refusal, type Refusal, type Verdict } from '../../chain/verdict.js';
 
 export interface IdentityHeaderWriter {
   /**
@@ -45,15 +45,30 @@ export function headerSafeValue(value: string): string {
 export function compileIdentityHeaders(config: IdentityConfig): IdentityHeaderWriter {
   const separator = config.listSeparator;
   const headers = config.headers.map((header) => ({ name: header.name.toLowerCase(), read: compileField(header.field) }));
+  /** Flat name/value pairs of the headers that have a value, or the refusal. */
+  const written = (identity: Identity, request: FieldSource): readonly string[] | Refusal => {
+    const pairs: string[] = [];
+    for (const header of headers) {
+      const value = header.read(identity, request);
+      if (value === undefined) continue;
+      if (typeof value !== 'string' && !joinable(value, separator)) return NOT_EXPRESSIBLE;
+      const text = typeof value === 'string' ? value : value.join(separator);
+      if (text !== '') pairs.push(header.name, headerSafeValue(text));
+    }
+    return pairs;
+  };
+  // Headers read from the identity alone are worked out once per identity: a cached one comes back request after
+  // request, and its headers with it.
+  const perIdentity = config.headers.some((header) => readsRequest(header.field)) ? undefined : new WeakMap<Identity, readonly string[] | Refusal>();
   return {
     write(identity, into, request) {
-      for (const header of headers) {
-        const value = header.read(identity, request);
-        if (value === undefined) continue;
-        if (typeof value !== 'string' && !joinable(value, separator)) return NOT_EXPRESSIBLE;
-        const text = typeof value === 'string' ? value : value.join(separator);
-        if (text !== '') into[header.name] = headerSafeValue(text);
+      let pairs = perIdentity?.get(identity);
+      if (pairs === undefined) {
+        pairs = written(identity, request);
+        perIdentity?.set(identity, pairs);
       }
+      if (!Array.isArray(pairs)) return pairs as Refusal;
+      for (let index = 0; index < pairs.length; index += 2) into[pairs[index] as string] = pairs[index + 1];
       return PASS;
     },
   };

@@ -307,6 +307,18 @@ describe('buildUpstreamHeaders', () => {
     expect(out).toStrictEqual({ 'x-user-plan': 'gold', ...directForwarding });
   });
 
+  it('classifies names past the 1,024 it remembers as it does the first ones', () => {
+    const fresh = compileHeaderPolicy({ identity, tokenSources: [] });
+    const many: IncomingHttpHeaders = {};
+    for (let index = 0; index < 1100; index++) many[`x-custom-${index}`] = String(index);
+    const expected = { ...many, ...directForwarding };
+    many['x-user-late'] = 'forged';
+    many.x_auth_late = 'forged';
+    many['x-http-method-override'] = 'DELETE';
+    expect(buildUpstreamHeaders(many, fresh, direct)).toStrictEqual(expected);
+    expect(buildUpstreamHeaders(many, fresh, direct)).toStrictEqual(expected);
+  });
+
   it('reads strip patterns literally apart from *', () => {
     const dotted = compileHeaderPolicy({ identity: { ...identity, headers: [], strip: ['X-Corp.Id', '*-Internal'] }, tokenSources: [] });
     const out = buildUpstreamHeaders({ 'x-corp.id': '1', 'x-corpxid': '2', xinternal: '3', 'a-internal': '4' }, dotted, direct);

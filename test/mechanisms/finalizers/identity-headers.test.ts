@@ -103,6 +103,31 @@ describe('compileIdentityHeaders', () => {
     expect(into).toEqual({ 'x-user-id': 'alice', other: 'kept' });
   });
 
+  it('gives an identity seen again the same headers, and the same refusal', () => {
+    const writer = compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' }, 'X-User-Roles': { kind: 'roles' } }));
+    for (let round = 0; round < 2; round++) {
+      const into: OutgoingHttpHeaders = { other: 'kept' };
+      expect(writer.write(alice, into, NO_TLS)).toMatchObject({ ok: true });
+      expect(into).toEqual({ other: 'kept', 'x-user-id': 'alice', 'x-user-roles': 'admin,user' });
+    }
+    const listy = identity({ roles: ['admin,ops'] });
+    for (let round = 0; round < 2; round++) {
+      const into: OutgoingHttpHeaders = {};
+      expect(writer.write(listy, into, NO_TLS)).toMatchObject({ ok: false, reason: 'identity_list_separator' });
+      expect(into).toEqual({});
+    }
+  });
+
+  it('reads a certificate field from each request, not once per identity', () => {
+    const writer = compileIdentityHeaders(config({ 'X-User-Id': { kind: 'subject' }, 'X-Cert': { kind: 'client_cert_subject' } }));
+    const certificate = (subject: string) => ({ peerCertificate: () => ({ subject, fingerprint: 'AB:CD' }) });
+    for (const subject of ['CN=one', 'CN=two']) {
+      const into: OutgoingHttpHeaders = {};
+      writer.write(alice, into, certificate(subject));
+      expect(into).toEqual({ 'x-user-id': 'alice', 'x-cert': subject });
+    }
+  });
+
   it('percent-encodes values from the token that are not plain header text', () => {
     const who = identity({ subject: 'jürgen\r\nX-Injected: 1', claims: { name: 'Zoë 100%' } });
     const into: OutgoingHttpHeaders = {};

@@ -5,7 +5,7 @@ import type { Metrics } from '../../../observability/metrics.js';
 import { buildIdentity, compileClaimsValidator, type ClaimsFailure, type ClaimsValidator } from './claims.js';
 import { claimsFailureDetail, quote, unknownIssuerDetail } from './diagnose.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../../../http/json-request.js';
-import { parseCompactJws, type JoseHeader, type JwsFailure } from './jws.js';
+import { parseCompactJws, secondDot, type JoseHeader, type JwsFailure } from './jws.js';
 import { isKeyed, IssuerKeySet, keySetIdentity, UNKNOWN_KID, type KeyedIssuer, type KeyLookup, type VerificationKey } from './key-set.js';
 import { estimateEntryBytes, TokenCache, tokenDigest } from './token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
@@ -13,7 +13,7 @@ import { InvalidTokenDescription } from '../../../http/responses.js';
 import type { VerifyResult } from './types.js';
 import type { Authentication, Authenticator, Compiled, ErrorRenderer, IssuerStatus, MechanismType } from '../../../chain/kinds.js';
 import type { RouteConfig } from '../../../config/types.js';
-import type { Refusal } from '../../../chain/verdict.js';
+import { isThenable, type Refusal } from '../../../chain/verdict.js';
 
 export interface AuthenticatorDeps {
   logger: Logger;
@@ -174,6 +174,15 @@ export class JwtAuthenticator {
 
   /** `allowedIssuers`: issuer names the route accepts; undefined = every configured issuer. */
   async verify(token: string, allowedIssuers: readonly string[] | undefined): Promise<VerifyResult> {
+    return this.check(token, allowedIssuers);
+  }
+
+  /**
+   * `verify` without waiting when nothing needs to: a cached token, and a new one whose issuer's keys are at hand
+   * (verified on the spot), are answered synchronously, so the chain stays synchronous. Only a refetch of the
+   * issuer's keys for an unknown kid, or joining such a verification under way, returns a promise.
+   */
+  check(token: string, allowedIssuers: readonly string[] | undefined): VerifyResult | Promise<VerifyResult> {
     // One digest per request: the cache key and the single-flight key.
     const digest = tokenDigest(token);
     const hit = this.hit(digest, allowedIssuers);
@@ -195,21 +204,9 @@ export class JwtAuthenticator {
     const keys = runtime.keys.lookup(header.alg, header.kid, this.now());
     if (keys.ok || keys.reason !== 'unknown_kid') return this.verifyWith(runtime, token, digest, header, payload, keys);
     // Only a refetch of the issuer's keys waits; requests that bring the same token meanwhile wait for this one.
-    const verification = this.verifyAfterRefetch(runtime, token, digest, header, payload);
+    const verification = this.verifyAfterRefetch(runtime, token, digest, header, payload).finally(() => this.inflight.delete(digest));
     this.inflight.set(digest, verification);
-    try {
-      return await verification;
-    } finally {
-      this.inflight.delete(digest);
-    }
-  }
-
-  /**
-   * The answer for a token still in the verified-token cache, without waiting for anything; undefined when the
-   * token must be verified. Lets the chain stay synchronous for the tokens it sees again and again.
-   */
-  cached(token: string, allowedIssuers: readonly string[] | undefined): VerifyResult | undefined {
-    return this.hit(tokenDigest(token), allowedIssuers);
+    return verification;
   }
 
   private hit(digest: string, allowedIssuers: readonly string[] | undefined): VerifyResult | undefined {
@@ -304,7 +301,7 @@ export class JwtAuthenticator {
 
   /** Whether one of `keys` (all bound to the token's alg) signed the token; the token was checked canonical already. */
   private signatureHolds(token: string, keys: readonly VerificationKey[], issuer: string): boolean {
-    const signed = token.lastIndexOf('.');
+    const signed = secondDot(token);
     const signingInput = Buffer.from(token.slice(0, signed), 'latin1');
     const signature = Buffer.from(token.slice(signed + 1), 'base64url');
     for (const key of keys) {
@@ -325,7 +322,7 @@ function sameSettings(a: IssuerConfig, b: IssuerConfig): boolean {
 }
 
 /** What the JWT mechanism needs of verification; `authgate explain --claims` substitutes a dry run (no cache). */
-export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'cached' | 'keySet'>>;
+export type TokenVerifier = Pick<JwtAuthenticator, 'start' | 'verify' | 'issuerStatus' | 'close'> & Partial<Pick<JwtAuthenticator, 'check' | 'keySet'>>;
 
 const NOT_MINE: Authentication = Object.freeze({ ok: false, refusal: undefined });
 
@@ -365,8 +362,8 @@ export class JwtMechanism implements Compiled<Authenticator> {
     return {
       authenticate(credential) {
         if (credential.scheme !== 'bearer' && !(credential.scheme === 'dpop' && takesDpop)) return NOT_MINE;
-        const hit = verifier.cached?.(credential.value, issuers);
-        return hit !== undefined ? settle(hit) : verifier.verify(credential.value, issuers).then(settle);
+        const checked = verifier.check !== undefined ? verifier.check(credential.value, issuers) : verifier.verify(credential.value, issuers);
+        return isThenable(checked) ? checked.then(settle) : settle(checked);
       },
     };
   }
