@@ -168,6 +168,15 @@ describe('behind a trusted proxy', () => {
     await refuses(behindProxy, upstream, dpopRequest(token, proof, '/internal/orders/42', forwarded), badProof('dpop_proof_htu'), [token]);
   });
 
+  it('reads the host and scheme the trusted proxy added, not those a client put before them in the list', async () => {
+    const token = bound();
+    const appended: [string, string][] = [['X-Forwarded-Proto', 'http, https'], ['X-Forwarded-Host', 'evil.example, api.example.com'], ['X-Forwarded-Uri', '/orders/42']];
+    const chosen = await client.proof({ htm: 'GET', htu: 'http://evil.example/orders/42', token });
+    await refuses(behindProxy, upstream, dpopRequest(token, chosen, '/internal/orders/42', appended), badProof('dpop_proof_htu'), [token]);
+    const proof = await client.proof({ htm: 'GET', htu: 'https://api.example.com/orders/42', token });
+    expect((await rawRequest(behindProxy.port, dpopRequest(token, proof, '/internal/orders/42', appended))).status).toBe(200);
+  });
+
   it('refuses every proof when the forwarded URI is no valid target', async () => {
     const token = bound();
     const proof = await client.proof({ htm: 'GET', htu: 'https://api.example.com/x', token });

@@ -14,13 +14,15 @@ export function dpopHtu(proto: 'http' | 'https', host: string, path: string): st
   return `${proto}://${authority}${path}`;
 }
 
-/** The first of a comma-separated list a chain of proxies may have built: the one the client's side set. */
-function firstListed(value: string | string[] | undefined): string | undefined {
+/**
+ * The last of a comma-separated list: what the trusted peer itself added. Earlier entries were passed through
+ * from further out, maybe from the client, and a client must not choose the URI its proof is checked against.
+ */
+function lastListed(value: string | string[] | undefined): string | undefined {
   const text = headerValue(value);
   if (text === undefined) return undefined;
-  const comma = text.indexOf(',');
-  const first = (comma < 0 ? text : text.slice(0, comma)).trim();
-  return first === '' ? undefined : first;
+  const last = text.slice(text.lastIndexOf(',') + 1).trim();
+  return last === '' ? undefined : last;
 }
 
 function protoOf(value: string | undefined): 'http' | 'https' | undefined {
@@ -36,8 +38,8 @@ function protoOf(value: string | undefined): 'http' | 'https' | undefined {
 export function requestHtu(ctx: RequestContext): string | undefined {
   if (ctx.transport === 'forward_auth' || !ctx.trustedPeer) return dpopHtu(ctx.proto, ctx.host, ctx.path);
   const { headers } = ctx;
-  const proto = protoOf(firstListed(headers['x-forwarded-proto'])) ?? ctx.proto;
-  const host = firstListed(headers['x-forwarded-host']) ?? ctx.host;
+  const proto = protoOf(lastListed(headers['x-forwarded-proto'])) ?? ctx.proto;
+  const host = lastListed(headers['x-forwarded-host']) ?? ctx.host;
   const uri = headerValue(headers['x-forwarded-uri']);
   if (uri === undefined) return dpopHtu(proto, host, ctx.path);
   const target = normalizeTarget(uri);
