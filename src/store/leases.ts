@@ -188,13 +188,15 @@ export class LeasedLimiter {
   private leaseFor(key: string, now: number): Lease {
     const lease = this.leases.get(key);
     if (lease === undefined) {
+      // Leases stay a window past their end, so a key seen spent keeps no trust when it comes back. A table at its
+      // bound forgets live keys, maybe this one before: a key new to a full table gets no trust, else each eviction
+      // would hand a spent key its trust again.
+      const full = makeRoom(this.leases, this.options.maxKeys, now - this.options.windowMs);
       // Until Redis says when the window ends, it ends no later than a window from now.
       const fresh: Lease = {
         balance: 0, remaining: this.options.points, expiresAt: now + this.options.windowMs,
-        exhausted: false, spent: false, trust: this.trust, owed: 0, sending: 0, call: undefined,
+        exhausted: false, spent: false, trust: full ? 0 : this.trust, owed: 0, sending: 0, call: undefined,
       };
-      // Leases stay a window past their end, so a key seen spent keeps no trust when it comes back.
-      makeRoom(this.leases, this.options.maxKeys, now - this.options.windowMs);
       this.leases.set(key, fresh);
       return fresh;
     }

@@ -64,13 +64,18 @@ export class BoundedCounters {
 
 /**
  * Before an insert into a map kept in window-start order: drops expired entries from the front, and at the cap
- * the oldest live one. Each entry is dropped once, so this costs O(1) per insert over time.
+ * the oldest live one. Each entry is dropped once, so this costs O(1) per insert over time. Whether a live entry had
+ * to go: the map is at its bound, and whatever it forgot may come back as if new.
  */
-export function makeRoom(map: Map<string, { readonly expiresAt: number }>, maxKeys: number, now: number): void {
+export function makeRoom(map: Map<string, { readonly expiresAt: number }>, maxKeys: number, now: number): boolean {
+  let forgotLive = false;
   for (const [key, entry] of map) {
-    if (entry.expiresAt > now && map.size < maxKeys) return;
+    const live = entry.expiresAt > now;
+    if (live && map.size < maxKeys) return forgotLive;
+    forgotLive ||= live;
     map.delete(key);
   }
+  return forgotLive;
 }
 
 function remainingMs(counter: Counter, now: number): number {

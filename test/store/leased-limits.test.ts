@@ -31,12 +31,12 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((resource) => resource.close()));
 });
 
-function limitOf(mode: RateLimitMode, limit: number, windowMs: number): Map<string, RateLimitConfig> {
-  return new Map([['api', { name: 'api', key: { kind: 'subject' }, limit, windowMs, maxKeys: 1000, mode }]]);
+function limitOf(mode: RateLimitMode, limit: number, windowMs: number, maxKeys: number): Map<string, RateLimitConfig> {
+  return new Map([['api', { name: 'api', key: { kind: 'subject' }, limit, windowMs, maxKeys, mode }]]);
 }
 
-async function storeOn(url: string, mode: RateLimitMode, prefix: string, limit = LIMIT, windowMs = 60_000): Promise<Store> {
-  const store = createStore({ redis: redisUrlConfig(url), prefix }, limitOf(mode, limit, windowMs), { logger: silent, metrics: new Metrics() });
+async function storeOn(url: string, mode: RateLimitMode, prefix: string, limit = LIMIT, windowMs = 60_000, maxKeys = 1000): Promise<Store> {
+  const store = createStore({ redis: redisUrlConfig(url), prefix }, limitOf(mode, limit, windowMs, maxKeys), { logger: silent, metrics: new Metrics() });
   open.push(store);
   await store.ready();
   return store;
@@ -132,6 +132,21 @@ describe('leased limits on two instances', () => {
     expect(throughB.slice(overshoot).every((decision) => !decision.allowed && decision.remaining === 0)).toBe(true);
     // Redis counted what it admitted on trust.
     expect(Number(await admin.get(`two${prefixes}:rl:api:dana`))).toBe(limit + overshoot);
+  });
+
+  it('a spent key forgotten by an instance whose key table is full comes back without trust', async () => {
+    prefixes += 1;
+    const limit = 1000;
+    const a = await storeOn(redis.url, 'leased', `full${prefixes}:`, limit);
+    const b = await storeOn(redis.url, 'leased', `full${prefixes}:`, limit, 60_000, 2);
+    await consumeMany(a, 'erin', limit);
+    const first = (await consumeMany(b, 'erin', 2 * trustSize(limit))).filter((decision) => decision.allowed).length;
+    // Two other clients fill B's table of two: erin is forgotten with what B knew of her.
+    await consumeMany(b, 'other-1', 1);
+    await consumeMany(b, 'other-2', 1);
+    const again = await consumeMany(b, 'erin', 2 * trustSize(limit));
+    expect(again.filter((decision) => decision.allowed)).toHaveLength(0);
+    expect(Number(await admin.get(`full${prefixes}:rl:api:erin`))).toBe(limit + first);
   });
 
   it('a client alternating between two instances gets exactly the limit, its first refusal no earlier than the bound, and truthful RateLimit-Remaining from each', async () => {
