@@ -16,7 +16,8 @@ const CLAIMED = Promise.resolve(true);
 const REFUSED = Promise.resolve(false);
 
 /**
- * One instance's memory, bounded in entries. Full of live ids, it refuses new ones: forgetting a live id would let
+ * One instance's memory, bounded in entries. Full of live ids, it cannot take new ones and rejects, as a store that
+ * cannot tell does (the caller answers 503, never blaming the client with a replay): forgetting a live id would let
  * its carrier be replayed, so a flood costs availability, not safety. Ids are kept in the order they were claimed
  * and pruning looks at the old end only: an entry with a shorter lifetime behind a longer one waits for it, which
  * delays freeing its slot but never frees a live one.
@@ -34,7 +35,7 @@ export class MemoryReplayStore implements ReplayStore {
     this.prune(now);
     const expiry = this.expiries.get(id);
     if (expiry !== undefined && expiry > now) return REFUSED;
-    if (this.expiries.size >= this.maxEntries) return REFUSED;
+    if (this.expiries.size >= this.maxEntries) return Promise.reject(new Error(`full: ${this.maxEntries} live ids`));
     this.expiries.delete(id);
     this.expiries.set(id, now + ttlMs);
     return CLAIMED;
