@@ -24,7 +24,10 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
       // pid tells cluster workers apart (server.workers > 1 share one stdout).
       base: { service: 'authgate', pid: process.pid },
       redact: {
-        paths: ['token', '*.token', 'authorization', '*.authorization', 'cookie', '*.cookie', 'headers.authorization', 'headers.cookie'],
+        paths: [
+          'token', '*.token', 'authorization', '*.authorization', 'cookie', '*.cookie', 'dpop', '*.dpop',
+          'headers.authorization', 'headers.cookie', 'headers.dpop',
+        ],
         censor: '[redacted]',
       },
     },

@@ -324,6 +324,23 @@ describe('redis session store across instances', () => {
     expect(await ends).toEqual([heard.id]);
   });
 
+  it('a use noted with tokens older than the copy held does not set the copy back to them', async () => {
+    const clock = new Clock();
+    const store = await redisStore(clock, `stale${randomId().slice(0, 6)}:`);
+    const s = session(clock);
+    await store.create(s);
+    // A request read the session, then another refreshed it meanwhile; this instance reads the new tokens.
+    const held = await store.get(s.id);
+    const lock = await store.lockRefresh(s.id, 10_000);
+    const rotated = { idToken: 'id.token.y', accessToken: 'access-2', accessTokenExpiresAt: clock.ms + 120_000, refreshToken: 'refresh-2' };
+    expect(await lock?.commit(rotated, s.claims)).toBe(true);
+    await lock?.release();
+    expect((await store.get(s.id))?.tokens.accessToken).toBe('access-2');
+    clock.ms += 60_000;
+    store.touch(held as Session);
+    expect(store.cached(s.id)?.tokens.accessToken).toBe('access-2');
+  });
+
   it('a use noted after the session ended brings nothing of it back', async () => {
     const clock = new Clock();
     const prefix = `touch${randomId().slice(0, 6)}:`;

@@ -55,9 +55,12 @@ export class LocalCopies {
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as string);
   }
 
-  /** Replaces the copy held of the session (a new last use); one no longer held (it may have ended meanwhile) stays out. */
-  replace(session: Session): void {
-    if (this.entries.has(session.id)) this.entries.set(session.id, session);
+  /**
+   * Puts `next` (a new last use) in place of `previous`, only while `previous` is still the copy held: one dropped
+   * (the session ended) stays out, and one replaced meanwhile (refreshed tokens read again) is not set back.
+   */
+  replace(previous: Session, next: Session): void {
+    if (this.entries.get(previous.id) === previous) this.entries.set(previous.id, next);
   }
 
   /** Another instance changed the session (new tokens): the next request reads it again. */

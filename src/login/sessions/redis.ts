@@ -130,7 +130,7 @@ export class RedisSessionStore implements SessionStore {
     const now = this.now();
     if (now - session.lastSeenAt < this.touchIntervalMs) return;
     const touched = { ...session, lastSeenAt: now };
-    this.copies.replace(touched);
+    this.copies.replace(session, touched);
     const remaining = remainingMs(touched, this.timeouts, now);
     // Best effort: a lost touch only shortens the idle window by one interval. `XX`: an ended session is not counted again.
     Promise.all([
