@@ -84,6 +84,8 @@ export interface AccessLine {
 export class AccessLog {
   private readonly destination: { write(line: string): unknown };
   private readonly bindings: string;
+  /** Quoted values of the fields that take few distinct values (route, method, issuer, upstream, reason). */
+  private readonly quoted = new Map<string, string>();
 
   constructor(private readonly logger: Logger) {
     this.destination = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym] as {
@@ -94,15 +96,28 @@ export class AccessLog {
 
   write(line: AccessLine): void {
     if (!this.logger.isLevelEnabled('info')) return;
-    let out = `{"level":30,"time":${Date.now()}${this.bindings},"requestId":${jsonString(line.requestId)},"route":${jsonString(line.route)},"method":${jsonString(line.method)}`;
+    let out = `{"level":30,"time":${Date.now()}${this.bindings},"requestId":${jsonString(line.requestId)},"route":${this.few(line.route)},"method":${this.few(line.method)}`;
     if (line.path !== undefined) out += `,"path":${jsonString(line.path)}`;
     out += `,"status":${line.status},"decision":"${line.decision}"`;
-    if (line.reason !== undefined) out += `,"reason":${jsonString(line.reason)}`;
+    if (line.reason !== undefined) out += `,"reason":${this.few(line.reason)}`;
     if (line.detail !== undefined) out += `,"detail":${jsonString(line.detail)}`;
     if (line.subject !== undefined) out += `,"subject":${jsonString(line.subject)}`;
-    if (line.issuer !== undefined) out += `,"issuer":${jsonString(line.issuer)}`;
+    if (line.issuer !== undefined) out += `,"issuer":${this.few(line.issuer)}`;
     if (line.session !== undefined) out += `,"session":"${line.session}"`;
-    if (line.upstream !== undefined) out += `,"upstream":${jsonString(line.upstream)}`;
+    if (line.upstream !== undefined) out += `,"upstream":${this.few(line.upstream)}`;
     this.destination.write(`${out},"ms":${line.ms},"msg":"request"}\n`);
   }
+
+  /** A value of a field with few distinct values, quoted once (the first QUOTED_VALUES values are kept). */
+  private few(value: string): string {
+    let quoted = this.quoted.get(value);
+    if (quoted === undefined) {
+      quoted = jsonString(value);
+      if (this.quoted.size < QUOTED_VALUES) this.quoted.set(value, quoted);
+    }
+    return quoted;
+  }
 }
+
+/** Route, method, issuer, upstream names and reasons: a config has far fewer. */
+const QUOTED_VALUES = 1024;
