@@ -177,16 +177,31 @@ export async function startRedisCluster(): Promise<RedisClusterTopology> {
   };
 }
 
-/** Every live node says the cluster is ok, knows all six nodes, and every replica's link to its primary is up. */
+/**
+ * Every live node says the cluster is ok, knows all six nodes with its bus link to each live one up (a message
+ * published on one node reaches another's subscribers over that link), and every replica's link to its primary is up.
+ */
 async function waitForCluster(ports: readonly number[]): Promise<void> {
   await waitUntil('the cluster to be ok on every node', async () => {
     for (const port of ports) {
       const info = await ask(port, DATA_PASSWORD, (client) => client.cluster('INFO'));
       if (field(info, 'cluster_state') !== 'ok' || field(info, 'cluster_known_nodes') !== '6') return false;
+      const links = String(await ask(port, DATA_PASSWORD, (client) => client.cluster('NODES')));
+      if (!busLinksUp(links, ports)) return false;
       const replication = await ask(port, DATA_PASSWORD, (client) => client.info('replication'));
       if (field(replication, 'role') === 'slave' && field(replication, 'master_link_status') !== 'up') return false;
     }
     return true;
+  });
+}
+
+/** `CLUSTER NODES` of one node: every live node it lists is linked (`connected`) and not in a handshake or failed. */
+function busLinksUp(nodesText: string, livePorts: readonly number[]): boolean {
+  return nodesText.trim().split('\n').every((line) => {
+    const [, address = '', flags = '', , , , , linkState] = line.split(' ');
+    const port = Number(address.slice(address.indexOf(':') + 1, address.indexOf('@')));
+    if (!livePorts.includes(port)) return true;
+    return linkState === 'connected' && !/handshake|fail|noaddr/.test(flags);
   });
 }
 
