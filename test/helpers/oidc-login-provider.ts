@@ -2,6 +2,8 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
+import type { Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { rawRequest } from './gateway.js';
 import { generateIdpKey, type IdpKey } from './idp.js';
 import { signRaw } from './tokens.js';
@@ -218,4 +220,18 @@ export async function signInThroughGateway(gatewayPort: number, provider: TestPr
   const done = await rawRequest(gatewayPort, { target: `/_authgate/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
   if (done.status !== 302) throw new Error(`the gateway's callback answered ${done.status}`);
   return (done.headers['set-cookie'] ?? '').split(';')[0] as string;
+}
+
+/** Goes through the provider's login and consent pages (whichever it shows) until the browser is back at `landing`. */
+export async function signInAtProvider(page: Page, user: string, landing: string): Promise<void> {
+  for (let step = 0; step < 4 && page.url() !== landing; step++) {
+    const at = page.url();
+    if ((await page.locator('input[name=login]').count()) > 0) {
+      await page.fill('input[name=login]', user);
+      await page.fill('input[name=password]', 'any');
+    }
+    await page.click('button[type=submit]');
+    await page.waitForURL((url) => url.href !== at);
+  }
+  expect(page.url()).toBe(landing);
 }

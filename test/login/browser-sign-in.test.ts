@@ -6,9 +6,8 @@ import { isNavigation } from '../../src/login/browser.js';
 import { CookieJar } from '../../src/login/cookies.js';
 import { BrowserSignIn, type LoginAnswer } from '../../src/login/endpoints.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
-import type { Page } from 'playwright-core';
 import { launchBrowser, type TestBrowser } from '../helpers/browser.js';
-import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
+import { signInAtProvider, startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { relyingParty, releaseKeySets } from '../helpers/relying-party.js';
 
 const TIMEOUTS = { idleMs: 60_000, absoluteMs: 600_000 };
@@ -69,20 +68,6 @@ async function bodyOf(req: IncomingMessage): Promise<string> {
   let body = '';
   for await (const chunk of req) body += String(chunk);
   return body;
-}
-
-/** Goes through the provider's login and consent pages (whichever it shows) until the browser is back at `landing`. */
-async function signInAtProvider(page: Page, user: string, landing: string): Promise<void> {
-  for (let step = 0; step < 4 && page.url() !== landing; step++) {
-    const at = page.url();
-    if ((await page.locator('input[name=login]').count()) > 0) {
-      await page.fill('input[name=login]', user);
-      await page.fill('input[name=password]', 'any');
-    }
-    await page.click('button[type=submit]');
-    await page.waitForURL((url) => url.href !== at);
-  }
-  expect(page.url()).toBe(landing);
 }
 
 let app: MiniGateway;

@@ -2,7 +2,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { launchBrowser, type TestBrowser } from '../helpers/browser.js';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
+import { signInAtProvider, startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { freePort } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
@@ -74,20 +74,6 @@ afterAll(async () => {
 beforeEach(() => {
   upstream.seen.length = 0;
 });
-
-/** Goes through the provider's login and consent pages until the browser is back at `landing`. */
-async function signInAtProvider(page: Page, user: string, landing: string): Promise<void> {
-  for (let step = 0; step < 4 && page.url() !== landing; step++) {
-    const at = page.url();
-    if ((await page.locator('input[name=login]').count()) > 0) {
-      await page.fill('input[name=login]', user);
-      await page.fill('input[name=password]', 'any');
-    }
-    await page.click('button[type=submit]');
-    await page.waitForURL((url) => url.href !== at);
-  }
-  expect(page.url()).toBe(landing);
-}
 
 async function sessionCookie(): Promise<string | undefined> {
   return (await browser.context.cookies(origin)).find((cookie) => cookie.name === 'authgate')?.value;
