@@ -7,10 +7,11 @@ export type { Logger };
 
 /**
  * Log lines are written to stdout in batches of this many bytes, or after `LOG_FLUSH_MS` at the latest: one
- * write per line cost a tenth of a gateway's CPU per request at 10,000 requests a second. Pending lines are
- * written out when the process exits (not after a SIGKILL).
+ * write per line cost a tenth of a gateway's CPU per request at 10,000 requests a second, and each asynchronous
+ * write is a hand-off to libuv's thread pool, so 16 KiB (about 50 access lines) cost ~3 µs less per request than
+ * 4 KiB did. Pending lines are written out when the process exits (not after a SIGKILL).
  */
-const LOG_BATCH_BYTES = 4096;
+const LOG_BATCH_BYTES = 16384;
 const LOG_FLUSH_MS = 100;
 
 /**
@@ -41,7 +42,14 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
  * lines, twice that of building them). Lines are encoded once here instead, and the batch only adds up lengths.
  */
 function batchedStdout(): pino.DestinationStream {
-  const destination = pino.destination({ sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS, contentMode: 'buffer' });
+  const destination = pino.destination({
+    sync: false,
+    minLength: LOG_BATCH_BYTES,
+    // SonicBoom requires minLength below maxWrite (16 KiB by default).
+    maxWrite: 4 * LOG_BATCH_BYTES,
+    periodicFlush: LOG_FLUSH_MS,
+    contentMode: 'buffer',
+  });
   const writeBytes = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
   destination.write = (line: string) => writeBytes(Buffer.from(line));
   return destination;
