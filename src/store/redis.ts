@@ -11,12 +11,20 @@ import type { RevocationEntry, Store, StoreDeps, StoreHealth } from './types.js'
 const REPUBLISH_BATCH = 1_000;
 
 /**
+ * Pub/sub delivers at most once: a Cluster node whose bus links are still coming up after a restart takes a
+ * subscription and drops what other nodes publish meanwhile, without any disconnect to trigger a resync. Resyncing
+ * on this interval as well bounds how long such a lost revocation stays unknown to an instance.
+ */
+const REVOCATION_RESYNC_MS = 60_000;
+
+/**
  * Revocations live in one sorted set (member = the JSON entry, score = when it may be forgotten) and
  * travel on one pub/sub channel. Each instance applies its own writes at once, applies what others
  * publish, and whenever its connections come (back) up first writes back what it holds and Redis lacks
  * (a Redis restarted without persistence comes back empty; writes made while it was down never reached
  * it), then re-reads the whole set, so nothing published while it was away is missed. The subscription is
- * confirmed before the re-read starts, which closes the window between the two.
+ * confirmed before the re-read starts, which closes the window between the two. It resyncs once a minute too,
+ * for a publish lost while every connection stayed up.
  */
 export function createRedisStore(
   config: RedisConfig,
@@ -169,6 +177,10 @@ export function createRedisStore(
   commands.on('ready', requestResync);
 
   const pruner = setInterval(() => mirror.prune(), PRUNE_INTERVAL_MS).unref();
+  // While degraded, recovery already retries the resync on its own schedule.
+  const resyncer = setInterval(() => {
+    if (health.status === 'ok') requestResync();
+  }, deps.revocationResyncMs ?? REVOCATION_RESYNC_MS).unref();
 
   return {
     revocations: {
@@ -186,6 +198,7 @@ export function createRedisStore(
     async close(): Promise<void> {
       closing = true;
       clearInterval(pruner);
+      clearInterval(resyncer);
       clearTimeout(recovery);
       settleReady();
       await Promise.all([shutDown(commands), closeSubscriber()]);

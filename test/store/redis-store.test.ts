@@ -44,7 +44,7 @@ function freshPrefix(): string {
   return `t${prefixCounter}:`;
 }
 
-async function instance(prefix: string, url = redis.url, now?: () => number): Promise<Instance> {
+async function instance(prefix: string, url = redis.url, now?: () => number, revocationResyncMs?: number): Promise<Instance> {
   const logs: Instance['logs'] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -53,7 +53,7 @@ async function instance(prefix: string, url = redis.url, now?: () => number): Pr
     },
   });
   const metrics = new Metrics();
-  const store = createStore({ redis: redisUrlConfig(url), prefix }, limits, { logger: createLogger('info', sink), metrics, now });
+  const store = createStore({ redis: redisUrlConfig(url), prefix }, limits, { logger: createLogger('info', sink), metrics, now, revocationResyncMs });
   stores.push(store);
   await store.ready();
   return { store, metrics, logs };
@@ -100,6 +100,18 @@ describe('Redis store, connected', () => {
     );
     expect(a.store.revocations.isRevoked(token({ subject: 'alice', iat: nowS() + 60 }))).toBe(false);
     expect(a.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'alice', iat: nowS() - 60 }))).toBe(false);
+  });
+
+  it('learns at its next periodic resync a revocation whose publish never reached it', async () => {
+    const prefix = freshPrefix();
+    const { store } = await instance(prefix, redis.url, undefined, 300);
+    // Written as an instance writes it, minus the PUBLISH: what a subscriber on a Cluster node sees when the bus
+    // drops a message while its connection stays up.
+    const entry = { kind: 'jti', issuer: 'auth0', jti: 'never-published', expiresAt: nowS() + HOUR };
+    await rawClient().zadd(`${prefix}revocations`, entry.expiresAt, JSON.stringify(entry));
+    expect(store.revocations.isRevoked(token({ jti: 'never-published' }))).toBe(false);
+    await vi.waitFor(() => expect(store.revocations.isRevoked(token({ jti: 'never-published' }))).toBe(true), within(3000));
+    expect(store.health()).toEqual({ status: 'ok' });
   });
 
   it('loads the revocations already in Redis when it starts', async () => {
