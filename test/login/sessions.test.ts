@@ -359,6 +359,26 @@ describe('redis session store across instances', () => {
     probe.disconnect();
   });
 
+  it('a session gone from Redis without an announcement ends here at its next touch (a lost publish)', async () => {
+    const clock = new Clock();
+    const prefix = `lost${randomId().slice(0, 6)}:`;
+    const store = await redisStore(clock, prefix);
+    const s = session(clock);
+    await store.create(s);
+    expect(store.cached(s.id)).toEqual(s);
+    // Another instance's sign-out whose publish this instance never got.
+    const probe = new Redis(redis.url);
+    expect(await probe.del(`${prefix}session:{${s.id}}`)).toBe(1);
+    probe.disconnect();
+    expect(store.cached(s.id)).toEqual(s);
+    const heard = endsHeard(store, 1, 1000);
+    clock.ms += 60_000;
+    store.touch(s);
+    expect(await heard).toEqual([s.id]);
+    expect(store.cached(s.id)).toBeUndefined();
+    expect(await store.get(s.id)).toBeUndefined();
+  });
+
   it('bounds its local copies', async () => {
     const clock = new Clock();
     const store = await redisStore(clock, 'x5:');

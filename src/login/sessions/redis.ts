@@ -136,7 +136,11 @@ export class RedisSessionStore implements SessionStore {
     Promise.all([
       this.redis.eval(TOUCH_SCRIPT, 1, this.sessionKey(session.id), String(now), String(remaining)),
       this.redis.zadd(this.expiriesKey, 'XX', now + remaining, session.id),
-    ]).catch(() => undefined);
+    ]).then(([touched]) => {
+      // Gone from Redis: it ended and its announcement never came (pub/sub drops messages, on a Cluster even with
+      // the connection up). Ending the copy here bounds that to one touch interval of a session in use.
+      if (touched === 0) this.copies.ended(session.id);
+    }, () => undefined);
   }
 
   async end(id: string): Promise<void> {
