@@ -37,6 +37,7 @@ export class Context implements RequestContext {
   credential: Credential | undefined = undefined;
   identity: Identity | undefined = undefined;
   limit: RateLimitDecision | undefined = undefined;
+  answerHeaders: readonly string[] | undefined = undefined;
   upstreamHeaders: OutgoingHttpHeaders | undefined = undefined;
   reportAs: RequestContext | undefined = undefined;
 

@@ -70,6 +70,8 @@ export interface RequestContext extends RequestFacts {
   identity: Identity | undefined;
   /** The tightest rate-limit decision, for RateLimit-* on the answer. */
   limit: RateLimitDecision | undefined;
+  /** Other headers a step adds to the answer of a request that passes: lower-case name/value pairs. */
+  answerHeaders: readonly string[] | undefined;
   upstreamHeaders: OutgoingHttpHeaders | undefined;
   /** A forward-auth check: the original request, which the access log and metrics report. */
   reportAs: RequestContext | undefined;

@@ -249,11 +249,11 @@ class Gateway implements RunningGateway {
       sendError(res, verdict.error, ctx.requestId);
       return;
     }
-    const limitHeaders = ctx.limit ? rateLimitHeaderPairs(ctx.limit) : undefined;
+    const ownHeaders = answerHeaders(ctx);
     // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
     if (expectsContinue) res.writeContinue();
-    const onFailure = (failure: ForwardFailure): void => this.forwardFailed(res, failure, ctx.requestId, limitHeaders);
-    runtime.forwarder.web(req, res, plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, onFailure, limitHeaders);
+    const onFailure = (failure: ForwardFailure): void => this.forwardFailed(res, failure, ctx.requestId, ownHeaders);
+    runtime.forwarder.web(req, res, plan?.upstream as string, ctx.path + ctx.query, ctx.upstreamHeaders ?? {}, ctx.requestId, onFailure, ownHeaders);
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -320,12 +320,12 @@ class Gateway implements RunningGateway {
   }
 
   /** Answers the client (or cuts its connection once the head is out); a request given up on is logged as such. */
-  private forwardFailed(res: ServerResponse, failure: ForwardFailure, requestId: string, limitHeaders: readonly string[] | undefined): void {
+  private forwardFailed(res: ServerResponse, failure: ForwardFailure, requestId: string, ownHeaders: readonly string[] | undefined): void {
     const error = upstreamError(failure);
     if (isAbandoned(failure)) this.interrupted.set(res, { reason: failure, status: error.status });
-    // A limited route's RateLimit-* go on its 502 and 504 too.
-    for (let i = 0; limitHeaders !== undefined && !res.headersSent && i < limitHeaders.length; i += 2) {
-      res.setHeader(limitHeaders[i] as string, limitHeaders[i + 1] as string);
+    // A limited route's RateLimit-* (and a DPoP-Nonce) go on its 502 and 504 too.
+    for (let i = 0; ownHeaders !== undefined && !res.headersSent && i < ownHeaders.length; i += 2) {
+      res.setHeader(ownHeaders[i] as string, ownHeaders[i + 1] as string);
     }
     sendError(res, error, requestId);
   }
@@ -445,10 +445,15 @@ function responseClass(draining: () => boolean): typeof ServerResponse {
   return GatewayResponse as typeof ServerResponse;
 }
 
+/** The gateway's own headers for the answer of a request that passes: RateLimit-*, then what the steps added. */
+function answerHeaders(ctx: Context): readonly string[] | undefined {
+  const limit = ctx.limit ? rateLimitHeaderPairs(ctx.limit) : undefined;
+  if (ctx.answerHeaders === undefined) return limit;
+  return limit === undefined ? ctx.answerHeaders : [...limit, ...ctx.answerHeaders];
+}
+
 /** Browsers honour it only over TLS; a year, as the HSTS preload list expects. */
 const HSTS = 'max-age=31536000';
-
-
 
 /** Canonical form (v4-mapped IPv6 unwrapped) so trust checks, limits and X-Forwarded-For agree on one spelling. */
 function peerAddress(socket: Socket): string {

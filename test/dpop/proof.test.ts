@@ -163,6 +163,14 @@ describe('DPoP nonces', () => {
     expect(await check(stranger, proof({ nonce: handedOut }))).toEqual(refused('use_dpop_nonce', 'dpop_nonce', 'not a current one'));
   });
 
+  it('accepts the previous window\'s nonce and hands out the current one with the pass (RFC 9449 §8.2)', async () => {
+    const previous = new DpopNonces(SECRET, rotationMs, () => nowMs - rotationMs).current();
+    const nonces = new DpopNonces(SECRET, rotationMs, () => nowMs);
+    const v = verifier({ nonces });
+    expect(await check(v, proof({ nonce: previous }))).toEqual({ ok: true, nonce: nonces.current() });
+    expect(await check(v, proof({ nonce: nonces.current() }))).toEqual({ ok: true });
+  });
+
   it('rotates: the previous window is still accepted, older ones are not', () => {
     let clock = 1_000_000 * rotationMs;
     const nonces = new DpopNonces(SECRET, rotationMs, () => clock);

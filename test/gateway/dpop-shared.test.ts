@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DpopProofDescription } from '../../src/http/responses.js';
+import { DpopNonces } from '../../src/mechanisms/dpop/nonce.js';
 import { dpopClient, type DpopClient } from '../helpers/dpop.js';
 import { rawRequest, startTestGateway, type RawRequest, type TestGateway } from '../helpers/gateway.js';
 import { startIdp, type Idp } from '../helpers/idp.js';
@@ -114,6 +115,22 @@ describe('two instances sharing one Redis', () => {
     const res = await rawRequest(instanceA.port, dpopRequest(token, await client.proof({ htm: 'GET', htu: `${base(instanceA)}/x`, token, nonce }), '/x'));
     expect(res.status).toBe(200);
     expect(upstream.seen).toHaveLength(1);
+  });
+
+  it('pass a proof with the previous window\'s nonce and hand out the current one with the answer; none with the current', async () => {
+    const token = bound();
+    const rotationMs = 60_000; // max_age's default: a nonce lives one to two of them
+    const previous = new DpopNonces(NONCE_SECRET, rotationMs, () => Date.now() - rotationMs).current();
+    const before = new DpopNonces(NONCE_SECRET, rotationMs).current();
+    const res = await rawRequest(instanceA.port, dpopRequest(token, await client.proof({ htm: 'GET', htu: `${base(instanceA)}/x`, token, nonce: previous }), '/x'));
+    expect(res.status).toBe(200);
+    // Either side of a window boundary the request may have crossed.
+    expect([before, new DpopNonces(NONCE_SECRET, rotationMs).current()]).toContain(res.headers['dpop-nonce']);
+    const current = res.headers['dpop-nonce'] as string;
+    const again = await rawRequest(instanceA.port, dpopRequest(token, await client.proof({ htm: 'GET', htu: `${base(instanceA)}/x`, token, nonce: current }), '/x'));
+    expect(again.status).toBe(200);
+    expect(again.headers['dpop-nonce']).toBeUndefined();
+    expect(upstream.seen).toHaveLength(2);
   });
 
   it('accept on one instance the nonce the other handed out', async () => {

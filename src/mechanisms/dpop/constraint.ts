@@ -93,14 +93,22 @@ function routeCheck(byIssuer: ReadonlyMap<string, IssuerProofs>, errors: ErrorRe
       if (htu === undefined) return { ...refusals.fixed('dpop_proof_htu'), detail: 'the forwarded URI (X-Forwarded-Uri) is no valid request target' };
       const notes = trace === undefined ? undefined : [];
       const request = { proof: credential.proof, method: ctx.method, htu, accessToken: credential.value, jkt: boundKey(identity.claims.cnf) };
-      return issuer.verifier.verify(request, notes).then((check) => settle(check, refusals, issuer, notes, trace));
+      return issuer.verifier.verify(request, notes).then((check) => settle(check, ctx, refusals, issuer, notes, trace));
     },
   };
 }
 
-function settle(check: DpopCheck, refusals: RouteRefusals, issuer: IssuerProofs, notes: string[] | undefined, trace: Trace | undefined): Refusal | undefined {
+function settle(
+  check: DpopCheck,
+  ctx: RequestContext,
+  refusals: RouteRefusals,
+  issuer: IssuerProofs,
+  notes: string[] | undefined,
+  trace: Trace | undefined,
+): Refusal | undefined {
   if (check.ok) {
     trace?.('authenticate', true, `DPoP proof holds: ${notes?.join('; ') ?? ''}`);
+    if (check.nonce !== undefined) ctx.answerHeaders = [...(ctx.answerHeaders ?? []), 'dpop-nonce', check.nonce];
     return undefined;
   }
   const refused = refusals.of(check, issuer.nonces);

@@ -37,7 +37,8 @@ const ERRORS = {
 export type DpopFailure = keyof typeof ERRORS;
 
 export type DpopRefusal = { readonly ok: false; readonly error: DpopError; readonly reason: DpopFailure; readonly detail: string };
-export type DpopCheck = { readonly ok: true } | DpopRefusal;
+/** `nonce`: a newer one for the client, when its proof passed with an older one (RFC 9449 §8.2). */
+export type DpopCheck = { readonly ok: true; readonly nonce?: string } | DpopRefusal;
 
 export interface DpopRequest {
   /** The one `DPoP` header's value; '' when the request has none. */
@@ -171,7 +172,17 @@ export class DpopVerifier {
     if (typeof payload === 'string') return refuse('dpop_proof_malformed', `the payload ${payload}`);
     const jti = this.checkClaims(payload, request, notes);
     if (typeof jti !== 'string') return jti;
-    return this.claimJti(`dpop:${key.jkt}:${jti}`, notes);
+    const claimed = await this.claimJti(`dpop:${key.jkt}:${jti}`, notes);
+    return claimed.ok ? this.withNewerNonce(payload['nonce']) : claimed;
+  }
+
+  /**
+   * A proof that passed with the previous (or next) window's nonce: the client hears the current one now, rather
+   * than a `use_dpop_nonce` refusal and a retry once the one it holds has expired.
+   */
+  private withNewerNonce(used: unknown): DpopCheck {
+    const current = this.options.nonces?.current();
+    return current === undefined || used === current ? OK : { ok: true, nonce: current };
   }
 
   private async importKey(proof: string, firstDot: number): Promise<ProofKey | DpopRefusal> {
