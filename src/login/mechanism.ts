@@ -247,9 +247,7 @@ export class LoginService implements Compiled<Authenticator> {
     const id = this.signIn.sessionId(ctx.headersDistinct);
     const context = {
       session: id === undefined ? undefined : this.store.cached(id),
-      // Back to the refused page afterwards, which asks for a sign-in: the way to try another account. The path
-      // only: a query may hold what is not for the provider's end-session endpoint to see.
-      signOutHref: `${this.ctx.config.server.reservedPrefix}/sign_out?${new URLSearchParams({ rd: ctx.path })}`,
+      signOutHref: `${this.ctx.config.server.reservedPrefix}/sign_out`,
       signIn: (returnTo: string) => this.redirectToSignIn(providers, returnTo),
     };
     return renderForBrowser(problem, { method: ctx.method, headers: ctx.headers, target: ctx.path + ctx.query }, context).then(

@@ -340,12 +340,9 @@ describe('authgate demo in a browser', () => {
     expect(refused?.status()).toBe(403);
     expect(refused?.headers()['content-type']).toMatch(/^text\/html/);
     expect(await page.textContent('body')).toContain('bob@example.com');
-    await page.click('a[href*="/sign_out?"]');
+    await page.click('a[href$="/sign_out"]');
     await page.waitForLoadState();
     expect((await browser.context.cookies(demo.gatewayUrl)).map((cookie) => cookie.name)).not.toContain('authgate');
-    // Back to the admin page, which sends a browser without a session to sign in: alice can take over.
-    expect(new URL(page.url()).origin).toBe(demo.issuerUrl);
-    expect(await page.locator('button[value="alice"]').count()).toBe(1);
     await page.close();
   });
 });
