@@ -343,6 +343,9 @@ describe('authgate demo in a browser', () => {
     await page.click('a[href$="/sign_out"]');
     await page.waitForLoadState();
     expect((await browser.context.cookies(demo.gatewayUrl)).map((cookie) => cookie.name)).not.toContain('authgate');
+    // Signed out through the dev issuer, back to the demo's public home page.
+    expect(page.url()).toBe(`${demo.gatewayUrl}/`);
+    expect((await echoed(page)).path).toBe('/');
     await page.close();
   });
 });
