@@ -12,9 +12,9 @@ export { JTI_RETENTION_GRACE_S, SUBJECT_RETENTION_S } from './revocation-mirror.
 export function createStore(
   config: StoreConfig,
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
-  deps: { logger: Logger; metrics: Metrics; now?: () => number; revocationResyncMs?: number },
+  deps: { logger: Logger; metrics: Metrics; now?: () => number; revocationRereadMs?: number },
 ): Store {
-  const storeDeps = { logger: deps.logger, metrics: deps.metrics, nowMs: deps.now ?? Date.now, revocationResyncMs: deps.revocationResyncMs };
+  const storeDeps = { logger: deps.logger, metrics: deps.metrics, nowMs: deps.now ?? Date.now, revocationRereadMs: deps.revocationRereadMs };
   if (config.redis === undefined) return createMemoryStore(config.prefix, rateLimits, storeDeps);
   return createRedisStore(config.redis, config.prefix, rateLimits, storeDeps);
 }

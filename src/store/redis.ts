@@ -12,10 +12,11 @@ const REPUBLISH_BATCH = 1_000;
 
 /**
  * Pub/sub delivers at most once: a Cluster node whose bus links are still coming up after a restart takes a
- * subscription and drops what other nodes publish meanwhile, without any disconnect to trigger a resync. Resyncing
- * on this interval as well bounds how long such a lost revocation stays unknown to an instance.
+ * subscription and drops what other nodes publish meanwhile, without any disconnect to trigger a resync. Reading
+ * the set again on this interval bounds how long such a lost revocation stays unknown to an instance. Only a read:
+ * the write-back is for a Redis that lost data, which comes with a reconnect or a failed command.
  */
-const REVOCATION_RESYNC_MS = 60_000;
+const REVOCATION_REREAD_MS = 60_000;
 
 /**
  * Revocations live in one sorted set (member = the JSON entry, score = when it may be forgotten) and
@@ -23,8 +24,8 @@ const REVOCATION_RESYNC_MS = 60_000;
  * publish, and whenever its connections come (back) up first writes back what it holds and Redis lacks
  * (a Redis restarted without persistence comes back empty; writes made while it was down never reached
  * it), then re-reads the whole set, so nothing published while it was away is missed. The subscription is
- * confirmed before the re-read starts, which closes the window between the two. It resyncs once a minute too,
- * for a publish lost while every connection stayed up.
+ * confirmed before the re-read starts, which closes the window between the two. It reads the set again once a
+ * minute too, for a publish lost while every connection stayed up.
  */
 export function createRedisStore(
   config: RedisConfig,
@@ -98,9 +99,10 @@ export function createRedisStore(
     }
   }
 
-  async function resync(): Promise<void> {
+  /** `writeBack`: first write back what Redis lacks (after a reconnect); else only read the set again. */
+  async function resync(writeBack: boolean): Promise<void> {
     if (commands.status !== 'ready' || !subscribed) return;
-    await republish();
+    if (writeBack) await republish();
     const now = nowS();
     const [, members] = await execute(
       commands.multi().zremrangebyscore(revocationsKey, '-inf', now).zrangebyscore(revocationsKey, `(${now}`, '+inf'),
@@ -112,22 +114,22 @@ export function createRedisStore(
   }
 
   let resyncRunning = false;
-  let resyncWanted = false;
-  /** Single flight: a request during a running resync triggers one more run after it. */
-  function requestResync(): void {
+  /** A run asked for while one was running: undefined for none, else whether it writes back. */
+  let resyncQueued: boolean | undefined;
+  /** Single flight: a request during a running resync makes one more run after it (writing back if any asked to). */
+  function requestResync(writeBack = true): void {
     if (resyncRunning) {
-      resyncWanted = true;
+      resyncQueued = resyncQueued === true || writeBack;
       return;
     }
     resyncRunning = true;
-    resync()
+    resync(writeBack)
       .catch((error: Error) => onError(error))
       .finally(() => {
         resyncRunning = false;
-        if (resyncWanted && !closing) {
-          resyncWanted = false;
-          requestResync();
-        }
+        const queued = resyncQueued;
+        resyncQueued = undefined;
+        if (queued !== undefined && !closing) requestResync(queued);
       });
   }
 
@@ -174,13 +176,13 @@ export function createRedisStore(
   commands.on('node error', onError);
   // The error that came with the drop says more than the drop itself, so it is kept.
   commands.on('close', () => health.status !== 'degraded' && markDown(new Error('connection to Redis lost')));
-  commands.on('ready', requestResync);
+  commands.on('ready', () => requestResync());
 
   const pruner = setInterval(() => mirror.prune(), PRUNE_INTERVAL_MS).unref();
   // While degraded, recovery already retries the resync on its own schedule.
-  const resyncer = setInterval(() => {
-    if (health.status === 'ok') requestResync();
-  }, deps.revocationResyncMs ?? REVOCATION_RESYNC_MS).unref();
+  const rereader = setInterval(() => {
+    if (health.status === 'ok') requestResync(false);
+  }, deps.revocationRereadMs ?? REVOCATION_REREAD_MS).unref();
 
   return {
     revocations: {
@@ -198,7 +200,7 @@ export function createRedisStore(
     async close(): Promise<void> {
       closing = true;
       clearInterval(pruner);
-      clearInterval(resyncer);
+      clearInterval(rereader);
       clearTimeout(recovery);
       settleReady();
       await Promise.all([shutDown(commands), closeSubscriber()]);

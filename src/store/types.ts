@@ -9,8 +9,8 @@ export interface StoreDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly nowMs: () => number;
-  /** How often a Redis store re-reads the revocations while connected (default a minute). */
-  readonly revocationResyncMs?: number | undefined;
+  /** How often a Redis store reads the revocations again while connected (default a minute). */
+  readonly revocationRereadMs?: number | undefined;
 }
 
 export interface RevocationSubject {

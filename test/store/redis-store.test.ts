@@ -44,7 +44,7 @@ function freshPrefix(): string {
   return `t${prefixCounter}:`;
 }
 
-async function instance(prefix: string, url = redis.url, now?: () => number, revocationResyncMs?: number): Promise<Instance> {
+async function instance(prefix: string, url = redis.url, now?: () => number, revocationRereadMs?: number): Promise<Instance> {
   const logs: Instance['logs'] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -53,7 +53,7 @@ async function instance(prefix: string, url = redis.url, now?: () => number, rev
     },
   });
   const metrics = new Metrics();
-  const store = createStore({ redis: redisUrlConfig(url), prefix }, limits, { logger: createLogger('info', sink), metrics, now, revocationResyncMs });
+  const store = createStore({ redis: redisUrlConfig(url), prefix }, limits, { logger: createLogger('info', sink), metrics, now, revocationRereadMs });
   stores.push(store);
   await store.ready();
   return { store, metrics, logs };
@@ -102,7 +102,7 @@ describe('Redis store, connected', () => {
     expect(a.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'alice', iat: nowS() - 60 }))).toBe(false);
   });
 
-  it('learns at its next periodic resync a revocation whose publish never reached it', async () => {
+  it('learns at its next periodic read a revocation whose publish never reached it', async () => {
     const prefix = freshPrefix();
     const { store } = await instance(prefix, redis.url, undefined, 300);
     // Written as an instance writes it, minus the PUBLISH: what a subscriber on a Cluster node sees when the bus
@@ -112,6 +112,20 @@ describe('Redis store, connected', () => {
     expect(store.revocations.isRevoked(token({ jti: 'never-published' }))).toBe(false);
     await vi.waitFor(() => expect(store.revocations.isRevoked(token({ jti: 'never-published' }))).toBe(true), within(3000));
     expect(store.health()).toEqual({ status: 'ok' });
+  });
+
+  it('only reads at its periodic read: what it holds and Redis lost waits for a reconnect to be written back', async () => {
+    const prefix = freshPrefix();
+    const { store } = await instance(prefix, redis.url, undefined, 300);
+    await store.revocations.revokeJti('held-here', nowS() + HOUR, 'auth0');
+    const client = rawClient();
+    await client.del(`${prefix}revocations`);
+    const marker = { kind: 'jti', issuer: 'auth0', jti: 'marker', expiresAt: nowS() + HOUR };
+    await client.zadd(`${prefix}revocations`, marker.expiresAt, JSON.stringify(marker));
+    // Learning the marker shows a periodic read has run since the loss.
+    await vi.waitFor(() => expect(store.revocations.isJtiRevoked('marker')).toBe(true), within(3000));
+    expect(await client.zrange(`${prefix}revocations`, '0', '-1')).toEqual([JSON.stringify(marker)]);
+    expect(store.revocations.isJtiRevoked('held-here')).toBe(true);
   });
 
   it('loads the revocations already in Redis when it starts', async () => {
