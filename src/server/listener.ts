@@ -249,7 +249,7 @@ class Gateway implements RunningGateway {
       sendError(res, verdict.error, ctx.requestId);
       return;
     }
-    const ownHeaders = answerHeaders(ctx);
+    const ownHeaders = ownAnswerHeaders(ctx);
     // The client asked to hear before it sends a body: now that the request may pass, tell it to go on.
     if (expectsContinue) res.writeContinue();
     const onFailure = (failure: ForwardFailure): void => this.forwardFailed(res, failure, ctx.requestId, ownHeaders);
@@ -446,7 +446,7 @@ function responseClass(draining: () => boolean): typeof ServerResponse {
 }
 
 /** The gateway's own headers for the answer of a request that passes: RateLimit-*, then what the steps added. */
-function answerHeaders(ctx: Context): readonly string[] | undefined {
+function ownAnswerHeaders(ctx: Context): readonly string[] | undefined {
   const limit = ctx.limit ? rateLimitHeaderPairs(ctx.limit) : undefined;
   if (ctx.answerHeaders === undefined) return limit;
   return limit === undefined ? ctx.answerHeaders : [...limit, ...ctx.answerHeaders];

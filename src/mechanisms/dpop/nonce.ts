@@ -29,6 +29,12 @@ export class DpopNonces {
     return nonce === this.currentNonce || nonce === this.previousNonce || nonce === this.nextNonce;
   }
 
+  /** The previous window's: still accepted, but a client holding it is better off with the current one. */
+  isPrevious(nonce: unknown): boolean {
+    this.roll();
+    return nonce === this.previousNonce;
+  }
+
   private roll(): void {
     const window = Math.floor(this.nowMs() / this.rotationMs);
     if (window === this.window) return;

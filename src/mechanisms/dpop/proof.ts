@@ -177,12 +177,13 @@ export class DpopVerifier {
   }
 
   /**
-   * A proof that passed with the previous (or next) window's nonce: the client hears the current one now, rather
-   * than a `use_dpop_nonce` refusal and a retry once the one it holds has expired.
+   * A proof that passed with the previous window's nonce: the client hears the current one now, rather than a
+   * `use_dpop_nonce` refusal and a retry once the one it holds has expired. (The next window's, from an instance
+   * whose clock runs ahead, is newer than this instance's current one: nothing is said then.)
    */
   private withNewerNonce(used: unknown): DpopCheck {
-    const current = this.options.nonces?.current();
-    return current === undefined || used === current ? OK : { ok: true, nonce: current };
+    const nonces = this.options.nonces;
+    return nonces?.isPrevious(used) === true ? { ok: true, nonce: nonces.current() } : OK;
   }
 
   private async importKey(proof: string, firstDot: number): Promise<ProofKey | DpopRefusal> {
