@@ -4,7 +4,7 @@ import { announceWorkerAdmin, registerWorker, runPrimary, workerCount, WORKER_AD
 import { startGateway } from '../server/listener.js';
 import { reloader, watchFile } from '../server/reload.js';
 import { Metrics } from '../observability/metrics.js';
-import { loggerFor } from '../observability/log.js';
+import { exitOnceLogged, loggerFor } from '../observability/log.js';
 import type { Io } from './io.js';
 
 /**
@@ -47,12 +47,11 @@ export async function runStart(file: string, io: Io): Promise<number | undefined
     gateway.close().then(
       () => {
         logger.info('stopped');
-        logger.flush();
-        process.exit(0);
+        exitOnceLogged(logger, 0);
       },
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exitOnceLogged(logger, 1);
       },
     );
   };

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import type { LoggingConfig } from '../config/types.js';
@@ -13,6 +14,11 @@ export type { Logger };
  */
 const LOG_BATCH_BYTES = 16384;
 const LOG_FLUSH_MS = 100;
+/**
+ * Workers share the primary's stdout, usually a pipe, which takes a write whole only up to PIPE_BUF (4096 bytes on
+ * Linux): a larger one meeting a nearly full pipe goes in parts, and another worker's lines land between them.
+ */
+const SHARED_PIPE_WRITE_BYTES = 4096;
 
 /**
  * JSON logs on stdout. Redaction is a second line of defence: no stage should put a token, cookie or
@@ -42,17 +48,30 @@ export function createLogger(level: LoggingConfig['level'] = 'info', destination
  * lines, twice that of building them). Lines are encoded once here instead, and the batch only adds up lengths.
  */
 function batchedStdout(): pino.DestinationStream {
+  // SonicBoom writes whole lines, at most maxWrite bytes at a time, and requires minLength below maxWrite.
+  const maxWrite = cluster.isWorker ? SHARED_PIPE_WRITE_BYTES : 4 * LOG_BATCH_BYTES;
   const destination = pino.destination({
     sync: false,
-    minLength: LOG_BATCH_BYTES,
-    // SonicBoom requires minLength below maxWrite (16 KiB by default).
-    maxWrite: 4 * LOG_BATCH_BYTES,
+    minLength: Math.min(LOG_BATCH_BYTES, maxWrite / 2),
+    maxWrite,
     periodicFlush: LOG_FLUSH_MS,
     contentMode: 'buffer',
   });
   const writeBytes = destination.write.bind(destination) as unknown as (bytes: Buffer) => boolean;
   destination.write = (line: string) => writeBytes(Buffer.from(line));
   return destination;
+}
+
+/** The longest an exit waits for stdout to take the pending lines: a reader that stopped must not hold it up. */
+const EXIT_FLUSH_MS = 2_000;
+
+/**
+ * Exits with `code` once the pending log lines are written. At exit SonicBoom writes what it holds, but not a batch
+ * whose write is under way or waiting to be retried on a full pipe: those lines would be lost.
+ */
+export function exitOnceLogged(logger: Logger, code: number): void {
+  setTimeout(() => process.exit(code), EXIT_FLUSH_MS);
+  logger.flush(() => process.exit(code));
 }
 
 /**

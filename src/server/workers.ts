@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import { startClusterAdmin } from '../admin/cluster-admin.js';
 import type { GatewayConfig, ListenAddress } from '../config/types.js';
-import type { Logger } from '../observability/log.js';
+import { exitOnceLogged, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /**
@@ -72,8 +72,7 @@ export async function runPrimary(config: GatewayConfig, logger: Logger): Promise
     if (live().length > 0) return;
     void admin.close().then(() => {
       logger.info('stopped');
-      logger.flush();
-      process.exit(failedExit ? 1 : 0);
+      exitOnceLogged(logger, failedExit ? 1 : 0);
     });
   };
 

@@ -12,8 +12,10 @@ export interface AuthgateProcess {
   readonly adminUrl: string;
   /** Every JSON log line so far, parsed. */
   readonly logs: Record<string, unknown>[];
+  /** Lines of stdout that are not JSON (none, when log lines arrive whole). */
+  readonly unparsed: string[];
   readonly stderr: string[];
-  /** Resolves with the exit code (or the signal's name) once the process ended. */
+  /** Resolves with the exit code (or the signal's name) once the process ended and its stdout was read. */
   readonly exited: Promise<number | string>;
   /** Waits until a log line satisfies `predicate` and returns it. */
   waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
@@ -28,15 +30,25 @@ export async function startAuthgate(configFile: string, env: NodeJS.ProcessEnv =
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
+  const unparsed: string[] = [];
   const stderr: string[] = [];
   let partial = '';
   child.stdout?.on('data', (chunk: Buffer) => {
     const lines = (partial + chunk.toString('utf8')).split('\n');
     partial = lines.pop() ?? '';
-    for (const line of lines) if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
+    for (const line of lines) {
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        unparsed.push(line);
+      }
+    }
   });
   child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
-  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  // Exited once the process has and its stdout is read to the end: the last log lines are in `logs` by then.
+  const exited = Promise.all([once(child, 'exit'), once(child.stdout as NodeJS.ReadableStream, 'close')]).then(
+    ([[code, signal]]) => (code ?? signal) as number | string,
+  );
 
   const waitForLog: AuthgateProcess['waitForLog'] = async (predicate, timeoutMs = 15_000) => {
     await expect
@@ -52,6 +64,7 @@ export async function startAuthgate(configFile: string, env: NodeJS.ProcessEnv =
     url: String(listening.url),
     adminUrl: String(listening.admin),
     logs,
+    unparsed,
     stderr,
     exited,
     waitForLog,

@@ -92,3 +92,41 @@ routes:
   running.child.kill('SIGTERM');
   expect(await running.exited).toBe(0);
 });
+
+it('writes every access line of two busy workers whole to the stdout they share', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'authgate-workers-log-'));
+  const file = join(dir, 'gateway.yaml');
+  await writeFile(
+    file,
+    `
+version: 1
+server: { listen: 127.0.0.1:0, workers: 2, shutdown_grace: 2s }
+admin: { listen: 127.0.0.1:0 }
+logging: { level: info, access_log: true }
+upstreams:
+  api: { url: ${upstream.url} }
+routes:
+  - { name: public, match: { path: /public/** }, upstream: api, auth: none }
+`,
+  );
+  const running = await startAuthgate(file);
+  gw = running;
+  const listening = (): Record<string, unknown>[] => running.logs.filter((line) => line.msg === 'authgate listening');
+  await expect.poll(() => listening().length, { timeout: 10_000 }).toBe(2);
+  const url = String(listening()[0]?.url);
+  // Long paths make long lines, so both workers' batches are large and written at the same time.
+  const path = `/public/${'x'.repeat(400)}`;
+  const total = 4000;
+  // Unread, the pipe fills up, and the workers' writes meet it full or nearly: what a slow log collector does.
+  running.child.stdout?.pause();
+  for (let sent = 0; sent < total; sent += 100) {
+    const statuses = await Promise.all(Array.from({ length: 100 }, (_, i) => get(`${url}${path}?n=${sent + i}`)));
+    expect(statuses.every((status) => status === 200)).toBe(true);
+  }
+  running.child.stdout?.resume();
+  running.child.kill('SIGTERM');
+  expect(await running.exited).toBe(0);
+  const accessLines = running.logs.filter((line) => line.msg === 'request');
+  expect(accessLines).toHaveLength(total);
+  expect(running.unparsed).toEqual([]);
+});
