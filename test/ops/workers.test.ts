@@ -39,26 +39,27 @@ async function requestsCounted(adminUrl: string, route: string): Promise<number>
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
-it('runs two workers on one port, aggregates their metrics, replaces a crashed worker and drains on SIGTERM', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'authgate-workers-'));
-  const file = join(dir, 'gateway.yaml');
+/** A config file for two workers in front of the recording upstream, one public route. */
+async function twoWorkers(accessLog: boolean): Promise<string> {
+  const file = join(await mkdtemp(join(tmpdir(), 'authgate-workers-')), 'gateway.yaml');
   await writeFile(
     file,
     `
 version: 1
 server: { listen: 127.0.0.1:0, workers: 2, shutdown_grace: 2s }
 admin: { listen: 127.0.0.1:0 }
-logging: { level: info, access_log: false }
+logging: { level: info, access_log: ${accessLog} }
 upstreams:
   api: { url: ${upstream.url} }
 routes:
-  - name: public
-    match: { path: /public/** }
-    upstream: api
-    auth: none
+  - { name: public, match: { path: /public/** }, upstream: api, auth: none }
 `,
   );
-  gw = await startAuthgate(file);
+  return file;
+}
+
+it('runs two workers on one port, aggregates their metrics, replaces a crashed worker and drains on SIGTERM', async () => {
+  gw = await startAuthgate(await twoWorkers(false));
   const running = gw;
   const primary = await running.waitForLog((line) => line.msg === 'authgate primary started');
   const adminUrl = String(primary.admin);
@@ -94,22 +95,7 @@ routes:
 });
 
 it('writes every access line of two busy workers whole to the stdout they share', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'authgate-workers-log-'));
-  const file = join(dir, 'gateway.yaml');
-  await writeFile(
-    file,
-    `
-version: 1
-server: { listen: 127.0.0.1:0, workers: 2, shutdown_grace: 2s }
-admin: { listen: 127.0.0.1:0 }
-logging: { level: info, access_log: true }
-upstreams:
-  api: { url: ${upstream.url} }
-routes:
-  - { name: public, match: { path: /public/** }, upstream: api, auth: none }
-`,
-  );
-  const running = await startAuthgate(file);
+  const running = await startAuthgate(await twoWorkers(true));
   gw = running;
   const listening = (): Record<string, unknown>[] => running.logs.filter((line) => line.msg === 'authgate listening');
   await expect.poll(() => listening().length, { timeout: 10_000 }).toBe(2);
