@@ -33,7 +33,7 @@ describe('the bundled gateway.yaml', () => {
       algorithms: ['RS256'],
       tokenTypes: ['at+jwt', 'JWT'],
     });
-    expect(config?.routes.map((route) => route.name)).toEqual(['public', 'admin', 'write-data', 'app-admin', 'app', 'websocket', 'api']);
+    expect(config?.routes.map((route) => route.name)).toEqual(['public', 'admin', 'write-data', 'app-admin', 'app', 'home', 'websocket', 'api']);
     expect(config?.login?.externalUrl.origin).toBe('http://127.0.0.1:8080');
     expect(config?.login?.providers.get('demo')).toMatchObject({ issuer: 'demo', clientId: 'authgate-demo-browser', clientAuth: { method: 'none' } });
   });
