@@ -29,6 +29,11 @@ export interface Refusal {
   readonly error: GatewayError;
   /** For the operator (access log, explain), never the client: what was compared. */
   readonly detail?: string | undefined;
+  /**
+   * What a browser navigating to a sign-in route gets instead of `error` (a redirect to sign in, a small page). It
+   * stays a refusal: logged and counted as one, and never a pass where a caller only asks whether it passed.
+   */
+  readonly page?: Answer | undefined;
 }
 
 /** The gateway answers itself (a preflight, logout, a forward-auth check); the listener adds X-Request-Id. */

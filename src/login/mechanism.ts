@@ -241,7 +241,9 @@ export class LoginService implements Compiled<Authenticator> {
   }
 
   private browserVerdict(verdict: Verdict, ctx: RequestContext, providers: readonly string[]): Verdict | Promise<Verdict> {
-    if (verdict.ok || !isNavigation(ctx.method, ctx.headers)) return verdict;
+    // Only a plain request shows a page: an upgrade has nowhere to show one, and a forward-auth check's answer goes
+    // to the proxy, which relays a refusal's status, not its body.
+    if (verdict.ok || ctx.transport !== 'request' || !isNavigation(ctx.method, ctx.headers)) return verdict;
     const problem = browserProblem(verdict);
     if (problem === 'other') return verdict;
     const id = this.signIn.sessionId(ctx.headersDistinct);
@@ -251,7 +253,7 @@ export class LoginService implements Compiled<Authenticator> {
       signIn: (returnTo: string) => this.redirectToSignIn(providers, returnTo),
     };
     return renderForBrowser(problem, { method: ctx.method, headers: ctx.headers, target: ctx.path + ctx.query }, context).then(
-      (answer): Verdict => (answer === undefined ? verdict : { ok: true, answer }),
+      (page): Verdict => (page === undefined ? verdict : { ...verdict, page }),
     );
   }
 

@@ -236,8 +236,10 @@ class Gateway implements RunningGateway {
   /** A refusal or the gateway's own answer goes back to the client; a pass is forwarded to the plan's upstream. */
   private respond(req: IncomingMessage, res: ServerResponse, ctx: Context, verdict: Verdict, runtime: Runtime, expectsContinue: boolean): void {
     const plan = ctx.plan;
-    if (verdict.ok && verdict.answer !== undefined) {
-      res.writeHead(verdict.answer.status, { ...verdict.answer.headers, 'x-request-id': ctx.requestId }).end(verdict.answer.body);
+    // The gateway's own answer, or the page a refusal shows a browser.
+    const own = verdict.ok ? verdict.answer : verdict.page;
+    if (own !== undefined) {
+      res.writeHead(own.status, { ...own.headers, 'x-request-id': ctx.requestId }).end(own.body);
       return;
     }
     const origin = req.headers.origin;
