@@ -47,9 +47,12 @@ export function verifyStep(deps: VerifyDeps): Step {
   };
 }
 
-/** A refusal goes back as it is (the proxy relays it); a pass is 200 with the identity headers to set. */
+/**
+ * A refusal goes back as its JSON error (the proxy relays it), never a page meant for a browser; a pass is 200 with
+ * the identity headers to set.
+ */
 function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): Verdict {
-  if (!verdict.ok) return verdict;
+  if (!verdict.ok) return verdict.page === undefined ? verdict : { ...verdict, page: undefined };
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
   // The original's chain has refused already an identity that these headers cannot carry.
   if (original.identity) deps.identityHeaders.write(original.identity, headers, original);

@@ -241,8 +241,8 @@ export class LoginService implements Compiled<Authenticator> {
   }
 
   private browserVerdict(verdict: Verdict, ctx: RequestContext, providers: readonly string[]): Verdict | Promise<Verdict> {
-    // Only a plain request shows a page: an upgrade has nowhere to show one, and a forward-auth check's answer goes
-    // to the proxy, which relays a refusal's status, not its body.
+    // Only a plain request shows a page: an upgrade has nowhere to show one, and a forward-auth check answers the
+    // proxy, which must see the refusal itself (nginx relays only its status, and would take a 302 for an error).
     if (verdict.ok || ctx.transport !== 'request' || !isNavigation(ctx.method, ctx.headers)) return verdict;
     const problem = browserProblem(verdict);
     if (problem === 'other') return verdict;

@@ -38,6 +38,7 @@ login:
   external_url: ${origin}
   providers:
     corp: { issuer: corp, client_id: ${provider.clientId}, client_secret: ${provider.clientSecret} }
+  cookie: { name: authgate }
   keys: ['a-session-key-of-at-least-32-bytes!!']
 routes:
   - { name: app, match: { path: /app/** }, upstream: legacy, login: corp, require: { roles: [staff] } }
@@ -55,6 +56,27 @@ beforeEach(() => {
 
 function accessLine(requestId: string): Record<string, unknown> | undefined {
   return gw.logs.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'request' && line.requestId === requestId);
+}
+
+/** `user` signed in through the gateway's own flow (the provider answered over HTTP): the session cookie pair. */
+async function sessionOf(user: string): Promise<string> {
+  const start = await rawRequest(gw.port, { target: '/app/x', headers: NAVIGATION });
+  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
+  const callback = await provider.signIn(new URL(start.headers.location ?? ''), user);
+  const signedIn = await rawRequest(gw.port, { target: `/_authgate/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
+  expect(signedIn.headers['set-cookie']).toMatch(/^authgate=/);
+  return (signedIn.headers['set-cookie'] as string).split(';')[0] as string;
+}
+
+/** A Traefik ForwardAuth check of a navigation to `uri`, with the client's other headers. */
+function forwardAuthCheck(uri: string, headers: [string, string][] = []): ReturnType<typeof rawRequest> {
+  return rawRequest(gw.port, {
+    target: '/_authgate/verify',
+    headers: [
+      ['Host', 'authgate:8080'], ['X-Forwarded-Method', 'GET'], ['X-Forwarded-Proto', 'https'], ['X-Forwarded-Host', 'app.example'],
+      ['X-Forwarded-Uri', uri], ...NAVIGATION, ...headers,
+    ],
+  });
 }
 
 async function deniedCount(reason: string): Promise<number> {
@@ -76,15 +98,28 @@ describe('a login route refusing a browser navigation', () => {
   });
 
   it('answers a forward-auth check of that navigation with the refusal, never 200', async () => {
-    const res = await rawRequest(gw.port, {
-      target: '/_authgate/verify',
-      headers: [
-        ['Host', 'authgate:8080'], ['X-Forwarded-Method', 'GET'], ['X-Forwarded-Proto', 'https'], ['X-Forwarded-Host', 'app.example'],
-        ['X-Forwarded-Uri', '/app/reports'], ...NAVIGATION,
-      ],
-    });
+    const res = await forwardAuthCheck('/app/reports');
     expect(res.status).toBe(401);
     expect(res.json()).toMatchObject({ error: 'unauthorized' });
+    expect(res.headers.location).toBeUndefined();
+    expect(res.headers['set-cookie']).toBeUndefined();
+    await expect.poll(() => accessLine(res.headers['x-request-id'] as string)).toMatchObject({ path: '/app/reports', decision: 'deny', reason: 'no_token' });
+  });
+
+  it('a signed-in user the rules refuse: the 403 page; forward-auth answers 403 with no identity; a WebSocket reaches nothing', async () => {
+    const cookie = await sessionOf('bob');
+    const page = await rawRequest(gw.port, { target: '/app/reports', headers: [...NAVIGATION, ['Cookie', cookie]] });
+    expect(page.status).toBe(403);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    await expect.poll(() => accessLine(page.headers['x-request-id'] as string)).toMatchObject({ decision: 'deny', reason: 'rule_roles', subject: 'bob' });
+
+    const check = await forwardAuthCheck('/app/reports', [['Cookie', cookie]]);
+    expect(check.status).toBe(403);
+    expect(check.headers['x-user-id']).toBeUndefined();
+    expect(check.json()).toMatchObject({ error: 'insufficient_scope' });
+
+    const socket = await upgrade(gw.port, '/app/socket', { ...Object.fromEntries(NAVIGATION), Cookie: cookie, Origin: `http://127.0.0.1:${gw.port}` });
+    expect(socket.upgraded ? 101 : socket.response.status).toBe(403);
     expect(upstream.seen).toHaveLength(0);
   });
 
