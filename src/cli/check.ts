@@ -35,7 +35,13 @@ export async function runCheck(file: string, out: Io, options: { online?: boolea
     return 1;
   }
   out.stdout.write(summarize(config));
+  if (options.online) out.stdout.write(`online: keys loaded for ${keyedIssuerNames(config) || '(no issuer with keys to load)'}\n`);
   return 0;
+}
+
+/** The issuers whose keys come from a JWKS or discovery document, which `--online` loads. */
+function keyedIssuerNames(config: GatewayConfig): string {
+  return [...config.issuers.values()].filter(isKeyed).map((issuer) => issuer.name).join(', ');
 }
 
 interface Findings {

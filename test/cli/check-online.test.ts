@@ -72,6 +72,7 @@ describe('authgate check --online', () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`${file}: ok`);
+    expect(run.stdout).toContain('online: keys loaded for disco, direct');
     expect(good.discoveryFetches).toBeGreaterThanOrEqual(1);
   });
 
