@@ -3,6 +3,7 @@ import { resolveClientIp, type TrustedProxies } from '../http/client-ip.js';
 import { headerValue } from '../http/headers.js';
 import { Errors } from '../http/responses.js';
 import { normalizeTarget } from '../http/target.js';
+import { normalizeHost } from '../routing/hosts.js';
 import type { RouteTable } from '../routing/route-table.js';
 import type { Plan, RequestContext, SyncStep } from './kinds.js';
 import { PASS, refusal, type Trace, type Verdict } from './verdict.js';
@@ -23,6 +24,7 @@ export interface Head {
   readonly internal: InternalRoutes;
 }
 
+const BAD_HOST = refusal('host', Errors.badTarget, 'bad_host');
 const HOST_NOT_ALLOWED = refusal('host', Errors.misdirected, 'host_not_allowed');
 const BAD_TARGET = refusal('normalize', Errors.badTarget, 'bad_target');
 const NO_ROUTE = refusal('route', Errors.notFound, 'no_route');
@@ -46,6 +48,12 @@ export function enter(head: Head, ctx: RequestContext, trace: Trace | undefined)
       ctx.query = target.query;
       return internal(ctx, plan);
     }
+  }
+  // A Host that names no host (`api.example.com:`, `a..b`, none at all) matches no host-scoped route, so it would
+  // fall through to a later, weaker one, while the upstream may well read it as the host that route protects.
+  if (normalizeHost(ctx.host) === undefined) {
+    trace?.('host', false, `Host ${JSON.stringify(ctx.host)} names no host`);
+    return BAD_HOST;
   }
   if (head.allowedHost !== undefined && !head.allowedHost(ctx.host)) {
     trace?.('host', false, `host ${JSON.stringify(ctx.host)} is not in server.allowed_hosts`);

@@ -72,6 +72,8 @@ export function normalizeHost(host: string): string | undefined {
         break;
       }
       if (!isNameChar(code)) return undefined;
+      // An empty label (`.a`, `a..b`, `a..`) names nothing a client could have resolved.
+      if (code === 0x2e && (index === 0 || host.charCodeAt(index - 1) === 0x2e)) return undefined;
     }
     if (nameEnd > 0 && host.charCodeAt(nameEnd - 1) === 0x2e) nameEnd--;
     if (nameEnd === 0) return undefined;

@@ -1,0 +1,93 @@
+import { connect } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parseRawResponse, rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { expectRefused, refuses, upgrade, type Refusal } from './auth-fixture.js';
+
+/**
+ * A route scoped to a host must not be stepped past with a Host that names no host: such a Host matches no
+ * host-scoped route, so it would fall through to a later, weaker one, while the upstream may read
+ * `api.example.com:` as `api.example.com`. Every such Host is refused before routing.
+ */
+
+const BAD_HOST: Refusal = {
+  status: 400,
+  error: 'invalid_request',
+  description: 'The request target is invalid',
+  wwwAuthenticate: undefined,
+  reason: 'bad_host',
+};
+
+let upstream: RecordingUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  upstream = await startRecordingUpstream();
+  gw = await startTestGateway(`
+version: 1
+server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+logging: { level: info, access_log: true }
+issuers:
+  corp: { issuer: https://corp.example.com, secret: hosts-test-secret-that-is-long-enough-0123, algorithms: [HS256], audiences: [api] }
+upstreams:
+  api: { url: ${upstream.url} }
+routes:
+  - { name: admin, match: { host: api.example.com, path: /api/admin/** }, upstream: api, require: { roles: [admin] } }
+  - { name: catchall, match: { path: /** }, upstream: api, auth: none }
+`);
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await upstream?.close();
+});
+
+beforeEach(() => {
+  upstream.seen.length = 0;
+});
+
+/** One HTTP/1.0 request without a Host header, which Node's parser lets through. */
+function withoutHost(target: string): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(gw.port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('end', () => resolve(parseRawResponse(Buffer.concat(chunks).toString('utf8'))));
+    socket.write(`GET ${target} HTTP/1.0\r\n\r\n`);
+  });
+}
+
+describe('a route scoped to a host', () => {
+  it('protects its host, and other hosts reach the later route', async () => {
+    expect((await rawRequest(gw.port, { target: '/api/admin/users', headers: [['Host', 'api.example.com']] })).status).toBe(401);
+    expect((await rawRequest(gw.port, { target: '/api/admin/users', headers: [['Host', 'API.Example.com.:8080']] })).status).toBe(401);
+    expect(upstream.seen).toHaveLength(0);
+    expect((await rawRequest(gw.port, { target: '/api/admin/users', headers: [['Host', 'docs.example.com']] })).status).toBe(200);
+  });
+
+  it.each([
+    'api.example.com:',
+    'api.example.com:0',
+    'api.example.com:99999',
+    'api.example.com:80:80',
+    'api.example.com:+80',
+    'api.example.com:@x',
+    'api.example.com..',
+    'api%2eexample.com',
+    '#',
+  ])('refuses Host %j before routing: the upstream sees nothing', async (host) => {
+    await refuses(gw, upstream, { target: '/api/admin/users', headers: [['Host', host]] }, BAD_HOST);
+  });
+
+  it('refuses a request without a Host (HTTP/1.0)', async () => {
+    await expectRefused(gw, upstream, await withoutHost('/api/admin/users'), BAD_HOST);
+  });
+
+  it('refuses a WebSocket handshake with such a Host', async () => {
+    const result = await upgrade(gw.port, '/api/admin/ws', { Host: 'api.example.com:' });
+    expect(result.upgraded ? 101 : result.response.status).toBe(400);
+    expect(upstream.seen).toHaveLength(0);
+  });
+});
