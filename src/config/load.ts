@@ -120,7 +120,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     issuers: issuers.names,
     rateLimitNames: rateLimits.names,
     rateLimits: rateLimits.values,
-    loginProviders: root.has('login') ? [...(login?.providers.keys() ?? [])] : undefined,
+    loginProviders: root.has('login') ? new Map([...(login?.providers ?? [])].map(([name, provider]) => [name, provider.issuer])) : undefined,
   });
   if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
   refuseTwoIntrospectingIssuers(r, routes, issuers.values);

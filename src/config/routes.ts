@@ -17,8 +17,8 @@ export interface RouteContext {
   readonly issuers: readonly string[];
   readonly rateLimitNames: readonly string[];
   readonly rateLimits: ReadonlyMap<string, RateLimitConfig>;
-  /** `login.providers` names; undefined without a `login` section. */
-  readonly loginProviders: readonly string[] | undefined;
+  /** `login.providers`: each name and the issuer it signs in with; undefined without a `login` section. */
+  readonly loginProviders: ReadonlyMap<string, string> | undefined;
 }
 
 export interface RoutesRead {
@@ -61,6 +61,7 @@ function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<stri
   const rateLimit = readRouteRateLimits(r, s.slot('rate_limit'), context, auth) ?? [];
   const cors = s.has('cors') ? readRouteCors(r, s.slot('cors')) : undefined;
   const login = s.has('login') ? readRouteLogin(r, s.slot('login'), context, auth) : undefined;
+  if (login !== undefined && issuers !== undefined) requireLoginIssuers(r, s.slot('login'), login, issuers, context);
   if (name === undefined || match === undefined || upstream === undefined) return undefined;
   return { name, match, upstream, auth, issuers: issuers ?? undefined, require, rateLimit, cors, login };
 }
@@ -69,12 +70,22 @@ function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<stri
 function readRouteLogin(r: Reader, slot: Slot, context: RouteContext, auth: AuthMode): string[] | undefined {
   if (context.loginProviders === undefined) return r.problem(slot, 'needs a top-level login section naming the providers');
   if (auth !== 'required') return r.problem(slot, `not allowed with auth: ${auth} (a login route sends browsers without credentials to sign in)`);
-  const known = context.loginProviders;
+  const known = [...context.loginProviders.keys()];
   if (isScalar(slot.node)) {
     const one = readReference(r, slot, 'login provider', known, true);
     return one === undefined ? undefined : [one];
   }
   return r.items(slot, (item) => readReference(r, item, 'login provider', known, true), { nonEmpty: true });
+}
+
+/** A login route takes only sessions whose provider signs in with an issuer it admits: any other would loop. */
+function requireLoginIssuers(r: Reader, slot: Slot, login: readonly string[], issuers: readonly string[], context: RouteContext): void {
+  for (const provider of login) {
+    const issuer = context.loginProviders?.get(provider);
+    if (issuer !== undefined && !issuers.includes(issuer)) {
+      r.problem(slot, `provider ${provider} signs in with issuer ${issuer}, which the route's issuers leave out: its sessions would be refused`);
+    }
+  }
 }
 
 /** `params.x` in an expression needs a `{x}` segment in the route's path, or every request would be denied. */

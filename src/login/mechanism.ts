@@ -125,7 +125,17 @@ export class LoginService implements Compiled<Authenticator> {
   }
 
   forRoute(route: RouteConfig, errors: ErrorRenderer): Authenticator | undefined {
-    return route.login === undefined ? undefined : this.authenticator(errors);
+    return route.login === undefined ? undefined : this.authenticator(errors, this.acceptedProviders(route));
+  }
+
+  /**
+   * The providers whose sessions a login route takes: those it names, and of them only those whose issuer its
+   * `issuers` admits, as for a bearer token. A session is one cookie whichever provider made it.
+   */
+  private acceptedProviders(route: RouteConfig): ReadonlySet<string> {
+    const admitted = (provider: string): boolean =>
+      route.issuers === undefined || route.issuers.includes(this.config.providers.get(provider)?.issuer ?? '');
+    return new Set((route.login ?? []).filter(admitted));
   }
 
   /** On login routes a request without a bearer credential may bring the session cookie instead (bearer wins). */
@@ -206,12 +216,15 @@ export class LoginService implements Compiled<Authenticator> {
     run: (ctx) => (passesCsrfCheck(ctx.method, ctx.headers, this.origins) ? PASS : CROSS_SITE_SIGN_OUT),
   };
 
-  private authenticator(errors: ErrorRenderer): Authenticator {
+  private authenticator(errors: ErrorRenderer, providers: ReadonlySet<string>): Authenticator {
     const noSession = { ok: false, refusal: refusal('authenticate', errors.noCredentials(), 'no_session') } as const;
+    // A browser signed in elsewhere is sent to sign in with this route's provider, as one without a session is.
+    const otherProvider = { ok: false, refusal: refusal('authenticate', errors.noCredentials(), 'session_other_provider') } as const;
     const unavailable = { ok: false, refusal: refusal('authenticate', errors.unavailable('The sign-in provider is unavailable'), 'session_unavailable') } as const;
     const csrf = { ok: false, refusal: refusal('authenticate', Errors.csrf, 'csrf') } as const;
     const settle = (result: SessionAuthentication, ctx: RequestContext): Authentication => {
       if (!result.ok) return result.reason === 'csrf' ? csrf : result.reason === 'unavailable' ? unavailable : noSession;
+      if (!providers.has(result.session.provider)) return otherProvider;
       if (this.ctx.config.identity.forwardToken) this.accessTokens.set(ctx, result.session.tokens.accessToken);
       return { ok: true, identity: this.identityOf(result.session) };
     };
@@ -335,8 +348,11 @@ const LOGOUT_BODY_MAX_BYTES = 64 * 1024;
 
 const UNUSED_CONTEXT = { session: undefined, signOutHref: '', signIn: () => Promise.reject(new Error('not a sign-in')) };
 
+/** Refusals a browser answers by signing in: no credential, or a session this route does not take. */
+const SIGN_IN_REASONS: ReadonlySet<string> = new Set(['no_token', 'no_session', 'session_other_provider']);
+
 function browserProblem(refused: Refusal): BrowserProblem {
-  if (refused.reason === 'no_token' || refused.reason === 'no_session') return 'no_credentials';
+  if (SIGN_IN_REASONS.has(refused.reason)) return 'no_credentials';
   if (refused.error.code === 'insufficient_scope') return 'insufficient_scope';
   return refused.error.status === 503 ? 'unavailable' : 'other';
 }

@@ -374,6 +374,18 @@ describe('a route login key', () => {
     expect(problems.map(formatProblem)[0]).toContain(message);
   });
 
+  it("refuses a provider whose issuer the route's issuers leave out: its sessions would always be refused", () => {
+    const twoIssuers = MINIMAL.replace(
+      'issuers:\n',
+      'issuers:\n  other: { issuer: https://other.example.com/, discovery: true, audiences: [api] }\n',
+    );
+    const config = `${twoIssuers.replace(/routes:\n.*\n$/, '')}${LOGIN}routes:\n  - { name: app, match: { path: /** }, upstream: api, issuers: [other], login: corp }\n`;
+    const { problems } = parseConfig(config, '/etc/authgate/gateway.yaml', {});
+    expect(problems.map(formatProblem)).toEqual([
+      expect.stringMatching(/^\/etc\/authgate\/gateway\.yaml:16:\d+: routes\[0\]\.login: provider corp signs in with issuer idp, which the route's issuers leave out/),
+    ]);
+  });
+
   it('needs a login section', () => {
     const { problems } = parseConfig(withRoute('{ name: app, match: { path: /** }, upstream: api, login: corp }', ''), '/etc/authgate/gateway.yaml', {});
     expect(problems.map(formatProblem)).toEqual([expect.stringContaining('routes[0].login: needs a top-level login section')]);

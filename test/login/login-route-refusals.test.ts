@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { upgrade } from '../gateway/auth-fixture.js';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
+import { signInThroughGateway, startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { freePort } from '../helpers/redis.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
@@ -58,16 +58,6 @@ function accessLine(requestId: string): Record<string, unknown> | undefined {
   return gw.logs.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'request' && line.requestId === requestId);
 }
 
-/** `user` signed in through the gateway's own flow (the provider answered over HTTP): the session cookie pair. */
-async function sessionOf(user: string): Promise<string> {
-  const start = await rawRequest(gw.port, { target: '/app/x', headers: NAVIGATION });
-  const flowCookie = (start.headers['set-cookie'] ?? '').split(';')[0] as string;
-  const callback = await provider.signIn(new URL(start.headers.location ?? ''), user);
-  const signedIn = await rawRequest(gw.port, { target: `/_authgate/callback${callback.search}`, headers: [['Cookie', flowCookie]] });
-  expect(signedIn.headers['set-cookie']).toMatch(/^authgate=/);
-  return (signedIn.headers['set-cookie'] as string).split(';')[0] as string;
-}
-
 /** A Traefik ForwardAuth check of a navigation to `uri`, with the client's other headers. */
 function forwardAuthCheck(uri: string, headers: [string, string][] = []): ReturnType<typeof rawRequest> {
   return rawRequest(gw.port, {
@@ -107,7 +97,7 @@ describe('a login route refusing a browser navigation', () => {
   });
 
   it('a signed-in user the rules refuse: the 403 page; forward-auth answers 403 with no identity; a WebSocket reaches nothing', async () => {
-    const cookie = await sessionOf('bob');
+    const cookie = await signInThroughGateway(gw.port, provider, 'bob');
     const page = await rawRequest(gw.port, { target: '/app/reports', headers: [...NAVIGATION, ['Cookie', cookie]] });
     expect(page.status).toBe(403);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
