@@ -49,6 +49,13 @@ describe('a DPoP-bound token sent as Bearer', () => {
     await refuses(gw, upstream, { target: '/accounts', headers: [bearer(token)] }, boundAsBearer, [token]);
   });
 
+  it('refuses a token whose cnf is not a JSON object: its binding cannot be read, so it is not taken as unbound', async () => {
+    for (const cnf of [[{ jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }], 'jkt', null]) {
+      const token = idp.sign({ cnf });
+      await refuses(gw, upstream, { target: '/accounts', headers: [bearer(token)] }, boundAsBearer, [token]);
+    }
+  });
+
   it('leaves unbound tokens and certificate-bound ones alone', async () => {
     for (const claims of [{}, { cnf: { 'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2' } }]) {
       expect((await rawRequest(gw.port, { target: '/accounts', headers: [bearer(idp.sign(claims))] })).status).toBe(200);

@@ -78,6 +78,13 @@ describe('certificate-bound tokens over a real TLS connection', () => {
     expect(checkCertificateBinding({ 'x5t#S256': [alice.x5tS256] }, await connectAs(alice))).toEqual({ ok: false, reason: 'cnf x5t#S256 is not a string' });
   });
 
+  it('refuses a cnf that is not a JSON object, whatever it holds', async () => {
+    const certificate = await connectAs(alice);
+    for (const cnf of [[{ 'x5t#S256': alice.x5tS256 }], alice.x5tS256, null]) {
+      expect(checkCertificateBinding(cnf, certificate)).toEqual({ ok: false, reason: 'cnf is not a JSON object' });
+    }
+  });
+
   it('lets an unbound token through, with or without a certificate', async () => {
     expect(checkCertificateBinding(undefined, await connectAs(alice))).toEqual({ ok: true });
     expect(checkCertificateBinding({ jkt: 'x' }, undefined)).toEqual({ ok: true });

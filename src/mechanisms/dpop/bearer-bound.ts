@@ -3,9 +3,13 @@ import { refusal } from '../../chain/verdict.js';
 import { InvalidTokenDescription } from '../../http/responses.js';
 import { isPlainObject } from '../../lib/json.js';
 
-/** The DPoP key a token's `cnf` binds it to (RFC 9449 §6.1): its thumbprint, or undefined for an unbound token. */
+/**
+ * The DPoP key a token's `cnf` binds it to (RFC 9449 §6.1): its thumbprint, or undefined for an unbound token. A
+ * `cnf` that is not a JSON object (RFC 7800 §3.1 requires one) binds to something that cannot be read: it comes back
+ * as it is, so the token counts as bound and no proof's key matches it.
+ */
 export function boundKey(cnf: unknown): unknown {
-  return isPlainObject(cnf) ? cnf.jkt : undefined;
+  return isPlainObject(cnf) ? cnf.jkt : cnf;
 }
 
 /**

@@ -14,6 +14,8 @@ const BOUND: CertificateBinding = Object.freeze({ ok: true });
 
 /** Pure: the token's `cnf` claim and the connection's certificate (undefined without one). Unbound tokens pass. */
 export function checkCertificateBinding(cnf: unknown, certificate: ClientCertificate | undefined): CertificateBinding {
+  // Not a JSON object (RFC 7800 §3.1 requires one): whatever it binds to cannot be read, so nothing can satisfy it.
+  if (cnf !== undefined && !isPlainObject(cnf)) return { ok: false, reason: 'cnf is not a JSON object' };
   const thumbprint = isPlainObject(cnf) ? cnf['x5t#S256'] : undefined;
   if (thumbprint === undefined) return BOUND;
   if (typeof thumbprint !== 'string') return { ok: false, reason: 'cnf x5t#S256 is not a string' };
