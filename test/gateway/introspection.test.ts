@@ -225,7 +225,8 @@ describe('authgate explain', () => {
     const stdout = new PassThrough();
     let out = '';
     stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    const code = await main(['explain', '-c', file, '--token', token, 'GET', target], { stdout, stderr: new PassThrough() });
+    // `--token=`: an opaque token may begin with `-`, which a separate argument would have read as an option.
+    const code = await main(['explain', '-c', file, `--token=${token}`, 'GET', target], { stdout, stderr: new PassThrough() });
     return { code, out };
   }
 
