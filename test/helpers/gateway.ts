@@ -76,15 +76,20 @@ export interface RawRequest {
  * target or merges headers, so path tricks and duplicate headers reach the gateway exactly as an attacker sends them.
  */
 export function rawRequest(port: number, request: RawRequest): Promise<RawResponse> {
+  const headers = request.headers ?? [];
+  let head = `${request.method ?? 'GET'} ${request.target} HTTP/1.1\r\n`;
+  if (!headers.some(([name]) => name.toLowerCase() === 'host')) head += `Host: 127.0.0.1:${port}\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  if (request.body !== undefined) head += `Content-Length: ${Buffer.byteLength(request.body)}\r\n`;
+  head += 'Connection: close\r\n\r\n';
+  return rawExchange(port, head + (request.body ?? request.rawBody ?? ''));
+}
+
+/** `bytes` written as they are on a fresh connection (an HTTP/1.0 request, say); the response read to its close. */
+export function rawExchange(port: number, bytes: string): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
-    const headers = request.headers ?? [];
-    let head = `${request.method ?? 'GET'} ${request.target} HTTP/1.1\r\n`;
-    if (!headers.some(([name]) => name.toLowerCase() === 'host')) head += `Host: 127.0.0.1:${port}\r\n`;
-    for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-    if (request.body !== undefined) head += `Content-Length: ${Buffer.byteLength(request.body)}\r\n`;
-    head += 'Connection: close\r\n\r\n';
-    socket.write(head + (request.body ?? request.rawBody ?? ''));
+    socket.write(bytes);
     const chunks: Buffer[] = [];
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.on('error', reject);
