@@ -4,19 +4,7 @@
  * undici, no auth) and, when `haproxy` is installed, HAProxy verifying every token with `jwt_verify`. See
  * docs/performance.md for the method.
  *
- *   --duration S      measured seconds per scenario (default 10)
- *   --warmup S        unmeasured seconds before each (default 3)
- *   --connections N   concurrent connections (default 50)
- *   --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
- *                     (default 0 when taskset exists; --cpu none disables pinning)
- *   --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,dpop,session,many-tokens,miss,
- *                     rate-limit,rate-limit-exact,workers,memory,introspection (assertion: one-token with the signed
- *                     identity assertion on; cel: one-token on a route with a CEL rule; dpop: one DPoP-bound token with
- *                     a fresh ES256 proof on every request, memory replay store; session: a signed-in browser session
- *                     on a login route with one-token's rule; introspection: 2,000 opaque tokens, cache warm)
- *   --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
- *   --memory-tokens N distinct tokens in the memory scenario (default 1000000)
- *   --profile DIR     run authgate under `node --cpu-prof`, one .cpuprofile per gateway process in DIR
+ * Options: USAGE below, or `npm run bench -- --help`.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -36,6 +24,22 @@ import { startDevIssuer } from '../src/testing/dev-issuer.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SCENARIOS = ['public', 'one-token', 'assertion', 'cel', 'dpop', 'session', 'many-tokens', 'miss', 'rate-limit', 'rate-limit-exact', 'workers', 'memory', 'introspection'] as const;
+const USAGE = `usage: npm run bench -- [options]
+
+  --duration S      measured seconds per scenario (default 10)
+  --warmup S        unmeasured seconds before each (default 3)
+  --connections N   concurrent connections (default 50)
+  --cpu N           core for the proxies under test; the load generator, upstream and redis get another one
+                    (default 0 when taskset exists; --cpu none disables pinning)
+  --scenarios LIST  comma-separated subset of: public,one-token,assertion,cel,dpop,session,many-tokens,miss,
+                    rate-limit,rate-limit-exact,workers,memory,introspection (assertion: one-token with the signed
+                    identity assertion on; cel: one-token on a route with a CEL rule; dpop: one DPoP-bound token with
+                    a fresh ES256 proof on every request, memory replay store; session: a signed-in browser session
+                    on a login route with one-token's rule; introspection: 2,000 opaque tokens, cache warm)
+  --miss-tokens N   distinct tokens in the miss scenario, more than the token cache holds (default 20000)
+  --memory-tokens N distinct tokens in the memory scenario (default 1000000)
+  --profile DIR     run authgate under node --cpu-prof, one .cpuprofile per gateway process in DIR
+`;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** Distinct tokens that all stay in the token cache. */
 const CACHED_TOKENS = 2000;
@@ -62,8 +66,13 @@ function parseOptions(): Options {
       'miss-tokens': { type: 'string', default: '20000' },
       'memory-tokens': { type: 'string', default: '1000000' },
       profile: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
   const scenarios = new Set<ScenarioName>();
   for (const name of values.scenarios.split(',')) {
     if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`unknown scenario ${name}; known: ${SCENARIOS.join(', ')}`);
