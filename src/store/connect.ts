@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { RedisConfig, RedisNode } from '../config/types.js';
 
 /** A hung Redis must not hold requests: hot-path commands give up after this and the insurance limiter answers. */
@@ -138,4 +138,14 @@ export async function shutDown(client: RedisClient): Promise<void> {
   client.disconnect();
   if (client instanceof Redis) client.stream?.destroy();
   await ended;
+}
+
+/** Runs a MULTI or a pipeline and returns its results; ioredis reports a failed command in it as a value, not a rejection. */
+export async function execute(multi: ChainableCommander): Promise<unknown[]> {
+  const replies = await multi.exec();
+  if (replies === null) throw new Error('Redis transaction aborted');
+  return replies.map(([error, result]) => {
+    if (error) throw error;
+    return result;
+  });
 }

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { shutDown, type Connections, type RedisClient } from '../../store/connect.js';
-import { execute } from '../../store/redis.js';
+import { execute, shutDown, type Connections, type RedisClient } from '../../store/connect.js';
 import { LocalCopies } from './local-copies.js';
 import {
   PRE_LOGIN_TTL_MS, isLive, remainingMs, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
