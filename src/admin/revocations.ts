@@ -73,57 +73,87 @@ function isEpochSeconds(value: unknown): value is number {
 }
 
 /**
- * The admin revocation API (SPEC §8), mounted under `/revocations` by the admin listener.
+ * The admin revocation API, mounted under `/revocations` by the admin listener.
  * Writes need `Authorization: Bearer <admin.token>` and are refused with 403 when no token is configured.
  * Reads need the same token when one is configured; without one they are open like the rest of the
  * admin listener (which binds to loopback by default), since they reveal no more than yes or no.
  */
-export function createRevocationApi(deps: {
-  store: Store;
-  adminToken: string;
-  logger: Logger;
-}): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, logger } = deps;
-  const tokenDigest = deps.adminToken === '' ? undefined : sha256(deps.adminToken);
+export function createRevocationApi(deps: RevocationApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const api = new RevocationApi(deps);
+  return (req, res) => api.handle(req, res);
+}
 
-  function authorized(req: IncomingMessage): boolean {
-    if (tokenDigest === undefined) return false;
-    const header = req.headers.authorization;
-    const presented = header === undefined ? undefined : bearerToken(header);
-    return presented !== undefined && timingSafeEqual(sha256(presented), tokenDigest);
+interface RevocationApiDeps {
+  readonly store: Store;
+  readonly adminToken: string;
+  readonly logger: Logger;
+}
+
+class RevocationApi {
+  private readonly tokenDigest: Buffer | undefined;
+
+  constructor(private readonly deps: RevocationApiDeps) {
+    this.tokenDigest = deps.adminToken === '' ? undefined : sha256(deps.adminToken);
   }
 
-  async function handlePost(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
-    if (tokenDigest === undefined) return sendError(res, Refusals.writesDisabled, requestId);
-    if (!authorized(req)) return sendError(res, Refusals.unauthorized, requestId);
-    const body = await readBody(req);
-    if (body === 'too_large') {
-      res.setHeader('connection', 'close');
-      return sendError(res, Refusals.tooLarge, requestId);
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const requestId = randomUUID();
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const collection = url.pathname === '/revocations';
+    const jtiLookup = url.pathname.startsWith(JTI_PATH_PREFIX) && url.pathname.length > JTI_PATH_PREFIX.length;
+    if (!collection && !jtiLookup) return sendError(res, Refusals.notFound, requestId);
+    const allowed = collection ? COLLECTION_METHODS : LOOKUP_METHODS;
+    if (!allowed.methods.includes(req.method ?? '')) return sendError(res, allowed.refusal, requestId);
+    if (jtiLookup) return this.lookUpJti(req, res, requestId, url);
+    this.revoke(req, res, requestId).catch((error: unknown) => {
+      this.deps.logger.error({ requestId, err: error }, 'admin: revocation request failed');
+      sendError(res, Errors.internalError, requestId);
+    });
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    if (this.tokenDigest === undefined) return false;
+    const header = req.headers.authorization;
+    const presented = header === undefined ? undefined : bearerToken(header);
+    return presented !== undefined && timingSafeEqual(sha256(presented), this.tokenDigest);
+  }
+
+  private async revoke(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const request = await this.readRequest(req);
+    if ('status' in request) {
+      if (request === Refusals.tooLarge) res.setHeader('connection', 'close');
+      return sendError(res, request, requestId);
     }
+    const revocation = request.kind === 'jti' ? request : { ...request, before: request.before ?? Math.floor(Date.now() / 1000) };
+    const { revocations } = this.deps.store;
+    try {
+      if (revocation.kind === 'jti') await revocations.revokeJti(revocation.jti, revocation.exp, revocation.issuer);
+      else await revocations.revokeSubject(revocation.subject, revocation.before, revocation.issuer);
+    } catch (error) {
+      this.deps.logger.error({ requestId, revocation, err: error }, 'admin: revocation not replicated');
+      return sendError(res, Errors.storeUnavailable, requestId);
+    }
+    this.deps.logger.info({ requestId, revocation }, 'admin: revoked');
+    writeJson(res, 201, { revoked: { ...revocation, issuer: revocation.issuer ?? null } }, { 'x-request-id': requestId });
+  }
+
+  /** The request a POST asks for, or the refusal it gets. */
+  private async readRequest(req: IncomingMessage): Promise<RevocationRequest | GatewayError> {
+    if (this.tokenDigest === undefined) return Refusals.writesDisabled;
+    if (!this.authorized(req)) return Refusals.unauthorized;
+    const body = await readBody(req);
+    if (body === 'too_large') return Refusals.tooLarge;
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
     } catch {
-      return sendError(res, Refusals.badJson, requestId);
+      return Refusals.badJson;
     }
-    const request = parseRevocationRequest(parsed);
-    if (request === undefined) return sendError(res, Refusals.badShape, requestId);
-    const revocation =
-      request.kind === 'jti' ? request : { ...request, before: request.before ?? Math.floor(Date.now() / 1000) };
-    try {
-      if (revocation.kind === 'jti') await store.revocations.revokeJti(revocation.jti, revocation.exp, revocation.issuer);
-      else await store.revocations.revokeSubject(revocation.subject, revocation.before, revocation.issuer);
-    } catch (error) {
-      logger.error({ requestId, revocation, err: error }, 'admin: revocation not replicated');
-      return sendError(res, Errors.storeUnavailable, requestId);
-    }
-    logger.info({ requestId, revocation }, 'admin: revoked');
-    writeJson(res, 201, { revoked: { ...revocation, issuer: revocation.issuer ?? null } }, { 'x-request-id': requestId });
+    return parseRevocationRequest(parsed) ?? Refusals.badShape;
   }
 
-  function handleGetJti(req: IncomingMessage, res: ServerResponse, requestId: string, url: URL): void {
-    if (tokenDigest !== undefined && !authorized(req)) return sendError(res, Refusals.unauthorized, requestId);
+  private lookUpJti(req: IncomingMessage, res: ServerResponse, requestId: string, url: URL): void {
+    if (this.tokenDigest !== undefined && !this.authorized(req)) return sendError(res, Refusals.unauthorized, requestId);
     let jti: string;
     try {
       jti = decodeURIComponent(url.pathname.slice(JTI_PATH_PREFIX.length));
@@ -132,24 +162,9 @@ export function createRevocationApi(deps: {
     }
     const issuer = url.searchParams.get('issuer') ?? undefined;
     if (!isId(jti) || (issuer !== undefined && !isId(issuer))) return sendError(res, Refusals.badPath, requestId);
-    if (!store.revocations.isJtiRevoked(jti, issuer)) return sendError(res, Refusals.notRevoked, requestId);
+    if (!this.deps.store.revocations.isJtiRevoked(jti, issuer)) return sendError(res, Refusals.notRevoked, requestId);
     writeJson(res, 200, { jti, issuer: issuer ?? null, revoked: true }, { 'x-request-id': requestId });
   }
-
-  return (req, res) => {
-    const requestId = randomUUID();
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
-    const collection = url.pathname === '/revocations';
-    const jtiLookup = url.pathname.startsWith(JTI_PATH_PREFIX) && url.pathname.length > JTI_PATH_PREFIX.length;
-    if (!collection && !jtiLookup) return sendError(res, Refusals.notFound, requestId);
-    const allowed = collection ? COLLECTION_METHODS : LOOKUP_METHODS;
-    if (!allowed.methods.includes(req.method ?? '')) return sendError(res, allowed.refusal, requestId);
-    if (jtiLookup) return handleGetJti(req, res, requestId, url);
-    handlePost(req, res, requestId).catch((error: unknown) => {
-      logger.error({ requestId, err: error }, 'admin: revocation request failed');
-      sendError(res, Errors.internalError, requestId);
-    });
-  };
 }
 
 function sha256(text: string): Buffer {
