@@ -50,70 +50,100 @@ export function createRateLimitStore(
   deps: Pick<StoreDeps, 'logger' | 'metrics'>,
 ): RateLimitStore {
   if (redis !== undefined) defineLeaseCommand(redis);
-  const onStoreError = (): void => deps.metrics.storeErrors.inc();
+  const limits = new RateLimits(prefix, redis, deps);
+  limits.update(rateLimits);
+  return limits;
+}
 
-  function build(config: RateLimitConfig): LimiterEntry {
-    const shape = limiterShape(config);
-    const options = { points: shape.points, duration: shape.durationS, keyPrefix: `${prefix}rl:${config.name}` };
-    const memory = new BoundedRateLimiterMemory(options, config.maxKeys);
-    if (redis === undefined) return { consume: viaLimiter(memory, shape.points), shape, config };
-    if (config.mode === 'leased') {
-      const leased = new LeasedLimiter({
-        client: redis,
-        keyPrefix: options.keyPrefix,
-        points: shape.points,
-        windowMs: shape.durationS * 1000,
-        maxKeys: config.maxKeys,
-        insurance: viaLimiter(memory, shape.points),
-        onStoreError,
-      });
-      return { consume: (key) => leased.consume(key), shape, config };
-    }
-    const limiter = new RateLimiterRedis({
-      ...options,
-      storeClient: redis,
-      rejectIfRedisNotReady: true,
-      inMemoryBlockOnConsumed: shape.points + 1,
-      insuranceLimiter: memory,
-    });
-    boundInMemoryBlocks(limiter, config.maxKeys);
-    return { consume: viaLimiter(limiter, shape.points), shape, config };
-  }
+class RateLimits implements RateLimitStore {
+  private limiters = new Map<string, LimiterEntry>();
 
-  let limiters = new Map<string, LimiterEntry>();
-  function update(next: ReadonlyMap<string, RateLimitConfig>): void {
+  constructor(
+    private readonly prefix: string,
+    private readonly redis: Redis | Cluster | undefined,
+    private readonly deps: Pick<StoreDeps, 'logger' | 'metrics'>,
+  ) {}
+
+  update(next: ReadonlyMap<string, RateLimitConfig>): void {
     // Entries the new config dropped stay: requests in flight on the previous config may still consume them.
-    const updated = new Map(limiters);
+    const updated = new Map(this.limiters);
     for (const [name, config] of next) {
       const current = updated.get(name);
       // An unchanged limit keeps its limiter, so a reload resets no in-memory counters.
-      if (current === undefined || !sameLimiter(current, config)) updated.set(name, build(config));
+      if (current === undefined || !sameLimiter(current, config)) updated.set(name, this.build(config));
     }
-    limiters = updated;
+    this.limiters = updated;
   }
-  update(rateLimits);
 
-  return {
-    update,
-    consume(limitName: string, key: string): RateLimitDecision | Promise<RateLimitDecision> {
-      const entry = limiters.get(limitName);
-      if (entry === undefined) return Promise.reject(new Error(`unknown rate limit "${limitName}"`));
-      try {
-        const decision = entry.consume(storageKey(key));
-        return decision instanceof Promise ? decision.catch((error: unknown) => unlimited(entry, error)) : decision;
-      } catch (error) {
-        return unlimited(entry, error);
-      }
-    },
-  };
+  consume(limitName: string, key: string): RateLimitDecision | Promise<RateLimitDecision> {
+    const entry = this.limiters.get(limitName);
+    if (entry === undefined) return Promise.reject(new Error(`unknown rate limit "${limitName}"`));
+    try {
+      const decision = entry.consume(storageKey(key));
+      return decision instanceof Promise ? decision.catch((error: unknown) => this.unlimited(entry, error)) : decision;
+    } catch (error) {
+      return this.unlimited(entry, error);
+    }
+  }
+
+  private build(config: RateLimitConfig): LimiterEntry {
+    const shape = limiterShape(config);
+    const keyPrefix = `${this.prefix}rl:${config.name}`;
+    const memory = new BoundedRateLimiterMemory({ points: shape.points, duration: shape.durationS, keyPrefix }, config.maxKeys);
+    const parts = { keyPrefix, shape, maxKeys: config.maxKeys, memory };
+    const consume =
+      this.redis === undefined
+        ? viaLimiter(memory, shape.points)
+        : config.mode === 'leased'
+          ? leasedConsume(this.redis, parts, () => this.deps.metrics.storeErrors.inc())
+          : exactConsume(this.redis, parts);
+    return { consume, shape, config };
+  }
 
   /** Only reachable if the in-memory limiter itself failed; refusing traffic over it would be worse. */
-  function unlimited(entry: LimiterEntry, error: unknown): RateLimitDecision {
-    deps.metrics.storeErrors.inc();
-    deps.logger.warn({ err: error, limit: entry.config.name }, 'store: the in-memory rate limiter failed; request allowed unlimited');
+  private unlimited(entry: LimiterEntry, error: unknown): RateLimitDecision {
+    this.deps.metrics.storeErrors.inc();
+    this.deps.logger.warn({ err: error, limit: entry.config.name }, 'store: the in-memory rate limiter failed; request allowed unlimited');
     const points = entry.shape.points;
     return { allowed: true, limit: points, remaining: points, resetMs: 0 };
   }
+}
+
+/** What a Redis-backed limiter is built from; `memory` answers while Redis does not. */
+interface LimiterParts {
+  readonly keyPrefix: string;
+  readonly shape: LimiterShape;
+  readonly maxKeys: number;
+  readonly memory: BoundedRateLimiterMemory;
+}
+
+function leasedConsume(redis: Redis | Cluster, parts: LimiterParts, onStoreError: () => void): LimiterEntry['consume'] {
+  const { keyPrefix, shape, maxKeys, memory } = parts;
+  const leased = new LeasedLimiter({
+    client: redis,
+    keyPrefix,
+    points: shape.points,
+    windowMs: shape.durationS * 1000,
+    maxKeys,
+    insurance: viaLimiter(memory, shape.points),
+    onStoreError,
+  });
+  return (key) => leased.consume(key);
+}
+
+function exactConsume(redis: Redis | Cluster, parts: LimiterParts): LimiterEntry['consume'] {
+  const { keyPrefix, shape, maxKeys, memory } = parts;
+  const limiter = new RateLimiterRedis({
+    points: shape.points,
+    duration: shape.durationS,
+    keyPrefix,
+    storeClient: redis,
+    rejectIfRedisNotReady: true,
+    inMemoryBlockOnConsumed: shape.points + 1,
+    insuranceLimiter: memory,
+  });
+  boundInMemoryBlocks(limiter, maxKeys);
+  return viaLimiter(limiter, shape.points);
 }
 
 function sameLimiter(current: LimiterEntry, config: RateLimitConfig): boolean {
