@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import { startClusterAdmin } from '../admin/cluster-admin.js';
+import type { AdminServer } from '../admin/server.js';
 import type { GatewayConfig, ListenAddress } from '../config/types.js';
 import { exitOnceLogged, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -47,66 +48,82 @@ export function announceWorkerAdmin(url: string): void {
 
 /** Runs the primary until SIGTERM/SIGINT, then exits 0 once every worker drained (1 if one failed to). */
 export async function runPrimary(config: GatewayConfig, logger: Logger): Promise<void> {
-  const expected = workerCount(config.server.workers);
-  const adminUrls = new Map<number, string>();
-  let draining = false;
-  let failedExit = false;
+  await new Primary(config, logger).start();
+}
 
-  const fork = (): Worker => {
+class Primary {
+  private readonly adminUrls = new Map<number, string>();
+  private admin: AdminServer | undefined;
+  private draining = false;
+  private failedExit = false;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const expected = workerCount(this.config.server.workers);
+    this.admin = await startClusterAdmin(this.config.admin, {
+      logger: this.logger,
+      expectedWorkers: () => expected,
+      workerAdminUrls: () => [...this.adminUrls.values()],
+      draining: () => this.draining,
+    });
+    cluster.on('exit', (worker, code, signal) => this.exited(worker, code, signal));
+    for (let i = 0; i < expected; i++) this.fork();
+    this.logger.info({ admin: this.admin.url, workers: expected }, 'authgate primary started');
+    process.on('SIGHUP', () => this.signalAll('SIGHUP'));
+    process.once('SIGTERM', () => this.stop('SIGTERM'));
+    process.once('SIGINT', () => this.stop('SIGINT'));
+  }
+
+  private fork(): void {
     const worker = cluster.fork();
     worker.on('message', (message: unknown) => {
-      if (isAdminUrlMessage(message)) adminUrls.set(worker.id, message.url);
+      if (isAdminUrlMessage(message)) this.adminUrls.set(worker.id, message.url);
     });
-    return worker;
-  };
-  const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
+  }
 
-  const admin = await startClusterAdmin(config.admin, {
-    logger,
-    expectedWorkers: () => expected,
-    workerAdminUrls: () => [...adminUrls.values()],
-    draining: () => draining,
-  });
+  private signalAll(signal: NodeJS.Signals): void {
+    for (const worker of live()) worker.process.kill(signal);
+  }
 
-  const exitWhenAllStopped = (): void => {
-    if (live().length > 0) return;
-    void admin.close().then(() => {
-      logger.info('stopped');
-      exitOnceLogged(logger, failedExit ? 1 : 0);
-    });
-  };
-
-  cluster.on('exit', (worker, code, signal) => {
-    adminUrls.delete(worker.id);
-    if (draining) {
-      if (code !== 0) failedExit = true;
-      exitWhenAllStopped();
+  private exited(worker: Worker, code: number, signal: string): void {
+    this.adminUrls.delete(worker.id);
+    if (this.draining) {
+      if (code !== 0) this.failedExit = true;
+      this.exitWhenAllStopped();
       return;
     }
-    logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+    this.logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
     setTimeout(() => {
-      if (!draining) fork();
+      if (!this.draining) this.fork();
     }, RESTART_DELAY_MS).unref();
-  });
+  }
 
-  for (let i = 0; i < expected; i++) fork();
-  logger.info({ admin: admin.url, workers: expected }, 'authgate primary started');
-
-  process.on('SIGHUP', () => {
-    for (const worker of live()) worker.process.kill('SIGHUP');
-  });
-  const stop = (signal: NodeJS.Signals): void => {
-    if (draining) return;
-    draining = true;
-    logger.info({ signal }, 'draining workers');
-    for (const worker of live()) worker.process.kill('SIGTERM');
-    exitWhenAllStopped();
+  private stop(signal: NodeJS.Signals): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.logger.info({ signal }, 'draining workers');
+    this.signalAll('SIGTERM');
+    this.exitWhenAllStopped();
     setTimeout(() => {
-      logger.error('workers did not stop in time; killing them');
-      for (const worker of live()) worker.process.kill('SIGKILL');
+      this.logger.error('workers did not stop in time; killing them');
+      this.signalAll('SIGKILL');
       process.exit(1);
-    }, config.server.shutdownGraceMs + EXIT_MARGIN_MS).unref();
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+    }, this.config.server.shutdownGraceMs + EXIT_MARGIN_MS).unref();
+  }
+
+  private exitWhenAllStopped(): void {
+    if (live().length > 0) return;
+    void (this.admin?.close() ?? Promise.resolve()).then(() => {
+      this.logger.info('stopped');
+      exitOnceLogged(this.logger, this.failedExit ? 1 : 0);
+    });
+  }
+}
+
+function live(): Worker[] {
+  return Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
 }
