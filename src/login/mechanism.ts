@@ -157,10 +157,19 @@ export class LoginService implements Compiled<Authenticator> {
       stage: step.stage,
       run: (ctx, trace) => {
         const verdict = step.run(ctx, trace);
-        if (isThenable(verdict)) return verdict.then((settled) => this.browserVerdict(settled, ctx, providers));
-        return verdict.ok ? verdict : this.browserVerdict(verdict, ctx, providers);
+        if (isThenable(verdict)) return verdict.then((settled) => this.refused(settled, ctx, providers));
+        return verdict.ok ? verdict : this.refused(verdict, ctx, providers);
       },
     };
+  }
+
+  /** A revoked session ends (no refresh keeps it going), and its browser signs in again, as after a sign-out. */
+  private refused(verdict: Verdict, ctx: RequestContext, providers: readonly string[]): Verdict | Promise<Verdict> {
+    if (verdict.ok) return verdict;
+    const revokedSession = verdict.reason === 'revoked' && ctx.identity !== undefined ? this.sessionIds.get(ctx.identity) : undefined;
+    if (revokedSession === undefined) return this.browserVerdict(verdict, ctx, providers, browserProblem(verdict));
+    this.store.end(revokedSession).catch((err: unknown) => this.ctx.logger.warn({ err }, 'a revoked session could not be ended in the store'));
+    return this.browserVerdict(verdict, ctx, providers, 'no_credentials');
   }
 
   /** With `identity.forward_token`, a session request reaches the upstream with the session's current access token. */
@@ -246,19 +255,20 @@ export class LoginService implements Compiled<Authenticator> {
       const provider = this.config.providers.get(session.provider);
       const issuer = this.ctx.config.issuers.get(provider?.issuer ?? '') as IssuerConfig;
       const exp = Math.floor((session.createdAt + this.config.session.absoluteTimeoutMs) / 1000);
-      identity = buildIdentity(issuer, { ...session.claims, exp });
+      // A session is one credential from sign-in to sign-out: refreshed tokens do not make it a later one, so a
+      // revocation of its subject "before T" holds for it whatever its newest ID token says (and userinfo claims
+      // carry no iat at all). The ID token's jti names a token the session replaces at each refresh.
+      identity = Object.freeze({ ...buildIdentity(issuer, { ...session.claims, exp }), jti: undefined, iat: Math.floor(session.createdAt / 1000) });
       this.identities.set(session, identity);
       this.sessionIds.set(identity, session.id);
     }
     return identity;
   }
 
-  private browserVerdict(verdict: Verdict, ctx: RequestContext, providers: readonly string[]): Verdict | Promise<Verdict> {
+  private browserVerdict(verdict: Refusal, ctx: RequestContext, providers: readonly string[], problem: BrowserProblem | 'other'): Verdict | Promise<Verdict> {
     // Only a plain request shows a page: an upgrade has nowhere to show one, and a forward-auth check answers the
     // proxy, which must see the refusal itself (nginx relays only its status, and would take a 302 for an error).
-    if (verdict.ok || ctx.transport !== 'request' || !isNavigation(ctx.method, ctx.headers)) return verdict;
-    const problem = browserProblem(verdict);
-    if (problem === 'other') return verdict;
+    if (problem === 'other' || ctx.transport !== 'request' || !isNavigation(ctx.method, ctx.headers)) return verdict;
     const id = this.signIn.sessionId(ctx.headersDistinct);
     const context = {
       session: id === undefined ? undefined : this.store.cached(id),
