@@ -160,7 +160,7 @@ export class RelyingParty {
     });
   }
 
-  /** The signature with the issuer's keys, `azp` when present, and (on refresh) the same subject as before. */
+  /** The signature with the issuer's keys, `azp` when present, `iat` not ahead, and (on refresh) the same subject as before. */
   private async checkIdToken(jws: string | undefined, subject: string | undefined): Promise<{ ok: true; payload: Readonly<Record<string, unknown>> } | Failure<'id_token_invalid'>> {
     if (jws === undefined) return failure('id_token_invalid', 'no ID token');
     const checked = await this.options.signatures.verify(jws);
@@ -168,6 +168,9 @@ export class RelyingParty {
     const { payload } = checked;
     if (payload.azp !== undefined && payload.azp !== this.options.provider.clientId) return failure('id_token_invalid', 'azp is another client');
     if (typeof payload.sub !== 'string') return failure('id_token_invalid', 'no sub');
+    if (typeof payload.iat !== 'number' || payload.iat * 1000 > this.now() + this.options.issuer.clockSkewMs) {
+      return failure('id_token_invalid', 'iat is missing or in the future');
+    }
     if (subject !== undefined && payload.sub !== subject) return failure('id_token_invalid', 'a refreshed ID token names another subject');
     return { ok: true, payload };
   }

@@ -152,6 +152,8 @@ describe('ID token checks (the token endpoint answer tampered with)', () => {
     ['another issuer', resign((c) => { c.iss = 'http://127.0.0.1:1'; })],
     ['an expired token', resign((c) => { c.iat = nowS() - 7200; c.exp = nowS() - 3600; })],
     ['no iat', resign((c) => { delete c.iat; })],
+    ['an iat an hour ahead', resign((c) => { c.iat = nowS() + 3600; c.exp = nowS() + 7200; })],
+    ['an iat that is not a number', resign((c) => { c.iat = String(nowS()); })],
     ['no sub', resign((c) => { delete c.sub; })],
     ['another key (same kid)', resign(() => {}, (c) => signRaw('RS256', anotherKey.privateKey, { alg: 'RS256', typ: 'JWT', kid: provider.key.kid }, c))],
     ['another key (its own kid)', resign(() => {}, (c) => provider.sign(c, { typ: 'JWT' }, anotherKey))],
