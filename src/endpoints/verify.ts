@@ -4,7 +4,7 @@ import type { RequestContext, Step } from '../chain/kinds.js';
 import { answered, isThenable, refusal, type Verdict } from '../chain/verdict.js';
 import type { IdentityConfig } from '../config/types.js';
 import { Errors } from '../http/responses.js';
-import { headersForProxyToRemove, type HeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
+import { headersForProxyToRemove, upstreamCookie, type HeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
 import type { IdentityHeaderWriter } from '../mechanisms/finalizers/identity-headers.js';
 import { rateLimitHeaders } from '../mechanisms/limiters/rate-limit.js';
 import { envoyOriginalTarget, readOriginalRequest, type ProxyFamily } from './forward-auth-families.js';
@@ -49,7 +49,8 @@ export function verifyStep(deps: VerifyDeps): Step {
 
 /**
  * A refusal goes back as its JSON error (the proxy relays it), never a page meant for a browser; a pass is 200 with
- * the identity headers to set.
+ * the identity headers to set, and the client's Cookie header as the upstream may see it (without the session,
+ * sign-in and token cookies): the proxy forwards the original request, so it must replace the Cookie header with it.
  */
 function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): Verdict {
   if (!verdict.ok) return verdict.page === undefined ? verdict : { ...verdict, page: undefined };
@@ -58,7 +59,11 @@ function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): V
   if (original.identity) deps.identityHeaders.write(original.identity, headers, original);
   const assertion = deps.assertionHeader && original.upstreamHeaders?.[deps.assertionHeader];
   if (assertion) headers[deps.assertionHeader as string] = assertion;
+  const cookie = original.headers.cookie;
+  if (cookie !== undefined) headers.cookie = upstreamCookie(cookie, deps.headerPolicy, deps.identity.forwardToken);
   if (deps.family === 'envoy') {
+    // Envoy may set a header before it removes those listed: an empty Cookie is removed instead.
+    if (headers.cookie === '') delete headers.cookie;
     const toRemove = headersEnvoyMustRemove(original, deps, headers);
     if (toRemove.length > 0) headers['x-envoy-auth-headers-to-remove'] = toRemove.join(',');
   }
@@ -73,5 +78,6 @@ function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): V
 function headersEnvoyMustRemove(original: RequestContext, deps: VerifyDeps, answer: OutgoingHttpHeaders): string[] {
   const names = new Set(headersForProxyToRemove(original.headers, deps.headerPolicy, deps.identity.forwardToken));
   for (const header of deps.identity.headers) names.add(header.name.toLowerCase());
+  if (original.headers.cookie !== undefined) names.add('cookie');
   return [...names].filter((name) => answer[name] === undefined);
 }

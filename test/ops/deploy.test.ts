@@ -39,6 +39,9 @@ function identityHeaders(manifests: readonly Manifest[]): string[] {
   return Object.keys(config.identity?.headers ?? {}).map((name) => name.toLowerCase());
 }
 
+/** What the proxy copies from a forward-auth answer onto the request: the identity headers, and Cookie without authgate's cookies. */
+const copiedHeaders = (manifests: readonly Manifest[]): string[] => [...identityHeaders(manifests), 'cookie'];
+
 const lower = (names: readonly string[] | string | undefined): string[] =>
   (typeof names === 'string' ? names.split(',') : (names ?? [])).map((name) => name.trim().toLowerCase());
 
@@ -125,7 +128,7 @@ describe('the proxy in front asks /_authgate/verify and copies the identity head
     const manifests = await manifestsOf('ingress-nginx.yaml');
     const annotations = ofKind(manifests, 'Ingress')[0]?.metadata.annotations ?? {};
     expect(annotations['nginx.ingress.kubernetes.io/auth-url']).toMatch(new RegExp(`${VERIFY}$`));
-    expect(lower(annotations['nginx.ingress.kubernetes.io/auth-response-headers'])).toEqual(identityHeaders(manifests));
+    expect(lower(annotations['nginx.ingress.kubernetes.io/auth-response-headers'])).toEqual(copiedHeaders(manifests));
     expect(forwardAuthOf(manifests)).toBe('ingress-nginx');
   });
 
@@ -135,7 +138,7 @@ describe('the proxy in front asks /_authgate/verify and copies the identity head
     const forwardAuth = middlewares.map((mw) => at(mw, 'spec.forwardAuth') as Record<string, unknown> | undefined).find(Boolean);
     expect(forwardAuth?.address).toMatch(new RegExp(`${VERIFY}$`));
     expect(forwardAuth?.trustForwardHeader).toBe(false);
-    expect(lower(forwardAuth?.authResponseHeaders as string[])).toEqual(identityHeaders(manifests));
+    expect(lower(forwardAuth?.authResponseHeaders as string[])).toEqual(copiedHeaders(manifests));
     const stripped = middlewares.map((mw) => at(mw, 'spec.headers.customRequestHeaders') as Record<string, string> | undefined).find(Boolean);
     expect(lower(Object.keys(stripped ?? {}))).toEqual(identityHeaders(manifests));
     expect(forwardAuthOf(manifests)).toBe('traefik');
@@ -146,7 +149,7 @@ describe('the proxy in front asks /_authgate/verify and copies the identity head
     const policy = ofKind(manifests, 'SecurityPolicy')[0];
     const http = at(policy, 'spec.extAuth.http') as { path: string; headersToBackend: string[]; backendRefs: { name: string; namespace: string; port: number }[] };
     expect(http.path).toBe(VERIFY);
-    expect(lower(http.headersToBackend)).toEqual(identityHeaders(manifests));
+    expect(lower(http.headersToBackend)).toEqual(copiedHeaders(manifests));
     expect(lower(at(policy, 'spec.extAuth.headersToExtAuth') as string[])).toContain('authorization');
     const backend = http.backendRefs[0];
     const service = ofKind(manifests, 'Service').find((svc) => svc.metadata.name === backend?.name && svc.metadata.namespace === backend.namespace);
@@ -165,7 +168,7 @@ describe('the proxy in front asks /_authgate/verify and copies the identity head
     expect(provider?.pathPrefix).toBe(VERIFY);
     expect(provider?.service).toBe('authgate.auth.svc.cluster.local');
     expect(lower(provider?.includeRequestHeadersInCheck as string[])).toContain('authorization');
-    expect(lower(provider?.headersToUpstreamOnAllow as string[])).toEqual(identityHeaders(manifests));
+    expect(lower(provider?.headersToUpstreamOnAllow as string[])).toEqual(copiedHeaders(manifests));
     expect(forwardAuthOf(manifests)).toBe('envoy');
   });
 

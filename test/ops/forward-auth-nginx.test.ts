@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { rawRequest, startTestGateway, type RawResponse, type TestGateway } from '../helpers/gateway.js';
 import { issuerYaml, startIdp, type Idp } from '../helpers/idp.js';
@@ -38,6 +39,9 @@ server:
   forward_auth: ${family}
 admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
+tokens:
+  - header: Authorization
+  - cookie: access_token
 issuers:
 ${issuerYaml(idp)}
 upstreams:
@@ -56,7 +60,7 @@ routes:
 }
 
 /**
- * The protected location: identity headers from the auth answer, as `auth-response-headers` sets them up. The
+ * The protected location: identity headers and Cookie from the auth answer, as `auth-response-headers` sets them up. The
  * check carries nginx's `$request_id` (as ingress-nginx's does) and the client gets it back, to find the check's log.
  */
 function protectedLocation(authLocation: string): string {
@@ -65,8 +69,10 @@ function protectedLocation(authLocation: string): string {
       auth_request ${authLocation};
       auth_request_set $auth_user_id $upstream_http_x_user_id;
       auth_request_set $auth_user_roles $upstream_http_x_user_roles;
+      auth_request_set $auth_cookie $upstream_http_cookie;
       proxy_set_header X-User-Id $auth_user_id;
       proxy_set_header X-User-Roles $auth_user_roles;
+      proxy_set_header Cookie $auth_cookie;
       proxy_set_header Host $host;
       add_header X-Request-Id $request_id always;
       proxy_pass http://127.0.0.1:${app.port};
@@ -74,7 +80,7 @@ function protectedLocation(authLocation: string): string {
 }
 
 /** ingress-nginx's `auth-url` location, as its nginx.tmpl writes it. */
-function ingressNginxServer(gatewayPort: number): string {
+async function ingressNginxServer(gatewayPort: number): Promise<string> {
   return `
     location = /_external-auth {
       internal;
@@ -96,20 +102,18 @@ function ingressNginxServer(gatewayPort: number): string {
 ${protectedLocation('/_external-auth')}`;
 }
 
-/** Plain nginx `auth_request`, as docs/operations.md configures it. */
-function plainNginxServer(gatewayPort: number): string {
-  return `
-    location = /_authgate-check {
-      internal;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-Host $host;
-      proxy_set_header X-Request-ID $request_id;
-      proxy_pass http://127.0.0.1:${gatewayPort}/_authgate/verify;
-    }
-${protectedLocation('/_authgate-check')}`;
+/**
+ * Plain nginx `auth_request`, exactly as docs/operations.md configures it (its nginx block, with this test's addresses),
+ * plus nginx's `$request_id` on the check and back to the client, to find the check's log line.
+ */
+async function plainNginxServer(gatewayPort: number): Promise<string> {
+  const docs = await readFile(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const block = /```nginx\n([\s\S]*?)```/.exec(docs)?.[1];
+  if (block === undefined) throw new Error('docs/operations.md has no nginx block');
+  return block
+    .replace('http://authgate:8080', `http://127.0.0.1:${gatewayPort}`)
+    .replace('internal;', 'internal;\n proxy_set_header X-Request-ID $request_id;')
+    .replace('proxy_pass http://app;', `add_header X-Request-Id $request_id always;\n proxy_pass http://127.0.0.1:${app.port};`);
 }
 
 /** Every family's description of a harmless request (GET /public/x on the public docs host). */
@@ -132,7 +136,7 @@ describe.each([
   let nginx: NginxServer;
   beforeAll(async () => {
     gw = await startTestGateway(gatewayYaml(family));
-    nginx = await startNginx(server(gw.port));
+    nginx = await startNginx(await server(gw.port));
   });
   afterAll(async () => {
     await nginx?.close();
@@ -149,6 +153,16 @@ describe.each([
     expect(app.seen.map((r) => ({ url: r.url, user: r.headers['x-user-id'], roles: r.headers['x-user-roles'] }))).toEqual([
       { url: '/admin/orders?page=2', user: 'alice', roles: 'admin' },
     ]);
+  });
+
+  it('keeps the token cookie from the app and passes the app’s own cookies', async () => {
+    const token = idp.sign({ sub: 'alice', roles: ['admin'] });
+    const res = await viaNginx('GET', '/admin/orders', [['Host', 'shop.example.com'], ['Cookie', `theme=dark; access_token=${token}`]]);
+    expect(res.status).toBe(200);
+    expect(app.seen.map((r) => ({ user: r.headers['x-user-id'], cookie: r.headers.cookie }))).toEqual([{ user: 'alice', cookie: 'theme=dark' }]);
+    app.seen.length = 0;
+    expect((await viaNginx('GET', '/admin/orders', [['Host', 'shop.example.com'], ['Cookie', `access_token=${token}`]])).status).toBe(200);
+    expect(app.seen.map((r) => r.headers.cookie)).toEqual([undefined]);
   });
 
   it('refuses a client without a token that adds every other family’s description of a public request (401)', async () => {
@@ -188,12 +202,36 @@ describe.each([
   );
 });
 
+describe('behind plain nginx configured as the docs say', () => {
+  let gw: TestGateway;
+  let nginx: NginxServer;
+  beforeAll(async () => {
+    gw = await startTestGateway(gatewayYaml('nginx'));
+    nginx = await startNginx(await plainNginxServer(gw.port));
+  });
+  afterAll(async () => {
+    await nginx?.close();
+    await gw?.close();
+  });
+
+  it('the app sees only the gateway’s identity headers, never the client’s own nor the token', async () => {
+    const token = idp.sign({ sub: 'alice', roles: ['admin'] });
+    const spoofed: Array<[string, string]> = [
+      ['X-User-Email', 'ceo@example.com'], ['X-User-Permissions', 'all'], ['X-User-Scopes', 'admin'], ['X-Auth-Issuer', 'corp'], ['X-User-Roles', 'root'],
+    ];
+    const res = await rawRequest(nginx.port, { target: '/admin/orders', headers: [['Host', 'shop.example.com'], bearer(token), ...spoofed] });
+    expect(res.status).toBe(200);
+    const seen = app.seen.map((r) => Object.fromEntries(Object.entries(r.headers).filter(([name]) => /^(x-user-|x-auth-|authorization)/.test(name))));
+    expect(seen).toEqual([{ 'x-user-id': 'alice', 'x-user-roles': 'admin' }]);
+  });
+});
+
 describe('behind ingress-nginx, an X-Original-URL whose authority is not a host', () => {
   let gw: TestGateway;
   let nginx: NginxServer;
   beforeAll(async () => {
     gw = await startTestGateway(gatewayYaml('ingress-nginx'));
-    nginx = await startNginx(ingressNginxServer(gw.port));
+    nginx = await startNginx(await ingressNginxServer(gw.port));
   });
   afterAll(async () => {
     await nginx?.close();

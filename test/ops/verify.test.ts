@@ -33,6 +33,9 @@ server:
   forward_auth: ${family}
 admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
+tokens:
+  - header: Authorization
+  - cookie: access_token
 issuers:
 ${issuerYaml(idp)}
 upstreams:
@@ -216,6 +219,28 @@ describe.each(callers)('forward-auth as $controller calls it', ({ call, family, 
     expect(res.headers['x-user-roles']).toBe('admin,ops');
     expect(res.headers['x-request-id']).toBeTruthy();
     expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('hands back the client’s cookies without the token cookie, for the proxy to forward instead of its own', async () => {
+    const token = idp.sign({ sub: 'alice', roles: ['admin'] });
+    const res = await call(trusting, { method: 'GET', host: 'shop.test', uri: '/admin/users', clientHeaders: [['Cookie', `theme=dark; access_token=${token}; lang=en`]] });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-user-id']).toBe('alice');
+    expect(res.headers.cookie).toBe('theme=dark; lang=en');
+    expect(res.headers['x-envoy-auth-headers-to-remove'] ?? '').not.toContain('cookie');
+  });
+
+  it('leaves no cookie for the upstream when the token cookie was the only one', async () => {
+    const token = idp.sign({ sub: 'alice', roles: ['admin'] });
+    const res = await call(trusting, { method: 'GET', host: 'shop.test', uri: '/admin/users', clientHeaders: [['Cookie', `access_token=${token}`]] });
+    expect(res.status).toBe(200);
+    // Envoy is told to remove the header; the others replace it with an empty one, which they do not send.
+    if (family === 'envoy') {
+      expect(res.headers.cookie).toBeUndefined();
+      expect((res.headers['x-envoy-auth-headers-to-remove'] ?? '').split(',')).toContain('cookie');
+    } else {
+      expect(res.headers.cookie).toBe('');
+    }
   });
 
   it('lets an anonymous request through to a public route, without identity headers', async () => {

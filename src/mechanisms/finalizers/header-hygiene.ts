@@ -191,7 +191,7 @@ export function buildUpstreamHeaders(
         if (ctx.forwardToken && name === canonical) out[name] = value;
         break;
       case 'cookie': {
-        const kept = withoutCookies(value as string, ctx.forwardToken ? policy.sessionCookies : policy.tokenCookies, policy.sessionCookiePrefixes);
+        const kept = upstreamCookie(value as string, policy, ctx.forwardToken);
         if (kept !== '') out[name] = kept;
         break;
       }
@@ -241,7 +241,15 @@ function connectionListedNames(connection: string | undefined): ReadonlySet<stri
   return names;
 }
 
-/** The Cookie header without the token cookies (other cookies keep their order and text). */
+/**
+ * What the upstream may see of a Cookie header: never the session or sign-in flow cookies, and the token cookies only
+ * with `identity.forward_token`; '' when nothing is left.
+ */
+export function upstreamCookie(cookie: string, policy: HeaderPolicy, forwardToken: boolean): string {
+  return withoutCookies(cookie, forwardToken ? policy.sessionCookies : policy.tokenCookies, policy.sessionCookiePrefixes);
+}
+
+/** The Cookie header without the named cookies (other cookies keep their order and text). */
 function withoutCookies(cookie: string, names: readonly string[], prefixes: readonly string[]): string {
   if (!names.some((name) => cookie.includes(name)) && !prefixes.some((prefix) => cookie.includes(prefix))) return cookie;
   const kept: string[] = [];
