@@ -62,7 +62,9 @@ const SCHEME_MISSING = invalidRequest('The original request scheme is missing');
 /**
  * The original request as `family` describes it. A missing header → 400; a method that is no HTTP method or a
  * host that is no host name (userinfo, `@`, an odd port) → 400 as for a bad target. The target itself is checked
- * by the chain's normalization, exactly as a proxied request's.
+ * by the chain's normalization, exactly as a proxied request's, but the proxy forwards it as the client sent it,
+ * not normalized: one with a segment that normalizing would resolve or drop (`.`, `..`, `//`) → 400, for the app
+ * could read `/admin/../public/x` as under `/admin/` where the decision was about `/public/x`.
  */
 export function readOriginalRequest(family: ProxyFamily, facts: RequestContext, envoyTarget?: string): OriginalReading {
   const { method, target, host, proto } = DESCRIBERS[family](facts, envoyTarget);
@@ -73,6 +75,7 @@ export function readOriginalRequest(family: ProxyFamily, facts: RequestContext, 
   const upper = method.toUpperCase();
   if (!KNOWN_METHODS.has(upper)) return { ok: false, error: Errors.badTarget, reason: 'bad_original_method' };
   if (normalizeHost(host) === undefined) return { ok: false, error: Errors.badTarget, reason: 'bad_original_host' };
+  if (hasDotOrEmptySegment(target)) return { ok: false, error: Errors.badTarget, reason: 'unnormalized_original' };
   return { ok: true, original: { method: upper, target, host, proto } };
 }
 
@@ -126,3 +129,14 @@ function asciiLower(code: number): number {
 const VERIFY = '/verify';
 const SLASH = 0x2f;
 const QUESTION = 0x3f;
+
+/** Whether the path of `target` has a segment that is empty (but for a trailing one), `.` or `..`, escaped or not. */
+export function hasDotOrEmptySegment(target: string): boolean {
+  const query = target.indexOf('?');
+  const segments = (query < 0 ? target : target.slice(0, query)).split('/');
+  for (let index = 1; index < segments.length; index++) {
+    const segment = (segments[index] as string).replace(/%2e/gi, '.');
+    if (segment === '.' || segment === '..' || (segment === '' && index < segments.length - 1)) return true;
+  }
+  return false;
+}

@@ -104,7 +104,7 @@ ${protectedLocation('/_external-auth')}`;
 
 /**
  * Plain nginx `auth_request`, exactly as docs/operations.md configures it (its nginx block, with this test's addresses),
- * plus nginx's `$request_id` on the check and back to the client, to find the check's log line.
+ * plus nginx's `$request_id` back to the client, to find the check's log line.
  */
 async function plainNginxServer(gatewayPort: number): Promise<string> {
   const docs = await readFile(new URL('../../docs/operations.md', import.meta.url), 'utf8');
@@ -112,7 +112,6 @@ async function plainNginxServer(gatewayPort: number): Promise<string> {
   if (block === undefined) throw new Error('docs/operations.md has no nginx block');
   return block
     .replace('http://authgate:8080', `http://127.0.0.1:${gatewayPort}`)
-    .replace('internal;', 'internal;\n proxy_set_header X-Request-ID $request_id;')
     .replace('proxy_pass http://app;', `add_header X-Request-Id $request_id always;\n proxy_pass http://127.0.0.1:${app.port};`);
 }
 
@@ -179,9 +178,18 @@ describe.each([
     expect(app.seen).toEqual([]);
   });
 
+  it.each(['/admin/../public/x', '/admin/orders/%2e%2e/%2e%2e/public/x', '/admin//../public/x'])(
+    'never lets %s reach the app, which nginx forwards as sent and the app may read under /admin/',
+    async (target) => {
+      const res = await viaNginx('GET', target, [['Host', 'shop.example.com']]);
+      expect(res.status).not.toBe(200);
+      expect(app.seen).toEqual([]);
+    },
+  );
+
   it('records the check with the original method and path', async () => {
     const token = idp.sign({ sub: 'alice', permissions: ['orders:delete'] });
-    const res = await viaNginx('DELETE', '/orders/./7', [['Host', 'shop.example.com'], bearer(token)]);
+    const res = await viaNginx('DELETE', '/orders/%37', [['Host', 'shop.example.com'], bearer(token)]);
     expect(res.status).toBe(200);
     const line = await accessLogLine(gw, res.headers['x-request-id'] ?? '');
     expect({ method: line.method, path: line.path, route: line.route, status: line.status }).toEqual({
