@@ -97,6 +97,12 @@ export interface AppliedReferences {
   readonly unresolved: ReadonlySet<Scalar>;
 }
 
+/**
+ * What the example Secrets in the deploy manifests hold (alone or inside a URL). Applied as written, they would make a
+ * public admin token, session key or Redis password live: a value from the environment holding it is refused.
+ */
+const EXAMPLE_VALUE_MARK = 'replace-with-';
+
 /** Substitutes the masked references inside the scalars of a document parsed from `masked.text`. */
 export function applyReferences(
   doc: Document,
@@ -128,6 +134,10 @@ export function applyReferences(
           sink.problem(reference.offset, path, `environment variable ${reference.name} is not set (write \${${reference.name}:-default} to give a default)`);
           unresolved.add(node);
           return '';
+        }
+        if (value.includes(EXAMPLE_VALUE_MARK)) {
+          sink.problem(reference.offset, path, `environment variable ${reference.name} still holds an example value (replace-with-…): put your own in its Secret`);
+          unresolved.add(node);
         }
         return value;
       });

@@ -113,6 +113,14 @@ describe('interpolation in a config', () => {
     ]);
   });
 
+  it('refuses a variable still holding the example value of the deploy manifests, at its position', () => {
+    const { config, problems } = parseConfig(BASE, 'gw.yaml', { SECRET, ADMIN_TOKEN: 'replace-with-the-output-of-openssl-rand-hex-32' });
+    expect(config).toBeUndefined();
+    expect(problems.map(formatProblem)).toEqual([
+      expect.stringMatching(/^gw\.yaml:\d+:\d+: admin\.token: environment variable ADMIN_TOKEN still holds an example value \(replace-with-…\): put your own in its Secret$/),
+    ]);
+  });
+
   it('ignores references in comments and reports malformed ones inside values', () => {
     const text = BASE.replace('version: 1', 'version: 1 # ${NOT_READ}').replace('timeout: ${TIMEOUT:-5s}', 'timeout: ${TIMEOUT:5s}');
     const { problems } = parseConfig(text, 'gw.yaml', { SECRET });
