@@ -1,4 +1,6 @@
 import { readClientCertificates } from './mtls.js';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { METHODS } from 'node:http';
 import { isScalar } from 'yaml';
 import { isB64token } from '../http/bearer.js';
@@ -88,6 +90,9 @@ export function readServer(r: Reader, slot: Slot, baseDir: string): { server: Se
     reservedPrefix: readReservedPrefix(r, s.slot('reserved_prefix')),
     forwardAuth: r.oneOf(s.slot('forward_auth'), FORWARD_AUTH_FAMILIES) ?? 'off',
   };
+  if (server.forwardAuth !== 'off' && server.trustedProxies.length === 0) {
+    r.problem(s.slot('forward_auth'), `${server.forwardAuth} is asked only by peers in server.trusted_proxies, and none is listed: add the proxy's addresses`);
+  }
   return { server, workersSlot: s.slot('workers') };
 }
 
@@ -104,6 +109,7 @@ function readServerTls(r: Reader, slot: Slot, baseDir: string): ServerConfig['tl
   const keyFileSlot = s.slot('key_file');
   const certFile = r.required(certSlot) ? existingFile(r, certSlot, baseDir) : undefined;
   const keyFile = r.required(keyFileSlot) ? existingFile(r, keyFileSlot, baseDir) : undefined;
+  if (certFile !== undefined && keyFile !== undefined) checkKeyPair(r, { certSlot, keyFileSlot }, certFile, keyFile);
   const versionSlot = s.slot('min_version');
   const version = r.string(versionSlot);
   if (version !== undefined && OBSOLETE_TLS.has(version)) {
@@ -114,6 +120,26 @@ function readServerTls(r: Reader, slot: Slot, baseDir: string): ServerConfig['tl
     : r.oneOf(versionSlot, ['TLSv1.2', 'TLSv1.3'] as const) ?? 'TLSv1.2';
   const clientCertificates = readClientCertificates(r, s.slot('client_auth'), s.slot('client_ca_file'), baseDir);
   return { certFile: certFile ?? '', keyFile: keyFile ?? '', minVersion, clientCertificates };
+}
+
+/** The certificate and key files read as the listener will read them, so `check` finds what `start` would trip on. */
+function checkKeyPair(r: Reader, slots: { certSlot: Slot; keyFileSlot: Slot }, certFile: string, keyFile: string): void {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(readFileSync(keyFile));
+  } catch {
+    r.problem(slots.keyFileSlot, `${keyFile} holds no private key (PEM)`);
+    return;
+  }
+  let certificate: X509Certificate;
+  try {
+    // The first certificate of the file is the server's; the rest is its chain.
+    certificate = new X509Certificate(readFileSync(certFile));
+  } catch {
+    r.problem(slots.certSlot, `${certFile} holds no certificate (PEM)`);
+    return;
+  }
+  if (!certificate.checkPrivateKey(key)) r.problem(slots.keyFileSlot, `${keyFile} is not the key of the certificate in ${certFile}`);
 }
 
 function readWorkers(r: Reader, slot: Slot): number | 'auto' {

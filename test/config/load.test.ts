@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCheck } from '../../src/cli/check.js';
 import { formatProblem, loadConfig, parseConfig } from '../../src/config/load.js';
+import { makeCertificateAuthority } from '../helpers/client-certs.js';
 
 const BUNDLED = fileURLToPath(new URL('../../gateway.yaml', import.meta.url));
 
@@ -248,7 +249,26 @@ describe('files named in the config', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'authgate-config-'));
-    await Promise.all(['tls.crt', 'tls.key', 'keys.json'].map((name) => writeFile(join(dir, name), 'x')));
+    const ca = await makeCertificateAuthority();
+    const [server, other] = [await ca.issue('/CN=localhost', 'server'), await ca.issue('/CN=other', 'other')];
+    await Promise.all([
+      writeFile(join(dir, 'tls.crt'), server.certPem),
+      writeFile(join(dir, 'tls.key'), server.keyPem),
+      writeFile(join(dir, 'other.key'), other.keyPem),
+      writeFile(join(dir, 'keys.json'), 'x'),
+    ]);
+  });
+
+  it.each([
+    ['the certificate given as the key', 'tls.crt', 'tls.crt', 'server.tls.key_file: %DIR%/tls.crt holds no private key (PEM)'],
+    ['the key given as the certificate', 'tls.key', 'tls.key', 'server.tls.cert_file: %DIR%/tls.key holds no certificate (PEM)'],
+    ['the key of another certificate', 'tls.crt', 'other.key', 'server.tls.key_file: %DIR%/other.key is not the key of the certificate in %DIR%/tls.crt'],
+  ])('reads the TLS files as the listener would: %s is refused at its key', async (_case, cert, key, message) => {
+    const file = join(dir, `tls-${key}.yaml`);
+    await writeFile(file, MINIMAL.replace('version: 1', `version: 1\nserver:\n  tls: { cert_file: ${cert}, key_file: ${key} }`));
+    const { config, problems } = await loadConfig(file, {});
+    expect(config).toBeUndefined();
+    expect(problems.map(formatProblem)).toEqual([expect.stringContaining(message.replaceAll('%DIR%', dir))]);
   });
 
   it('resolves TLS and JWKS files against the config file directory', async () => {

@@ -41,6 +41,13 @@ describe('invalid configs', () => {
       ],
     },
     {
+      case: 'forward-auth that no peer may ask',
+      yaml: `version: 1\nserver:\n  forward_auth: nginx\n${ISSUER}${UPSTREAM}${ROUTE}`,
+      expected: [
+        "gw.yaml:3:17: server.forward_auth: nginx is asked only by peers in server.trusted_proxies, and none is listed: add the proxy's addresses",
+      ],
+    },
+    {
       case: 'unknown key with nothing close',
       yaml: `version: 1\nfrobnicate: true\n${ISSUER}${UPSTREAM}${ROUTE}`,
       expected: ['gw.yaml:2:1: frobnicate: unknown key "frobnicate"'],
