@@ -1,5 +1,5 @@
 import { DEFAULT_FETCH_LIMITS } from '../http/json-request.js';
-import { isKeyed, IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
+import { isKeyed, IssuerKeySet, type KeyedIssuer } from '../mechanisms/authenticators/jwt/key-set.js';
 import { formatProblem, loadConfig, type ConfigProblem, type LoadResult } from '../config/load.js';
 import { formatHostPort } from '../lib/listen.js';
 import { describeRedis } from '../config/redis.js';
@@ -11,7 +11,8 @@ import type { Io } from './io.js';
 export const CHECK_USAGE = `usage: authgate check [-c FILE] [--online]
 
 Validates the config: exit 0 with a summary (and any warnings), or exit 1 with one FILE:LINE:COL: key: message
-line per problem. --online also loads every issuer's keys as the gateway would (discovery document and JWKS,
+line per problem. A jwks_file is loaded as the gateway would load it. --online also loads every other issuer's
+keys as the gateway would (discovery document and JWKS,
 same time and size limits) and reports an issuer whose discovery document names another issuer, whose JWKS
 has no key usable for its algorithms, or that cannot be reached.`;
 
@@ -26,7 +27,8 @@ export async function runCheck(file: string, out: Io, options: { online?: boolea
     for (const problem of loaded.problems) out.stderr.write(`${formatProblem(problem)}\n`);
     return 1;
   }
-  const findings = options.online ? await checkIssuersOnline(config, loaded) : { problems: [], warnings: [] };
+  // A local jwks_file is read offline too: a file that is no JWK Set would leave the gateway never ready.
+  const findings = await checkIssuerKeys(config, loaded, (issuer) => options.online === true || issuer.keys.kind === 'jwks_file');
   for (const warning of [...loaded.warnings, ...findings.warnings]) {
     out.stdout.write(`${formatProblem({ ...warning, message: `warning: ${warning.message}` })}\n`);
   }
@@ -50,14 +52,14 @@ interface Findings {
 }
 
 /**
- * Loads each issuer's keys with the gateway's own key-set code (so the same limits and rules apply) and turns
- * what went wrong into findings at the issuer's entry.
+ * Loads the keys of each issuer `wanted` picks with the gateway's own key-set code (so the same limits and rules
+ * apply) and turns what went wrong into findings at the issuer's entry.
  */
-async function checkIssuersOnline(config: GatewayConfig, loaded: LoadResult): Promise<Findings> {
+async function checkIssuerKeys(config: GatewayConfig, loaded: LoadResult, wanted: (issuer: KeyedIssuer) => boolean): Promise<Findings> {
   const findings: Findings = { problems: [], warnings: [] };
   const deps = { logger: createLogger('silent'), metrics: new Metrics(), now: Date.now, fetchLimits: DEFAULT_FETCH_LIMITS };
   await Promise.all(
-    [...config.issuers.values()].filter(isKeyed).map(async (issuer) => {
+    [...config.issuers.values()].filter(isKeyed).filter(wanted).map(async (issuer) => {
       const site = loaded.issuerSites?.get(issuer.name) ?? { file: config.file, line: 1, col: 1, path: `issuers.${issuer.name}` };
       const keys = new IssuerKeySet(issuer, deps);
       try {

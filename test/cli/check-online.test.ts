@@ -127,3 +127,26 @@ describe('authgate check --online', () => {
     expect(run.stdout).toContain('issuers.mixed: warning: no published key can verify RS256');
   });
 });
+
+describe('authgate check (offline) with a jwks_file', () => {
+  it.each([
+    ['a PEM public key instead of a JWK Set', '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n', /issuers\.local: jwks_file .*: not valid JSON\n$/],
+    ['JSON that is no JWK Set', '{"kty":"RSA"}', /issuers\.local: not a JWK Set \(no "keys" array\)\n$/],
+  ])('reads the file as the gateway would and refuses %s, without --online', async (_case, content, message) => {
+    const jwks = join(dir, `jwks-${++files}.json`);
+    await writeFile(jwks, content);
+    const file = await configWith(issuer('local', { issuer: 'https://local.example.com/', jwks_file: jwks, audiences: '[api]' }));
+    const run = await runCli(['check', '-c', file]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(message);
+  });
+
+  it('passes with a usable JWK Set', async () => {
+    const jwks = join(dir, `jwks-${++files}.json`);
+    await writeFile(jwks, JSON.stringify(await (await fetch(good.jwksUri)).json()));
+    const file = await configWith(issuer('local', { issuer: 'https://local.example.com/', jwks_file: jwks, audiences: '[api]' }));
+    const run = await runCli(['check', '-c', file]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+  });
+});
