@@ -1,5 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { didYouMean } from '../config/suggest.js';
 import { bearerToken } from '../http/bearer.js';
 import { Errors, sendError, writeJson, type GatewayError } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
@@ -87,6 +88,8 @@ interface RevocationApiDeps {
   readonly store: Store;
   readonly adminToken: string;
   readonly logger: Logger;
+  /** The running config's issuer names: a revocation under any other would hold for no token. */
+  issuerNames(): readonly string[];
 }
 
 class RevocationApi {
@@ -149,7 +152,17 @@ class RevocationApi {
     } catch {
       return Refusals.badJson;
     }
-    return parseRevocationRequest(parsed) ?? Refusals.badShape;
+    const request = parseRevocationRequest(parsed);
+    if (request === undefined) return Refusals.badShape;
+    return this.unknownIssuer(request.issuer) ?? request;
+  }
+
+  /** A refusal naming the configured issuers when `issuer` is given and is none of them. */
+  private unknownIssuer(issuer: string | undefined): GatewayError | undefined {
+    const names = this.deps.issuerNames();
+    if (issuer === undefined || names.includes(issuer)) return undefined;
+    const description = `Unknown issuer "${issuer}"${didYouMean(issuer, names)} (the issuers are the names under issuers in the config: ${names.join(', ') || 'none'})`;
+    return { status: 400, code: 'invalid_request', description };
   }
 
   private lookUpJti(req: IncomingMessage, res: ServerResponse, requestId: string, url: URL): void {
@@ -162,6 +175,8 @@ class RevocationApi {
     }
     const issuer = url.searchParams.get('issuer') ?? undefined;
     if (!isId(jti) || (issuer !== undefined && !isId(issuer))) return sendError(res, Refusals.badPath, requestId);
+    const unknown = this.unknownIssuer(issuer);
+    if (unknown !== undefined) return sendError(res, unknown, requestId);
     if (!this.deps.store.revocations.isJtiRevoked(jti, issuer)) return sendError(res, Refusals.notRevoked, requestId);
     writeJson(res, 200, { jti, issuer: issuer ?? null, revoked: true }, { 'x-request-id': requestId });
   }

@@ -106,6 +106,7 @@ class Gateway implements RunningGateway {
       store: this.store,
       readiness: () => ({ listener: this.listenerState(), status: () => runtimeStatus(this.runtime) }),
       adminToken: () => this.runtime.config.admin.token,
+      issuerNames: () => [...this.runtime.config.issuers.keys()],
       publishedKeys: () => publishedKeys(this.runtime.mechanisms)?.(),
     });
     this.adminUrl = this.admin.url;

@@ -29,7 +29,7 @@ async function startAdmin(adminToken: string): Promise<Admin> {
     logger: createLogger('silent'),
     metrics: new Metrics(),
   });
-  const api = createRevocationApi({ store, adminToken, logger: createLogger('silent') });
+  const api = createRevocationApi({ store, adminToken, logger: createLogger('silent'), issuerNames: () => ['auth0', 'okta'] });
   const server: Server = createServer(api);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(async () => {
@@ -119,6 +119,15 @@ describe('revocation API', () => {
     expectSpecError(await call(admin, 'GET', `${path}?issuer=okta`, { token: ADMIN_TOKEN }), 404, 'not_found');
     expectSpecError(await call(admin, 'GET', '/revocations/jti/other', { token: ADMIN_TOKEN }), 404, 'not_found');
     expectSpecError(await call(admin, 'GET', path), 401, 'unauthorized');
+  });
+
+  it('refuses an issuer the config does not name, saying which it does (a typo would revoke nothing)', async () => {
+    const admin = await startAdmin(ADMIN_TOKEN);
+    const refused = await call(admin, 'POST', '/revocations', { token: ADMIN_TOKEN, body: JSON.stringify({ subject: 'alice', issuer: 'auth' }) });
+    expectSpecError(refused, 400, 'invalid_request');
+    expect(refused.body?.error_description).toBe('Unknown issuer "auth", did you mean "auth0"? (the issuers are the names under issuers in the config: auth0, okta)');
+    expect(admin.store.revocations.isRevoked({ issuer: 'auth', jti: undefined, subject: 'alice', iat: 0 })).toBe(false);
+    expectSpecError(await call(admin, 'GET', '/revocations/jti/a?issuer=nope', { token: ADMIN_TOKEN }), 400, 'invalid_request');
   });
 
   it('revokes a subject up to now by default', async () => {
