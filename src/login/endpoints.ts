@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { BoundedCounters } from '../store/memory-limiter.js';
 import { cookieReader, randomId, type CookieJar, type CookieReader } from './cookies.js';
 import type { RelyingParty, SignInFailure } from './oidc.js';
 import { chooserPage, errorPage, type HtmlPage } from './pages.js';
@@ -31,26 +32,41 @@ export interface BrowserSignInSettings {
 
 const NO_STORE = 'no-store';
 
+/**
+ * Sign-ins one client address may start a minute. Each keeps a record in the store for ten minutes and anyone may
+ * start one: generous for an office behind one address, a bound on what one address can make the store hold.
+ */
+const FLOW_STARTS_PER_MINUTE = 600;
+/** Addresses counted at once; past this the oldest count is dropped (store/memory-limiter.ts). */
+const FLOW_START_ADDRESSES = 10_000;
+
+const TOO_MANY_SIGN_INS: LoginAnswer = page(
+  errorPage({ status: 429, title: 'Too many sign-ins', message: 'Too many sign-ins were started from your network. Please try again in a minute.' }),
+  [],
+  { 'retry-after': '60' },
+);
+
 export class BrowserSignIn {
   private readonly readSession: CookieReader;
+  private readonly flowStarts = new BoundedCounters(FLOW_START_ADDRESSES);
 
   constructor(private readonly s: BrowserSignInSettings) {
     this.readSession = cookieReader(s.jar.sessionName);
   }
 
   /** A navigation on a login route without a session: straight to the one provider, or to the chooser. */
-  async redirectToSignIn(providers: readonly string[], returnTo: string): Promise<LoginAnswer> {
+  async redirectToSignIn(providers: readonly string[], returnTo: string, clientIp: string): Promise<LoginAnswer> {
     const [only] = providers;
-    if (providers.length === 1 && only !== undefined) return this.startFlow(only, returnTo);
+    if (providers.length === 1 && only !== undefined) return this.startFlow(only, returnTo, clientIp);
     return redirect(chooserLocation(this.s.reservedPrefix, providers, returnTo), []);
   }
 
   /** `GET {prefix}/sign_in?provider=…&rd=…` starts that provider's flow; without a known provider, the chooser. */
-  async signIn(query: string): Promise<LoginAnswer> {
+  async signIn(query: string, clientIp: string): Promise<LoginAnswer> {
     const params = new URLSearchParams(query);
     const returnTo = safeReturnTo(params.get('rd') ?? undefined, this.s.redirects);
     const provider = params.get('provider');
-    if (provider !== null && this.s.providers.has(provider)) return this.startFlow(provider, returnTo);
+    if (provider !== null && this.s.providers.has(provider)) return this.startFlow(provider, returnTo, clientIp);
     const listed = params.get('providers')?.split(',').filter((name) => this.s.providers.has(name)) ?? [];
     const names = listed.length > 0 ? listed : [...this.s.providers.keys()];
     return page(chooserPage(names.map((name) => ({
@@ -119,7 +135,8 @@ export class BrowserSignIn {
     return this.verified(this.readSession, this.s.jar.sessionName, headersDistinct);
   }
 
-  private async startFlow(provider: string, returnTo: string): Promise<LoginAnswer> {
+  private async startFlow(provider: string, returnTo: string, clientIp: string): Promise<LoginAnswer> {
+    if (this.flowStarts.incrby(clientIp, 1, 60).consumedPoints > FLOW_STARTS_PER_MINUTE) return TOO_MANY_SIGN_INS;
     const rp = this.s.providers.get(provider) as RelyingParty;
     const { url, preLogin } = await rp.begin(returnTo);
     const flow = randomId();
@@ -144,8 +161,9 @@ function redirect(location: string, cookies: readonly string[]): LoginAnswer {
   return { status: 302, headers, body: '' };
 }
 
-function page(html: HtmlPage, cookies: readonly string[] = []): LoginAnswer {
-  return { status: html.status, headers: cookies.length > 0 ? { ...html.headers, 'set-cookie': [...cookies] } : html.headers, body: html.body };
+function page(html: HtmlPage, cookies: readonly string[] = [], extra: OutgoingHttpHeaders = {}): LoginAnswer {
+  const headers = cookies.length > 0 ? { ...html.headers, ...extra, 'set-cookie': [...cookies] } : { ...html.headers, ...extra };
+  return { status: html.status, headers, body: html.body };
 }
 
 /** The provider unreachable is worth a retry (503); anything else means starting over (400). */

@@ -194,7 +194,7 @@ export class LoginService implements Compiled<Authenticator> {
   endpoints(): ReadonlyMap<string, LoginEndpoint> {
     const page = (run: LoginEndpoint['run']) => this.unlessStoreFails(run, SIGN_IN_UNAVAILABLE);
     return new Map<string, LoginEndpoint>([
-      ['/sign_in', { methods: ['GET', 'HEAD'], run: page((ctx) => this.signIn.signIn(ctx.query)) }],
+      ['/sign_in', { methods: ['GET', 'HEAD'], run: page((ctx) => this.signIn.signIn(ctx.query, ctx.clientIp)) }],
       ['/callback', { methods: ['GET'], run: page((ctx) => this.signIn.callback(ctx.query, ctx.headersDistinct)) }],
       ['/sign_out', { methods: ['GET', 'POST'], checks: [this.signOutFromHere], run: page((ctx) => this.signIn.signOut(ctx.query, ctx.headersDistinct)) }],
       ['/backchannel_logout', {
@@ -273,20 +273,20 @@ export class LoginService implements Compiled<Authenticator> {
     const context = {
       session: id === undefined ? undefined : this.store.cached(id),
       signOutHref: `${this.ctx.config.server.reservedPrefix}/sign_out`,
-      signIn: (returnTo: string) => this.redirectToSignIn(providers, returnTo),
+      signIn: (returnTo: string) => this.redirectToSignIn(providers, returnTo, ctx.clientIp),
     };
     return renderForBrowser(problem, { method: ctx.method, headers: ctx.headers, target: ctx.path + ctx.query }, context).then(
       (page): Verdict => (page === undefined ? verdict : { ...verdict, page }),
     );
   }
 
-  private async redirectToSignIn(providers: readonly string[], returnTo: string): Promise<LoginAnswer> {
+  private async redirectToSignIn(providers: readonly string[], returnTo: string, clientIp: string): Promise<LoginAnswer> {
     const ready = providers.filter((name) => this.providers.has(name));
     if (ready.length === 0) {
       const unavailable = await renderForBrowser('unavailable', { method: 'GET', headers: { 'sec-fetch-mode': 'navigate' }, target: returnTo }, UNUSED_CONTEXT);
       return unavailable as LoginAnswer;
     }
-    return this.signIn.redirectToSignIn(ready, returnTo);
+    return this.signIn.redirectToSignIn(ready, returnTo, clientIp);
   }
 }
 

@@ -40,7 +40,7 @@ class MiniGateway {
     const search = query === '' ? '' : `?${query}`;
     switch (path) {
       case `${PREFIX}/callback`: return send(res, await signIn.callback(search, req.headersDistinct));
-      case `${PREFIX}/sign_in`: return send(res, await signIn.signIn(query));
+      case `${PREFIX}/sign_in`: return send(res, await signIn.signIn(query, req.socket.remoteAddress ?? ''));
       case `${PREFIX}/sign_out`: return send(res, await signIn.signOut(query, req.headersDistinct));
       case `${PREFIX}/backchannel_logout`: {
         const answer = await signIn.backchannelLogout(await bodyOf(req));
@@ -55,7 +55,7 @@ class MiniGateway {
       res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello ${session.subject} (${(session.claims.roles as string[]).join(',')}) at ${path}`);
       return;
     }
-    if (isNavigation(req.method ?? 'GET', req.headers)) return send(res, await signIn.redirectToSignIn(['corp'], req.url ?? '/'));
+    if (isNavigation(req.method ?? 'GET', req.headers)) return send(res, await signIn.redirectToSignIn(['corp'], req.url ?? '/', req.socket.remoteAddress ?? ''));
     res.writeHead(401, { 'www-authenticate': 'Bearer realm="authgate"' }).end();
   }
 }

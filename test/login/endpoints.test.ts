@@ -13,6 +13,8 @@ import { relyingParty, releaseKeySets } from '../helpers/relying-party.js';
 
 const ORIGIN = 'http://127.0.0.1:9';
 const PREFIX = '/.authgate';
+/** The address sign-ins come from. */
+const CLIENT = '192.0.2.10';
 const REDIRECT_URI = `${ORIGIN}${PREFIX}/callback`;
 const TIMEOUTS = { idleMs: 600_000, absoluteMs: 3_600_000 };
 const KEY = 'a-session-key-of-at-least-32-bytes!!';
@@ -56,7 +58,7 @@ function cookieHeader(cookies: Map<string, string>): NodeJS.Dict<string[]> {
 
 /** Starts a flow as a navigation would, signs in at the provider: the callback query and the browser's cookies. */
 async function throughProvider(signIn: BrowserSignIn, returnTo = '/app', user = 'alice'): Promise<{ query: string; cookies: Map<string, string> }> {
-  const start = await signIn.redirectToSignIn(['corp'], returnTo);
+  const start = await signIn.redirectToSignIn(['corp'], returnTo, CLIENT);
   expect(start.status).toBe(302);
   const callback = await provider.signIn(start.headers.location as string, user);
   return { query: callback.search, cookies: setCookies(start) };
@@ -71,7 +73,7 @@ async function signedIn(signIn: BrowserSignIn, user = 'alice'): Promise<Map<stri
 
 describe('sign-in redirect and chooser', () => {
   it('one provider: straight to it, with a per-flow pre-login cookie for 10 minutes', async () => {
-    const answer = await endpoints().redirectToSignIn(['corp'], '/app/x');
+    const answer = await endpoints().redirectToSignIn(['corp'], '/app/x', CLIENT);
     expect(answer.status).toBe(302);
     expect(answer.headers['cache-control']).toBe('no-store');
     expect(new URL(answer.headers.location as string).origin).toBe(provider.issuer);
@@ -79,15 +81,25 @@ describe('sign-in redirect and chooser', () => {
     expect(line).toMatch(/^authgate-login-[\w-]{12}=[\w-]{43}\.[\w-]{43}; Max-Age=600; Path=\/; HttpOnly; SameSite=Lax$/);
   });
 
+  it('starts at most 600 sign-ins a minute from one address (each holds a record ten minutes), then answers 429', async () => {
+    const store = new MemorySessionStore(TIMEOUTS);
+    const signIn = endpoints(store);
+    for (let started = 0; started < 600; started++) expect((await signIn.redirectToSignIn(['corp'], '/app', CLIENT)).status).toBe(302);
+    const refused = await signIn.signIn('provider=corp&rd=%2Fapp', CLIENT);
+    expect(refused).toMatchObject({ status: 429, headers: { 'retry-after': '60', 'content-type': 'text/html; charset=utf-8' } });
+    expect(refused.headers['set-cookie']).toBeUndefined();
+    expect((await signIn.redirectToSignIn(['corp'], '/app', '192.0.2.11')).status).toBe(302);
+  });
+
   it('several providers: to the chooser, which links each with the checked return-to', async () => {
     const signIn = endpoints();
-    const answer = await signIn.redirectToSignIn(['corp', 'partner'], '/app/x');
+    const answer = await signIn.redirectToSignIn(['corp', 'partner'], '/app/x', CLIENT);
     expect(answer).toMatchObject({ status: 302, headers: { location: `${PREFIX}/sign_in?rd=%2Fapp%2Fx&providers=corp%2Cpartner` } });
-    const chooser = await signIn.signIn('rd=//evil.example&providers=corp,unknown');
+    const chooser = await signIn.signIn('rd=//evil.example&providers=corp,unknown', CLIENT);
     expect(chooser.status).toBe(200);
     expect(chooser.body).toContain(`<a href="${PREFIX}/sign_in?provider=corp&amp;rd=%2F">corp</a>`);
     expect(chooser.body).not.toContain('unknown');
-    const started = await signIn.signIn('provider=corp&rd=%2Fapp');
+    const started = await signIn.signIn('provider=corp&rd=%2Fapp', CLIENT);
     expect(new URL(started.headers.location as string).origin).toBe(provider.issuer);
   });
 });
@@ -159,7 +171,7 @@ describe('callback', () => {
 
   it('an open redirect in the return-to comes back to /', async () => {
     const signIn = endpoints();
-    const start = await signIn.signIn(`provider=corp&rd=${encodeURIComponent('/\\evil.example')}`);
+    const start = await signIn.signIn(`provider=corp&rd=${encodeURIComponent('/\\evil.example')}`, CLIENT);
     const callback = await provider.signIn(start.headers.location as string, 'alice');
     expect((await signIn.callback(callback.search, cookieHeader(setCookies(start)))).headers.location).toBe('/');
   });

@@ -216,6 +216,14 @@ describe('memory session store', () => {
     clock.ms += PRE_LOGIN_TTL_MS;
     expect(await store.takePreLogin(flow)).toBeUndefined();
   });
+
+  it('holds a bounded number of sign-ins under way: anyone may start one, so the oldest goes first', async () => {
+    const store = new MemorySessionStore(TIMEOUTS, new Clock().now, 3);
+    const flows = [randomId(), randomId(), randomId(), randomId()];
+    for (const flow of flows) await store.savePreLogin(flow, preLogin());
+    expect(await store.takePreLogin(flows[0] as string)).toBeUndefined();
+    for (const flow of flows.slice(1)) expect(await store.takePreLogin(flow)).toBeDefined();
+  });
 });
 
 /** Two gateway instances on one Redis, sharing a clock. */

@@ -80,6 +80,11 @@ export interface SessionStore {
 }
 
 export const PRE_LOGIN_TTL_MS = 10 * 60_000;
+/**
+ * Sign-ins under way one memory store holds at most (some 30 a second for the whole TTL): anyone may start one, so
+ * past this the oldest is dropped (its browser meets a stale flow and signs in again) rather than memory growing.
+ */
+export const MAX_PRE_LOGINS = 20_000;
 
 /** `lastSeenAt` moves at most this often (and at least 10 times per idle timeout). */
 const MAX_TOUCH_INTERVAL_MS = 60_000;
