@@ -155,4 +155,20 @@ export function sendErrorOnSocket(socket: Duplex, error: GatewayError, requestId
     for (const line of Array.isArray(value) ? value : [value]) if (line !== undefined) head += `${name}: ${String(line)}\r\n`;
   }
   socket.end(`${head}connection: close\r\n\r\n${body}`);
+  lingerThenDestroy(socket);
+}
+
+/**
+ * How long a socket answered with an error and half-closed may wait for the client's end. The HTTP server allows
+ * half-open sockets and no longer times out one it handed over (an upgrade, a client error), so without this a
+ * client that never closes would hold the socket, and a file descriptor, for good.
+ */
+const LINGER_MS = 2_000;
+
+/** Reads and drops what the client still sends (so it sees the answer, not a reset), then closes for good. */
+function lingerThenDestroy(socket: Duplex): void {
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.resume();
 }

@@ -13,7 +13,7 @@ beforeAll(async () => {
   upstream = await startRecordingUpstream();
   gw = await startTestGateway(`
 version: 1
-server: { listen: 127.0.0.1:0, shutdown_grace: 1s, forward_auth: traefik }
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, trusted_proxies: [10.0.0.0/8], forward_auth: traefik }
 admin: { listen: 127.0.0.1:0 }
 issuers:
   legacy: { issuer: https://legacy.example.com, secret: ${SECRET}, audiences: [api] }

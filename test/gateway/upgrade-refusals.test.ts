@@ -181,3 +181,33 @@ describe('a WebSocket handshake pipelined behind a request still in flight', () 
     expect(upstream.seen).toEqual([]);
   });
 });
+
+describe('a client that never closes its side after an error answer', () => {
+  /** Sends `bytes` on a socket that stays half-open after the gateway's FIN; resolves with what came and when it closed. */
+  async function neverClosing(bytes: string): Promise<{ text: string; closedAfterEndMs: number }> {
+    const socket: Socket = connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.write(bytes);
+    socket.on('error', () => undefined);
+    await once(socket, 'end');
+    const ended = performance.now();
+    // This side never closes. Once the gateway has closed the connection for good, a byte sent meets a reset;
+    // while it holds the socket half-open, the byte is read and nothing happens.
+    const probe = setInterval(() => socket.write('x'), 100);
+    // Not events.once: the reset comes as an 'error' first, which would reject it.
+    await new Promise((resolve) => socket.once('close', resolve));
+    clearInterval(probe);
+    return { text: Buffer.concat(chunks).toString('utf8'), closedAfterEndMs: performance.now() - ended };
+  }
+
+  it.each([
+    ['a refused WebSocket handshake', 'GET /ws/admin HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 401],
+    ['a malformed request', 'GET /ws/public HTTP/1.1\r\nHost: gw\r\nBad Header: x\r\n\r\n', 400],
+  ])('%s: the socket is closed by the gateway, not held until the client closes', async (_case, bytes, status) => {
+    const { text, closedAfterEndMs } = await neverClosing(bytes);
+    expect(parseRawResponse(text).status).toBe(status);
+    expect(closedAfterEndMs).toBeLessThan(5_000);
+    expect(upstream.seen).toEqual([]);
+  }, 10_000);
+});
