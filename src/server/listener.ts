@@ -133,6 +133,9 @@ class Gateway implements RunningGateway {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
     server.keepAliveTimeout = 65_000;
+    // Node keeps only the first 2,000 header lines by default, and a body whose length header came later would be
+    // forwarded as none; maxHeaderSize already bounds what a request's headers may cost.
+    server.maxHeadersCount = 0;
     this.url = await listen(server, config.server.listen, { scheme: tls ? 'https' : 'http' });
     this.server = server;
     this.logger.info({ url: this.url, admin: this.adminUrl, routes: config.routes.length }, 'authgate listening');
@@ -199,7 +202,7 @@ class Gateway implements RunningGateway {
     return new Context({
       method: req.method ?? 'GET',
       target: req.url ?? '',
-      host: req.headers.host ?? '',
+      host: soleHost(req),
       headers: req.headers,
       headersDistinct: req.headersDistinct,
       peerIp: peer.ip,
@@ -492,3 +495,12 @@ const CLOSE_REASONS: Readonly<Record<CredentialEnd, string>> = {
   expired: InvalidTokenDescription.expired,
   revoked: InvalidTokenDescription.revoked,
 };
+
+/**
+ * The Host header, or '' (refused before routing as no host) when there is none or more than one: two Host lines
+ * are a 400 (RFC 9112 §3.2), for a proxy in front may have read the other one.
+ */
+function soleHost(req: IncomingMessage): string {
+  const hosts = req.headersDistinct.host;
+  return hosts?.length === 1 ? (hosts[0] as string) : '';
+}

@@ -73,6 +73,20 @@ describe('a route scoped to a host', () => {
     await expectRefused(gw, upstream, await rawExchange(gw.port, 'GET /api/admin/users HTTP/1.0\r\n\r\n'), BAD_HOST);
   });
 
+  it('refuses two Host lines (RFC 9112 §3.2), whichever comes first: a proxy in front may have read the other', async () => {
+    const twoHosts = (first: string, second: string) =>
+      rawExchange(gw.port, `GET /api/admin/users HTTP/1.1\r\nHost: ${first}\r\nHost: ${second}\r\nConnection: close\r\n\r\n`);
+    await expectRefused(gw, upstream, await twoHosts('api.example.com', 'www.example.com'), BAD_HOST);
+    await expectRefused(gw, upstream, await twoHosts('www.example.com', 'api.example.com'), BAD_HOST);
+  });
+
+  it('forwards a body whose length header comes after 2,000 others', async () => {
+    const filler = Array.from({ length: 2100 }, (_, index) => `X-F${index}: 1\r\n`).join('');
+    const res = await rawExchange(gw.port, `POST /www/form HTTP/1.1\r\nHost: www.example.com\r\n${filler}Content-Length: 5\r\nConnection: close\r\n\r\nhello`);
+    expect(res.status).toBe(200);
+    expect(upstream.seen.map((seen) => seen.body)).toEqual(['hello']);
+  });
+
   it('refuses a WebSocket handshake with such a Host', async () => {
     const result = await upgrade(gw.port, '/api/admin/ws', { Host: 'api.example.com:' });
     expect(result.upgraded ? 101 : result.response.status).toBe(400);
