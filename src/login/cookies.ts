@@ -65,6 +65,11 @@ export class CookieJar {
     return this.settings.name;
   }
 
+  /** Whether the session cookie is `SameSite=Strict`: a browser sends it only on navigations started on this site. */
+  get strict(): boolean {
+    return this.settings.sameSite === 'strict';
+  }
+
   /** The pre-login cookie of the flow whose `state` is given (the callback finds it from the state it receives). */
   flowCookieName(state: string): string {
     return `${this.flowPrefix}${state.slice(0, FLOW_TAG_LENGTH)}`;

@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { BoundedCounters } from '../store/memory-limiter.js';
 import { cookieReader, randomId, type CookieJar, type CookieReader } from './cookies.js';
 import type { RelyingParty, SignInFailure } from './oidc.js';
-import { chooserPage, errorPage, type HtmlPage } from './pages.js';
+import { chooserPage, continuePage, errorPage, type HtmlPage } from './pages.js';
 import { safeReturnTo, type RedirectPolicy } from './return-to.js';
 import { PRE_LOGIN_TTL_MS, type SessionStore, type SessionTimeouts } from './sessions/types.js';
 
@@ -97,7 +97,8 @@ export class BrowserSignIn {
     // Signing in again replaces the session the browser had (if any) rather than leaving it alive.
     const previous = this.sessionId(headersDistinct);
     if (previous !== undefined) await this.s.store.end(previous);
-    return redirect(preLogin.returnTo, [this.s.jar.issue(this.s.jar.sessionName, id, this.s.timeouts.absoluteMs / 1000), clearFlow]);
+    const cookies = [this.s.jar.issue(this.s.jar.sessionName, id, this.s.timeouts.absoluteMs / 1000), clearFlow];
+    return this.s.jar.strict ? page(continuePage(preLogin.returnTo), cookies) : redirect(preLogin.returnTo, cookies);
   }
 
   /**

@@ -22,9 +22,9 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
 }
 
-function page(status: number, title: string, content: string): HtmlPage {
+function page(status: number, title: string, content: string, head = ''): HtmlPage {
   const body = `<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8"><meta name="viewport" content="width=device-width">`
-    + `<meta name="referrer" content="no-referrer"><title>${escapeHtml(title)}</title></head>\n`
+    + `<meta name="referrer" content="no-referrer">${head}<title>${escapeHtml(title)}</title></head>\n`
     + `<body>\n<h1>${escapeHtml(title)}</h1>\n${content}</body>\n</html>\n`;
   return { status, headers: { ...HTML_HEADERS, 'content-length': Buffer.byteLength(body) }, body };
 }
@@ -51,6 +51,16 @@ export interface ErrorPageContent {
   readonly signedInAs?: { readonly who: string; readonly provider: string } | undefined;
   /** `{reserved_prefix}/sign_out`, shown with `signedInAs`. */
   readonly signOutHref?: string | undefined;
+}
+
+/**
+ * After a sign-in with a `SameSite=Strict` session cookie: a redirect would continue the navigation the provider's
+ * site started, which never carries a Strict cookie, so the browser would be sent to sign in again, and again. A
+ * page of the gateway's own that moves on makes the next navigation start on the gateway's site.
+ */
+export function continuePage(href: string): HtmlPage {
+  const target = escapeHtml(href);
+  return page(200, 'Signed in', `<p><a href="${target}">Continue</a></p>\n`, `<meta http-equiv="refresh" content="0;url=${target}">`);
 }
 
 /** A navigation refused after sign-in (403: the rules), or a sign-in that cannot go on (the IdP down: 503). */
