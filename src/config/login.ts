@@ -173,6 +173,9 @@ function readCookie(r: Reader, slot: Slot, secure: boolean, urlKnown: boolean): 
     return r.problem(nameSlot, `a ${name.startsWith('__Host-') ? '__Host-' : '__Secure-'} cookie is only set over https: external_url is http`);
   }
   if (!secure && urlKnown && sameSite === 'none') return r.problem(s.slot('same_site'), 'SameSite=None needs a Secure cookie: external_url is http');
+  if (secure && !name.startsWith('__Host-')) {
+    r.warning(nameSlot, `without the __Host- prefix another site under the same domain can set "${name}" for this one (cookie tossing): name it __Host-${name}`);
+  }
   return { name, sameSite, secure };
 }
 

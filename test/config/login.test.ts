@@ -20,7 +20,7 @@ const ISSUERS = `issuers:
 const KEY = 'k'.repeat(32);
 
 /** Reads `issuers:` and `login:` of a YAML snippet as the loader would; the login section is not wired in yet. */
-function read(yaml: string, options: { workers?: number | 'auto'; redis?: boolean; env?: NodeJS.ProcessEnv } = {}): { login: LoginConfig | undefined; problems: string[] } {
+function read(yaml: string, options: { workers?: number | 'auto'; redis?: boolean; env?: NodeJS.ProcessEnv } = {}): { login: LoginConfig | undefined; problems: string[]; warnings: string[] } {
   const lineCounter = new LineCounter();
   const sink = new ProblemSink('gateway.yaml', lineCounter);
   const masked = maskReferences(yaml);
@@ -31,7 +31,7 @@ function read(yaml: string, options: { workers?: number | 'auto'; redis?: boolea
   const login = readLogin(r, root.slot('login'), {
     issuers: issuers.values, issuerNames: issuers.names, workers: options.workers ?? 1, redis: options.redis ?? false, baseDir: '/etc/authgate',
   });
-  return { login, problems: sink.problems.map(formatProblem) };
+  return { login, problems: sink.problems.map(formatProblem), warnings: sink.warnings.map(formatProblem) };
 }
 
 const MINIMAL = `${ISSUERS}login:
@@ -87,6 +87,16 @@ describe('login config', () => {
       { kind: 'origin', origin: 'https://docs.example.org' },
       { kind: 'subdomains', protocol: 'https:', suffix: '.example.com', port: '' },
     ]);
+  });
+
+  it('warns of a Secure cookie named without the __Host- prefix (a sibling subdomain could set it)', () => {
+    const { login, problems, warnings } = read(`${MINIMAL}  cookie: { name: sid }\n`);
+    expect(problems).toEqual([]);
+    expect(login?.cookie.name).toBe('sid');
+    expect(warnings).toEqual([
+      'gateway.yaml:16:19: login.cookie.name: without the __Host- prefix another site under the same domain can set "sid" for this one (cookie tossing): name it __Host-sid',
+    ]);
+    expect(read(MINIMAL).warnings).toEqual([]);
   });
 
   it('on loopback http the cookie is not Secure and not __Host- by default', () => {
