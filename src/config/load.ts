@@ -4,7 +4,7 @@ import { isMap, LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { findShadowedRoutes } from '../routing/shadow.js';
 import { applyReferences, maskReferences, unmask } from './interpolate.js';
 import { readIssuers } from './issuers.js';
-import { readLogin } from './login.js';
+import { declaredProviders, readLogin } from './login.js';
 import { formatProblem, ProblemSink, type ConfigProblem } from './problems.js';
 import { keySlot, Reader, type Named, type Slot } from './reader.js';
 import { readRoutes, type RoutesRead } from './routes.js';
@@ -120,7 +120,7 @@ function readGateway(r: Reader, file: string): GatewayRead {
     issuers: issuers.names,
     rateLimitNames: rateLimits.names,
     rateLimits: rateLimits.values,
-    loginProviders: root.has('login') ? new Map([...(login?.providers ?? [])].map(([name, provider]) => [name, provider.issuer])) : undefined,
+    loginProviders: root.has('login') ? declaredProviders(root.slot('login'), login) : undefined,
   });
   if (issuers.names.length === 0) requireIssuerForProtectedRoutes(r, routes);
   refuseTwoIntrospectingIssuers(r, routes, issuers.values);

@@ -1,3 +1,4 @@
+import { isMap, isScalar } from 'yaml';
 import { didYouMean } from './suggest.js';
 import { existingFile } from './files.js';
 import { keySlot, type Reader, type Slot } from './reader.js';
@@ -245,4 +246,14 @@ export function parseAllowedRedirect(text: string): AllowedRedirect | string {
   if (candidate.includes('*')) return '"*" may only be the whole first label, as in https://*.example.com';
   if (wildcard === null) return { kind: 'origin', origin: url.origin };
   return { kind: 'subdomains', protocol: url.protocol, suffix: url.hostname.slice('wildcard'.length), port: url.port };
+}
+
+/**
+ * Every provider name `login.providers` declares, with its issuer when the provider read well: a route naming a
+ * provider whose entry has a mistake is not also told the provider is unknown.
+ */
+export function declaredProviders(loginSlot: Slot, login: LoginConfig | undefined): Map<string, string | undefined> {
+  const providers = isMap(loginSlot.node) ? loginSlot.node.get('providers', true) : undefined;
+  const names = isMap(providers) ? providers.items.flatMap((pair) => (isScalar(pair.key) ? [String(pair.key.value)] : [])) : [];
+  return new Map(names.map((name) => [name, login?.providers.get(name)?.issuer]));
 }

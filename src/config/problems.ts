@@ -27,11 +27,18 @@ export class ProblemSink {
   ) {}
 
   problem(offset: number, path: string, message: string): void {
-    this.problems.push(this.at(offset, path, message));
+    this.add(this.problems, offset, path, message);
   }
 
   warning(offset: number, path: string, message: string): void {
-    this.warnings.push(this.at(offset, path, message));
+    this.add(this.warnings, offset, path, message);
+  }
+
+  /** A value read twice (to pick a key source, then as itself) is still one mistake: said once. */
+  private add(list: ConfigProblem[], offset: number, path: string, message: string): void {
+    const found = this.at(offset, path, message);
+    const said = list.some((other) => other.line === found.line && other.col === found.col && other.path === path && other.message === message);
+    if (!said) list.push(found);
   }
 
   private at(offset: number, path: string, message: string): ConfigProblem {

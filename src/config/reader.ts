@@ -222,7 +222,9 @@ export class Reader {
     const { node } = slot;
     if (node === undefined) return undefined;
     if (isScalar(node) && typeof node.value === 'boolean') return node.value;
-    return this.problem(slot, 'expected true or false');
+    // YAML 1.2 reads yes/no/on/off as strings, where YAML 1.1 (and many a habit) made them booleans.
+    const got = isScalar(node) && typeof node.value === 'string' ? `, got the string "${node.value}"` : '';
+    return this.problem(slot, `expected true or false${got}`);
   }
 
   duration(slot: Slot, options: { positive?: boolean } = {}): number | undefined {

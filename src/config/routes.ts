@@ -17,8 +17,8 @@ export interface RouteContext {
   readonly issuers: readonly string[];
   readonly rateLimitNames: readonly string[];
   readonly rateLimits: ReadonlyMap<string, RateLimitConfig>;
-  /** `login.providers`: each name and the issuer it signs in with; undefined without a `login` section. */
-  readonly loginProviders: ReadonlyMap<string, string> | undefined;
+  /** `login.providers`: each name and the issuer it signs in with (if it read well); undefined without a `login` section. */
+  readonly loginProviders: ReadonlyMap<string, string | undefined> | undefined;
 }
 
 export interface RoutesRead {

@@ -41,6 +41,27 @@ describe('invalid configs', () => {
       ],
     },
     {
+      case: 'one mistake in an issuer a login provider uses: said once, and the routes naming the provider say nothing',
+      yaml: [
+        'version: 1',
+        'issuers:',
+        '  demo: { issuer: https://idp.example.com/, discovery: yes, audiences: [x] }',
+        'upstreams:',
+        '  app: { url: "http://127.0.0.1:3000" }',
+        'login:',
+        '  external_url: https://app.example.com',
+        '  providers:',
+        '    demo: { issuer: demo, client_id: x }',
+        'routes:',
+        '  - { name: a, match: { path: /a/** }, upstream: app, login: demo }',
+        '  - { name: b, match: { path: /b/** }, upstream: app, login: demo }',
+      ].join('\n'),
+      expected: [
+        'gw.yaml:3:3: issuers.demo: needs a key source: one of discovery: true, jwks_uri, jwks_file, secret or introspection',
+        'gw.yaml:3:56: issuers.demo.discovery: expected true or false, got the string "yes"',
+      ],
+    },
+    {
       case: 'forward-auth that no peer may ask',
       yaml: `version: 1\nserver:\n  forward_auth: nginx\n${ISSUER}${UPSTREAM}${ROUTE}`,
       expected: [
