@@ -13,10 +13,10 @@ const EXIT_CODES = 'Exit codes: 0 ok, 1 invalid config or failed command, 2 usag
 const USAGE = `usage:
   authgate start   [-c FILE]
   authgate check   [-c FILE] [--online]
-  authgate explain [-c FILE] [--token JWT | --claims JSON] [--json] METHOD URL
+  authgate explain [-c FILE] [--token JWT [--dpop PROOF] | --claims JSON] [-H 'Name: value']... [--json] METHOD URL
   authgate revoke  --jti ID --exp UNIX | --subject SUB [--issuer NAME] [--before UNIX] [--admin URL]
   authgate demo
-  authgate token   --key FILE --issuer ISS --audience AUD [--claims JSON] [--ttl 1h] [--kid KID]
+  authgate token   --key FILE --issuer ISS --audience AUD [--claims JSON] [--ttl 1h] [--kid KID] | --key FILE --jwks
   authgate --version
 
 FILE defaults to $AUTHGATE_CONFIG, then ./gateway.yaml. \`authgate COMMAND --help\` explains a command.

@@ -1,15 +1,17 @@
 import type { JWTPayload } from 'jose';
-import { KeyFileError, loadSigningKey } from '../assertion/keys.js';
+import { KeyFileError, loadSigningKey, publicJwks } from '../assertion/keys.js';
 import { parseDuration } from '../config/duration.js';
 import { signToken, type TokenSigner } from '../testing/dev-issuer.js';
 import { parse, UsageError, type Io } from './io.js';
 
 export const TOKEN_USAGE = `usage: authgate token --key FILE --issuer ISS --audience AUD [--claims JSON] [--ttl 1h] [--kid KID]
+       authgate token --key FILE --jwks [--kid KID]
 
 Mints a signed access token for tests and scripts and prints it. The algorithm follows the PEM private key
 (RSA → RS256, EC P-256 → ES256, Ed25519 → EdDSA; kid defaults to its RFC 7638 thumbprint). Without --key the
 HS256 secret is read from $AUTHGATE_TOKEN_SECRET (at least 32 bytes). --claims is a JSON object merged over
-iss, aud, iat, exp and jti; --ttl defaults to 1h.`;
+iss, aud, iat, exp and jti; --ttl defaults to 1h. --jwks prints the key's public half as a JWK Set instead, with
+the kid tokens carry: the jwks_file for an issuer that signs with this key.`;
 
 const HS256_MIN_SECRET_BYTES = 32;
 
@@ -20,6 +22,7 @@ const OPTIONS = {
   claims: { type: 'string' },
   ttl: { type: 'string' },
   kid: { type: 'string' },
+  jwks: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -80,6 +83,12 @@ async function signerFor(request: TokenRequest, env: NodeJS.ProcessEnv): Promise
   return { key: new TextEncoder().encode(secret), algorithm: 'HS256', kid: request.kid, issuer: request.issuer };
 }
 
+/** The JWK Set that verifies tokens signed with the key in `keyFile`: its public half, `kid`, `alg` and `use`. */
+async function jwksOf(keyFile: string, kid: string | undefined): Promise<string> {
+  const key = await loadSigningKey(keyFile);
+  return JSON.stringify(publicJwks([{ ...key, publicJwk: { ...key.publicJwk, kid: kid ?? key.kid } }]), null, 2);
+}
+
 /** `authgate token`: prints the token; 1 when the key cannot be read or used, UsageError (main: 2) otherwise. */
 export async function runToken(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const { values } = parse(argv, OPTIONS);
@@ -87,8 +96,12 @@ export async function runToken(argv: string[], io: Io, env: NodeJS.ProcessEnv): 
     io.stdout.write(`${TOKEN_USAGE}\n`);
     return 0;
   }
-  const request = tokenRequest(values);
   try {
+    if (values.jwks) {
+      io.stdout.write(`${await jwksOf(required('--key', values.key), values.kid)}\n`);
+      return 0;
+    }
+    const request = tokenRequest(values);
     const signer = await signerFor(request, env);
     const token = await signToken(signer, request.claims, { audience: request.audience, ttl: request.ttlSeconds });
     io.stdout.write(`${token}\n`);

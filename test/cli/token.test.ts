@@ -138,3 +138,46 @@ routes:
     expect(upstream.seen).toHaveLength(1);
   });
 });
+
+describe('a key pair of your own: authgate token --jwks writes the jwks_file, tokens it mints pass', () => {
+  let upstream: RecordingUpstream;
+  let gateway: TestGateway;
+  let keyFile: string;
+
+  beforeAll(async () => {
+    keyFile = await pemFile('own.pem', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey);
+    const jwks = await token(['--key', keyFile, '--jwks']);
+    expect(jwks.code).toBe(0);
+    await writeFile(join(dir, 'own-jwks.json'), jwks.out);
+    upstream = await startRecordingUpstream();
+    gateway = await startTestGateway(`
+version: 1
+server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+issuers:
+  own: { issuer: https://own.test, jwks_file: ${join(dir, 'own-jwks.json')}, audiences: [api], algorithms: [RS256] }
+upstreams:
+  api: { url: "${upstream.url}" }
+routes:
+  - { name: api, match: { path: /api/** }, upstream: api }
+`);
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await upstream.close();
+  });
+
+  it('prints only the public half, with the kid and alg tokens carry', async () => {
+    const { keys } = JSON.parse((await token(['--key', keyFile, '--jwks'])).out) as { keys: Record<string, unknown>[] };
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig', kid: expect.any(String) });
+    expect(keys[0]).not.toHaveProperty('d');
+  });
+
+  it('a token minted with the same key passes the gateway', async () => {
+    const minted = (await token(['--key', keyFile, '--issuer', 'https://own.test', '--audience', 'api', '--claims', '{"sub":"alice"}'])).out.trim();
+    const res = await fetch(`${gateway.url}/api/x`, { headers: { authorization: `Bearer ${minted}` } });
+    expect(res.status).toBe(200);
+    expect(upstream.seen).toHaveLength(1);
+  });
+});
