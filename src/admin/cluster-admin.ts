@@ -39,7 +39,7 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
       jwks: (req, res) => relay(req, res, deps),
     }),
   );
-  const url = await listen(server, config.listen);
+  const url = await listen(server, config.listen, { setting: 'admin.listen' });
   return { url, close: () => closeServer(server) };
 }
 

@@ -99,6 +99,6 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
     }),
   );
   // exclusive: in a cluster worker this is the worker's private listener, never one shared through the primary.
-  const url = await listen(server, config.listen, { exclusive: true });
+  const url = await listen(server, config.listen, { exclusive: true, setting: 'admin.listen' });
   return { url, close: () => closeServer(server) };
 }

@@ -95,6 +95,8 @@ export interface AppliedReferences {
   readonly substitutedText: ReadonlyMap<Scalar, string>;
   /** Scalars with an unset or malformed reference: already reported, so nothing else is said about them. */
   readonly unresolved: ReadonlySet<Scalar>;
+  /** The variables each substituted scalar took its value from, named when that value is refused. */
+  readonly variables: ReadonlyMap<Scalar, readonly string[]>;
 }
 
 /**
@@ -112,7 +114,8 @@ export function applyReferences(
 ): AppliedReferences {
   const substitutedText = new Map<Scalar, string>();
   const unresolved = new Set<Scalar>();
-  if (masked.references.length === 0 && masked.malformed.length === 0) return { substitutedText, unresolved };
+  const variables = new Map<Scalar, string[]>();
+  if (masked.references.length === 0 && masked.malformed.length === 0) return { substitutedText, unresolved, variables };
   visit(doc, {
     Scalar(key, node, ancestors) {
       const range = node.range;
@@ -125,6 +128,7 @@ export function applyReferences(
       }
       if (typeof node.value !== 'string' || !HAS_MASK.test(node.value)) return;
       const references = masked.references.filter((r) => within(r.offset));
+      variables.set(node, references.map((reference) => reference.name));
       let next = 0;
       const substituted = node.value.replace(MASK_RUN, () => {
         const reference = references[next++];
@@ -150,7 +154,7 @@ export function applyReferences(
       }
     },
   });
-  return { substitutedText, unresolved };
+  return { substitutedText, unresolved, variables };
 }
 
 /** `routes[2].match.path` for a node, from the ancestors `visit` hands over. */

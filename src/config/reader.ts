@@ -71,7 +71,10 @@ export class Reader {
 
   problem(slot: Slot, message: string): undefined {
     if (isScalar(slot.node) && this.references.unresolved.has(slot.node)) return undefined;
-    this.sink.problem(offsetOf(slot.node) ?? slot.anchor, slot.path, message);
+    // The value is not in the file: say where it came from (not what it is, which may be a secret).
+    const names = isScalar(slot.node) ? this.references.variables.get(slot.node) : undefined;
+    const from = names === undefined ? '' : ` (the value comes from ${names.map((name) => `\${${name}}`).join(', ')})`;
+    this.sink.problem(offsetOf(slot.node) ?? slot.anchor, slot.path, `${message}${from}`);
     return undefined;
   }
 

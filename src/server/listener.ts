@@ -136,7 +136,7 @@ class Gateway implements RunningGateway {
     // Node keeps only the first 2,000 header lines by default, and a body whose length header came later would be
     // forwarded as none; maxHeaderSize already bounds what a request's headers may cost.
     server.maxHeadersCount = 0;
-    this.url = await listen(server, config.server.listen, { scheme: tls ? 'https' : 'http' });
+    this.url = await listen(server, config.server.listen, { scheme: tls ? 'https' : 'http', setting: 'server.listen' });
     this.server = server;
     this.logger.info({ url: this.url, admin: this.adminUrl, routes: config.routes.length }, 'authgate listening');
   }

@@ -1,4 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from './run-cli.js';
 
@@ -39,6 +43,22 @@ describe('authgate command line', () => {
     const check = await runCli(['check', '--offline']);
     expect(check.code).toBe(2);
     expect(check.stderr).toContain('usage: authgate check');
+  });
+
+  it('start on a port another program holds exits 1 naming the setting and the address', async () => {
+    const holder = createServer().listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const { port } = holder.address() as AddressInfo;
+    try {
+      const dir = await mkdtemp(join(tmpdir(), 'authgate-busy-'));
+      const file = join(dir, 'gateway.yaml');
+      await writeFile(file, `version: 1\nserver: { listen: 127.0.0.1:${port} }\nadmin: { listen: 127.0.0.1:0 }\nupstreams:\n  app: { url: "http://127.0.0.1:9" }\nroutes:\n  - { name: all, match: { path: /** }, upstream: app, auth: none }\n`);
+      const run = await runCli(['start', '-c', file]);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`authgate: server.listen: cannot listen on 127.0.0.1:${port}: the address is already in use`);
+    } finally {
+      holder.close();
+    }
   });
 
   it('an unknown command exits 2 with the overall usage', async () => {

@@ -109,7 +109,7 @@ describe('interpolation in a config', () => {
     expect(config).toBeUndefined();
     expect(problems.map(formatProblem)).toEqual([
       'gw.yaml:8:14: issuers.idp.secret: environment variable SECRET is not set (write ${SECRET:-default} to give a default)',
-      'gw.yaml:14:28: rate_limits.burst.limit: expected a whole number',
+      'gw.yaml:14:28: rate_limits.burst.limit: expected a whole number (the value comes from ${LIMIT})',
     ]);
   });
 

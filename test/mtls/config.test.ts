@@ -42,6 +42,6 @@ describe('issuers.<name>.certificate_bound', () => {
   });
 
   it('names file:line:col for a value that is not a boolean', () => {
-    expect(read('yes please').problems).toEqual(['gateway.yaml:1:20: certificate_bound: expected true or false']);
+    expect(read('yes please').problems).toEqual(['gateway.yaml:1:20: certificate_bound: expected true or false, got the string "yes please"']);
   });
 });

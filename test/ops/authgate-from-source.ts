@@ -6,7 +6,7 @@ main(process.argv.slice(2)).then(
     if (code !== undefined) process.exitCode = code;
   },
   (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
+    console.error(`authgate: ${err instanceof Error ? err.message : String(err)}`);
     process.exitCode = 1;
   },
 );
