@@ -84,7 +84,8 @@ export class AssertionSigner {
     for (const name of this.options.fields) {
       if (name === 'subject') continue;
       const value = identity.field(name);
-      if (value !== undefined) values[name] = value;
+      // No roles is the same as none given: left out, as the identity headers leave out an empty list.
+      if (value !== undefined && !(Array.isArray(value) && value.length === 0)) values[name] = value;
     }
     return values;
   }

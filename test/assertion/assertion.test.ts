@@ -146,6 +146,13 @@ describe('assertions verified by a real upstream over a real JWKS URL', () => {
     expect((body.exp as number) - (body.iat as number)).toBe(120);
   });
 
+  it('leaves out a field the caller does not have, an empty list included', async () => {
+    const bare = identity('carol', { field: (name) => (name === 'roles' ? [] : undefined) });
+    const payload = decodeJwt(await signer([ec]).assertion(bare, 'orders', upstream.origin));
+    expect(payload.sub).toBe('carol');
+    for (const field of ['email', 'roles', 'issuer', 'claims.tenant']) expect(payload).not.toHaveProperty(field);
+  });
+
   it('never outlives the credential', async () => {
     const exp = Math.floor(Date.now() / 1000) + 30;
     expect(decodeJwt(await signer([ec]).assertion(identity('alice', { exp }), 'orders', upstream.origin)).exp).toBe(exp);
