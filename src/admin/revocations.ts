@@ -114,6 +114,11 @@ class RevocationApi {
     });
   }
 
+  /** Someone without the admin token knocking: worth a line (who, never what they sent). */
+  private logRefusedToken(req: IncomingMessage, requestId: string): void {
+    this.deps.logger.warn({ requestId, peer: req.socket.remoteAddress, method: req.method }, 'admin: revocation API request without a valid admin token refused');
+  }
+
   private authorized(req: IncomingMessage): boolean {
     if (this.tokenDigest === undefined) return false;
     const header = req.headers.authorization;
@@ -125,6 +130,7 @@ class RevocationApi {
     const request = await this.readRequest(req);
     if ('status' in request) {
       if (request === Refusals.tooLarge) res.setHeader('connection', 'close');
+      if (request === Refusals.unauthorized) this.logRefusedToken(req, requestId);
       return sendError(res, request, requestId);
     }
     const revocation = request.kind === 'jti' ? request : { ...request, before: request.before ?? Math.floor(Date.now() / 1000) };
@@ -166,7 +172,10 @@ class RevocationApi {
   }
 
   private lookUpJti(req: IncomingMessage, res: ServerResponse, requestId: string, url: URL): void {
-    if (this.tokenDigest !== undefined && !this.authorized(req)) return sendError(res, Refusals.unauthorized, requestId);
+    if (this.tokenDigest !== undefined && !this.authorized(req)) {
+      this.logRefusedToken(req, requestId);
+      return sendError(res, Refusals.unauthorized, requestId);
+    }
     let jti: string;
     try {
       jti = decodeURIComponent(url.pathname.slice(JTI_PATH_PREFIX.length));

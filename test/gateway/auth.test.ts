@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startIdp, type Idp } from '../helpers/idp.js';
 import { withPadding, withSpareBits } from '../helpers/tokens.js';
@@ -318,6 +318,23 @@ function nonCanonicalVariants(token: string): string[] {
 }
 
 describe('revocation through the gateway', () => {
+  it('logs who knocked on the revocation API without a valid admin token, never what they sent', async () => {
+    const guess = 'not-the-admin-token-0123456789';
+    const res = await fetch(`${gw.adminUrl}/revocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${guess}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ subject: 'alice' }),
+    });
+    expect(res.status).toBe(401);
+    const line = await vi.waitFor(() => {
+      const found = gw.logs.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => String(entry.msg).startsWith('admin: revocation API'));
+      if (found === undefined) throw new Error('no log line yet');
+      return found;
+    });
+    expect(line).toMatchObject({ peer: '127.0.0.1', method: 'POST' });
+    expect(gw.logs.join('\n')).not.toContain(guess);
+  });
+
   it('POST /_authgate/logout revokes the presented token, which is refused from then on (even once cached)', async () => {
     const token = main.sign({ sub: 'leaving' });
     const sibling = main.sign({ sub: 'leaving' });
