@@ -7,6 +7,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { connectionListed, HOP_BY_HOP } from '../http/hop-by-hop.js';
 import type { Metrics } from '../observability/metrics.js';
+import { watchBodyRate } from './body-rate.js';
 import { classifyUpstreamError, type Abandoned, type ForwardFailure, type UpstreamFailure } from './failures.js';
 import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
 
@@ -223,6 +224,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   private queueTimer: NodeJS.Timeout | undefined;
   /** Kept here: undici destroys the request stream once it has sent the body, and that unsets `req.socket`. */
   private readonly socket: Socket;
+  private readonly stopBodyWatch: (() => void) | undefined;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -238,6 +240,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     // A response closes once: `on` spares the wrapper `once` makes.
     res.on('close', () => {
       clearTimeout(this.queueTimer);
+      this.stopBodyWatch?.();
       if (res.writableFinished) return;
       this.done = true;
       this.abort?.();
@@ -246,6 +249,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.socket.setTimeout(this.clientTimeout());
     // Node emits the socket's timeout on the response it is writing; a listener keeps Node from destroying it.
     res.on('timeout', () => this.clientIdle());
+    this.stopBodyWatch = bodyPending(req)
+      ? watchBodyRate(req, this.socket, upstream.clientBodyTimeoutMs, () => this.giveUp('client_body_timeout'))
+      : undefined;
   }
 
   /** No connection was free at dispatch: give up with a 503 unless one comes free within `ms`. */

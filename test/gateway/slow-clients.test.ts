@@ -174,6 +174,41 @@ describe('a client whose request body stalls', () => {
   });
 });
 
+describe('a client that trickles its request body, never pausing long', () => {
+  /** Sends `bytesPerTick` every 100 ms on `client`, `total` bytes in all, or until it closes. */
+  function trickle(client: RawClient, bytesPerTick: number, total: number): void {
+    let sent = 0;
+    const ticker = setInterval(() => {
+      client.socket.write('x'.repeat(bytesPerTick));
+      sent += bytesPerTick;
+      if (sent >= total) clearInterval(ticker);
+    }, 100);
+    void client.closed.then(() => clearInterval(ticker));
+    cleanups.push(async () => clearInterval(ticker));
+  }
+
+  it('below 240 bytes a second over a client_body_timeout window: 408, and its upstream connection is freed', async () => {
+    const upstream = await startUpstream(readThenAnswer);
+    const gw = await gateway(upstream.url, 'client_body_timeout: 500ms');
+    const client = openRaw(gw.port, postHead('/upload', 1024 * 1024));
+    trickle(client, 1, 1024 * 1024);
+    await within(client.closed, 5_000, 'trickled upload closed');
+    expectGatewayError(parseRawResponse(client.received().toString('latin1')), 408, 'request_timeout');
+    await expect.poll(() => upstream.exchanges[0]?.abandoned).toBe(true);
+    expect(accessLines(gw).map((line) => [line.status, line.reason])).toEqual([[408, 'client_body_timeout']]);
+  });
+
+  it('a slow body above that floor streams to the end and is answered', async () => {
+    const upstream = await startUpstream(readThenAnswer);
+    const gw = await gateway(upstream.url, 'client_body_timeout: 500ms');
+    const client = openRaw(gw.port, postHead('/upload', 2000));
+    trickle(client, 100, 2000);
+    await expect.poll(() => client.received().toString('latin1'), { timeout: 10_000 }).toContain('ok /upload');
+    const res = parseRawResponse(client.received().toString('latin1'));
+    expect([res.status, res.body]).toEqual([200, 'ok /upload']);
+  });
+});
+
 describe('a client that does not read its response', () => {
   it('after client_read_timeout the upstream request is aborted and the client cut; others get 200 meanwhile', async () => {
     const size = 64 * 1024 * 1024;
