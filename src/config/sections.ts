@@ -8,7 +8,7 @@ import { parseCidr } from '../http/client-ip.js';
 import { readAssertion } from './assertion.js';
 import { existingFile } from './files.js';
 import { readRedis } from './redis.js';
-import { MINUTE, SECOND } from './duration.js';
+import { HOUR, MINUTE, SECOND } from './duration.js';
 import { keySlot, type Named, type Reader, type Slot } from './reader.js';
 import { didYouMean } from './suggest.js';
 import type {
@@ -234,6 +234,7 @@ export function readUpstreams(r: Reader, slot: Slot, baseDir: string): Named<Ups
   return r.named(slot, (name, entry) => {
     const s = r.section(entry, [
       'url', 'timeout', 'tls', 'max_connections', 'queue_timeout', 'client_body_timeout', 'client_read_timeout',
+      'websocket_idle_timeout',
     ]);
     const urlSlot = s.slot('url');
     const url = r.required(urlSlot) ? readUpstreamUrl(r, urlSlot) : undefined;
@@ -244,9 +245,10 @@ export function readUpstreams(r: Reader, slot: Slot, baseDir: string): Named<Ups
     const queueTimeoutMs = r.duration(queueSlot, { positive: true }) ?? 5 * SECOND;
     const clientBodyTimeoutMs = r.duration(s.slot('client_body_timeout'), { positive: true }) ?? 30 * SECOND;
     const clientReadTimeoutMs = r.duration(s.slot('client_read_timeout'), { positive: true }) ?? 30 * SECOND;
+    const websocketIdleTimeoutMs = r.duration(s.slot('websocket_idle_timeout'), { positive: true }) ?? HOUR;
     const tls = s.has('tls') ? readUpstreamTls(r, s.slot('tls'), baseDir) : undefined;
     if (url === undefined) return undefined;
-    return { name, url, timeoutMs, maxConnections, queueTimeoutMs, clientBodyTimeoutMs, clientReadTimeoutMs, tls };
+    return { name, url, timeoutMs, maxConnections, queueTimeoutMs, clientBodyTimeoutMs, clientReadTimeoutMs, websocketIdleTimeoutMs, tls };
   });
 }
 

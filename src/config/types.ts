@@ -178,6 +178,8 @@ export interface UpstreamConfig {
   readonly clientBodyTimeoutMs: number;
   /** How long a client may leave this upstream's response unread. */
   readonly clientReadTimeoutMs: number;
+  /** How long a proxied WebSocket may carry nothing either way before both sides are closed (1001). */
+  readonly websocketIdleTimeoutMs: number;
   readonly tls: { readonly caFile: string | undefined; readonly serverName: string | undefined } | undefined;
 }
 

@@ -40,7 +40,8 @@ export function listen(server: Server, address: { readonly host: string; readonl
 function bindError(error: NodeJS.ErrnoException, address: { readonly host: string; readonly port: number }, setting: string | undefined): Error {
   const why = BIND_FAILURES[error.code ?? ''];
   if (why === undefined) return error;
-  return new Error(`${setting === undefined ? '' : `${setting}: `}cannot listen on ${formatHostPort(address.host, address.port)}: ${why}`, { cause: error });
+  const message = `${setting === undefined ? '' : `${setting}: `}cannot listen on ${formatHostPort(address.host, address.port)}: ${why}`;
+  return Object.assign(new Error(message, { cause: error }), { code: error.code });
 }
 
 /** Stops accepting and ends every open connection, idle or not; resolves once the server has closed. */

@@ -36,6 +36,8 @@ export function bodyPending(req: IncomingMessage): boolean {
 class UpstreamConnections {
   /** Forwarders still using these connections; the last one to close them closes the pool. */
   private users = 1;
+  /** WebSocket handshakes and tunnels open to this upstream (the pool does not see them). */
+  private tunnels = 0;
   readonly pool: Pool;
   readonly origin: string;
   /** The URL's path prefix without a trailing slash ('' for none), put before every forwarded path. */
@@ -80,12 +82,26 @@ class UpstreamConnections {
       ca,
       servername: this.servername,
       timeoutMs: config.timeoutMs,
+      idleTimeoutMs: config.websocketIdleTimeoutMs,
     };
   }
 
   adopt(): this {
     this.users += 1;
     return this;
+  }
+
+  /**
+   * Counts a WebSocket handshake (and the tunnel it may become) against max_connections until `client` closes;
+   * false when the upstream already has that many connections open, pooled or tunnelled. Tunnels never wait:
+   * a handshake has no body to queue, and its client can retry.
+   */
+  takeTunnel(client: Duplex): boolean {
+    const max = this.config.maxConnections;
+    if (max !== undefined && this.tunnels + this.pool.stats.connected >= max) return false;
+    this.tunnels += 1;
+    client.once('close', () => (this.tunnels -= 1));
+    return true;
   }
 
   /** Graceful: requests already dispatched finish (undici's close() waits for them); no new ones are accepted. */
@@ -117,7 +133,7 @@ export class Forwarder {
     const cas = new Map([...upstreams].map(([name, config]) => [name, config.tls?.caFile ? readFileSync(config.tls.caFile) : undefined]));
     for (const [name, config] of upstreams) {
       const ca = cas.get(name);
-      const settings = JSON.stringify([config.url.href, config.timeoutMs, config.maxConnections, config.tls?.serverName, ca?.toString('base64')]);
+      const settings = JSON.stringify([config.url.href, config.timeoutMs, config.maxConnections, config.websocketIdleTimeoutMs, config.tls?.serverName, ca?.toString('base64')]);
       const kept = previous?.upstreams.get(name)?.connections;
       const connections = kept?.settings === settings ? kept.adopt() : new UpstreamConnections(name, config, settings, ca);
       // The client timeouts and queue_timeout are read per request from this config, so they follow a reload
@@ -173,6 +189,11 @@ export class Forwarder {
   /** Forward a WebSocket handshake that passed the chain; `callbacks` learn whether it upgraded. */
   ws(socket: Duplex, head: Buffer, upstreamName: string, pathAndQuery: string, headers: OutgoingHttpHeaders, requestId: string, callbacks: UpgradeCallbacks): void {
     const upstream = this.upstream(upstreamName).connections;
+    if (!upstream.takeTunnel(socket)) {
+      this.metrics.upstreamErrors.inc({ upstream: upstreamName, kind: 'queue_timeout' });
+      callbacks.failed('queue_timeout');
+      return;
+    }
     forwardUpgrade(socket, head, upstream.upgradeTarget, pathAndQuery, headers, requestId, {
       upgraded: callbacks.upgraded,
       failed: (failure) => {

@@ -1,16 +1,22 @@
 import { createHash } from 'node:crypto';
 import { request as httpRequest, type Agent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { HOP_BY_HOP } from '../http/hop-by-hop.js';
 import { classifyUpstreamError, type UpstreamFailure } from './failures.js';
 import { closeFrame, FrameRelay } from './websocket-frames.js';
 
-/** `bad_handshake`: a 101 that does not complete the client's handshake (wrong or missing Sec-WebSocket-Accept). */
-export type UpgradeFailure = UpstreamFailure | 'upgrade_refused' | 'bad_handshake' | 'client_closed';
+/**
+ * `bad_handshake`: a 101 that does not complete the client's handshake (wrong or missing Sec-WebSocket-Accept);
+ * `queue_timeout`: the upstream already has `max_connections` open.
+ */
+export type UpgradeFailure = UpstreamFailure | 'upgrade_refused' | 'bad_handshake' | 'client_closed' | 'queue_timeout';
 
 /** RFC 6455 §7.4.1: the status for ending a connection whose terms no longer hold. */
 export const POLICY_VIOLATION = 1008;
+/** RFC 6455 §7.4.1: an endpoint going away; here, a tunnel idle past its upstream's websocket_idle_timeout. */
+const GOING_AWAY = 1001;
 
 /** How long a tunnel being closed may take to get its frames in progress and close frames out before both sockets go. */
 const CLOSE_GRACE_MS = 5000;
@@ -42,6 +48,8 @@ export interface UpgradeTarget {
   readonly ca: Buffer | undefined;
   readonly servername: string | undefined;
   readonly timeoutMs: number;
+  /** A tunnel that carries nothing either way for this long is closed. */
+  readonly idleTimeoutMs: number;
 }
 
 export interface UpgradeCallbacks {
@@ -116,7 +124,7 @@ export function forwardUpgrade(
       if (!NOT_RELAYED.has(name.toLowerCase())) head += `${name}: ${res.rawHeaders[i + 1] as string}\r\n`;
     }
     client.write(`${head}x-request-id: ${requestId}\r\n\r\n`);
-    callbacks.upgraded(openTunnel(client, clientHead, upstream, upstreamHead));
+    callbacks.upgraded(openTunnel(client, clientHead, upstream, upstreamHead, target.idleTimeoutMs));
   });
   // A client that leaves mid-handshake takes the upstream handshake with it.
   client.once('close', () => settle('client_closed'));
@@ -133,7 +141,7 @@ function completesHandshake(res: IncomingMessage, key: OutgoingHttpHeaders[strin
 }
 
 /** Splices the two sockets frame-aware, so that `close` can end the WebSocket between frames. */
-function openTunnel(client: Duplex, clientHead: Buffer, upstream: Duplex, upstreamHead: Buffer): WebSocketTunnel {
+function openTunnel(client: Duplex, clientHead: Buffer, upstream: Duplex, upstreamHead: Buffer, idleTimeoutMs: number): WebSocketTunnel {
   const toClient = new FrameRelay(upstream, client);
   const toUpstream = new FrameRelay(client, upstream);
   const destroyBoth = (): void => {
@@ -149,13 +157,23 @@ function openTunnel(client: Duplex, clientHead: Buffer, upstream: Duplex, upstre
   // A side that goes takes the other with it, unless that one was ended cleanly and may still be flushing.
   upstream.once('close', () => (toClient.ended ? windDown() : client.destroy()));
   client.once('close', () => (toUpstream.ended ? windDown() : upstream.destroy()));
+  // A side that hung up its half (FIN) sends nothing more: the other has a few seconds to finish, not for ever.
+  upstream.once('end', windDown);
+  client.once('end', windDown);
   toClient.start(upstreamHead);
   toUpstream.start(clientHead);
-  return {
+  const tunnel: WebSocketTunnel = {
     close(status, reason) {
       toClient.endWith(closeFrame(status, reason, false));
       toUpstream.endWith(closeFrame(status, reason, true));
       windDown();
     },
   };
+  // Every byte either way passes the client socket, so its idle timer is the tunnel's (it also replaces whatever
+  // timeout the requests before the upgrade left on the connection).
+  if (client instanceof Socket) {
+    client.setTimeout(idleTimeoutMs);
+    client.once('timeout', () => tunnel.close(GOING_AWAY, 'idle'));
+  }
+  return tunnel;
 }

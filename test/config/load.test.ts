@@ -156,7 +156,7 @@ describe('defaults', () => {
           dpop: undefined,
         }],
       ]),
-      upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, maxConnections: undefined, queueTimeoutMs: 5_000, clientBodyTimeoutMs: 30_000, clientReadTimeoutMs: 30_000, tls: undefined }]]),
+      upstreams: new Map([['api', { name: 'api', url: new URL('http://127.0.0.1:3000'), timeoutMs: 30_000, maxConnections: undefined, queueTimeoutMs: 5_000, clientBodyTimeoutMs: 30_000, clientReadTimeoutMs: 30_000, websocketIdleTimeoutMs: 3_600_000, tls: undefined }]]),
       identity: {
         headers: [
           { name: 'X-User-Id', field: { kind: 'subject' } },
