@@ -41,7 +41,8 @@ function bindError(error: NodeJS.ErrnoException, address: { readonly host: strin
   const why = BIND_FAILURES[error.code ?? ''];
   if (why === undefined) return error;
   const message = `${setting === undefined ? '' : `${setting}: `}cannot listen on ${formatHostPort(address.host, address.port)}: ${why}`;
-  return Object.assign(new Error(message, { cause: error }), { code: error.code });
+  // code and port stay where Node puts them, for callers that tell one listener's failure from another's.
+  return Object.assign(new Error(message, { cause: error }), { code: error.code, port: address.port });
 }
 
 /** Stops accepting and ends every open connection, idle or not; resolves once the server has closed. */

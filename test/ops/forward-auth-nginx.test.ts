@@ -232,6 +232,14 @@ describe('behind plain nginx configured as the docs say', () => {
     const seen = app.seen.map((r) => Object.fromEntries(Object.entries(r.headers).filter(([name]) => /^(x-user-|x-auth-|authorization)/.test(name))));
     expect(seen).toEqual([{ 'x-user-id': 'alice', 'x-user-roles': 'admin' }]);
   });
+
+  it('the app never sees a method override: authgate checked the method the client sent', async () => {
+    const token = idp.sign({ sub: 'alice', permissions: ['orders:read'] });
+    const overrides: Array<[string, string]> = [['X-HTTP-Method-Override', 'DELETE'], ['X-HTTP-Method', 'DELETE'], ['X-Method-Override', 'DELETE']];
+    const res = await rawRequest(nginx.port, { method: 'GET', target: '/orders/7', headers: [['Host', 'shop.example.com'], bearer(token), ...overrides] });
+    expect(res.status).toBe(200);
+    expect(app.seen.map((r) => [r.method, Object.keys(r.headers).filter((name) => name.includes('method'))])).toEqual([['GET', []]]);
+  });
 });
 
 describe('behind ingress-nginx, an X-Original-URL whose authority is not a host', () => {
