@@ -19,6 +19,8 @@ interface Described {
   readonly target: string | undefined;
   readonly host: string | undefined;
   readonly proto: 'http' | 'https' | undefined;
+  /** The host the proxy routed on, when it says so apart from `host` (ingress-nginx: `?host=$host` on auth-url). */
+  readonly routedHost?: string | undefined;
 }
 
 export type OriginalReading =
@@ -37,10 +39,13 @@ const DESCRIBERS: Readonly<Record<ProxyFamily, (facts: RequestContext, envoyTarg
     host: one(headers, 'x-original-host') ?? one(headers, 'host'),
     proto,
   }),
-  // ingress-nginx auth-url: X-Original-URL is `$scheme://$http_host$request_uri`, X-Original-Method the method.
-  'ingress-nginx': ({ headers }) => {
+  // ingress-nginx auth-url: X-Original-URL is `$scheme://$http_host$request_uri`, X-Original-Method the method. Its
+  // host is the Host header's, while nginx routes on the request line's host when the client sends an absolute
+  // URL: an auth-url ending in `?host=$host` tells which one nginx took.
+  'ingress-nginx': ({ headers, target }) => {
     const url = splitOriginalUrl(one(headers, 'x-original-url'));
-    return { method: one(headers, 'x-original-method'), target: url?.target, host: url?.host, proto: protoOf(url?.scheme) };
+    const routedHost = queryParameter(target, 'host');
+    return { method: one(headers, 'x-original-method'), target: url?.target, host: url?.host, proto: protoOf(url?.scheme), routedHost };
   },
   // Traefik ForwardAuth sets all four X-Forwarded-* headers on every check.
   traefik: ({ headers }) => ({
@@ -67,7 +72,7 @@ const SCHEME_MISSING = invalidRequest('The original request scheme is missing');
  * could read `/admin/../public/x` as under `/admin/` where the decision was about `/public/x`.
  */
 export function readOriginalRequest(family: ProxyFamily, facts: RequestContext, envoyTarget?: string): OriginalReading {
-  const { method, target, host, proto } = DESCRIBERS[family](facts, envoyTarget);
+  const { method, target, host, proto, routedHost } = DESCRIBERS[family](facts, envoyTarget);
   if (target === undefined) return { ok: false, error: URI_MISSING, reason: 'no_original_uri' };
   if (method === undefined) return { ok: false, error: METHOD_MISSING, reason: 'no_original_method' };
   if (host === undefined) return { ok: false, error: HOST_MISSING, reason: 'no_original_host' };
@@ -75,6 +80,9 @@ export function readOriginalRequest(family: ProxyFamily, facts: RequestContext, 
   const upper = method.toUpperCase();
   if (!KNOWN_METHODS.has(upper)) return { ok: false, error: Errors.badTarget, reason: 'bad_original_method' };
   if (normalizeHost(host) === undefined) return { ok: false, error: Errors.badTarget, reason: 'bad_original_host' };
+  if (routedHost !== undefined && normalizeHost(routedHost) !== normalizeHost(host)) {
+    return { ok: false, error: Errors.badTarget, reason: 'original_host_mismatch' };
+  }
   if (hasDotOrEmptySegment(target)) return { ok: false, error: Errors.badTarget, reason: 'unnormalized_original' };
   return { ok: true, original: { method: upper, target, host, proto } };
 }
@@ -139,4 +147,12 @@ export function hasDotOrEmptySegment(target: string): boolean {
     if (segment === '.' || segment === '..' || (segment === '' && index < segments.length - 1)) return true;
   }
   return false;
+}
+
+/** One query parameter of a request target, decoded; undefined when absent (or given more than once). */
+function queryParameter(target: string, name: string): string | undefined {
+  const start = target.indexOf('?');
+  if (start < 0) return undefined;
+  const values = new URLSearchParams(target.slice(start + 1)).getAll(name);
+  return values.length === 1 ? values[0] : undefined;
 }

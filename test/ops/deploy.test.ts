@@ -127,7 +127,7 @@ describe('the proxy in front asks /_authgate/verify and copies the identity head
   it('ingress-nginx: auth-url and auth-response-headers', async () => {
     const manifests = await manifestsOf('ingress-nginx.yaml');
     const annotations = ofKind(manifests, 'Ingress')[0]?.metadata.annotations ?? {};
-    expect(annotations['nginx.ingress.kubernetes.io/auth-url']).toMatch(new RegExp(`${VERIFY}$`));
+    expect(annotations['nginx.ingress.kubernetes.io/auth-url']).toMatch(new RegExp(`${VERIFY}\\?host=\\$host$`));
     expect(lower(annotations['nginx.ingress.kubernetes.io/auth-response-headers'])).toEqual(copiedHeaders(manifests));
     expect(forwardAuthOf(manifests)).toBe('ingress-nginx');
   });

@@ -97,7 +97,7 @@ async function ingressNginxServer(gatewayPort: number): Promise<string> {
       proxy_set_header X-Auth-Request-Redirect $request_uri;
       proxy_pass_request_headers on;
       proxy_http_version 1.1;
-      proxy_pass http://127.0.0.1:${gatewayPort}/_authgate/verify;
+      proxy_pass http://127.0.0.1:${gatewayPort}/_authgate/verify?host=$host;
     }
 ${protectedLocation('/_external-auth')}`;
 }
@@ -242,7 +242,7 @@ describe('behind plain nginx configured as the docs say', () => {
   });
 });
 
-describe('behind ingress-nginx, an X-Original-URL whose authority is not a host', () => {
+describe('behind ingress-nginx, a host the check must not take at its word', () => {
   let gw: TestGateway;
   let nginx: NginxServer;
   beforeAll(async () => {
@@ -254,11 +254,19 @@ describe('behind ingress-nginx, an X-Original-URL whose authority is not a host'
     await gw?.close();
   });
 
-  it('is refused (400, which nginx turns into 500) instead of being read as the host after the @', async () => {
+  it('an X-Original-URL authority that is not a host is refused (400, which nginx turns into 500), not read as the host after the @', async () => {
     const res = await rawRequest(nginx.port, { target: '/admin/orders', headers: [['Host', 'shop.example.com:@docs.example.com']] });
     expect(res.status).toBe(500);
     expect(app.seen).toEqual([]);
     const line = await accessLogLine(gw, res.headers['x-request-id'] ?? '');
     expect({ status: line.status, reason: line.reason }).toEqual({ status: 400, reason: 'bad_original_host' });
+  });
+
+  it('is refused: nginx routes on the request line, so the check must not decide for the public docs host', async () => {
+    const res = await rawRequest(nginx.port, { target: 'http://shop.example.com/admin/orders', headers: [['Host', 'docs.example.com']] });
+    expect(res.status).not.toBe(200);
+    expect(app.seen).toEqual([]);
+    const line = await accessLogLine(gw, res.headers['x-request-id'] ?? '');
+    expect({ status: line.status, reason: line.reason }).toEqual({ status: 400, reason: 'original_host_mismatch' });
   });
 });
