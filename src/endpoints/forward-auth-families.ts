@@ -32,12 +32,13 @@ const protoOf = (scheme: string | undefined): 'http' | 'https' | undefined =>
   scheme === undefined ? undefined : scheme.toLowerCase() === 'https' ? 'https' : 'http';
 
 const DESCRIBERS: Readonly<Record<ProxyFamily, (facts: RequestContext, envoyTarget: string | undefined) => Described>> = {
-  // nginx auth_request: the configuration sets X-Original-URI/-Method (and the host, or passes Host on).
+  // nginx auth_request: the configuration sets X-Original-URI/-Method (and the host, or passes Host on; the scheme,
+  // which a DPoP proof names, or else the check's own).
   nginx: ({ headers, proto }) => ({
     method: one(headers, 'x-original-method'),
     target: one(headers, 'x-original-uri'),
     host: one(headers, 'x-original-host') ?? one(headers, 'host'),
-    proto,
+    proto: protoOf(one(headers, 'x-original-proto')) ?? proto,
   }),
   // ingress-nginx auth-url: X-Original-URL is `$scheme://$http_host$request_uri`, X-Original-Method the method. Its
   // host is the Host header's, while nginx routes on the request line's host when the client sends an absolute
@@ -54,8 +55,14 @@ const DESCRIBERS: Readonly<Record<ProxyFamily, (facts: RequestContext, envoyTarg
     host: one(headers, 'x-forwarded-host'),
     proto: protoOf(one(headers, 'x-forwarded-proto')),
   }),
-  // Envoy ext_authz (HTTP service) repeats the original request: its method, its authority, prefix + its path.
-  envoy: ({ method, host, proto }, envoyTarget) => ({ method, target: envoyTarget, host: host === '' ? undefined : host, proto }),
+  // Envoy ext_authz (HTTP service) repeats the original request: its method, its authority, prefix + its path, and
+  // the X-Forwarded-Proto Envoy set for the client's connection (the check's own connection may be plain HTTP).
+  envoy: ({ method, host, proto, headers }, envoyTarget) => ({
+    method,
+    target: envoyTarget,
+    host: host === '' ? undefined : host,
+    proto: protoOf(one(headers, 'x-forwarded-proto')) ?? proto,
+  }),
 };
 
 const KNOWN_METHODS = new Set(METHODS);

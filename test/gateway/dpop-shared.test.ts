@@ -231,6 +231,59 @@ describe('forward-auth (traefik)', () => {
   });
 });
 
+describe.each([
+  {
+    family: 'nginx',
+    check: (proto: string | undefined): [string, string][] => [
+      ['X-Original-Method', 'DELETE'], ['X-Original-Host', 'shop.example.com'], ['X-Original-URI', '/carts/9?force=1'],
+      ...(proto === undefined ? [] : [['X-Original-Proto', proto] as [string, string]]),
+    ],
+    target: '/_authgate/verify',
+    method: 'GET',
+  },
+  {
+    family: 'envoy',
+    check: (proto: string | undefined): [string, string][] => [
+      ['Host', 'shop.example.com'], ...(proto === undefined ? [] : [['X-Forwarded-Proto', proto] as [string, string]]),
+    ],
+    target: '/_authgate/verify/carts/9?force=1',
+    method: 'DELETE',
+  },
+])('forward-auth ($family): the scheme the client used', ({ family, check, target, method }) => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway(`
+version: 1
+server: { listen: 127.0.0.1:0, trusted_proxies: [127.0.0.1/32], forward_auth: ${family} }
+admin: { listen: 127.0.0.1:0 }
+${issuerYaml('{ algorithms: [ES256] }')}
+upstreams:
+  api: { url: ${upstream.url} }
+routes:
+  - { name: api, match: { path: /** }, upstream: api }
+`);
+  });
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  const ask = async (scheme: 'http' | 'https', told: string | undefined): Promise<number> => {
+    const token = bound();
+    const proof = await client.proof({ htm: 'DELETE', htu: `${scheme}://shop.example.com/carts/9`, token });
+    const request = dpopRequest(token, proof, target, check(told));
+    return (await rawRequest(gw.port, { ...request, method })).status;
+  };
+
+  it('is the one the proxy says (TLS ended at the proxy), not the check connection\'s', async () => {
+    expect(await ask('https', 'https')).toBe(200);
+    expect(await ask('http', 'https')).toBe(401);
+  });
+
+  it('is the check connection\'s when the proxy says none', async () => {
+    expect(await ask('http', undefined)).toBe(200);
+  });
+});
+
 describe('the store unreachable', () => {
   it('answers 503 rather than take a proof whose jti it cannot claim', async () => {
     const token = bound();
