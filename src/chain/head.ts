@@ -66,7 +66,9 @@ export function enter(head: Head, ctx: RequestContext, trace: Trace | undefined)
   trace?.('normalize', true, `path ${target.path}`);
   ctx.path = target.path;
   ctx.query = target.query;
-  if (ctx.transport === 'request') {
+  // A browser's preflight carries no credentials, so it is answered here, never authenticated: for a forward-auth
+  // check too, whose proxy then relays the answer (Envoy) or lets the preflight through (a 2xx, for nginx and Traefik).
+  if (ctx.transport !== 'upgrade') {
     const preflight = preflightPlan(head, ctx);
     if (preflight !== undefined) {
       ctx.plan = preflight;

@@ -54,6 +54,8 @@ export function verifyStep(deps: VerifyDeps): Step {
  */
 function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): Verdict {
   if (!verdict.ok) return verdict.page === undefined ? verdict : { ...verdict, page: undefined };
+  // The chain answered the original itself (a CORS preflight): the proxy relays that answer or lets it through.
+  if (verdict.answer !== undefined) return verdict;
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
   // The original's chain has refused already an identity that these headers cannot carry.
   if (original.identity) deps.identityHeaders.write(original.identity, headers, original);
