@@ -99,9 +99,16 @@ describe('an auth: none route', () => {
     });
   });
 
-  it('keeps other parameters byte for byte, including look-alikes that do not decode to the name', async () => {
-    const target = '/public/feed?access_token_hint=1&x=%41&access+token=2&raccess_token=3&&flag';
+  it('keeps other parameters byte for byte, including look-alikes no framework reads as the name', async () => {
+    const target = '/public/feed?access_token_hint=1&x=%41&accesstoken=2&raccess_token=3&&flag';
     expect((await forwarded(gw, { target })).url).toBe(target);
+  });
+
+  it('removes the spellings upstream frameworks read as the name: any case, . + or [ for _, [], after a ;', async () => {
+    const token = idp.sign();
+    const spellings = ['Access_Token', 'access.token', 'access+token', 'access[token', 'access_token[]'].map((name) => `${name}=${token}`);
+    const seen = await forwarded(gw, { target: `/public/feed?page=2&${spellings.join('&')}&q=1;access_token=${token}` });
+    expect(seen.url).toBe('/public/feed?page=2');
   });
 });
 

@@ -54,12 +54,29 @@ function fromQuery(query: string, name: string): Found {
   return found;
 }
 
-/** `query` without any pair named one of `names` in any spelling, the others kept byte for byte; `?…` or empty. */
+/**
+ * A parameter name as the frameworks an upstream may run fold it: without case (ASP.NET), `.`, ` ` and `[` read as
+ * `_` (PHP), a trailing `[]` dropped (array parameters). Removing what folds to a token name removes a little too
+ * much at worst; keeping it would hand an upstream a token nobody verified.
+ */
+function foldedName(name: string): string {
+  return name.toLowerCase().replace(/\[\]$/, '').replace(/[. [\]]/g, '_');
+}
+
+/**
+ * `query` without any pair whose name folds to one of `names`, in any spelling, the others kept byte for byte;
+ * `?…` or empty. A pair is read as `;`-separated pairs as well, as some frameworks split on `;` too.
+ */
 function withoutQueryParameters(query: string, names: readonly string[]): string {
+  const folded = names.map(foldedName);
   const kept: string[] = [];
-  scanQuery(query, (start, equals, end) => {
-    const name = parameterName(query, start, equals);
-    if (name === undefined || !names.includes(name)) kept.push(query.slice(start, end));
+  scanQuery(query, (start, _equals, end) => {
+    const pair = query.slice(start, end);
+    const named = pair.split(';').some((part) => {
+      const name = decodeQueryComponent(part.split('=', 1)[0] as string);
+      return name !== undefined && folded.includes(foldedName(name));
+    });
+    if (!named) kept.push(pair);
     return true;
   });
   return kept.length > 0 ? `?${kept.join('&')}` : '';
@@ -70,6 +87,11 @@ function mayHoldParameter(query: string, name: string): boolean {
   return query.length > 1 && (query.includes(name) || query.includes('%'));
 }
 
+/** The same for the names an upstream framework may fold to `name` (any case, `.` or `[` for `_`). */
+function mayHoldFoldedParameter(query: string, stem: string): boolean {
+  return query.length > 1 && (query.includes('%') || query.toLowerCase().includes(stem));
+}
+
 /**
  * Compiles what the upstream's query string loses: the token parameters, in every spelling and every copy, on
  * every route (`auth: none` too), unless `identity.forward_token` keeps them like the other token places.
@@ -77,7 +99,9 @@ function mayHoldParameter(query: string, name: string): boolean {
 export function compileTokenQueryStripper(sources: readonly TokenSource[], forwardToken: boolean): (query: string) => string {
   if (forwardToken) return (query) => query;
   const names = watchedQueryNames(sources);
-  return (query) => (names.some((name) => mayHoldParameter(query, name)) ? withoutQueryParameters(query, names) : query);
+  // What every spelling of a name shares: its lower-case start, up to the first character a framework folds.
+  const stems = names.map((name) => foldedName(name).split('_', 1)[0] as string);
+  return (query) => (stems.some((stem) => mayHoldFoldedParameter(query, stem)) ? withoutQueryParameters(query, names) : query);
 }
 
 /** The configured query parameters, else RFC 6750 §2.3's `access_token`: each is kept from the upstream. */

@@ -120,7 +120,10 @@ describe('compileTokenQueryStripper', () => {
     ['every spelling and copy of the token parameter', withQuery, `?a=1&access_token=${JWT}&access%5Ftoken=${JWT}&%61ccess_token=${OTHER}&b=2`, '?a=1&b=2'],
     ['every configured query source', [...withQuery, queryToken], `?token=${JWT}&a=1&%74oken=${OTHER}&access_token=${JWT}`, '?a=1'],
     ['access_token when no query source is configured', defaultSources, `?access%5ftoken=${JWT}`, ''],
-    ['nothing else, byte for byte', withQuery, '?access_token_x=1&x=%41&access+token=2&&flag&%zz=3', '?access_token_x=1&x=%41&access+token=2&&flag&%zz=3'],
+    ['the spellings upstream frameworks fold to the name (case, . + [ for _, a trailing [])', withQuery,
+      `?Access_Token=${JWT}&a=1&access.token=${JWT}&access+token=${JWT}&access[token=${JWT}&access_token[]=${JWT}&ACCESS%2ETOKEN=${JWT}`, '?a=1'],
+    ['a pair that holds the name after a ;, read as a separator by some frameworks', withQuery, `?a=1;access_token=${JWT}&b=2`, '?b=2'],
+    ['nothing else, byte for byte', withQuery, '?access_token_x=1&x=%41&accesstoken=2&&flag&%zz=3', '?access_token_x=1&x=%41&accesstoken=2&&flag&%zz=3'],
     ['nothing from a query without parameters', withQuery, '', ''],
   ] as Array<[string, readonly TokenSource[], string, string]>)('removes %s', (_name, sources, query, expected) => {
     expect(compileTokenQueryStripper(sources, false)(query)).toBe(expected);
