@@ -24,7 +24,8 @@ USER 1000:1000
 EXPOSE 8080 9090
 # SIGTERM drains: readiness turns 503, in-flight requests get server.shutdown_grace, then exit 0.
 STOPSIGNAL SIGTERM
+# Asks the admin port AUTHGATE_ADMIN_LISTEN names: set it to your config's admin.listen if you move that.
 HEALTHCHECK --interval=10s --timeout=2s --start-period=10s \
-  CMD node -e "require('http').get('http://127.0.0.1:9090/healthz',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"
+  CMD node -e "const p=(process.env.AUTHGATE_ADMIN_LISTEN||'').split(':').pop()||'9090';require('http').get('http://127.0.0.1:'+p+'/healthz',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"
 ENTRYPOINT ["node", "bin/authgate.js"]
 CMD ["start"]

@@ -178,8 +178,9 @@ describe('Dockerfile', () => {
       await expect.poll(() => output.includes('authgate listening') || child.exitCode !== null, { timeout: 15_000 }).toBe(true);
       expect(child.exitCode).toBeNull();
 
-      const healthcheck = (lastArgs(runtime, 'HEALTHCHECK') ?? '').replace(/^.*?\bCMD\s+/, '').replace(':9090/', `:${adminPort}/`);
-      await expect(run('sh', ['-c', healthcheck])).resolves.toBeDefined();
+      // The check asks the port the image's environment names, as the container's would.
+      const healthcheck = (lastArgs(runtime, 'HEALTHCHECK') ?? '').replace(/^.*?\bCMD\s+/, '');
+      await expect(run('sh', ['-c', healthcheck], { env: { ...process.env, AUTHGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}` } })).resolves.toBeDefined();
 
       child.kill('SIGTERM');
       expect((await exited)[0]).toBe(0);
