@@ -7,7 +7,9 @@
  * (`all`, `exists`, `exists_one`, `map`, `filter`) over lists and maps that come from the request or the token,
  * whose size the gateway already caps (header and token limits). So the work of one evaluation is at most
  * (AST nodes) × (input size)^(macro nesting): we cap the source length, the AST size and depth, literal sizes, and
- * refuse a macro inside another macro, which keeps evaluation linear in the input. `matches()` is refused: this
+ * refuse a macro inside another macro. A macro's body may still hold a whole list (`ids.all(i, i in ids)`), which
+ * costs the square of its size: the request inputs an expression is handed are capped for that
+ * (MAX_EXPRESSION_ENTRIES in mechanisms/authorizers/expression.ts). `matches()` is refused: this
  * library compiles a backtracking JavaScript RegExp on every call, a denial-of-service risk on request input.
  */
 import { Environment, type ASTNode } from '@marcbachmann/cel-js';
@@ -37,9 +39,10 @@ export interface ExpressionInput {
     readonly host: string;
     /** Normalized. */
     readonly path: string;
-    readonly query: Readonly<Record<string, readonly string[]>>;
+    /** Maps, not objects: a parameter or header called `constructor` must stay a name, never the value's type. */
+    readonly query: ReadonlyMap<string, readonly string[]>;
     /** Lower-case names. */
-    readonly headers: Readonly<Record<string, string>>;
+    readonly headers: ReadonlyMap<string, string>;
   };
   readonly params: Readonly<Record<string, string>>;
   readonly now: Date;
@@ -139,7 +142,10 @@ function accessPath(node: ASTNode): string[] | undefined {
 /** The value at `path` in `input`, for `explain`; undefined where nothing is. */
 export function readInput(input: ExpressionInput, path: InputPath): unknown {
   let value: unknown = input;
-  for (const key of path) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+  for (const key of path) {
+    if (value instanceof Map) value = value.get(key);
+    else value = typeof value === 'object' && value !== null && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+  }
   return value;
 }
 

@@ -5,7 +5,7 @@ function input(overrides: Partial<ExpressionInput> = {}): ExpressionInput {
   return {
     claims: { sub: 'alice', tenant: 'acme', level: 3, admin: false, roles: ['reader'], org: { id: 'o1', plan: 'pro' } },
     identity: { subject: 'alice', email: 'alice@acme.test', roles: ['reader'], permissions: ['read', 'write'] },
-    request: { method: 'GET', host: 'api.acme.test', path: '/tenants/acme/docs/7', query: { tag: ['a', 'b'] }, headers: { 'x-team': 'blue' } },
+    request: { method: 'GET', host: 'api.acme.test', path: '/tenants/acme/docs/7', query: new Map([['tag', ['a', 'b']]]), headers: new Map([['x-team', 'blue']]) },
     params: { tenant: 'acme', owner: 'alice' },
     now: new Date('2026-01-01T00:00:00Z'),
     ...overrides,

@@ -19,6 +19,7 @@ beforeAll(async () => {
   gw = await startTestGateway(`
 version: 1
 server: { listen: 127.0.0.1:0, shutdown_grace: 1s }
+admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
 issuers:
   main: { issuer: https://idp.test, secret: ${SECRET}, algorithms: [HS256], audiences: [api] }
@@ -62,6 +63,13 @@ describe('CEL rules through a real gateway', () => {
     { case: 'a number claim that holds', target: '/typed', claims: { level: 5 } },
     // A client's X-User-Id is stripped before the expression sees the headers: `!("x-user-id" in …)` holds.
     { case: 'stripped headers and a repeated query parameter', target: '/spoof?v=1&v=2', claims: {}, headers: [['X-User-Id', 'mallory']] as [string, string][] },
+    // Names of Object.prototype members are only names: no 500, no type confusion in the evaluator.
+    {
+      case: 'a query parameter and a header named constructor, __proto__, toString',
+      target: '/spoof?v=1&constructor=x&__proto__=y&toString=z&v=2',
+      claims: {},
+      headers: [['Constructor', 'x'], ['toString', 'y']] as [string, string][],
+    },
   ])('allows: $case', async ({ target, claims, headers }) => {
     const res = await rawRequest(gw.port, { target, headers: [bearer(token(claims)), ...(headers ?? [])] });
     expect(res.status).toBe(200);
@@ -75,11 +83,46 @@ describe('CEL rules through a real gateway', () => {
     { case: 'a claim of another type', target: '/typed', claims: { level: 'high' }, detail: 'expression error' },
     { case: 'a non-boolean result', target: '/non-boolean', claims: { flag: 'yes' }, detail: 'expression yielded a string, not true' },
     { case: 'a query parameter that differs', target: '/spoof?v=1&v=3', claims: {}, detail: 'expression is false' },
+    {
+      case: 'more query values than an expression is handed (its cost could grow with their square)',
+      target: `/spoof?${Array.from({ length: 300 }, (_, i) => `v=${i}`).join('&')}`,
+      claims: {},
+      detail: 'too large for the expression: more than 256 query values',
+    },
   ])('denies with 403 rule_expr, the upstream seeing nothing: $case', async ({ target, claims, detail }) => {
     const jwt = token(claims);
     const res = await rawRequest(gw.port, { target, headers: [bearer(jwt)] });
     await expectRefused(gw, upstream, res, insufficientScope('expr'), [jwt]);
     const line = await accessLogLine(gw, res.headers['x-request-id'] ?? '');
     expect(line.detail).toContain(detail);
+  });
+});
+
+describe('with path_case: insensitive', () => {
+  let insensitive: TestGateway;
+  beforeAll(async () => {
+    insensitive = await startTestGateway(`
+version: 1
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, path_case: insensitive }
+admin: { listen: 127.0.0.1:0 }
+logging: { level: info, access_log: true }
+issuers:
+  main: { issuer: https://idp.test, secret: ${SECRET}, algorithms: [HS256], audiences: [api] }
+upstreams:
+  api: { url: ${upstream.url}, timeout: 2s }
+routes:
+  - { name: e, match: { path: /e/** }, upstream: api, require: { expr: '!request.path.startsWith("/e/admin")' } }
+`);
+  });
+  afterAll(async () => {
+    await insensitive?.close();
+  });
+
+  it('a rule on the path sees it as the routes do: /e/ADMIN is /e/admin to an upstream that ignores case', async () => {
+    const jwt = token({});
+    expect((await rawRequest(insensitive.port, { target: '/e/public/x', headers: [bearer(jwt)] })).status).toBe(200);
+    upstream.seen.length = 0;
+    const res = await rawRequest(insensitive.port, { target: '/e/ADMIN/x', headers: [bearer(jwt)] });
+    await expectRefused(insensitive, upstream, res, insufficientScope('expr'), [jwt]);
   });
 });

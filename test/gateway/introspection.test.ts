@@ -38,6 +38,7 @@ function gatewayYaml(): string {
   return `
 version: 1
 server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
 logging: { level: info, access_log: true }
 issuers:
   op:

@@ -13,8 +13,17 @@ import { buildUpstreamHeaders, compileHeaderPolicy, type HeaderPolicy } from '..
 
 const PASS: Authorization = Object.freeze({ ok: true });
 const NOTHING: Readonly<Record<string, never>> = Object.freeze({});
+const NO_ENTRIES: ReadonlyMap<string, never> = new Map<string, never>();
 /** What an expression that never reads `request` (or `now`) is given: nothing of the request is built for it. */
-const UNREAD_REQUEST: ExpressionInput['request'] = Object.freeze({ method: '', host: '', path: '', query: NOTHING, headers: NOTHING });
+const UNREAD_REQUEST: ExpressionInput['request'] = Object.freeze({ method: '', host: '', path: '', query: NO_ENTRIES, headers: NO_ENTRIES });
+/**
+ * Query values or headers an expression is handed at most. A macro may hold a whole list in its body
+ * (`ids.all(i, i in ids + ids)`), which costs the square of its size: bounded here, one request cannot pin the
+ * event loop; a request with more is denied.
+ */
+export const MAX_EXPRESSION_ENTRIES = 256;
+
+class TooLargeForExpression extends Error {}
 const UNREAD_NOW = new Date(0);
 
 /** Builds the inputs of one expression on one route; what the expression does not read stays empty. */
@@ -43,20 +52,27 @@ function identityRecord(identity: Identity): Readonly<Record<string, unknown>> {
   return record;
 }
 
-function queryRecord(query: string): Record<string, string[]> {
-  const lists: Record<string, string[]> = {};
-  for (const [name, value] of new URLSearchParams(query)) (lists[name] ??= []).push(value);
+function queryRecord(query: string): Map<string, string[]> {
+  const lists = new Map<string, string[]>();
+  let count = 0;
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (++count > MAX_EXPRESSION_ENTRIES) throw new TooLargeForExpression(`more than ${MAX_EXPRESSION_ENTRIES} query values`);
+    const list = lists.get(name);
+    if (list === undefined) lists.set(name, [value]);
+    else list.push(value);
+  }
   return lists;
 }
 
 /** The headers the upstream would get (the client's, after stripping), one string per name. */
-function headerRecord(ctx: RequestContext, policy: HeaderPolicy): Record<string, string> {
+function headerRecord(ctx: RequestContext, policy: HeaderPolicy): Map<string, string> {
   const built = buildUpstreamHeaders(ctx.headers, policy, { ...ctx, forwardToken: false });
-  const headers: Record<string, string> = {};
+  const headers = new Map<string, string>();
   for (const name in built) {
     const value = built[name];
-    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : String(value));
   }
+  if (headers.size > MAX_EXPRESSION_ENTRIES) throw new TooLargeForExpression(`more than ${MAX_EXPRESSION_ENTRIES} headers`);
   return headers;
 }
 
@@ -70,6 +86,8 @@ export function compileInputs(reads: readonly InputPath[], routePath: string, co
   const request = readsInput('request');
   const now = readsInput('now');
   const identityFields = readsInput('identity');
+  // An upstream that ignores case serves /e/ADMIN as /e/admin: a rule on the path must see it as the routes do.
+  const pathFor = config.server.pathCase === 'insensitive' ? (path: string) => path.toLowerCase() : (path: string) => path;
   return (identity, ctx) => ({
     claims: identity.claims,
     identity: identityFields ? identityRecord(identity) : NOTHING,
@@ -77,9 +95,9 @@ export function compileInputs(reads: readonly InputPath[], routePath: string, co
       ? {
           method: ctx.method,
           host: ctx.host,
-          path: ctx.path,
-          query: query ? queryRecord(ctx.query) : NOTHING,
-          headers: policy ? headerRecord(ctx, policy) : NOTHING,
+          path: pathFor(ctx.path),
+          query: query ? queryRecord(ctx.query) : NO_ENTRIES,
+          headers: policy ? headerRecord(ctx, policy) : NO_ENTRIES,
         }
       : UNREAD_REQUEST,
     params: params ? params(ctx.path) : NOTHING,
@@ -105,7 +123,14 @@ export const expressionRules: MechanismType<Authorizer> = {
         const inputs = compileInputs(rule.reads, route.match.path, config);
         return {
           authorize(identity, ctx) {
-            const verdict = rule.evaluate(inputs(identity, ctx));
+            let input: ExpressionInput;
+            try {
+              input = inputs(identity, ctx);
+            } catch (error) {
+              if (!(error instanceof TooLargeForExpression)) throw error;
+              return { ok: false, rule: 'expr', reason: `the request is too large for the expression: ${error.message}` };
+            }
+            const verdict = rule.evaluate(input);
             return verdict.allowed ? PASS : { ok: false, rule: 'expr', reason: verdict.reason };
           },
         };
