@@ -227,6 +227,15 @@ describe('answers of other shapes (a loopback endpoint)', () => {
     expect(await introspector.introspect('a-refresh-token')).toEqual({ ok: false, reason: 'type' });
   });
 
+  it('refuses an answer whose nbf is ahead of the clock (RFC 7662 §2.2), and takes one whose nbf has passed', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    answer = { active: true, iss: op.issuer, aud: AUDIENCE, exp: now + 600, nbf: now + 300, sub: 'alice' };
+    const { introspector } = await harness(configFor({ endpoint }));
+    expect(await introspector.introspect('a-token-not-yet-valid')).toEqual({ ok: false, reason: 'claims' });
+    answer = { ...answer, nbf: now - 10 };
+    expect((await introspector.introspect('a-token-valid-now')).ok).toBe(true);
+  });
+
   it('accepts the same answer for an access token (the marker alone decides)', async () => {
     answer = { active: true, iss: op.issuer, aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) + 600, sub: 'alice', token_type: 'Bearer' };
     const { introspector } = await harness(configFor({ endpoint }));

@@ -42,11 +42,13 @@ export function compileResponseChecker(issuer: IssuerConfig, maxTtlMs: number): 
   return (body, nowMs) => {
     if (!isPlainObject(body) || typeof body.active !== 'boolean') return failed('unavailable');
     if (!body.active) return failed('inactive');
-    const { exp, iat, iss, aud, sub, jti } = body;
-    if (!isAbsentOr(exp, 'number') || !isAbsentOr(iat, 'number') || !isAbsentOr(sub, 'string') || !isAbsentOr(jti, 'string')) {
+    const { exp, iat, nbf, iss, aud, sub, jti } = body;
+    if (!isAbsentOr(exp, 'number') || !isAbsentOr(iat, 'number') || !isAbsentOr(nbf, 'number') || !isAbsentOr(sub, 'string') || !isAbsentOr(jti, 'string')) {
       return failed('claims');
     }
     if (exp !== undefined && (exp as number) * 1000 + skew <= nowMs) return failed('expired');
+    // RFC 7662 §2.2: not to be used before nbf.
+    if (nbf !== undefined && (nbf as number) * 1000 - skew > nowMs) return failed('claims');
     if (iss !== undefined && iss !== issuer.issuer) return failed('issuer');
     if (aud !== undefined && !claimAsList(aud).some((member) => audiences.has(member))) return failed('audience');
     if (namesRefreshToken(body.token_type) || namesRefreshToken(body.token_use)) return failed('type');
