@@ -167,6 +167,24 @@ export function canonicalIp(ip: string): string {
 }
 
 /**
+ * What an address-keyed rate limit counts: an IPv4 address as is, an IPv6 address by its /64, which one client (a
+ * home, a phone, a server) usually holds whole and can pick any address from; also one spelling per address.
+ */
+export function rateLimitAddress(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const elided = ip.indexOf('::');
+  const groups = elided < 0 ? ip.split(':') : expandElided(ip.slice(0, elided), ip.slice(elided + 2));
+  return `${groups.slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16)).join(':')}::/64`;
+}
+
+/** The eight groups of an IPv6 address written with `::` (an embedded IPv4 tail may count one short; only the head is read). */
+function expandElided(head: string, tail: string): string[] {
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  return [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+}
+
+/**
  * Walks X-Forwarded-For from the right, skipping trusted hops; the first untrusted address is the client.
  * A malformed entry (`unknown`, garbage, empty) ends the walk at the hop that wrote it: that hop is trusted but
  * did not know its client, and skipping past it would let the client choose the addresses further left.

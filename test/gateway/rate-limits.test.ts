@@ -15,7 +15,7 @@ beforeAll(async () => {
   idp = await startIdp({ keys: ['rsa'] });
   gw = await startTestGateway(`
 version: 1
-server: { listen: 127.0.0.1:0, shutdown_grace: 1s }
+server: { listen: 127.0.0.1:0, shutdown_grace: 1s, trusted_proxies: [127.0.0.1/32] }
 admin: { listen: 127.0.0.1:0 }
 issuers:
 ${issuerYaml(idp)}
@@ -26,7 +26,9 @@ rate_limits:
   per-key: { key: header.X-Api-Key, limit: 2, window: 1m }
   per-tenant: { key: claims.tenant, limit: 2, window: 1m }
   per-client: { key: client_id, limit: 1, window: 1m }
+  per-address: { key: ip, limit: 2, window: 1m }
 routes:
+  - { name: by-address, match: { path: /by-address/** }, upstream: api, auth: none, rate_limit: per-address }
   - { name: tenant, match: { path: /tenant/** }, upstream: api, auth: optional, rate_limit: per-tenant }
   - { name: client, match: { path: /client/** }, upstream: api, rate_limit: per-client }
   - { name: keyed, match: { path: /keyed/** }, upstream: api, auth: none, rate_limit: per-key }
@@ -57,6 +59,16 @@ describe('header-keyed rate limits', () => {
     expect(statuses).toEqual([200, 200, 429]);
     expect(upstream.seen).toHaveLength(2);
     expect((await rawRequest(gw.port, { target: '/keyed/x', headers: [['X-Api-Key', 'carol']] })).status).toBe(200);
+  });
+});
+
+describe('address-keyed rate limits', () => {
+  it('count an IPv6 client by its /64: rotating the address inside it gets no new allowance', async () => {
+    const from = (address: string) => rawRequest(gw.port, { target: '/by-address/x', headers: [['X-Forwarded-For', address]] });
+    const statuses = [];
+    for (const address of ['2001:db8::1', '2001:DB8:0:0::2', '2001:db8::ffff:3', '2001:db8:0:1::1']) statuses.push((await from(address)).status);
+    expect(statuses).toEqual([200, 200, 429, 200]);
+    expect(upstream.seen).toHaveLength(3);
   });
 });
 

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, compileTrustedProxies, parseCidr, resolveClientIp } from '../../src/http/client-ip.js';
+import { canonicalIp, compileTrustedProxies, parseCidr, rateLimitAddress, resolveClientIp } from '../../src/http/client-ip.js';
 
 const trusted = compileTrustedProxies(['127.0.0.1/32', '10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
 
@@ -189,5 +189,19 @@ describe('compileTrustedProxies agrees with node:net BlockList', () => {
         expect(ours.isTrusted(ip), `${ip} in ${v4}/${v4Prefix} or ${v6}/${v6Prefix}`).toBe(reference.check(ip, family));
       }
     }
+  });
+});
+
+describe('rateLimitAddress', () => {
+  it.each([
+    ['203.0.113.7', '203.0.113.7'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['2001:db8:0:0:ffff::3', '2001:db8:0:0::/64'],
+    ['2001:0DB8:0000:0000:1:2:3:4', '2001:db8:0:0::/64'],
+    ['2001:db8:0:1::1', '2001:db8:0:1::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['64:ff9b::203.0.113.7', '64:ff9b:0:0::/64'],
+  ])('counts %s as %s: IPv6 by the /64 its client holds, in one spelling', (ip, expected) => {
+    expect(rateLimitAddress(ip)).toBe(expected);
   });
 });

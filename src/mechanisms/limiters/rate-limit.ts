@@ -3,6 +3,7 @@ import type { Limiter, MechanismType, RequestContext, ErrorRenderer } from '../.
 import { PASS, refusal, type Trace, type Verdict } from '../../chain/verdict.js';
 import type { RateLimitConfig, RateLimitKey } from '../../config/types.js';
 import { headerValue } from '../../http/headers.js';
+import { rateLimitAddress } from '../../http/client-ip.js';
 import { claimAsString, readClaim } from '../../identity/claim-path.js';
 import type { Identity } from '../../identity/identity.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -101,19 +102,19 @@ function refusalFor(limit: RateLimitConfig, decision: RateLimitDecision, ctx: Re
 function limitKey(limit: KeyedLimit, ctx: RequestContext): string {
   const { clientIp, identity } = ctx;
   const key = limit.config.key;
-  if (key.kind === 'ip') return `ip:${clientIp}`;
+  if (key.kind === 'ip') return `ip:${rateLimitAddress(clientIp)}`;
   if (key.kind === 'header') {
     // A request without the header counts against its client IP, never against one bucket shared by all.
     const value = headerValue(ctx.headers[key.name]);
-    return value !== undefined ? `h:${value}` : `anon:${clientIp}`;
+    return value !== undefined ? `h:${value}` : `anon:${rateLimitAddress(clientIp)}`;
   }
-  if (identity === undefined) return `anon:${clientIp}`;
+  if (identity === undefined) return `anon:${rateLimitAddress(clientIp)}`;
   let bucket = limit.identityBuckets.get(identity);
   if (bucket === undefined) {
     bucket = identityBucket(key, identity);
     limit.identityBuckets.set(identity, bucket);
   }
-  return bucket ?? `anon:${clientIp}`;
+  return bucket ?? `anon:${rateLimitAddress(clientIp)}`;
 }
 
 /** The bucket of an identity-keyed limit, or null when the identity lacks the value the limit is keyed by. */
