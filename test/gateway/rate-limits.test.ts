@@ -27,7 +27,9 @@ rate_limits:
   per-tenant: { key: claims.tenant, limit: 2, window: 1m }
   per-client: { key: client_id, limit: 1, window: 1m }
   per-address: { key: ip, limit: 2, window: 1m }
+  per-credential: { key: header.Authorization, limit: 2, window: 1m }
 routes:
+  - { name: by-credential, match: { path: /by-credential/** }, upstream: api, auth: none, rate_limit: per-credential }
   - { name: by-address, match: { path: /by-address/** }, upstream: api, auth: none, rate_limit: per-address }
   - { name: tenant, match: { path: /tenant/** }, upstream: api, auth: optional, rate_limit: per-tenant }
   - { name: client, match: { path: /client/** }, upstream: api, rate_limit: per-client }
@@ -51,6 +53,14 @@ describe('header-keyed rate limits', () => {
     for (const key of ['alice', 'alice', 'alice', 'bob']) statuses.push((await send(key)).status);
     expect(statuses).toEqual([200, 200, 429, 200]);
     expect(upstream.seen.map((r) => r.headers['x-api-key'])).toEqual(['alice', 'alice', 'bob']);
+  });
+
+  it('count one value however it is spelt where servers read it alike: whitespace, the case of an auth scheme', async () => {
+    const send = (value: string) => rawRequest(gw.port, { target: '/by-credential/x', headers: [['Authorization', value]] });
+    const statuses = [];
+    for (const value of ['Bearer abc.def', 'bearer  abc.def ', 'BEARER abc.def', 'Bearer other']) statuses.push((await send(value)).status);
+    expect(statuses).toEqual([200, 200, 429, 200]);
+    expect(upstream.seen).toHaveLength(3);
   });
 
   it('count a request without the header against its client IP, not a bucket shared with everyone', async () => {

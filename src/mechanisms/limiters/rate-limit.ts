@@ -106,7 +106,7 @@ function limitKey(limit: KeyedLimit, ctx: RequestContext): string {
   if (key.kind === 'header') {
     // A request without the header counts against its client IP, never against one bucket shared by all.
     const value = headerValue(ctx.headers[key.name]);
-    return value !== undefined ? `h:${value}` : `anon:${rateLimitAddress(clientIp)}`;
+    return value !== undefined ? `h:${headerBucket(key.name, value)}` : `anon:${rateLimitAddress(clientIp)}`;
   }
   if (identity === undefined) return `anon:${rateLimitAddress(clientIp)}`;
   let bucket = limit.identityBuckets.get(identity);
@@ -115,6 +115,17 @@ function limitKey(limit: KeyedLimit, ctx: RequestContext): string {
     limit.identityBuckets.set(identity, bucket);
   }
   return bucket ?? `anon:${rateLimitAddress(clientIp)}`;
+}
+
+/**
+ * One spelling per value a server reads alike: surrounding and repeated whitespace, and in Authorization the scheme's
+ * case (`Bearer`, `bearer`, `BEARER`, RFC 9110 §11.1), do not make a new bucket for the same credential.
+ */
+function headerBucket(name: string, value: string): string {
+  const spaced = value.trim().replace(/[ \t]+/g, ' ');
+  if (name !== 'authorization') return spaced;
+  const space = spaced.indexOf(' ');
+  return space < 0 ? spaced.toLowerCase() : spaced.slice(0, space).toLowerCase() + spaced.slice(space);
 }
 
 /** The bucket of an identity-keyed limit, or null when the identity lacks the value the limit is keyed by. */
