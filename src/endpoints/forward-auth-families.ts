@@ -156,10 +156,10 @@ export function hasDotOrEmptySegment(target: string): boolean {
   return false;
 }
 
-/** One query parameter of a request target, decoded; undefined when absent (or given more than once). */
+/** One query parameter of a request target, decoded; undefined when absent, '' (no host) when given more than once. */
 function queryParameter(target: string, name: string): string | undefined {
   const start = target.indexOf('?');
   if (start < 0) return undefined;
   const values = new URLSearchParams(target.slice(start + 1)).getAll(name);
-  return values.length === 1 ? values[0] : undefined;
+  return values.length <= 1 ? values[0] : '';
 }

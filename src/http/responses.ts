@@ -166,7 +166,7 @@ export function sendErrorOnSocket(socket: Duplex, error: GatewayError, requestId
 const LINGER_MS = 2_000;
 
 /** Reads and drops what the client still sends (so it sees the answer, not a reset), then closes for good. */
-function lingerThenDestroy(socket: Duplex): void {
+export function lingerThenDestroy(socket: Duplex): void {
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));

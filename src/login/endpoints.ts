@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { rateLimitAddress } from '../http/client-ip.js';
 import { BoundedCounters } from '../store/memory-limiter.js';
 import { cookieReader, randomId, type CookieJar, type CookieReader } from './cookies.js';
 import type { RelyingParty, SignInFailure } from './oidc.js';
@@ -137,7 +138,7 @@ export class BrowserSignIn {
   }
 
   private async startFlow(provider: string, returnTo: string, clientIp: string): Promise<LoginAnswer> {
-    if (this.flowStarts.incrby(clientIp, 1, 60).consumedPoints > FLOW_STARTS_PER_MINUTE) return TOO_MANY_SIGN_INS;
+    if (this.flowStarts.incrby(rateLimitAddress(clientIp), 1, 60).consumedPoints > FLOW_STARTS_PER_MINUTE) return TOO_MANY_SIGN_INS;
     const rp = this.s.providers.get(provider) as RelyingParty;
     const { url, preLogin } = await rp.begin(returnTo);
     const flow = randomId();

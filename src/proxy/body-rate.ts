@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
  * long as the client likes (slow POST); at this floor a client pays for every connection it holds.
  */
 export const MIN_BODY_BYTES_PER_SECOND = 240;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Calls `tooSlow` when, over a whole `windowMs`, the client sent less than the floor while the gateway was reading
@@ -14,7 +15,9 @@ export const MIN_BODY_BYTES_PER_SECOND = 240;
  * Returns the function that stops watching; the watch ends by itself with the body.
  */
 export function watchBodyRate(req: IncomingMessage, socket: Socket, windowMs: number, tooSlow: () => void): () => void {
-  const floor = (MIN_BODY_BYTES_PER_SECOND * windowMs) / 1000;
+  // Timers take at most 2^31-1 ms; a longer window would fire at once (and every millisecond).
+  const window = Math.min(windowMs, MAX_TIMER_MS);
+  const floor = (MIN_BODY_BYTES_PER_SECOND * window) / 1000;
   let mark = socket.bytesRead;
   let heldBack = false;
   const onPause = (): void => {
@@ -25,7 +28,7 @@ export function watchBodyRate(req: IncomingMessage, socket: Socket, windowMs: nu
     if (!heldBack && req.readableFlowing === true && read - mark < floor) tooSlow();
     mark = read;
     heldBack = req.readableFlowing !== true;
-  }, windowMs);
+  }, window);
   timer.unref();
   const stop = (): void => {
     clearInterval(timer);

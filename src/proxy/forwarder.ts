@@ -93,12 +93,17 @@ class UpstreamConnections {
 
   /**
    * Counts a WebSocket handshake (and the tunnel it may become) against max_connections until `client` closes;
-   * false when the upstream already has that many connections open, pooled or tunnelled. Tunnels never wait:
-   * a handshake has no body to queue, and its client can retry.
+   * false when the upstream already has that many connections busy, with requests or as tunnels. Tunnels never
+   * wait: a handshake has no body to queue, and its client can retry. (The pool, which cannot see tunnels, may still
+   * open up to max_connections for requests beside them.)
    */
   takeTunnel(client: Duplex): boolean {
+    // A client already gone never closes again: counted now, it would never be let go.
+    if (client.destroyed) return true;
     const max = this.config.maxConnections;
-    if (max !== undefined && this.tunnels + this.pool.stats.connected >= max) return false;
+    // Idle keep-alive connections do not count: the pool closes them after a while, and would reuse one anyway.
+    const busy = this.pool.stats.connected - this.pool.stats.free;
+    if (max !== undefined && this.tunnels + busy >= max) return false;
     this.tunnels += 1;
     client.once('close', () => (this.tunnels -= 1));
     return true;

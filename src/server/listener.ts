@@ -24,7 +24,7 @@ import type { Identity } from '../identity/identity.js';
 import { CredentialWatch, type CredentialEnd } from './credential-watch.js';
 import { listen } from '../lib/listen.js';
 import { startAdminServer, type AdminServer, type ReadinessSource } from '../admin/server.js';
-import { sendError, sendErrorOnSocket, Errors, InvalidTokenDescription, type GatewayError } from '../http/responses.js';
+import { lingerThenDestroy, sendError, sendErrorOnSocket, Errors, InvalidTokenDescription, type GatewayError } from '../http/responses.js';
 import { Context } from '../chain/context.js';
 import type { Transport } from '../chain/kinds.js';
 import { decide } from '../chain/run.js';
@@ -275,7 +275,10 @@ class Gateway implements RunningGateway {
     const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (pending) {
       this.access.record(ctx, PIPELINED_UPGRADE, CLOSED_UNANSWERED, started);
-      pending.once('close', () => socket.end());
+      pending.once('close', () => {
+        socket.end();
+        lingerThenDestroy(socket);
+      });
       return;
     }
     // Only a real WebSocket handshake counts as an upgrade: the flag unlocks query-string tokens.

@@ -420,6 +420,23 @@ describe.each([
   });
 });
 
+describe('forward-auth for ingress-nginx with ?host=$host on the auth-url', () => {
+  const gateways = gatewaysFor('ingress-nginx');
+  const check = (query: string) => rawRequest(gateways.trusting().port, {
+    target: `/_authgate/verify${query}`,
+    headers: [['X-Original-URL', 'https://shop.test/public/x'], ['X-Original-Method', 'GET']],
+  });
+
+  it('passes when nginx routed on the host the URL names, in any case or with a port', async () => {
+    expect((await check('?host=SHOP.test')).status).toBe(200);
+  });
+
+  it.each(['?host=docs.test', '?host=shop.test&host=docs.test', '?host=shop.test&host=shop.test'])('refuses %s (400): the routed host is not the URL\'s, or not one', async (query) => {
+    const res = await check(query);
+    await expectRefused(gateways.trusting(), upstream, res, badOriginal('original_host_mismatch'));
+  });
+});
+
 describe('forward-auth for Envoy', () => {
   const gateways = gatewaysFor('envoy');
 
