@@ -79,12 +79,14 @@ function protectedLocation(authLocation: string): string {
     }`;
 }
 
-/** ingress-nginx's `auth-url` location, as its nginx.tmpl writes it. */
+/** ingress-nginx's `auth-url` location, as its nginx.tmpl writes it (with the example's proxy-buffer-size). */
 async function ingressNginxServer(gatewayPort: number): Promise<string> {
   return `
     location = /_external-auth {
       internal;
       proxy_pass_request_body off;
+      proxy_buffer_size 16k;
+      proxy_buffers 4 16k;
       proxy_set_header Content-Length "";
       proxy_set_header X-Forwarded-Proto "";
       proxy_set_header X-Request-ID $request_id;
@@ -176,6 +178,14 @@ describe.each([
     const res = await viaNginx('DELETE', '/orders/7', [['Host', 'shop.example.com'], bearer(token), ...EVERY_FAMILY_SPOOF]);
     expect(res.status).toBe(403);
     expect(app.seen).toEqual([]);
+  });
+
+  it('passes a request with 7 KB of cookies: the check answers with them, within the buffer the docs give', async () => {
+    const token = idp.sign({ sub: 'alice', roles: ['admin'] });
+    const cookies = Array.from({ length: 7 }, (_, i) => `c${i}=${'x'.repeat(1000)}`).join('; ');
+    const res = await rawRequest(nginx.port, { target: '/admin/orders', headers: [['Host', 'shop.example.com'], bearer(token), ['Cookie', cookies]] });
+    expect(res.status).toBe(200);
+    expect(app.seen.map((r) => r.headers.cookie)).toEqual([cookies]);
   });
 
   it.each(['/admin/../public/x', '/admin/orders/%2e%2e/%2e%2e/public/x', '/admin//../public/x'])(
