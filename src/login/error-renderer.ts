@@ -11,6 +11,7 @@ import type { Session } from './sessions/types.js';
  */
 export type BrowserProblem =
   | 'no_credentials'        // no token, and no session (or one that ended)
+  | 'revoked'               // the session's subject was revoked: a page, never a sign-in that could loop
   | 'insufficient_scope'    // signed in, the rules say no
   | 'unavailable'           // the store or the provider is down
   | 'other';
@@ -28,6 +29,8 @@ export interface BrowserErrorContext {
   readonly signOutHref: string;
   /** The sign-in redirect for this route (BrowserSignIn.redirectToSignIn with the route's providers). */
   signIn(returnTo: string): Promise<LoginAnswer>;
+  /** Where a link starts this route's sign-in, coming back to `returnTo`. */
+  signInHref(returnTo: string): string;
 }
 
 export async function renderForBrowser(problem: BrowserProblem, request: BrowserRequest, context: BrowserErrorContext): Promise<LoginAnswer | undefined> {
@@ -35,6 +38,12 @@ export async function renderForBrowser(problem: BrowserProblem, request: Browser
   switch (problem) {
     case 'no_credentials':
       return context.signIn(request.target);
+    case 'revoked':
+      // A link, not a redirect: a revocation that also covers the next sign-in would send the browser round for good.
+      return html(errorPage({
+        status: 401, title: 'Signed out', message: 'Your session has ended. Sign in again to continue.',
+        signInHref: context.signInHref(request.target),
+      }));
     case 'insufficient_scope':
       return html(errorPage({
         status: 403, title: 'Access denied', message: 'Your account may not use this page.',

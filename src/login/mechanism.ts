@@ -22,7 +22,7 @@ import type { IssuerKeySet } from '../mechanisms/authenticators/jwt/key-set.js';
 import { connect } from '../store/connect.js';
 import { isNavigation, passesCsrfCheck, trustedOrigins } from './browser.js';
 import { CookieJar, cookieReader, randomId } from './cookies.js';
-import { BrowserSignIn, type LoginAnswer } from './endpoints.js';
+import { BrowserSignIn, chooserLocation, type LoginAnswer } from './endpoints.js';
 import { renderForBrowser, SIGN_IN_UNAVAILABLE, type BrowserProblem } from './error-renderer.js';
 import { RelyingParty } from './oidc.js';
 import { SessionRefresher } from './refresh.js';
@@ -163,13 +163,13 @@ export class LoginService implements Compiled<Authenticator> {
     };
   }
 
-  /** A revoked session ends (no refresh keeps it going), and its browser signs in again, as after a sign-out. */
+  /** A revoked session ends (no refresh keeps it going); its browser gets a page with a link to sign in again. */
   private refused(verdict: Verdict, ctx: RequestContext, providers: readonly string[]): Verdict | Promise<Verdict> {
     if (verdict.ok) return verdict;
     const revokedSession = verdict.reason === 'revoked' && ctx.identity !== undefined ? this.sessionIds.get(ctx.identity) : undefined;
     if (revokedSession === undefined) return this.browserVerdict(verdict, ctx, providers, browserProblem(verdict));
     this.store.end(revokedSession).catch((err: unknown) => this.ctx.logger.warn({ err }, 'a revoked session could not be ended in the store'));
-    return this.browserVerdict(verdict, ctx, providers, 'no_credentials');
+    return this.browserVerdict(verdict, ctx, providers, 'revoked');
   }
 
   /** With `identity.forward_token`, a session request reaches the upstream with the session's current access token. */
@@ -274,6 +274,7 @@ export class LoginService implements Compiled<Authenticator> {
       session: id === undefined ? undefined : this.store.cached(id),
       signOutHref: `${this.ctx.config.server.reservedPrefix}/sign_out`,
       signIn: (returnTo: string) => this.redirectToSignIn(providers, returnTo, ctx.clientIp),
+      signInHref: (returnTo: string) => signInHref(this.ctx.config.server.reservedPrefix, providers, returnTo),
     };
     return renderForBrowser(problem, { method: ctx.method, headers: ctx.headers, target: ctx.path + ctx.query }, context).then(
       (page): Verdict => (page === undefined ? verdict : { ...verdict, page }),
@@ -356,10 +357,17 @@ const LOGOUT_UNAVAILABLE: LoginAnswer = Object.freeze({
 /** A back-channel logout is a form with one signed token: a few KiB. */
 const LOGOUT_BODY_MAX_BYTES = 64 * 1024;
 
-const UNUSED_CONTEXT = { session: undefined, signOutHref: '', signIn: () => Promise.reject(new Error('not a sign-in')) };
+const UNUSED_CONTEXT = { session: undefined, signOutHref: '', signIn: () => Promise.reject(new Error('not a sign-in')), signInHref: () => '' };
 
 /** Refusals a browser answers by signing in: no credential, or a session this route does not take. */
 const SIGN_IN_REASONS: ReadonlySet<string> = new Set(['no_token', 'no_session', 'session_other_provider']);
+
+/** A link that starts the sign-in with the route's one provider, or the chooser of its several. */
+function signInHref(reservedPrefix: string, providers: readonly string[], returnTo: string): string {
+  const [only] = providers;
+  if (providers.length === 1 && only !== undefined) return `${reservedPrefix}/sign_in?${new URLSearchParams({ provider: only, rd: returnTo })}`;
+  return chooserLocation(reservedPrefix, providers, returnTo);
+}
 
 function browserProblem(refused: Refusal): BrowserProblem {
   if (SIGN_IN_REASONS.has(refused.reason)) return 'no_credentials';

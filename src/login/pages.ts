@@ -51,6 +51,8 @@ export interface ErrorPageContent {
   readonly signedInAs?: { readonly who: string; readonly provider: string } | undefined;
   /** `{reserved_prefix}/sign_out`, shown with `signedInAs`. */
   readonly signOutHref?: string | undefined;
+  /** Where a link signs in again (`{reserved_prefix}/sign_in?…`). */
+  readonly signInHref?: string | undefined;
 }
 
 /**
@@ -71,5 +73,6 @@ export function errorPage(content: ErrorPageContent): HtmlPage {
       + ` (${escapeHtml(content.signedInAs.provider)}).</p>\n`;
   }
   if (content.signOutHref !== undefined) html += `<p><a href="${escapeHtml(content.signOutHref)}">Sign out</a></p>\n`;
+  if (content.signInHref !== undefined) html += `<p><a href="${escapeHtml(content.signInHref)}">Sign in</a></p>\n`;
   return page(content.status, content.title, html);
 }

@@ -19,6 +19,7 @@ function context(withSession: Session | undefined): BrowserErrorContext & { aske
       asked.push(returnTo);
       return { status: 302, headers: { location: 'https://idp.example/auth' }, body: '' };
     },
+    signInHref: (returnTo) => `/.authgate/sign_in?provider=corp&rd=${encodeURIComponent(returnTo)}`,
   };
 }
 
@@ -50,6 +51,15 @@ describe('renderForBrowser', () => {
     expect(answer?.headers['x-frame-options']).toBe('DENY');
     expect(answer?.body).toContain('signed in as <strong>alice@example.com</strong> (corp)');
     expect(answer?.body).toContain('<a href="/.authgate/sign_out">Sign out</a>');
+  });
+
+  it('shows a revoked session a page with a link to sign in again, never a redirect that could go round for good', async () => {
+    const ctx = context(session);
+    const answer = await renderForBrowser('revoked', { method: 'GET', headers: NAVIGATION, target: '/app/x?y=1' }, ctx);
+    expect(answer?.status).toBe(401);
+    expect(answer?.headers.location).toBeUndefined();
+    expect(answer?.body).toContain('<a href="/.authgate/sign_in?provider=corp&amp;rd=%2Fapp%2Fx%3Fy%3D1">Sign in</a>');
+    expect(ctx.asked).toEqual([]);
   });
 
   it('names the subject when the claims carry no email', async () => {
