@@ -226,7 +226,9 @@ export class Reader {
     if (node === undefined) return undefined;
     if (isScalar(node) && typeof node.value === 'boolean') return node.value;
     // YAML 1.2 reads yes/no/on/off as strings, where YAML 1.1 (and many a habit) made them booleans.
-    const got = isScalar(node) && typeof node.value === 'string' ? `, got the string "${node.value}"` : '';
+    // A value from the environment is named by its variable (problem() adds it), never shown.
+    const fromFile = isScalar(node) && typeof node.value === 'string' && !this.references.variables.has(node);
+    const got = fromFile ? `, got the string "${String(node.value)}"` : '';
     return this.problem(slot, `expected true or false${got}`);
   }
 
