@@ -32,7 +32,8 @@ export function readRoutes(r: Reader, slot: Slot, context: RouteContext): Routes
   if (slot.node !== undefined && items.length === 0) r.problem(slot, 'must list at least one route');
   const routes: RouteConfig[] = [];
   const slots: Slot[] = [];
-  const names = new Set<string>();
+  /** Each route name read so far, and where (`routes[1]`). */
+  const names = new Map<string, string>();
   for (const item of items) {
     const route = readRoute(r, item, context, names);
     if (route !== undefined) {
@@ -43,7 +44,7 @@ export function readRoutes(r: Reader, slot: Slot, context: RouteContext): Routes
   return { routes, slots };
 }
 
-function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Set<string>): RouteConfig | undefined {
+function readRoute(r: Reader, slot: Slot, context: RouteContext, names: Map<string, string>): RouteConfig | undefined {
   const s = r.section(slot, ['name', 'match', 'upstream', 'auth', 'issuers', 'require', 'rate_limit', 'cors', 'login']);
   const name = readRouteName(r, s.slot('name'), names);
   const match = readMatch(r, s.slot('match'), context.server);
@@ -99,12 +100,13 @@ function checkParams(r: Reader, exprSlot: Slot, rule: ExpressionRule, path: stri
   }
 }
 
-function readRouteName(r: Reader, slot: Slot, names: Set<string>): string | undefined {
+function readRouteName(r: Reader, slot: Slot, names: Map<string, string>): string | undefined {
   const name = r.required(slot) ? r.string(slot) : undefined;
   if (name === undefined) return undefined;
   if (!ROUTE_NAME.test(name)) return r.problem(slot, `"${name}" may contain only letters, digits, "_", "-" and "."`);
-  if (names.has(name)) return r.problem(slot, `duplicate route name "${name}"`);
-  names.add(name);
+  const first = names.get(name);
+  if (first !== undefined) return r.problem(slot, `duplicate route name "${name}" (first at ${first})`);
+  names.set(name, slot.path.replace(/\.name$/, ''));
   return name;
 }
 

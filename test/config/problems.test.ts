@@ -184,7 +184,7 @@ describe('invalid configs', () => {
         'gw.yaml:11:20: routes[0].match.path: is under the reserved prefix /_authgate (see server.reserved_prefix)',
         'gw.yaml:14:14: routes[0].issuers: not allowed with auth: none (nothing is verified on this route)',
         'gw.yaml:15:14: routes[0].require: not allowed with auth: none (nothing is verified on this route)',
-        'gw.yaml:16:11: routes[1].name: duplicate route name "open"',
+        'gw.yaml:16:11: routes[1].name: duplicate route name "open" (first at routes[0])',
         'gw.yaml:17:20: routes[1].match.path: path pattern "/a/**/b": "**" must be the last segment',
         'gw.yaml:17:39: routes[1].match.methods[0]: unknown method "GTE", did you mean "GET"?',
         'gw.yaml:19:11: routes[1].auth: "maybe" is not one of "none", "optional", "required"',
