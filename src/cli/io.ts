@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { closest, editDistance } from '../config/suggest.js';
 
 /** Where a command writes: the process's streams, or a capture in tests. Commands only ever write text. */
 export interface TextSink {
@@ -22,6 +23,17 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: s
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(withSuggestion((err as Error).message, Object.keys(options)));
   }
+}
+
+/**
+ * parseArgs' "Unknown option '--onlin'" with the option it was probably meant to be: one edit away only, since a
+ * flag two edits away may mean the opposite (`--offline` is no typo of `--online`).
+ */
+function withSuggestion(message: string, known: readonly string[]): string {
+  const unknown = /^Unknown option '--([^'=]+)'/.exec(message)?.[1];
+  const meant = unknown === undefined ? undefined : closest(unknown, known);
+  if (unknown === undefined || meant === undefined || editDistance(unknown, meant) > 1) return message;
+  return `Unknown option '--${unknown}', did you mean "--${meant}"?`;
 }

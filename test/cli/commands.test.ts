@@ -43,6 +43,13 @@ describe('authgate command line', () => {
     const check = await runCli(['check', '--offline']);
     expect(check.code).toBe(2);
     expect(check.stderr).toContain('usage: authgate check');
+    expect(check.stderr).not.toContain('did you mean');
+  });
+
+  it('suggests the option one typo away', async () => {
+    const run = await runCli(['check', '--onlin']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`authgate: Unknown option '--onlin', did you mean "--online"?`);
   });
 
   it('start on a port another program holds exits 1 naming the setting and the address', async () => {
