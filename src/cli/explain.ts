@@ -46,7 +46,7 @@ interface Step {
 
 /** What `--json` prints; the text output is rendered from the same. */
 interface ExplainReport {
-  readonly request: { readonly method: string; readonly host: string; readonly target: string };
+  readonly request: { readonly method: string; readonly scheme: 'http' | 'https'; readonly host: string; readonly target: string };
   readonly dryRun: boolean;
   readonly route: string | null;
   readonly steps: readonly Step[];
@@ -187,7 +187,7 @@ function reportOf(
   const route = ctx.plan?.route;
   const rules = route?.require && ctx.identity ? [...explainRules(route.require, ctx.identity), ...expressionLine(route, ctx.identity, ctx, config)] : [];
   return {
-    request: { method: args.method, host: args.target.host, target: args.target.path },
+    request: { method: args.method, scheme: args.target.proto, host: args.target.host, target: args.target.path },
     dryRun,
     route: route?.name ?? null,
     steps,
@@ -221,8 +221,8 @@ function headerLines(headers: OutgoingHttpHeaders): Record<string, string> {
 }
 
 function renderText(report: ExplainReport): string {
-  const { method, host, target } = report.request;
-  const out = [`${method} ${host}${target}${report.dryRun ? '   (dry run: --claims, signature and token checks skipped)' : ''}`];
+  const { method, scheme, host, target } = report.request;
+  const out = [`${method} ${scheme}://${host}${target}${report.dryRun ? '   (dry run: --claims, signature and token checks skipped)' : ''}`];
   for (const step of report.steps) out.push(`  ${step.ok ? 'pass' : 'FAIL'}  ${step.stage.padEnd(12)} ${step.detail}`);
   if (report.rules.length > 0) out.push('  rules:');
   for (const rule of report.rules) out.push(`    ${rule.ok ? 'pass' : 'FAIL'}  ${rule.rule.padEnd(11)} ${rule.detail}`);

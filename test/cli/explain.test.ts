@@ -57,6 +57,7 @@ describe('authgate explain', () => {
   it('tells a policy author which rule refuses a dry-run identity, and with what', async () => {
     const { code, out } = await explain('--claims', '{"sub":"bob","roles":["user"],"scope":"admin:read"}', 'GET', 'http://api.local/admin/users');
     expect(code).toBe(3);
+    expect(out.split('\n')[0]).toBe('GET http://api.local/admin/users   (dry run: --claims, signature and token checks skipped)');
     expect(out).toContain('pass  route        admin → upstream api');
     expect(out).toContain('FAIL  authorize    needs any of roles [admin]; has [user]');
     expect(out).toMatch(/pass\s+scopes\s+/);
