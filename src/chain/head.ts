@@ -66,8 +66,8 @@ export function enter(head: Head, ctx: RequestContext, trace: Trace | undefined)
   trace?.('normalize', true, `path ${target.path}`);
   ctx.path = target.path;
   ctx.query = target.query;
-  // A browser's preflight carries no credentials, so it is answered here, never authenticated: for a forward-auth
-  // check too, whose proxy then relays the answer (Envoy) or lets the preflight through (a 2xx, for nginx and Traefik).
+  // A browser's preflight carries no credentials, so it is answered here, never authenticated; for a forward-auth
+  // check too, whose answer only Envoy relays (verify.ts refuses it for the proxies that would pass it on).
   if (ctx.transport !== 'upgrade') {
     const preflight = preflightPlan(head, ctx);
     if (preflight !== undefined) {

@@ -23,6 +23,11 @@ export interface VerifyDeps {
 }
 
 const UNTRUSTED = refusal('endpoint', Errors.forwardAuthForbidden, 'untrusted_forward_auth');
+/**
+ * nginx and Traefik take any 2xx as a pass and forward the request: a preflight answered 204 would reach the app
+ * unauthenticated, and its CORS headers would not reach the browser. Only Envoy relays the check's own answer.
+ */
+const PREFLIGHT_AT_PROXY = refusal('endpoint', { status: 403, code: 'forbidden', description: 'CORS preflights are answered by the proxy in front' }, 'preflight_at_proxy');
 
 /**
  * Forward-auth: the proxy in front asks whether the original request may pass. Only a trusted proxy is asked,
@@ -54,8 +59,8 @@ export function verifyStep(deps: VerifyDeps): Step {
  */
 function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): Verdict {
   if (!verdict.ok) return verdict.page === undefined ? verdict : { ...verdict, page: undefined };
-  // The chain answered the original itself (a CORS preflight): the proxy relays that answer or lets it through.
-  if (verdict.answer !== undefined) return verdict;
+  // The chain answered the original itself (a CORS preflight): Envoy relays that answer to the browser.
+  if (verdict.answer !== undefined) return deps.family === 'envoy' ? verdict : PREFLIGHT_AT_PROXY;
   const headers: OutgoingHttpHeaders = { ...(original.limit ? rateLimitHeaders(original.limit) : undefined), 'cache-control': 'no-store' };
   // The original's chain has refused already an identity that these headers cannot carry.
   if (original.identity) deps.identityHeaders.write(original.identity, headers, original);
