@@ -55,12 +55,14 @@ function fromQuery(query: string, name: string): Found {
 }
 
 /**
- * A parameter name as the frameworks an upstream may run fold it: without case (ASP.NET), `.`, ` ` and `[` read as
- * `_` (PHP), a trailing `[]` dropped (array parameters). Removing what folds to a token name removes a little too
- * much at worst; keeping it would hand an upstream a token nobody verified.
+ * A parameter name as the frameworks an upstream may run fold it: without case (ASP.NET); leading spaces skipped,
+ * cut at a NUL, `.`, ` ` and `[` read as `_` (PHP); a trailing `[]` dropped (array parameters). Removing what
+ * folds to a token name removes a little too much at worst; keeping it would hand an upstream a token nobody verified.
  */
 function foldedName(name: string): string {
-  return name.toLowerCase().replace(/\[\]$/, '').replace(/[. [\]]/g, '_');
+  const nul = name.indexOf('\0');
+  const cut = nul < 0 ? name : name.slice(0, nul);
+  return cut.trimStart().toLowerCase().replace(/\[\]$/, '').replace(/[. [\]]/g, '_');
 }
 
 /**

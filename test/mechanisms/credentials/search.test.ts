@@ -122,6 +122,8 @@ describe('compileTokenQueryStripper', () => {
     ['access_token when no query source is configured', defaultSources, `?access%5ftoken=${JWT}`, ''],
     ['the spellings upstream frameworks fold to the name (case, . + [ for _, a trailing [])', withQuery,
       `?Access_Token=${JWT}&a=1&access.token=${JWT}&access+token=${JWT}&access[token=${JWT}&access_token[]=${JWT}&ACCESS%2ETOKEN=${JWT}`, '?a=1'],
+    ['the spellings PHP reads as the name: leading spaces skipped, cut at a NUL', withQuery,
+      `?+access_token=${JWT}&%20access_token=${JWT}&a=1&access_token%00x=${JWT}`, '?a=1'],
     ['a pair that holds the name after a ;, read as a separator by some frameworks', withQuery, `?a=1;access_token=${JWT}&b=2`, '?b=2'],
     ['nothing else, byte for byte', withQuery, '?access_token_x=1&x=%41&accesstoken=2&&flag&%zz=3', '?access_token_x=1&x=%41&accesstoken=2&&flag&%zz=3'],
     ['nothing from a query without parameters', withQuery, '', ''],
