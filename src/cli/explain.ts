@@ -15,7 +15,7 @@ import { createLogger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import { isPlainObject } from '../lib/json.js';
 import { explainRules } from '../mechanisms/authorizers/require.js';
-import { compileInputs, explainExpression } from '../mechanisms/authorizers/expression.js';
+import { buildInputs, compileInputs, explainExpression } from '../mechanisms/authorizers/expression.js';
 import { createStore } from '../store/index.js';
 import { explainLogin, type LoginExplanation } from './explain-login.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
@@ -206,8 +206,9 @@ function reportOf(
 function expressionLine(route: RouteConfig, identity: Identity, ctx: Context, config: GatewayConfig): { rule: string; ok: boolean; detail: string }[] {
   const rule = route.require?.expr;
   if (rule === undefined) return [];
-  const input = compileInputs(rule.reads, route.match.path, config)(identity, ctx);
-  return [{ rule: 'expr', ...explainExpression(rule, input) }];
+  const built = buildInputs(compileInputs(rule.reads, route.match.path, config), identity, ctx);
+  if (!built.ok) return [{ rule: 'expr', ok: false, detail: built.reason }];
+  return [{ rule: 'expr', ...explainExpression(rule, built.input) }];
 }
 
 function headerLines(headers: OutgoingHttpHeaders): Record<string, string> {

@@ -38,6 +38,10 @@ routes:
     match: { path: "/tenants/{tenant}/**" }
     upstream: api
     require: { expr: 'claims.tenant == params.tenant && "write" in identity.permissions' }
+  - name: search
+    match: { path: /search }
+    upstream: api
+    require: { expr: 'size(request.query) == 1' }
 `,
   );
 });
@@ -76,6 +80,15 @@ describe('authgate explain', () => {
     const allowed = await explain('--claims', '{"sub":"bob","tenant":"acme","permissions":["write"]}', 'GET', 'http://api.local/tenants/acme/x');
     expect(allowed.code).toBe(0);
     expect(allowed.out).toMatch(/pass {2}expr .*identity\.permissions = \["write"\] → true/);
+  });
+
+  it('shows a map an expression reads as its entries, and a request too large for expressions as a refused rule', async () => {
+    const shown = await explain('--claims', '{"sub":"bob"}', 'GET', 'http://api.local/search?q=x');
+    expect(shown.out).toContain('request.query = {"q":["x"]}');
+    const many = Array.from({ length: 300 }, (_, i) => `q=${i}`).join('&');
+    const refused = await explain('--claims', '{"sub":"bob"}', 'GET', `http://api.local/search?${many}`);
+    expect(refused.code).toBe(3);
+    expect(refused.out).toContain('the request is too large for the expression: more than 256 query values');
   });
 
   it('--claims without exp: the claims.exp header shows the assumed expiry, an hour from now', async () => {

@@ -105,10 +105,25 @@ export function compileInputs(reads: readonly InputPath[], routePath: string, co
   });
 }
 
+/** The inputs of one request, or why it is too large to be handed to an expression. */
+export function buildInputs(inputs: InputBuilder, identity: Identity, ctx: RequestContext): { ok: true; input: ExpressionInput } | { ok: false; reason: string } {
+  try {
+    return { ok: true, input: inputs(identity, ctx) };
+  } catch (error) {
+    if (!(error instanceof TooLargeForExpression)) throw error;
+    return { ok: false, reason: `the request is too large for the expression: ${error.message}` };
+  }
+}
+
+/** A Map written as the object it stands for (JSON.stringify writes every Map as `{}`). */
+function mapsAsObjects(_key: string, value: unknown): unknown {
+  return value instanceof Map ? Object.fromEntries(value) : value;
+}
+
 /** `authgate explain`'s line: the expression, every input it read with its value, and the result. */
 export function explainExpression(rule: ExpressionRule, input: ExpressionInput): { ok: boolean; detail: string } {
   const verdict = rule.evaluate(input);
-  const inputs = rule.reads.map((path) => `${path.join('.')} = ${JSON.stringify(readInput(input, path)) ?? 'nothing'}`);
+  const inputs = rule.reads.map((path) => `${path.join('.')} = ${JSON.stringify(readInput(input, path), mapsAsObjects) ?? 'nothing'}`);
   const result = verdict.allowed ? 'true' : verdict.reason;
   return { ok: verdict.allowed, detail: `${rule.source}; read ${inputs.length > 0 ? inputs.join(', ') : 'nothing'} → ${result}` };
 }
@@ -123,14 +138,9 @@ export const expressionRules: MechanismType<Authorizer> = {
         const inputs = compileInputs(rule.reads, route.match.path, config);
         return {
           authorize(identity, ctx) {
-            let input: ExpressionInput;
-            try {
-              input = inputs(identity, ctx);
-            } catch (error) {
-              if (!(error instanceof TooLargeForExpression)) throw error;
-              return { ok: false, rule: 'expr', reason: `the request is too large for the expression: ${error.message}` };
-            }
-            const verdict = rule.evaluate(input);
+            const built = buildInputs(inputs, identity, ctx);
+            if (!built.ok) return { ok: false, rule: 'expr', reason: built.reason };
+            const verdict = rule.evaluate(built.input);
             return verdict.allowed ? PASS : { ok: false, rule: 'expr', reason: verdict.reason };
           },
         };
