@@ -172,12 +172,16 @@ export function canonicalIp(ip: string): string {
  */
 export function rateLimitAddress(ip: string): string {
   if (isIP(ip) !== 6) return ip;
+  // An IPv4 client written as IPv6 (`::ffff:0:a.b.c.d`, NAT64's `64:ff9b::a.b.c.d`) is that IPv4 client, not one of
+  // the many behind the same prefix.
+  const lastColon = ip.lastIndexOf(':');
+  if (ip.includes('.', lastColon)) return ip.slice(lastColon + 1);
   const elided = ip.indexOf('::');
   const groups = elided < 0 ? ip.split(':') : expandElided(ip.slice(0, elided), ip.slice(elided + 2));
   return `${groups.slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16)).join(':')}::/64`;
 }
 
-/** The eight groups of an IPv6 address written with `::` (an embedded IPv4 tail may count one short; only the head is read). */
+/** The eight groups of an IPv6 address written with `::`. */
 function expandElided(head: string, tail: string): string[] {
   const left = head === '' ? [] : head.split(':');
   const right = tail === '' ? [] : tail.split(':');

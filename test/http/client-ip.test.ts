@@ -200,7 +200,8 @@ describe('rateLimitAddress', () => {
     ['2001:0DB8:0000:0000:1:2:3:4', '2001:db8:0:0::/64'],
     ['2001:db8:0:1::1', '2001:db8:0:1::/64'],
     ['::1', '0:0:0:0::/64'],
-    ['64:ff9b::203.0.113.7', '64:ff9b:0:0::/64'],
+    ['64:ff9b::203.0.113.7', '203.0.113.7'],
+    ['0:0:0:0:0:ffff:198.51.100.9', '198.51.100.9'],
   ])('counts %s as %s: IPv6 by the /64 its client holds, in one spelling', (ip, expected) => {
     expect(rateLimitAddress(ip)).toBe(expected);
   });
