@@ -66,11 +66,10 @@ function foldedName(name: string): string {
 }
 
 /**
- * `query` without any pair whose name folds to one of `names`, in any spelling, the others kept byte for byte;
- * `?…` or empty. A pair is read as `;`-separated pairs as well, as some frameworks split on `;` too.
+ * `query` without any pair whose name folds to one of `folded` (names already folded), the others kept byte for
+ * byte; `?…` or empty. A pair is read as `;`-separated pairs as well, as some frameworks split on `;` too.
  */
-function withoutQueryParameters(query: string, names: readonly string[]): string {
-  const folded = names.map(foldedName);
+function withoutQueryParameters(query: string, folded: readonly string[]): string {
   const kept: string[] = [];
   scanQuery(query, (start, _equals, end) => {
     const pair = query.slice(start, end);
@@ -89,9 +88,13 @@ function mayHoldParameter(query: string, name: string): boolean {
   return query.length > 1 && (query.includes(name) || query.includes('%'));
 }
 
-/** The same for the names an upstream framework may fold to `name` (any case, `.` or `[` for `_`). */
-function mayHoldFoldedParameter(query: string, stem: string): boolean {
-  return query.length > 1 && (query.includes('%') || query.toLowerCase().includes(stem));
+/**
+ * The same for the spellings an upstream framework may fold to a name: what they all share is the name's start up
+ * to the first character a framework folds, in any case. A test compiled once, run without copying the query.
+ */
+function foldedSpellingTest(name: string): (query: string) => boolean {
+  const stem = new RegExp((foldedName(name).split('_', 1)[0] as string).replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i');
+  return (query) => query.length > 1 && (query.includes('%') || stem.test(query));
 }
 
 /**
@@ -101,9 +104,9 @@ function mayHoldFoldedParameter(query: string, stem: string): boolean {
 export function compileTokenQueryStripper(sources: readonly TokenSource[], forwardToken: boolean): (query: string) => string {
   if (forwardToken) return (query) => query;
   const names = watchedQueryNames(sources);
-  // What every spelling of a name shares: its lower-case start, up to the first character a framework folds.
-  const stems = names.map((name) => foldedName(name).split('_', 1)[0] as string);
-  return (query) => (stems.some((stem) => mayHoldFoldedParameter(query, stem)) ? withoutQueryParameters(query, names) : query);
+  const folded = names.map(foldedName);
+  const mayHold = names.map(foldedSpellingTest);
+  return (query) => (mayHold.some((test) => test(query)) ? withoutQueryParameters(query, folded) : query);
 }
 
 /** The configured query parameters, else RFC 6750 §2.3's `access_token`: each is kept from the upstream. */
