@@ -56,7 +56,7 @@ async function benchIntrospectionHit(): Promise<void> {
   } as const;
   const introspector = await Introspector.create(issuer, {
     endpoint: `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/`, clientId: 'gw', jwt: false,
-    auth: { method: 'client_secret_basic', secret: new Secret('s') }, cache: { maxTtlMs: 3_600_000, negativeTtlMs: 0, maxEntries: 10 },
+    auth: { method: 'client_secret_basic', secret: new Secret('s') }, cache: { maxTtlMs: 3_600_000, negativeTtlMs: 0, maxEntries: 10 }, maxConcurrent: 1,
   }, { logger: createLogger('silent'), metrics: new Metrics(), nowMs: Date.now });
   const token = 'an-opaque-token-'.repeat(4);
   await introspector.introspect(token);

@@ -15,6 +15,8 @@ export interface IntrospectionConfig {
   readonly cache: IntrospectionCacheConfig;
   /** Whether this issuer's JWTs are introspected too (revocation at the identity provider). */
   readonly jwt: boolean;
+  /** Requests to the endpoint at once; as many more wait, and uncached tokens past that are answered 503. */
+  readonly maxConcurrent: number;
 }
 
 export type IntrospectionClientAuth =
@@ -30,7 +32,9 @@ export interface IntrospectionCacheConfig {
 }
 
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
-const INTROSPECTION_KEYS = ['endpoint', 'client_id', 'client_secret', 'auth', 'private_key_file', 'algorithm', 'cache', 'jwt'];
+const INTROSPECTION_KEYS = ['endpoint', 'client_id', 'client_secret', 'auth', 'private_key_file', 'algorithm', 'cache', 'jwt', 'max_concurrent'];
+/** Enough for an identity provider's usual latency at thousands of new tokens a second. */
+const DEFAULT_MAX_CONCURRENT = 64;
 
 /** The algorithms each private key type can sign with, the first being the one used unless another is configured. */
 const ALGORITHMS_BY_KEY_TYPE: Readonly<Record<string, readonly string[]>> = {
@@ -56,8 +60,9 @@ export function readIntrospection(r: Reader, slot: Slot, options: { baseDir: str
   const auth = readClientAuth(r, s, options.baseDir);
   const cache = readCache(r, s.slot('cache'));
   const jwt = r.boolean(s.slot('jwt')) ?? false;
+  const maxConcurrent = r.integer(s.slot('max_concurrent'), 1) ?? DEFAULT_MAX_CONCURRENT;
   if (endpoint === null || clientId === undefined || auth === undefined) return undefined;
-  return { endpoint, clientId, auth, cache, jwt };
+  return { endpoint, clientId, auth, cache, jwt, maxConcurrent };
 }
 
 /** Undefined: discovery; null: a problem was recorded. */

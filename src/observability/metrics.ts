@@ -54,7 +54,7 @@ export class Metrics {
 
   readonly introspectionCache = new Counter({
     name: 'authgate_introspection_cache_total',
-    help: 'Introspection cache lookups, by issuer and result (hit; miss: introspected now; shared: joined an introspection of the same token under way)',
+    help: 'Introspection cache lookups, by issuer and result (hit; miss: introspected now; shared: joined an introspection of the same token under way; shed: refused unasked, the endpoint busy)',
     labelNames: ['issuer', 'result'] as const,
     registers: [this.registry],
   });

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { parseConfig, formatProblem } from '../../src/config/load.js';
 import { rawRequest, startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -30,7 +30,8 @@ const unavailable: Refusal = {
 };
 
 let op: OidcProvider;
-let scripted: { server: Server; url: string; answers: Map<string, object>; calls: number };
+/** `hold`: tokens with this prefix get their answer only once `release` is called. */
+let scripted: { server: Server; url: string; answers: Map<string, object>; calls: number; hold: string; held: (() => void)[] };
 let upstream: RecordingUpstream;
 let gw: TestGateway;
 
@@ -51,7 +52,7 @@ issuers:
     audiences: [${AUDIENCE}]
   scripted:
     issuer: ${SCRIPTED_ISSUER}
-    introspection: { endpoint: ${scripted.url}, client_id: gw, client_secret: s, auth: client_secret_post }
+    introspection: { endpoint: ${scripted.url}, client_id: gw, client_secret: s, auth: client_secret_post, max_concurrent: 1 }
     audiences: [${AUDIENCE}]
 upstreams:
   api: { url: ${upstream.url}, timeout: 2s }
@@ -80,14 +81,16 @@ routes:
 
 async function startScripted(): Promise<typeof scripted> {
   const answers = new Map<string, object>();
-  const state = { server: undefined as unknown as Server, url: '', answers, calls: 0 };
+  const state = { server: undefined as unknown as Server, url: '', answers, calls: 0, hold: 'held-', held: [] as (() => void)[] };
   state.server = createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString()));
     req.on('end', () => {
       state.calls += 1;
       const token = new URLSearchParams(body).get('token') ?? '';
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers.get(token) ?? { active: false }));
+      const answer = (): void => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers.get(token) ?? { active: false }));
+      if (token.startsWith(state.hold)) state.held.push(answer);
+      else answer();
     });
   });
   state.server.listen(0, '127.0.0.1');
@@ -194,6 +197,31 @@ describe('answers the certified provider never gives', () => {
     expect(res.status).toBe(200);
     expect(upstream.seen[0]?.headers['x-client-id']).toBe('jwt-client');
     expect(scripted.calls).toBe(before + 1);
+  });
+});
+
+describe('a flood of distinct opaque tokens', () => {
+  async function cacheLookups(result: string): Promise<number> {
+    const { values } = await gw.metrics.introspectionCache.get();
+    return values.find((value) => value.labels.issuer === 'scripted' && value.labels.result === result)?.value ?? 0;
+  }
+
+  it('past max_concurrent asking and as many waiting, an uncached token gets 503 at once, unforwarded', async () => {
+    const [first, second] = ['held-token-0123456789-a', 'held-token-0123456789-b'];
+    for (const token of [first, second]) scripted.answers.set(token, { active: true, iss: SCRIPTED_ISSUER, aud: AUDIENCE });
+    const misses = await cacheLookups('miss');
+    const asking = rawRequest(gw.port, { target: '/scripted/a', headers: [bearer(first)] });
+    const waiting = rawRequest(gw.port, { target: '/scripted/b', headers: [bearer(second)] });
+    // Both reached the introspector: one asks (and is held), one waits its turn.
+    await vi.waitFor(async () => expect(await cacheLookups('miss')).toBe(misses + 2));
+    const flood = 'held-token-0123456789-c';
+    const res = await rawRequest(gw.port, { target: '/scripted/c', headers: [bearer(flood)] });
+    expect(res.headers['retry-after']).toBe('5');
+    await expectRefused(gw, upstream, res, unavailable, [flood]);
+    expect(await cacheLookups('shed')).toBe(1);
+    scripted.hold = 'nothing held from now on';
+    for (const answer of scripted.held.splice(0)) answer();
+    expect([(await asking).status, (await waiting).status]).toEqual([200, 200]);
   });
 });
 

@@ -25,6 +25,7 @@ describe('issuers.<name>.introspection', () => {
       '  client_secret: ${INTROSPECTION_SECRET}',
       '  cache: { max_ttl: 2m, negative_ttl: 5s, max_entries: 500 }',
       '  jwt: true',
+      '  max_concurrent: 8',
     ].join('\n'), { env: { INTROSPECTION_SECRET: 's3cret-value' } });
     expect(problems).toEqual([]);
     expect(value).toMatchObject({
@@ -33,16 +34,22 @@ describe('issuers.<name>.introspection', () => {
       auth: { method: 'client_secret_basic' },
       cache: { maxTtlMs: 120_000, negativeTtlMs: 5000, maxEntries: 500 },
       jwt: true,
+      maxConcurrent: 8,
     });
     expect(value?.auth.method === 'client_secret_basic' && value.auth.secret.reveal()).toBe('s3cret-value');
     expect(JSON.stringify(value)).not.toContain('s3cret-value');
     expect(String(value?.auth && 'secret' in value.auth ? value.auth.secret : '')).toBe('[redacted]');
   });
 
-  it('defaults: client_secret_basic, 5m / 10s / 100000 cache, jwt false', () => {
+  it('defaults: client_secret_basic, 5m / 10s / 100000 cache, jwt false, 64 at once', () => {
     const { value, problems } = read('  endpoint: http://127.0.0.1:4444/introspect\n  client_id: gw\n  client_secret: x');
     expect(problems).toEqual([]);
-    expect(value).toMatchObject({ auth: { method: 'client_secret_basic' }, cache: { maxTtlMs: 300_000, negativeTtlMs: 10_000, maxEntries: 100_000 }, jwt: false });
+    expect(value).toMatchObject({
+      auth: { method: 'client_secret_basic' },
+      cache: { maxTtlMs: 300_000, negativeTtlMs: 10_000, maxEntries: 100_000 },
+      jwt: false,
+      maxConcurrent: 64,
+    });
   });
 
   it('takes the endpoint from discovery when the issuer has discovery: true', () => {
@@ -75,10 +82,12 @@ describe('issuers.<name>.introspection', () => {
       'gateway.yaml:5:25: introspection.cache.max_entry: unknown key "max_entry", did you mean "max_entries"?'],
     ['a negative max_entries', '  endpoint: https://a.example/i\n  client_id: gw\n  client_secret: x\n  cache: { max_entries: -1 }',
       'gateway.yaml:5:25: introspection.cache.max_entries: must be at least 0'],
+    ['max_concurrent 0', '  endpoint: https://a.example/i\n  client_id: gw\n  client_secret: x\n  max_concurrent: 0',
+      'gateway.yaml:5:19: introspection.max_concurrent: must be at least 1'],
   ])('names file:line:col and the key for %s', (_name, body, problem) => {
     const { value, problems } = read(body);
     expect(problems).toEqual([problem]);
-    if (!problem.includes('cache')) expect(value).toBeUndefined();
+    if (!problem.includes('cache') && !problem.includes('max_concurrent')) expect(value).toBeUndefined();
   });
 
   it.each([

@@ -34,6 +34,7 @@ function configFor(overrides: Partial<IntrospectionConfig> = {}): IntrospectionC
     auth: { method: 'client_secret_basic', secret: new Secret(op.secret) },
     cache: { maxTtlMs: 300_000, negativeTtlMs: 10_000, maxEntries: 1000 },
     jwt: false,
+    maxConcurrent: 64,
     ...overrides,
   };
 }
@@ -260,5 +261,55 @@ describe('answers of other shapes (a loopback endpoint)', () => {
     answer = { error: 'server_error' };
     const { introspector } = await harness(configFor({ endpoint }));
     expect(await introspector.introspect('some-token')).toEqual({ ok: false, reason: 'unavailable' });
+  });
+});
+
+describe('a flood of distinct tokens (a loopback endpoint that holds its answers)', () => {
+  let server: Server;
+  let endpoint = '';
+  let inFlight = 0;
+  let mostInFlight = 0;
+  let held: (() => void)[] = [];
+  let holding = true;
+  /** Resolves once this many requests are held at the endpoint. */
+  let whenHeld: { count: number; resolve: () => void } | undefined;
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      inFlight += 1;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      const answer = (): void => {
+        inFlight -= 1;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ active: true, iss: op.issuer, aud: AUDIENCE, sub: 'alice' }));
+      };
+      if (!holding) return answer();
+      held.push(answer);
+      if (whenHeld !== undefined && held.length >= whenHeld.count) whenHeld.resolve();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/introspect`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('asks at most max_concurrent at once, lets as many wait, and refuses the rest at once as unavailable', async () => {
+    const { introspector, count } = await harness(configFor({ endpoint, maxConcurrent: 2 }));
+    const logBefore = logText.length;
+    const heldTwo = new Promise<void>((resolve) => (whenHeld = { count: 2, resolve }));
+    const admitted = ['t1', 't2', 't3', 't4'].map((token) => introspector.introspect(token));
+    // The fifth distinct token is refused without a request and without waiting.
+    expect(introspector.introspect('t5')).toEqual({ ok: false, reason: 'unavailable' });
+    // The same token as one under way joins it instead.
+    expect(introspector.introspect('t1')).toBe(admitted[0]);
+    await heldTwo;
+    holding = false;
+    for (const answer of held) answer();
+    held = [];
+    const results = await Promise.all(admitted);
+    expect(results.map((result) => result.ok)).toEqual([true, true, true, true]);
+    expect(mostInFlight).toBe(2);
+    expect(await count('introspectionCache', 'shed')).toBe(1);
+    expect(await count('introspectionCache', 'miss')).toBe(4);
+    expect(logText.slice(logBefore).match(/introspection endpoint busy/g)).toHaveLength(1);
+    // Drained: a new token is asked about again.
+    expect((await introspector.introspect('t6')).ok).toBe(true);
   });
 });

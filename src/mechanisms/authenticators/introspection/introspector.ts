@@ -1,4 +1,5 @@
 import { DEFAULT_FETCH_LIMITS, FetchError, requestJson, type FetchLimits } from '../../../http/json-request.js';
+import { Bulkhead } from '../../../lib/bulkhead.js';
 import { TokenCache, tokenDigest, type KeyVersion } from '../jwt/token-cache.js';
 import type { Identity } from '../../../identity/identity.js';
 import type { IssuerConfig } from '../../../config/types.js';
@@ -37,6 +38,9 @@ export class Introspector {
   private readonly cache: TokenCache<Introspection>;
   /** One request to the endpoint per token at a time; later callers wait for its answer. */
   private readonly pending = new Map<string, Promise<Introspection>>();
+  /** Distinct tokens are distinct requests: a flood of made-up ones must not become a flood at the provider. */
+  private readonly bulkhead: Bulkhead;
+  private shedding = false;
   private endpoint: Promise<string> | undefined;
   private reachable = true;
   private readonly counted;
@@ -49,8 +53,9 @@ export class Introspector {
     private readonly deps: IntrospectorDeps,
   ) {
     this.cache = new TokenCache(config.cache.maxEntries);
+    this.bulkhead = new Bulkhead(config.maxConcurrent);
     const lookups = (result: string) => deps.metrics.introspectionCache.labels({ issuer: issuer.name, result });
-    this.counted = { hit: lookups('hit'), miss: lookups('miss'), shared: lookups('shared') };
+    this.counted = { hit: lookups('hit'), miss: lookups('miss'), shared: lookups('shared'), shed: lookups('shed') };
   }
 
   /** Reads the client's signing key, if it has one; the endpoint itself is asked on first use. */
@@ -72,10 +77,23 @@ export class Introspector {
       this.counted.shared.inc();
       return underWay;
     }
+    const admitted = this.bulkhead.run(() => this.ask(token, digest));
+    if (admitted === undefined) return this.shed();
     this.counted.miss.inc();
-    const asked = this.ask(token, digest).finally(() => this.pending.delete(digest));
+    this.shedding = false;
+    const asked = admitted.finally(() => this.pending.delete(digest));
     this.pending.set(digest, asked);
     return asked;
+  }
+
+  /** Too many introspections under way and waiting: this token is not asked about, and is unavailable for now. */
+  private shed(): Introspection {
+    this.counted.shed.inc();
+    if (!this.shedding) {
+      this.deps.logger.warn({ issuer: this.issuer.name, maxConcurrent: this.config.maxConcurrent }, 'introspection endpoint busy; uncached tokens refused until requests drain');
+    }
+    this.shedding = true;
+    return UNAVAILABLE;
   }
 
   private async ask(token: string, digest: string): Promise<Introspection> {
