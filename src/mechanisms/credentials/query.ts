@@ -67,17 +67,20 @@ function foldedName(name: string): string {
 
 /**
  * `query` without any pair whose name folds to one of `folded` (names already folded), the others kept byte for
- * byte; `?…` or empty. A pair is read as `;`-separated pairs as well, as some frameworks split on `;` too.
+ * byte; `?…` or empty. Some frameworks split pairs on `;` as well as `&`, so each `;`-part is a pair of its own:
+ * `a=1;access_token=t` keeps `a=1`.
  */
 function withoutQueryParameters(query: string, folded: readonly string[]): string {
+  const isWatched = (part: string): boolean => {
+    const name = decodeQueryComponent(part.split('=', 1)[0] as string);
+    return name !== undefined && folded.includes(foldedName(name));
+  };
   const kept: string[] = [];
   scanQuery(query, (start, _equals, end) => {
-    const pair = query.slice(start, end);
-    const named = pair.split(';').some((part) => {
-      const name = decodeQueryComponent(part.split('=', 1)[0] as string);
-      return name !== undefined && folded.includes(foldedName(name));
-    });
-    if (!named) kept.push(pair);
+    const parts = query.slice(start, end).split(';');
+    const keptParts = parts.filter((part) => !isWatched(part));
+    if (keptParts.length === parts.length) kept.push(query.slice(start, end));
+    else if (keptParts.some((part) => part !== '')) kept.push(keptParts.join(';'));
     return true;
   });
   return kept.length > 0 ? `?${kept.join('&')}` : '';

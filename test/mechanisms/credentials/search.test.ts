@@ -124,7 +124,8 @@ describe('compileTokenQueryStripper', () => {
       `?Access_Token=${JWT}&a=1&access.token=${JWT}&access+token=${JWT}&access[token=${JWT}&access_token[]=${JWT}&ACCESS%2ETOKEN=${JWT}`, '?a=1'],
     ['the spellings PHP reads as the name: leading spaces skipped, cut at a NUL', withQuery,
       `?+access_token=${JWT}&%20access_token=${JWT}&a=1&access_token%00x=${JWT}`, '?a=1'],
-    ['a pair that holds the name after a ;, read as a separator by some frameworks', withQuery, `?a=1;access_token=${JWT}&b=2`, '?b=2'],
+    ['a ;-part that holds the name (; separates pairs in some frameworks), keeping the other parts', withQuery,
+      `?a=1;access_token=${JWT}&b=2&access_token=${JWT};c=3;d&;access_token=${JWT};`, '?a=1&b=2&c=3;d'],
     ['nothing else, byte for byte', withQuery, '?access_token_x=1&x=%41&accesstoken=2&&flag&%zz=3', '?access_token_x=1&x=%41&accesstoken=2&&flag&%zz=3'],
     ['nothing from a query without parameters', withQuery, '', ''],
   ] as Array<[string, readonly TokenSource[], string, string]>)('removes %s', (_name, sources, query, expected) => {
