@@ -90,6 +90,13 @@ export class Reader {
     this.sink.warning(offsetOf(slot.node) ?? slot.anchor, slot.path, message);
   }
 
+  /** A warning at the `index`-th character of a scalar's value, as `problemInside` places a problem. */
+  warningInside(slot: Slot, index: number, message: string): void {
+    const { node } = slot;
+    if (!isScalar(node) || node.range == null) return this.warning(slot, message);
+    this.sink.warning(valueOffset(this.fileText, node, index), slot.path, message);
+  }
+
   /** Records "required" when the slot is empty; true when a value is there. */
   required(slot: Slot): boolean {
     if (slot.node !== undefined) return true;

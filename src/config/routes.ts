@@ -100,6 +100,21 @@ function checkParams(r: Reader, exprSlot: Slot, rule: ExpressionRule, path: stri
   }
 }
 
+/** A string literal of an expression that starts like a path and has a capital letter in it. */
+const CAPITALIZED_PATH_LITERAL = /(["'])(\/[^"'\\]*[A-Z][^"'\\]*)\1/g;
+
+/**
+ * With `path_case: insensitive`, `request.path` is lower-cased as the routes see it, so a path literal with a
+ * capital letter never equals it (nor prefixes it): a rule that silently never matches.
+ */
+function warnAboutCapitalPaths(r: Reader, exprSlot: Slot, rule: ExpressionRule): void {
+  if (!rule.reads.some(([variable, field]) => variable === 'request' && (field === 'path' || field === undefined))) return;
+  for (const literal of rule.source.matchAll(CAPITALIZED_PATH_LITERAL)) {
+    const text = literal[2] as string;
+    r.warningInside(exprSlot, literal.index, `request.path is lower-cased (server.path_case: insensitive), so it never matches "${text}": write "${text.toLowerCase()}"`);
+  }
+}
+
 function readRouteName(r: Reader, slot: Slot, names: Map<string, string>): string | undefined {
   const name = r.required(slot) ? r.string(slot) : undefined;
   if (name === undefined) return undefined;
@@ -169,6 +184,7 @@ function readRequire(r: Reader, slot: Slot, path: string | undefined, server: Se
   const s = r.section(slot, ['roles', 'permissions', 'scopes', 'claims', 'expr']);
   const expr = s.has('expr') ? readExpression(r, s.slot('expr')) : undefined;
   if (expr !== undefined && path !== undefined) checkParams(r, s.slot('expr'), expr, path, server);
+  if (expr !== undefined && server.pathCase === 'insensitive') warnAboutCapitalPaths(r, s.slot('expr'), expr);
   return {
     roles: readListRule(r, s.slot('roles'), 'any'),
     permissions: readListRule(r, s.slot('permissions'), 'all'),

@@ -54,3 +54,20 @@ describe('require.expr and the route path', () => {
     ]);
   });
 });
+
+describe('require.expr with server.path_case: insensitive', () => {
+  function warnings(expr: string): string[] {
+    const yaml = `${HEAD.replace('version: 1\n', 'version: 1\nserver: { path_case: insensitive }\n')}${expr}`;
+    return parseConfig(yaml, 'gw.yaml').warnings.map(formatProblem);
+  }
+
+  it('warns at a path literal with a capital letter, which the lower-cased request.path never matches', () => {
+    expect(warnings(`      expr: 'request.path.startsWith("/t/Acme/") || request.path == "/t/acme/x"'\n`)).toEqual([
+      'gw.yaml:12:38: routes[0].require.expr: request.path is lower-cased (server.path_case: insensitive), so it never matches "/t/Acme/": write "/t/acme/"',
+    ]);
+  });
+
+  it('says nothing of literals when the expression does not read the path', () => {
+    expect(warnings(`      expr: 'claims.home == "/Users/Acme"'\n`)).toEqual([]);
+  });
+});
