@@ -91,6 +91,18 @@ describe('sign-in redirect and chooser', () => {
     expect((await signIn.redirectToSignIn(['corp'], '/app', '192.0.2.11')).status).toBe(302);
   });
 
+  it('starts at most 2,000 sign-ins a minute on one instance from any addresses, then answers 503', async () => {
+    const signIn = endpoints(await stores.open('busy:', TIMEOUTS));
+    for (let started = 0; started < 2000; started++) {
+      const address = `2001:db8:${Math.floor(started / 500)}:${started % 500}::1`;
+      expect((await signIn.redirectToSignIn(['corp'], '/app', address)).status).toBe(302);
+    }
+    const refused = await signIn.redirectToSignIn(['corp'], '/app', '192.0.2.12');
+    expect(refused).toMatchObject({ status: 503, headers: { 'retry-after': '60', 'content-type': 'text/html; charset=utf-8' } });
+    expect(refused.body).toContain('Too many sign-ins are under way');
+    expect(refused.headers['set-cookie']).toBeUndefined();
+  });
+
   it('several providers: to the chooser, which links each with the checked return-to', async () => {
     const signIn = endpoints();
     const answer = await signIn.redirectToSignIn(['corp', 'partner'], '/app/x', CLIENT);
