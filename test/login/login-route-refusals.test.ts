@@ -40,6 +40,7 @@ login:
     corp: { issuer: corp, client_id: ${provider.clientId}, client_secret: ${provider.clientSecret} }
   cookie: { name: authgate }
   keys: ['a-session-key-of-at-least-32-bytes!!']
+identity: { forward_token: true }
 routes:
   - { name: app, match: { path: /app/** }, upstream: legacy, login: corp, require: { roles: [staff] } }
 `);
@@ -117,5 +118,18 @@ describe('a login route refusing a browser navigation', () => {
     const result = await upgrade(gw.port, '/app/socket', Object.fromEntries(NAVIGATION));
     expect(result.upgraded ? 101 : result.response.status).toBe(401);
     expect(upstream.seen).toHaveLength(0);
+  });
+});
+
+describe('forward-auth with a browser session and identity.forward_token', () => {
+  it("answers 200 with the session's access token as Authorization, for the proxy to set on the request it forwards", async () => {
+    const cookie = await signInThroughGateway(gw.port, provider, 'alice');
+    const proxied = await rawRequest(gw.port, { target: '/app/reports', headers: [['Cookie', cookie]] });
+    expect(proxied.status).toBe(200);
+    const accessToken = upstream.seen[0]?.headers.authorization;
+    expect(accessToken).toMatch(/^Bearer \S+$/);
+    const check = await forwardAuthCheck('/app/reports', [['Cookie', `${cookie}; theme=dark`]]);
+    expect(check.status).toBe(200);
+    expect({ authorization: check.headers.authorization, cookie: check.headers.cookie }).toEqual({ authorization: accessToken, cookie: 'theme=dark' });
   });
 });
