@@ -11,7 +11,7 @@ import { verifyStep, type VerifyDeps } from '../endpoints/verify.js';
 import { envoyOriginalTarget } from '../endpoints/forward-auth-families.js';
 import { Errors } from '../http/responses.js';
 import type { LoginAnswer } from '../login/endpoints.js';
-import { compileHeaderPolicy } from '../mechanisms/finalizers/header-hygiene.js';
+import { headerPolicyOf } from '../mechanisms/finalizers/header-hygiene.js';
 import { compileIdentityHeaders } from '../mechanisms/finalizers/identity-headers.js';
 import { errorsFor, forRoute, unclaimed, type Mechanisms, type PlanInputs } from './compile.js';
 
@@ -101,10 +101,10 @@ function loginStep(run: (ctx: RequestContext) => Promise<LoginAnswer>): Step {
 }
 
 function verifyDeps(ctx: CompileContext): Pick<VerifyDeps, 'identityHeaders' | 'headerPolicy' | 'identity' | 'assertionHeader'> {
-  const { identity, tokens, login } = ctx.config;
+  const { identity } = ctx.config;
   return {
     identityHeaders: compileIdentityHeaders(identity),
-    headerPolicy: compileHeaderPolicy({ identity, tokenSources: tokens, loginCookie: login?.cookie.name }),
+    headerPolicy: headerPolicyOf(ctx.config),
     identity,
     assertionHeader: identity.assertion?.header.toLowerCase(),
   };

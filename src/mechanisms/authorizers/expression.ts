@@ -9,7 +9,7 @@ import { readInput } from '../../expressions/cel.js';
 import type { Identity } from '../../identity/identity.js';
 import { compileParams, parsePathPattern, type Params } from '../../routing/path-pattern.js';
 import type { Authorization, Authorizer, MechanismType, RequestContext } from '../../chain/kinds.js';
-import { buildUpstreamHeaders, compileHeaderPolicy, type HeaderPolicy } from '../finalizers/header-hygiene.js';
+import { buildUpstreamHeaders, headerPolicyOf, type HeaderPolicy } from '../finalizers/header-hygiene.js';
 
 const PASS: Authorization = Object.freeze({ ok: true });
 const NOTHING: Readonly<Record<string, never>> = Object.freeze({});
@@ -81,7 +81,7 @@ export function compileInputs(reads: readonly InputPath[], routePath: string, co
     reads.some((path) => path[0] === variable && (field === undefined || path.length === 1 || path[1] === field));
   const pattern = parsePathPattern(routePath, config.server.pathCase);
   const params: ((path: string) => Params) | undefined = typeof pattern === 'string' || !readsInput('params') ? undefined : compileParams(pattern);
-  const policy = readsInput('request', 'headers') ? compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens }) : undefined;
+  const policy = readsInput('request', 'headers') ? headerPolicyOf(config) : undefined;
   const query = readsInput('request', 'query');
   const request = readsInput('request');
   const now = readsInput('now');

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { IdentityConfig, TokenSource } from '../../config/types.js';
+import type { GatewayConfig, IdentityConfig, TokenSource } from '../../config/types.js';
 import { canonicalName } from '../../http/headers.js';
 import { connectionListed, HOP_BY_HOP } from '../../http/hop-by-hop.js';
 import type { Finalizer, MechanismType } from '../../chain/kinds.js';
@@ -110,6 +110,11 @@ function stripRegex(patterns: readonly string[]): RegExp | undefined {
       .join('.*'),
   );
   return new RegExp(`^(?:${alternatives.join('|')})$`);
+}
+
+/** The one header policy of a config: what the proxy strips, what forward-auth names, what expressions see. */
+export function headerPolicyOf(config: Pick<GatewayConfig, 'identity' | 'tokens' | 'login'>): HeaderPolicy {
+  return compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens, loginCookie: config.login?.cookie.name });
 }
 
 export function compileHeaderPolicy(options: {
@@ -268,7 +273,7 @@ function withoutCookies(cookie: string, names: readonly string[], prefixes: read
  */
 export const headerHygiene: MechanismType<Finalizer> = {
   create({ config }) {
-    const policy = compileHeaderPolicy({ identity: config.identity, tokenSources: config.tokens, loginCookie: config.login?.cookie.name });
+    const policy = headerPolicyOf(config);
     const forwardToken = config.identity.forwardToken;
     const stripTokenQuery = compileTokenQueryStripper(config.tokens, forwardToken);
     const finalizer: Finalizer = {
