@@ -1,6 +1,4 @@
-import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { existingFile } from './files.js';
+import { readClientKey } from './client-key.js';
 import { MINUTE, SECOND } from './duration.js';
 import { keySlot, type Reader, type Section, type Slot } from './reader.js';
 import { Secret } from './secret.js';
@@ -35,17 +33,6 @@ export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post',
 const INTROSPECTION_KEYS = ['endpoint', 'client_id', 'client_secret', 'auth', 'private_key_file', 'algorithm', 'cache', 'jwt', 'max_concurrent'];
 /** Enough for an identity provider's usual latency at thousands of new tokens a second. */
 const DEFAULT_MAX_CONCURRENT = 64;
-
-/** The algorithms each private key type can sign with, the first being the one used unless another is configured. */
-const ALGORITHMS_BY_KEY_TYPE: Readonly<Record<string, readonly string[]>> = {
-  rsa: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'],
-  'rsa-pss': ['PS256', 'PS384', 'PS512'],
-  ed25519: ['EdDSA'],
-  // EC keys by their curve, as Node names it.
-  prime256v1: ['ES256'],
-  secp384r1: ['ES384'],
-  secp521r1: ['ES512'],
-};
 
 /**
  * Reads `issuers.<name>.introspection`. `discovery`: whether the issuer has `discovery: true`, which lets the
@@ -92,25 +79,8 @@ function readClientAuth(r: Reader, s: Section, baseDir: string): IntrospectionCl
     const secret = r.string(s.slot('client_secret'));
     return secret === undefined ? undefined : { method, secret: new Secret(secret) };
   }
-  const keyFile = existingFile(r, s.slot('private_key_file'), baseDir);
-  if (keyFile === undefined) return undefined;
-  const algorithm = readSigningAlgorithm(r, s, keyFile);
-  return algorithm === undefined ? undefined : { method, keyFile, algorithm };
-}
-
-/** The algorithm the client key signs with: the one its type implies, or a configured one that fits it. */
-function readSigningAlgorithm(r: Reader, s: Section, keyFile: string): string | undefined {
-  const keyFileSlot = s.slot('private_key_file');
-  let usable: readonly string[] | undefined;
-  try {
-    const key = createPrivateKey(readFileSync(keyFile));
-    usable = ALGORITHMS_BY_KEY_TYPE[key.asymmetricKeyDetails?.namedCurve ?? key.asymmetricKeyType ?? ''];
-  } catch {
-    return r.problem(keyFileSlot, 'is not a PEM private key');
-  }
-  if (usable === undefined) return r.problem(keyFileSlot, 'cannot sign a client assertion: use an RSA, EC (P-256, P-384, P-521) or Ed25519 key');
-  if (!s.has('algorithm')) return usable[0];
-  return r.oneOf(s.slot('algorithm'), usable);
+  const key = readClientKey(r, s.slot('private_key_file'), baseDir, s.slot('algorithm'));
+  return key === undefined ? undefined : { method, ...key };
 }
 
 function readCache(r: Reader, slot: Slot): IntrospectionCacheConfig {

@@ -1,7 +1,8 @@
 import { isMap, isScalar } from 'yaml';
 import { didYouMean } from './suggest.js';
-import { existingFile } from './files.js';
+import { readClientKey, type ClientKey } from './client-key.js';
 import { keySlot, type Reader, type Slot } from './reader.js';
+import { Secret } from './secret.js';
 import type { IssuerConfig } from './types.js';
 import { isLoopbackUrl, isToken } from './values.js';
 
@@ -25,9 +26,8 @@ export interface LoginConfig {
 }
 
 export type ClientAuthConfig =
-  | { readonly method: 'client_secret_basic'; readonly secret: string }
-  /** Absolute path of a PEM private key. */
-  | { readonly method: 'private_key_jwt'; readonly keyFile: string }
+  | { readonly method: 'client_secret_basic'; readonly secret: Secret }
+  | ({ readonly method: 'private_key_jwt' } & ClientKey)
   /** A public client: PKCE alone. */
   | { readonly method: 'none' };
 
@@ -127,7 +127,7 @@ function readClientAuth(r: Reader, secretSlot: Slot, authSlot: Slot, baseDir: st
   if (authSlot.node === undefined) {
     if (secretSlot.node === undefined) return { method: 'none' };
     const secret = r.string(secretSlot);
-    return secret === undefined ? undefined : { method: 'client_secret_basic', secret };
+    return secret === undefined ? undefined : { method: 'client_secret_basic', secret: new Secret(secret) };
   }
   const s = r.section(authSlot, ['method', 'key_file']);
   const methodSlot = s.slot('method');
@@ -135,8 +135,8 @@ function readClientAuth(r: Reader, secretSlot: Slot, authSlot: Slot, baseDir: st
   if (secretSlot.node !== undefined) return r.problem(keySlot(secretSlot), 'give either client_secret or client_auth, not both');
   if (method === undefined) return undefined;
   const fileSlot = s.slot('key_file');
-  const keyFile = r.required(fileSlot) ? existingFile(r, fileSlot, baseDir) : undefined;
-  return keyFile === undefined ? undefined : { method, keyFile };
+  const key = r.required(fileSlot) ? readClientKey(r, fileSlot, baseDir) : undefined;
+  return key === undefined ? undefined : { method, ...key };
 }
 
 function readScopes(r: Reader, slot: Slot): string[] | undefined {

@@ -217,20 +217,15 @@ export class RelyingParty {
 async function clientAuth(provider: LoginProviderConfig): Promise<oidc.ClientAuth> {
   switch (provider.clientAuth.method) {
     case 'client_secret_basic':
-      return oidc.ClientSecretBasic(provider.clientAuth.secret);
+      return oidc.ClientSecretBasic(provider.clientAuth.secret.reveal());
     case 'none':
       return oidc.None();
     case 'private_key_jwt': {
       const key = createPrivateKey(await readFile(provider.clientAuth.keyFile));
       const pem = key.export({ type: 'pkcs8', format: 'pem' }).toString();
-      return oidc.PrivateKeyJwt(await importPKCS8(pem, signingAlgorithm(key)));
+      return oidc.PrivateKeyJwt(await importPKCS8(pem, provider.clientAuth.algorithm));
     }
   }
-}
-
-function signingAlgorithm(key: ReturnType<typeof createPrivateKey>): string {
-  if (key.asymmetricKeyType === 'ec') return key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'ES384' : 'ES256';
-  return key.asymmetricKeyType === 'ed25519' ? 'EdDSA' : 'RS256';
 }
 
 function failure<R extends string>(reason: R, detail: string): Failure<R> {

@@ -1,3 +1,7 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LineCounter, parseDocument } from 'yaml';
 import { applyReferences, maskReferences } from '../../src/config/interpolate.js';
@@ -74,8 +78,10 @@ describe('login config', () => {
   allowed_redirects: [https://docs.example.org, "https://*.example.com"]
 `, { env: { SECRET: 's3cret', SESSION_KEY: 'x'.repeat(40) }, workers: 4, redis: true });
     expect(problems).toEqual([]);
+    const clientAuth = login?.providers.get('corp')?.clientAuth;
+    expect(clientAuth?.method === 'client_secret_basic' && clientAuth.secret.reveal()).toBe('s3cret');
+    expect(JSON.stringify(login?.providers.get('corp'))).not.toContain('s3cret');
     expect(login?.providers.get('corp')).toMatchObject({
-      clientAuth: { method: 'client_secret_basic', secret: 's3cret' },
       scopes: ['openid', 'email', 'offline_access'],
       params: { audience: 'https://api.example.com', max_age: '3600' },
       identityFrom: 'userinfo',
@@ -87,6 +93,19 @@ describe('login config', () => {
       { kind: 'origin', origin: 'https://docs.example.org' },
       { kind: 'subdomains', protocol: 'https:', suffix: '.example.com', port: '' },
     ]);
+  });
+
+  it.each([
+    ['P-256', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }), 'ES256'],
+    ['P-521', () => generateKeyPairSync('ec', { namedCurve: 'P-521' }), 'ES512'],
+    ['RSA-PSS', () => generateKeyPairSync('rsa-pss', { modulusLength: 2048 }), 'PS256'],
+    ['Ed25519', () => generateKeyPairSync('ed25519'), 'EdDSA'],
+  ])('private_key_jwt with a %s key signs its client assertions with %s', async (_type, generate, algorithm) => {
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-login-key-'));
+    await writeFile(join(dir, 'rp.pem'), generate().privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const { login, problems } = read(MINIMAL.replace('client_id: authgate', `client_id: authgate\n      client_auth: { method: private_key_jwt, key_file: ${join(dir, 'rp.pem')} }`));
+    expect(problems).toEqual([]);
+    expect(login?.providers.get('corp')?.clientAuth).toEqual({ method: 'private_key_jwt', keyFile: join(dir, 'rp.pem'), algorithm });
   });
 
   it('warns of a Secure cookie named without the __Host- prefix (a sibling subdomain could set it)', () => {

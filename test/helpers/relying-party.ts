@@ -1,6 +1,7 @@
 import { DEFAULT_FETCH_LIMITS } from '../../src/http/json-request.js';
 import { IssuerKeySet, type KeyedIssuer } from '../../src/mechanisms/authenticators/jwt/key-set.js';
 import type { LoginProviderConfig } from '../../src/config/login.js';
+import { Secret } from '../../src/config/secret.js';
 import { randomId } from '../../src/login/cookies.js';
 import { RelyingParty } from '../../src/login/oidc.js';
 import type { PreLogin, Session } from '../../src/login/sessions/types.js';
@@ -26,7 +27,7 @@ export function issuerOf(provider: TestProvider): KeyedIssuer {
 export function providerConfig(provider: TestProvider, overrides: Partial<LoginProviderConfig> = {}): LoginProviderConfig {
   return {
     name: 'corp', issuer: 'corp', clientId: provider.clientId,
-    clientAuth: { method: 'client_secret_basic', secret: provider.clientSecret },
+    clientAuth: { method: 'client_secret_basic', secret: new Secret(provider.clientSecret) },
     scopes: ['openid', 'email', 'offline_access'], params: {}, identityFrom: 'id_token', ...overrides,
   };
 }

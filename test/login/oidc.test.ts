@@ -316,7 +316,7 @@ describe('client authentication', () => {
     await writeFile(keyFile, key.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     const keyed = await startOidcProvider({ redirectUri: REDIRECT_URI, clientAuth: { method: 'private_key_jwt', publicJwk: key.jwk } });
     try {
-      const keyedRp = await relyingParty(keyed, REDIRECT_URI, { clientAuth: { method: 'private_key_jwt', keyFile } });
+      const keyedRp = await relyingParty(keyed, REDIRECT_URI, { clientAuth: { method: 'private_key_jwt', keyFile, algorithm: 'ES256' } });
       const { query, preLogin } = await authorize(keyed, keyedRp, 'bob');
       expect(await keyedRp.complete(query, preLogin)).toMatchObject({ ok: true, subject: 'bob' });
       const withSecret = await relyingParty(keyed, REDIRECT_URI);
