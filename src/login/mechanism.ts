@@ -209,10 +209,12 @@ export class LoginService implements Compiled<Authenticator> {
    * retries a back-channel logout it could not deliver; a person retries the page.
    */
   private unlessStoreFails(run: LoginEndpoint['run'], unavailable: LoginAnswer): LoginEndpoint['run'] {
-    return (ctx) => run(ctx).catch((err: unknown) => {
-      this.ctx.logger.error({ err, path: ctx.path }, 'sign-in endpoint failed (the session store unreachable?); answered 503');
-      return unavailable;
-    });
+    return (ctx) => run(ctx).catch((err: unknown) => this.storeFailed(err, ctx.path, unavailable));
+  }
+
+  private storeFailed(err: unknown, path: string, unavailable: LoginAnswer): LoginAnswer {
+    this.ctx.logger.error({ err, path }, 'sign-in failed (the session store unreachable?); answered 503');
+    return unavailable;
   }
 
   /**
@@ -287,7 +289,8 @@ export class LoginService implements Compiled<Authenticator> {
       const unavailable = await renderForBrowser('unavailable', { method: 'GET', headers: { 'sec-fetch-mode': 'navigate' }, target: returnTo }, UNUSED_CONTEXT);
       return unavailable as LoginAnswer;
     }
-    return this.signIn.redirectToSignIn(ready, returnTo, clientIp);
+    // A sign-in starts by writing its pre-login record: the store down is a page saying to retry, never a 500.
+    return this.signIn.redirectToSignIn(ready, returnTo, clientIp).catch((err: unknown) => this.storeFailed(err, returnTo, SIGN_IN_UNAVAILABLE));
   }
 }
 
