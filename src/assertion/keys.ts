@@ -30,6 +30,20 @@ export function algorithmOf(key: KeyObject): AssertionAlgorithm | undefined {
   return undefined;
 }
 
+/** RS256 with a shorter modulus is refused by jose (RFC 7518 §3.3), so such a key could never sign. */
+const MIN_RSA_BITS = 2048;
+
+/** Why `key` cannot sign assertions, or undefined when it can: an RSA key of 2048 bits or more, EC P-256, Ed25519. */
+export function unusableKeyReason(key: KeyObject): string | undefined {
+  if (algorithmOf(key) === undefined) {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    return `a ${key.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''} key; use an RSA, EC P-256 or Ed25519 private key`;
+  }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType === 'rsa' && bits < MIN_RSA_BITS) return `an RSA key of ${bits} bits; RS256 needs at least ${MIN_RSA_BITS}`;
+  return undefined;
+}
+
 /** Parses one PEM private key (PKCS#8, PKCS#1 or SEC1); `source` names it in errors (a file path). */
 export async function signingKeyFromPem(pem: string | Buffer, source: string): Promise<SigningKey> {
   let privateKey: KeyObject;
@@ -38,12 +52,9 @@ export async function signingKeyFromPem(pem: string | Buffer, source: string): P
   } catch (error) {
     throw new KeyFileError(`${source}: not a PEM private key (${(error as Error).message})`);
   }
+  const unusable = unusableKeyReason(privateKey);
   const alg = algorithmOf(privateKey);
-  if (alg === undefined) {
-    const curve = privateKey.asymmetricKeyDetails?.namedCurve;
-    const type = `${privateKey.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''}`;
-    throw new KeyFileError(`${source}: a ${type} key; use an RSA, EC P-256 or Ed25519 private key`);
-  }
+  if (unusable !== undefined || alg === undefined) throw new KeyFileError(`${source}: ${unusable}`);
   const jwk = await exportJWK(createPublicKey(privateKey));
   const kid = await calculateJwkThumbprint(jwk);
   return { kid, alg, privateKey, publicJwk: { ...jwk, kid, alg, use: 'sig' } };

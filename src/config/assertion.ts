@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isSeq } from 'yaml';
-import { algorithmOf } from '../assertion/keys.js';
+import { unusableKeyReason } from '../assertion/keys.js';
 import { MINUTE, SECOND } from './duration.js';
 import { existingFile } from './files.js';
 import type { Reader, Slot } from './reader.js';
@@ -59,13 +59,10 @@ function readKeyFiles(r: Reader, slot: Slot, baseDir: string): string[] | undefi
   });
 }
 
-/** Why the file cannot sign assertions, or undefined when it holds an RSA, P-256 or Ed25519 private key. */
+/** Why the file cannot sign assertions, or undefined when it holds a private key that can. */
 function signingKeyProblem(file: string): string | undefined {
   try {
-    const key = createPrivateKey(readFileSync(file));
-    if (algorithmOf(key) !== undefined) return undefined;
-    const curve = key.asymmetricKeyDetails?.namedCurve;
-    return `a ${key.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''} key; use an RSA, EC P-256 or Ed25519 private key`;
+    return unusableKeyReason(createPrivateKey(readFileSync(file)));
   } catch (error) {
     return `not a PEM private key (${(error as Error).message})`;
   }

@@ -9,10 +9,12 @@ const dir = mkdtempSync(join(tmpdir(), 'authgate-assertion-config-'));
 const files = {
   ec: join(dir, 'ec.pem'),
   p384: join(dir, 'p384.pem'),
+  rsa1024: join(dir, 'rsa1024.pem'),
   text: join(dir, 'notes.pem'),
 };
 writeFileSync(files.ec, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
 writeFileSync(files.p384, generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+writeFileSync(files.rsa1024, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
 writeFileSync(files.text, 'not a key\n');
 
 const HEAD = `version: 1
@@ -56,6 +58,8 @@ describe('identity.assertion in the config', () => {
     },
     { case: 'a file that holds no key', yaml: '    keys: [{ file: notes.pem }]\n', expected: [expect.stringMatching(/:11:20: identity\.assertion\.keys\[0\]\.file: not a PEM private key/)] },
     { case: 'a P-384 key', yaml: '    keys: [{ file: p384.pem }]\n', expected: [expect.stringContaining(':11:20: identity.assertion.keys[0].file: a ec secp384r1 key; use an RSA, EC P-256 or Ed25519 private key')] },
+    // jose refuses to sign RS256 with it: every request with an identity would have failed.
+    { case: 'an RSA key under 2048 bits', yaml: '    keys: [{ file: rsa1024.pem }]\n', expected: [expect.stringContaining(':11:20: identity.assertion.keys[0].file: an RSA key of 1024 bits; RS256 needs at least 2048')] },
     { case: 'the header of an identity header', yaml: '    header: x-user-id\n    keys: [{ file: ec.pem }]\n', expected: [expect.stringContaining(':11:13: identity.assertion.header: "x-user-id" is already set by the gateway')] },
     { case: 'an unknown field', yaml: '    keys: [{ file: ec.pem }]\n    fields: [subjekt]\n', expected: [expect.stringContaining(':12:14: identity.assertion.fields[0]: "subjekt" is not one of')] },
     { case: 'a ttl too short to reuse', yaml: '    keys: [{ file: ec.pem }]\n    ttl: 1s\n', expected: [expect.stringContaining(':12:10: identity.assertion.ttl: must be at least 2s')] },

@@ -28,8 +28,20 @@ function identityAdapter(config: AssertionConfig): (identity: Identity, request:
   });
 }
 
-function routeFinalizer(loaded: () => Loaded, adapt: (identity: Identity, request: FieldSource) => AssertionIdentity, header: string, route: string, audience: string, errors: ErrorRenderer): Finalizer {
+interface RouteAssertion {
+  readonly loaded: () => Loaded;
+  readonly adapt: (identity: Identity, request: FieldSource) => AssertionIdentity;
+  readonly header: string;
+  /** Told why a signature failed: each request it fails for is refused with 503. */
+  readonly failed: (err: unknown) => void;
+}
+
+function routeFinalizer({ loaded, adapt, header, failed }: RouteAssertion, route: string, audience: string, errors: ErrorRenderer): Finalizer {
   const unsigned = refusal('inject', errors.unavailable('The identity assertion could not be signed'), 'assertion_unsigned');
+  const refuse = (err: unknown): Verdict => {
+    failed(err);
+    return unsigned;
+  };
   const attach = (ctx: RequestContext, jws: string): Verdict => {
     if (ctx.upstreamHeaders !== undefined) ctx.upstreamHeaders[header] = jws;
     return PASS;
@@ -39,7 +51,7 @@ function routeFinalizer(loaded: () => Loaded, adapt: (identity: Identity, reques
       if (ctx.identity === undefined) return PASS;
       const jws = loaded().signer.assertion(adapt(ctx.identity, ctx), route, audience);
       if (!isThenable(jws)) return attach(ctx, jws);
-      return jws.then((signed) => attach(ctx, signed), () => unsigned);
+      return jws.then((signed) => attach(ctx, signed), refuse);
     },
   };
 }
@@ -54,8 +66,12 @@ export const assertion: MechanismType<Finalizer> = {
       if (state === undefined) throw new Error('assertion keys used before the config started');
       return state;
     };
-    const adapt = identityAdapter(options);
-    const header = options.header.toLowerCase();
+    const shared: RouteAssertion = {
+      loaded,
+      adapt: identityAdapter(options),
+      header: options.header.toLowerCase(),
+      failed: (err) => logger.error({ err }, 'an identity assertion could not be signed; the request got 503'),
+    };
     const compiled: Compiled<Finalizer> = {
       async start() {
         const keys = await loadSigningKeys(options.keyFiles);
@@ -67,7 +83,7 @@ export const assertion: MechanismType<Finalizer> = {
       forRoute(route, errors) {
         const upstream = config.upstreams.get(route.upstream);
         if (upstream === undefined) return undefined;
-        return routeFinalizer(loaded, adapt, header, route.name, upstream.url.origin, errors);
+        return routeFinalizer(shared, route.name, upstream.url.origin, errors);
       },
     };
     return compiled;
