@@ -11,6 +11,7 @@ const dir = mkdtempSync(join(tmpdir(), 'authgate-introspection-config-'));
 execFileSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', join(dir, 'ed25519.key')]);
 execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'p256.key')]);
 writeFileSync(join(dir, 'not-a-key.pem'), 'hello\n');
+execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', join(dir, 'rsa1024.key')]);
 
 function read(body: string, options: { discovery?: boolean; env?: NodeJS.ProcessEnv } = {}) {
   return readSnippet(`introspection:\n${body}`, (r, root) =>
@@ -76,6 +77,8 @@ describe('issuers.<name>.introspection', () => {
       `gateway.yaml:5:21: introspection.private_key_file: file not found: ${join(dir, 'missing.key')}`],
     ['a key file that holds no key', '  endpoint: https://a.example/i\n  client_id: gw\n  auth: private_key_jwt\n  private_key_file: not-a-key.pem',
       'gateway.yaml:5:21: introspection.private_key_file: is not a PEM private key'],
+    ['an RSA key too short to sign with', '  endpoint: https://a.example/i\n  client_id: gw\n  auth: private_key_jwt\n  private_key_file: rsa1024.key',
+      'gateway.yaml:5:21: introspection.private_key_file: is an RSA key of 1024 bits; use one of at least 2048'],
     ['an algorithm the key cannot make', '  endpoint: https://a.example/i\n  client_id: gw\n  auth: private_key_jwt\n  private_key_file: p256.key\n  algorithm: PS256',
       'gateway.yaml:6:14: introspection.algorithm: "PS256" is not one of "ES256", did you mean "ES256"?'],
     ['an unknown cache key', '  endpoint: https://a.example/i\n  client_id: gw\n  client_secret: x\n  cache: { max_ttl: 1m, max_entry: 5 }',
