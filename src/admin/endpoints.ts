@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Errors, sendError, writeJson } from '../http/responses.js';
+import { Errors, methodNotAllowed, sendError, writeJson } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -18,27 +18,36 @@ export interface AdminEndpoints {
   readonly jwks: Handler;
 }
 
-/** SPEC §11 routing: /healthz, /readyz, /metrics, the revocation API, /jwks.json; a SPEC §7 404 for anything else. */
+const READ_METHODS = ['GET', 'HEAD'];
+const READ_ONLY = methodNotAllowed(READ_METHODS);
+
+/** SPEC §11 routing: /healthz, /readyz, /metrics, /jwks.json (read only), the revocation API; a SPEC §7 404 for anything else. */
 export function adminRequestHandler(endpoints: AdminEndpoints): Handler {
+  const reads = new Map<string, Handler>([
+    ['/healthz', (_req, res) => writeJson(res, 200, { status: 'ok' })],
+    ['/readyz', endpoints.readyz],
+    ['/metrics', (_req, res) => sendMetrics(endpoints, res)],
+    ['/jwks.json', endpoints.jwks],
+  ]);
   return (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    if (path === '/healthz') return writeJson(res, 200, { status: 'ok' });
-    if (path === '/readyz') return endpoints.readyz(req, res);
-    if (path === '/metrics') {
-      endpoints.collectMetrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': endpoints.metricsContentType });
-          res.end(text);
-        },
-        (err: unknown) => {
-          endpoints.logger.error({ err }, 'metrics collection failed');
-          sendError(res, Errors.internalError, randomUUID());
-        },
-      );
-      return;
-    }
     if (path === '/revocations' || path.startsWith('/revocations/')) return endpoints.revocations(req, res);
-    if (path === '/jwks.json') return endpoints.jwks(req, res);
-    sendError(res, Errors.adminNotFound, randomUUID());
+    const read = reads.get(path);
+    if (read === undefined) return sendError(res, Errors.adminNotFound, randomUUID());
+    if (!READ_METHODS.includes(req.method ?? '')) return sendError(res, READ_ONLY, randomUUID());
+    read(req, res);
   };
+}
+
+function sendMetrics(endpoints: AdminEndpoints, res: ServerResponse): void {
+  endpoints.collectMetrics().then(
+    (text) => {
+      res.writeHead(200, { 'content-type': endpoints.metricsContentType });
+      res.end(text);
+    },
+    (err: unknown) => {
+      endpoints.logger.error({ err }, 'metrics collection failed');
+      sendError(res, Errors.internalError, randomUUID());
+    },
+  );
 }

@@ -2,7 +2,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { didYouMean } from '../config/suggest.js';
 import { bearerToken } from '../http/bearer.js';
-import { Errors, sendError, writeJson, type GatewayError } from '../http/responses.js';
+import { Errors, methodNotAllowed, sendError, writeJson, type GatewayError } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
 import { isPlainObject } from '../lib/json.js';
 import type { Store } from '../store/types.js';
@@ -28,14 +28,11 @@ const Refusals = {
   tooLarge: { status: 413, code: 'payload_too_large', description: 'The body is larger than 16 KiB' },
 } as const satisfies Record<string, GatewayError>;
 
-function methodNotAllowed(methods: readonly string[]): { methods: readonly string[]; refusal: GatewayError } {
-  return {
-    methods,
-    refusal: { status: 405, code: 'method_not_allowed', description: 'Method not allowed', headers: { allow: methods.join(', ') } },
-  };
+function allowing(methods: readonly string[]): { methods: readonly string[]; refusal: GatewayError } {
+  return { methods, refusal: methodNotAllowed(methods) };
 }
-const COLLECTION_METHODS = methodNotAllowed(['POST']);
-const LOOKUP_METHODS = methodNotAllowed(['GET', 'HEAD']);
+const COLLECTION_METHODS = allowing(['POST']);
+const LOOKUP_METHODS = allowing(['GET', 'HEAD']);
 
 export type RevocationRequest =
   | { readonly kind: 'jti'; readonly jti: string; readonly exp: number; readonly issuer: string | undefined }

@@ -97,6 +97,11 @@ export const Errors = {
   workerUnreachable: { status: 502, code: 'bad_gateway', description: 'The worker did not answer' },
 } as const satisfies Record<string, GatewayError>;
 
+/** 405 naming, in `Allow`, the methods an endpoint takes. */
+export function methodNotAllowed(methods: readonly string[]): GatewayError {
+  return { ...Errors.methodNotAllowed, headers: { allow: methods.join(', ') } };
+}
+
 function errorBody(error: GatewayError, requestId: string): string {
   return JSON.stringify({ error: error.code, error_description: error.description, request_id: requestId });
 }

@@ -221,4 +221,13 @@ describe('admin answers', () => {
     expect(Object.fromEntries(res.headers)).toMatchObject({ 'content-type': 'application/json', ...SECURITY_HEADERS });
     expect(await res.json()).toEqual(body);
   });
+
+  it.each([
+    ['POST', '/healthz'], ['PUT', '/readyz'], ['DELETE', '/metrics'], ['POST', '/jwks.json'],
+  ])('%s %s → 405 naming GET and HEAD; an unknown path stays 404', async (method, path) => {
+    const res = await fetch(`${gw.adminUrl}${path}`, { method });
+    expect({ status: res.status, allow: res.headers.get('allow'), body: await res.json() })
+      .toEqual({ status: 405, allow: 'GET, HEAD', body: { ...SPEC_ERROR, error: 'method_not_allowed' } });
+    expect((await fetch(`${gw.adminUrl}/nowhere`, { method })).status).toBe(404);
+  });
 });
