@@ -16,12 +16,13 @@ export class RedisSessionStores {
     return (await this.openFollowing(prefix, timeouts, now)).store;
   }
 
-  /** A store subscribed to the announcements, with its subscriber connection (to cut and restore). */
-  async openFollowing(prefix: string, timeouts: SessionTimeouts, now?: () => number): Promise<{ store: RedisSessionStore; subscriber: Redis }> {
+  /** A store subscribed to the announcements, with its subscriber and command connections (to cut and restore). */
+  async openFollowing(prefix: string, timeouts: SessionTimeouts, now?: () => number): Promise<{ store: RedisSessionStore; subscriber: Redis; commands: Redis }> {
     const subscriber = this.client({ autoResubscribe: false });
-    const store = this.store(prefix, timeouts, now, subscriber);
+    const commands = this.client();
+    const store = this.store(prefix, timeouts, now, subscriber, commands);
     await store.listening;
-    return { store, subscriber };
+    return { store, subscriber, commands };
   }
 
   /** A store that has not subscribed: an instance that never heard of anything, reading Redis only. */
@@ -33,10 +34,10 @@ export class RedisSessionStores {
     for (const client of this.clients.splice(0)) client.disconnect();
   }
 
-  private store(prefix: string, timeouts: SessionTimeouts, now: (() => number) | undefined, subscriber: Redis | undefined): RedisSessionStore {
+  private store(prefix: string, timeouts: SessionTimeouts, now: (() => number) | undefined, subscriber: Redis | undefined, commands = this.client()): RedisSessionStore {
     const connect = (onSubscriber: (subscriber: Redis) => void) => {
       if (subscriber !== undefined) onSubscriber(subscriber);
-      return { commands: this.client(), closeSubscriber: async () => subscriber?.disconnect() };
+      return { commands, closeSubscriber: async () => subscriber?.disconnect() };
     };
     return new RedisSessionStore({ connect, prefix, timeouts, now, copies: 100, onError: () => undefined });
   }

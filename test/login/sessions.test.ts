@@ -332,6 +332,42 @@ describe('redis session store across instances', () => {
     expect(await ends).toEqual([heard.id]);
   });
 
+  it('the subscription remade while commands still fail (a failover): the copies held keep serving, and a session read as gone never comes back', async () => {
+    const clock = new Clock();
+    const prefix = `failover${randomId().slice(0, 6)}:`;
+    const one = await redisStore(clock, prefix);
+    const { store: two, subscriber, commands } = await stores.openFollowing(prefix, TIMEOUTS, clock.now);
+    const [held, gone, unknown] = [session(clock), session(clock), session(clock)];
+    for (const s of [held, gone]) {
+      await one.create(s);
+      await two.get(s.id);
+    }
+    await one.create(unknown);
+    const resubscribe = async (): Promise<void> => {
+      const cut = once(subscriber, 'end');
+      subscriber.disconnect();
+      await cut;
+      await subscriber.connect();
+      await expect.poll(() => two.cached(held.id) ?? two.cached(gone.id), { timeout: 1000, interval: 5 }).toBeUndefined();
+    };
+    // First a failover that commands live through: the ended session is read as gone.
+    await one.end(gone.id);
+    await resubscribe();
+    expect(await two.get(gone.id)).toBeUndefined();
+    await two.get(held.id);
+    // Then one where they fail while the subscription is remade.
+    const commandsDown = once(commands, 'end');
+    commands.disconnect();
+    await commandsDown;
+    await resubscribe();
+    expect(await two.get(held.id)).toEqual(held);
+    await expect(two.get(gone.id)).rejects.toThrow();
+    // A session this instance never held has nothing to stand for it.
+    await expect(two.get(unknown.id)).rejects.toThrow();
+    await commands.connect();
+    expect(await two.get(held.id)).toEqual(held);
+  });
+
   it('a use noted with tokens older than the copy held does not set the copy back to them', async () => {
     const clock = new Clock();
     const store = await redisStore(clock, `stale${randomId().slice(0, 6)}:`);

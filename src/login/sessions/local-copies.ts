@@ -21,6 +21,11 @@ export class SessionEnds {
  */
 export class LocalCopies {
   private readonly entries = new Map<string, Session>();
+  /**
+   * Copies dropped by `forgetAll`, kept aside: the store is read again for each, but when that read fails (the
+   * store is failing over, which is when subscriptions are remade) the copy still stands for its session.
+   */
+  private readonly unconfirmed = new Map<string, Session>();
   readonly ends = new SessionEnds();
   private invalidations = 0;
 
@@ -49,6 +54,7 @@ export class LocalCopies {
 
   /** Keeps `session` unless an invalidation happened since `epoch` (when the read that produced it began). */
   put(session: Session, epoch = this.invalidations): void {
+    this.unconfirmed.delete(session.id);
     if (epoch !== this.invalidations) return;
     this.entries.delete(session.id);
     this.entries.set(session.id, session);
@@ -67,12 +73,35 @@ export class LocalCopies {
   invalidate(id: string): void {
     this.invalidations++;
     this.entries.delete(id);
+    this.unconfirmed.delete(id);
   }
 
-  /** Announcements may have gone unheard (no subscription was up): every session is read again at its next request. */
+  /**
+   * Announcements may have gone unheard (no subscription was up): every session is read again at its next request,
+   * its copy kept aside for a read that fails (`unconfirmedCopy`).
+   */
   forgetAll(): void {
     this.invalidations++;
+    for (const [id, session] of this.entries) {
+      this.unconfirmed.delete(id);
+      this.unconfirmed.set(id, session);
+    }
     this.entries.clear();
+    for (const id of this.unconfirmed.keys()) {
+      if (this.unconfirmed.size <= this.capacity) break;
+      this.unconfirmed.delete(id);
+    }
+  }
+
+  /** The store said the session is gone: its copy set aside must not stand for it later. */
+  gone(id: string): void {
+    this.unconfirmed.delete(id);
+  }
+
+  /** The copy `forgetAll` set aside for this session, while it is live and nothing since said it changed or ended. */
+  unconfirmedCopy(id: string): Session | undefined {
+    const session = this.unconfirmed.get(id);
+    return session !== undefined && isLive(session, this.timeouts, this.now()) ? session : undefined;
   }
 
   /** The session ended, here or elsewhere. */

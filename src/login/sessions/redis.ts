@@ -54,7 +54,7 @@ type StoredSession = Omit<Session, 'lastSeenAt'>;
  * between leaves an index naming a session that is gone (ending it again finds nothing), never a session no index
  * names. One pub/sub channel announces an ending or refreshed session, so every instance drops its copy (within
  * milliseconds; the contract is one second); each time the subscription is (re)made, announcements may have been
- * missed, so every copy is dropped and read again.
+ * missed, so every copy is read again, and stands in only while that read fails (Redis failing over).
  */
 export class RedisSessionStore implements SessionStore {
   private readonly redis: RedisClient;
@@ -120,8 +120,17 @@ export class RedisSessionStore implements SessionStore {
     const held = this.copies.get(id);
     if (held !== undefined) return held;
     const epoch = this.copies.epoch;
-    const session = await this.read(id);
-    if (session !== undefined) this.copies.put(session, epoch);
+    let session: Session | undefined;
+    try {
+      session = await this.read(id);
+    } catch (error) {
+      // The subscription was remade while commands still fail (a failover under way): the copy held before stands.
+      const unconfirmed = this.copies.unconfirmedCopy(id);
+      if (unconfirmed === undefined) throw error;
+      return unconfirmed;
+    }
+    if (session === undefined) this.copies.gone(id);
+    else this.copies.put(session, epoch);
     return session;
   }
 
