@@ -134,9 +134,10 @@ export class JwtAuthenticator {
       if (!isKeyed(fresh)) continue;
       const previous = reuse?.runtimes.get(name);
       const config = previous !== undefined && sameSettings(previous.config, fresh) ? previous.config : fresh;
-      const keys = previous !== undefined && previous.keys.identity === keySetIdentity(config)
+      // A key file is read again at every reload, as certificates are; a remote key set is shared while unchanged.
+      const keys = previous !== undefined && previous.keys.identity === keySetIdentity(config) && config.keys.kind !== 'jwks_file'
         ? previous.keys.retain()
-        : new IssuerKeySet(config, keySetDeps);
+        : new IssuerKeySet(config, keySetDeps, previous?.keys);
       const runtime: IssuerRuntime = {
         config,
         algorithms: new Set(config.algorithms),

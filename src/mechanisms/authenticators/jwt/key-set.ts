@@ -220,6 +220,11 @@ export function isKeyed(issuer: IssuerConfig): issuer is KeyedIssuer {
   return issuer.keys !== undefined;
 }
 
+/** Where an issuer's keys come from: two key sets with the same source hold the same keys. */
+function sourceOf(issuer: KeyedIssuer): string {
+  return JSON.stringify([issuer.issuer, issuer.keys]);
+}
+
 export function keySetIdentity(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys, [...issuer.algorithms].sort(), issuer.jwksCache]);
 }
@@ -244,14 +249,31 @@ export class IssuerKeySet {
   private jwksUri: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private owners = 1;
+  /** The set of the config before a reload, when it read the same source: its keys serve until this one loaded. */
+  private predecessor: IssuerKeySet | undefined;
 
+  /**
+   * `predecessor`: the key set this one replaces at a reload (other cache settings or algorithms, or a key file to
+   * read again). When it read the same source, its keys are this set's until the first load here succeeds, so a
+   * reload while the identity provider is down keeps the keys that work.
+   */
   constructor(
     private readonly issuer: KeyedIssuer,
     private readonly deps: KeySetDeps,
+    predecessor?: IssuerKeySet,
   ) {
     this.identity = keySetIdentity(issuer);
     this.ignoresKid = issuer.keys.kind === 'secret';
     if (issuer.keys.kind === 'jwks_uri') this.jwksUri = issuer.keys.url;
+    if (predecessor !== undefined && sourceOf(predecessor.issuer) === sourceOf(issuer)) this.inherit(predecessor);
+  }
+
+  private inherit(predecessor: IssuerKeySet): void {
+    this.predecessor = predecessor;
+    this.index = predecessor.index;
+    this.fingerprint = predecessor.fingerprint;
+    this.usableUntilMs = predecessor.usableUntilMs;
+    this.lastSuccessMs = predecessor.lastSuccessMs;
   }
 
   /** First load. Resolves when it settled, whether it worked or not (never rejects). */
@@ -340,7 +362,10 @@ export class IssuerKeySet {
         this.index = index;
         this.fingerprint = fingerprint;
         this.generation++;
+        // Tokens the keys before the reload verified lapse with those keys (a key removed from a file, say).
+        if (this.predecessor !== undefined) this.predecessor.generation++;
       }
+      this.predecessor = undefined;
       this.lastSuccessMs = loadedAt;
       this.freshUntilMs = loadedAt + freshMs;
       this.usableUntilMs = loadedAt + Math.max(freshMs, jwksCache.staleIfErrorMs);

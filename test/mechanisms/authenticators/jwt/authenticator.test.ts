@@ -313,6 +313,43 @@ describe('JWKS lifecycle', () => {
     await changed.start();
     expect(idp.jwksFetches).toBe(2);
   });
+
+  it('a reload that changes how keys are cached, with the identity provider down, keeps the keys that work', async () => {
+    const { idp, auth } = await harness();
+    idp.setJwksBehaviour('error-500');
+    const deps = { logger: createLogger('silent'), metrics: new Metrics() };
+    const reloaded = new Authenticator(new Map([['idp', issuerConfigFor(idp, { jwksCache: { maxAgeMs: 540_000, minRefetchIntervalMs: 0, staleIfErrorMs: 3_600_000 } })]]), deps, auth);
+    cleanups.push(() => reloaded.close());
+    await reloaded.start();
+    expect(idp.jwksFetches).toBe(2);
+    auth.close();
+    expect((await reloaded.verify(idp.sign(), undefined)).ok).toBe(true);
+    expect(reloaded.issuerStatus().get('idp')?.state).toBe('stale');
+  });
+
+  it('a reload reads a key file again: a key taken out of it verifies nothing more, cached tokens included', async () => {
+    const idp = await startIdp({ keys: ['rsa', 'ec'] });
+    cleanups.push(() => idp.close());
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-jwks-'));
+    cleanups.push(() => rm(dir, { recursive: true }));
+    const path = join(dir, 'keys.json');
+    await writeFile(path, JSON.stringify({ keys: idp.keys.map((key) => key.jwk) }));
+    const config = issuerConfigFor(idp, { keys: { kind: 'jwks_file', path } });
+    const deps = { logger: createLogger('silent'), metrics: new Metrics() };
+    const auth = new Authenticator(new Map([['idp', config]]), deps);
+    cleanups.push(() => auth.close());
+    await auth.start();
+    const cached = idp.sign({}, { key: 'ec' });
+    expect((await auth.verify(cached, undefined)).ok).toBe(true);
+    // The EC key is compromised: the operator takes it out of the file and reloads an unchanged config.
+    await writeFile(path, JSON.stringify({ keys: [idp.key('rsa').jwk] }));
+    const reloaded = new Authenticator(new Map([['idp', config]]), deps, auth);
+    cleanups.push(() => reloaded.close());
+    await reloaded.start();
+    expectDenied(await reloaded.verify(cached, undefined), 'unknown_kid');
+    expectDenied(await reloaded.verify(idp.sign({}, { key: 'ec' }), undefined), 'unknown_kid');
+    expect((await reloaded.verify(idp.sign({}, { key: 'rsa' }), undefined)).ok).toBe(true);
+  });
 });
 
 describe('verified-token cache', () => {
