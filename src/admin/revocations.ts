@@ -85,8 +85,11 @@ interface RevocationApiDeps {
   readonly store: Store;
   readonly adminToken: string;
   readonly logger: Logger;
-  /** The running config's issuer names: a revocation under any other would hold for no token. */
-  issuerNames(): readonly string[];
+  /**
+   * The running config's issuers, name → `iss`. Requests name an issuer as the config does; revocations are kept
+   * under its `iss` (a renamed entry keeps them). A name not here would hold for no token.
+   */
+  issuers(): ReadonlyMap<string, string>;
 }
 
 class RevocationApi {
@@ -132,9 +135,10 @@ class RevocationApi {
     }
     const revocation = request.kind === 'jti' ? request : { ...request, before: request.before ?? Math.floor(Date.now() / 1000) };
     const { revocations } = this.deps.store;
+    const iss = this.issOf(revocation.issuer);
     try {
-      if (revocation.kind === 'jti') await revocations.revokeJti(revocation.jti, revocation.exp, revocation.issuer);
-      else await revocations.revokeSubject(revocation.subject, revocation.before, revocation.issuer);
+      if (revocation.kind === 'jti') await revocations.revokeJti(revocation.jti, revocation.exp, iss);
+      else await revocations.revokeSubject(revocation.subject, revocation.before, iss);
     } catch (error) {
       this.deps.logger.error({ requestId, revocation, err: error }, 'admin: revocation not replicated');
       return sendError(res, Errors.storeUnavailable, requestId);
@@ -160,9 +164,14 @@ class RevocationApi {
     return this.unknownIssuer(request.issuer) ?? request;
   }
 
+  /** The `iss` of the issuer a request names (already checked to be configured). */
+  private issOf(name: string | undefined): string | undefined {
+    return name === undefined ? undefined : this.deps.issuers().get(name);
+  }
+
   /** A refusal naming the configured issuers when `issuer` is given and is none of them. */
   private unknownIssuer(issuer: string | undefined): GatewayError | undefined {
-    const names = this.deps.issuerNames();
+    const names = [...this.deps.issuers().keys()];
     if (issuer === undefined || names.includes(issuer)) return undefined;
     const description = `Unknown issuer "${issuer}"${didYouMean(issuer, names)} (the issuers are the names under issuers in the config: ${names.join(', ') || 'none'})`;
     return { status: 400, code: 'invalid_request', description };
@@ -183,7 +192,7 @@ class RevocationApi {
     if (!isId(jti) || (issuer !== undefined && !isId(issuer))) return sendError(res, Refusals.badPath, requestId);
     const unknown = this.unknownIssuer(issuer);
     if (unknown !== undefined) return sendError(res, unknown, requestId);
-    if (!this.deps.store.revocations.isJtiRevoked(jti, issuer)) return sendError(res, Refusals.notRevoked, requestId);
+    if (!this.deps.store.revocations.isJtiRevoked(jti, this.issOf(issuer))) return sendError(res, Refusals.notRevoked, requestId);
     writeJson(res, 200, { jti, issuer: issuer ?? null, revoked: true }, { 'x-request-id': requestId });
   }
 }

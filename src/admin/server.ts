@@ -31,8 +31,8 @@ export interface AdminDeps {
   readiness(): ReadinessSource;
   /** `admin.token` of the running config, asked per request so a reload that rotates it applies at once. */
   adminToken(): string;
-  /** The running config's issuer names, which a revocation may name. */
-  issuerNames(): readonly string[];
+  /** The running config's issuers, name → `iss`: a revocation names one, and is kept under its `iss`. */
+  issuers(): ReadonlyMap<string, string>;
   /** The running config's assertion keys as a JWKS document; undefined without `identity.assertion`. */
   publishedKeys(): string | undefined;
 }
@@ -87,7 +87,7 @@ export async function startAdminServer(config: AdminConfig, deps: AdminDeps): Pr
         const adminToken = deps.adminToken();
         if (revocations === undefined || adminToken !== revocationToken) {
           revocationToken = adminToken;
-          revocations = createRevocationApi({ store: deps.store, adminToken, logger: deps.logger, issuerNames: deps.issuerNames });
+          revocations = createRevocationApi({ store: deps.store, adminToken, logger: deps.logger, issuers: deps.issuers });
         }
         revocations(req, res);
       },

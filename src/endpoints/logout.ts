@@ -36,9 +36,9 @@ export function logoutStep(revocations: RevocationStore, errors: ErrorRenderer, 
       if (identity.jti === undefined && identity.subject === undefined) return unidentifiable;
       try {
         if (identity.jti !== undefined) {
-          await revocations.revokeJti(identity.jti, identity.exp, identity.issuer.name);
+          await revocations.revokeJti(identity.jti, identity.exp, identity.issuer.issuer);
         } else {
-          await revocations.revokeSubject(identity.subject as string, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.name);
+          await revocations.revokeSubject(identity.subject as string, identity.iat ?? Math.floor(Date.now() / 1000), identity.issuer.issuer);
         }
       } catch (err) {
         // The store already holds the revocation on this instance and replays it once Redis is back; other

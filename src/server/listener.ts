@@ -106,7 +106,7 @@ class Gateway implements RunningGateway {
       store: this.store,
       readiness: () => ({ listener: this.listenerState(), status: () => runtimeStatus(this.runtime) }),
       adminToken: () => this.runtime.config.admin.token,
-      issuerNames: () => [...this.runtime.config.issuers.keys()],
+      issuers: () => issuerIdentifiers(this.runtime.config),
       publishedKeys: () => publishedKeys(this.runtime.mechanisms)?.(),
     });
     this.adminUrl = this.admin.url;
@@ -506,4 +506,9 @@ const CLOSE_REASONS: Readonly<Record<CredentialEnd, string>> = {
 function soleHost(req: IncomingMessage): string {
   const hosts = req.headersDistinct.host;
   return hosts?.length === 1 ? (hosts[0] as string) : '';
+}
+
+/** name → `iss` of each configured issuer (asked per admin request: reloads apply at once). */
+function issuerIdentifiers(config: GatewayConfig): ReadonlyMap<string, string> {
+  return new Map([...config.issuers].map(([name, issuer]) => [name, issuer.issuer]));
 }

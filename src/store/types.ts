@@ -14,7 +14,10 @@ export interface StoreDeps {
 }
 
 export interface RevocationSubject {
-  /** Issuer name (the key under `issuers:`). */
+  /**
+   * The issuer's identifier (its `iss`), not its name under `issuers:`: renaming the entry, or two instances naming
+   * it differently during a rollout, keeps its revocations.
+   */
   readonly issuer: string;
   readonly jti: string | undefined;
   readonly subject: string | undefined;

@@ -338,6 +338,23 @@ describe('memory store (no Redis), one instance', () => {
     expect(logout.reached).toBe(false);
     expectRevoked(await send(gateway, { token }));
   });
+
+  it('revocations hold for the issuer, not its name: renaming it under issuers: brings no revoked token back', async () => {
+    const gateway = await startGateway(freshPrefix());
+    const loggedOut = tokenFor();
+    const revoked = tokenFor();
+    expect((await send(gateway, { token: loggedOut.token, method: 'POST', target: '/_authgate/logout' })).res.status).toBe(204);
+    expect((await adminRevoke(gateway, { jti: revoked.jti, exp: revoked.exp, issuer: 'idp' })).status).toBe(201);
+    await writeFile(gateway.file, gatewayYaml(idp, upstream.url, freshPrefix(), {}).replace('\n  idp:\n', '\n  corp-idp:\n'));
+    const { config } = await loadConfig(gateway.file, {});
+    if (config?.issuers.has('corp-idp') !== true) throw new Error('the renamed config did not load');
+    await gateway.gateway.reload(config);
+    expectRevoked(await send(gateway, { token: loggedOut.token }));
+    expectRevoked(await send(gateway, { token: revoked.token }));
+    expectForwarded(await send(gateway, { token: tokenFor().token }));
+    const lookup = await fetch(`${gateway.adminUrl}/revocations/jti/${revoked.jti}?issuer=corp-idp`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(lookup.status).toBe(200);
+  });
 });
 
 interface StreamResult {

@@ -23,13 +23,18 @@ afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
 });
 
+/** The configured issuers by name, and the `iss` each one's revocations are kept under. */
+const ISSUERS = new Map([['auth0', 'https://tenant.auth0.example/'], ['okta', 'https://corp.okta.example']]);
+const AUTH0 = ISSUERS.get('auth0') as string;
+const OKTA = ISSUERS.get('okta') as string;
+
 /** A real admin-style listener serving the revocation API over loopback HTTP. */
 async function startAdmin(adminToken: string): Promise<Admin> {
   const store = createStore({ redis: undefined, prefix: 'api:' }, new Map(), {
     logger: createLogger('silent'),
     metrics: new Metrics(),
   });
-  const api = createRevocationApi({ store, adminToken, logger: createLogger('silent'), issuerNames: () => ['auth0', 'okta'] });
+  const api = createRevocationApi({ store, adminToken, logger: createLogger('silent'), issuers: () => ISSUERS });
   const server: Server = createServer(api);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(async () => {
@@ -110,7 +115,7 @@ describe('revocation API', () => {
     });
     expect(created.status).toBe(201);
     expect(created.body).toEqual({ revoked: { kind: 'jti', jti: 'id/with space', exp: FUTURE, issuer: 'auth0' } });
-    expect(admin.store.revocations.isRevoked({ issuer: 'auth0', jti: 'id/with space', subject: undefined, iat: undefined })).toBe(true);
+    expect(admin.store.revocations.isRevoked({ issuer: AUTH0, jti: 'id/with space', subject: undefined, iat: undefined })).toBe(true);
 
     const path = `/revocations/jti/${encodeURIComponent('id/with space')}`;
     const found = await call(admin, 'GET', path, { token: ADMIN_TOKEN });
@@ -136,7 +141,7 @@ describe('revocation API', () => {
     expect(response.status).toBe(201);
     const before = (response.body?.['revoked'] as { before: number }).before;
     expect(Math.abs(before - Date.now() / 1000)).toBeLessThan(5);
-    const alice = (iat: number) => ({ issuer: 'okta', jti: undefined, subject: 'alice', iat });
+    const alice = (iat: number) => ({ issuer: OKTA, jti: undefined, subject: 'alice', iat });
     expect([admin.store.revocations.isRevoked(alice(before)), admin.store.revocations.isRevoked(alice(before + 1))]).toEqual([true, false]);
   });
 
@@ -205,11 +210,11 @@ describe('authgate revoke', () => {
     const jti = capture();
     expect(await runRevoke(['--jti', 'cli-1', '--exp', String(FUTURE), '--issuer', 'auth0', '--admin', admin.url], jti.out, env)).toBe(0);
     expect(jti.lines.stdout).toMatch(/^revoked jti cli-1 \(issuer auth0\)/);
-    expect(admin.store.revocations.isJtiRevoked('cli-1', 'auth0')).toBe(true);
+    expect(admin.store.revocations.isJtiRevoked('cli-1', AUTH0)).toBe(true);
 
     const subject = capture();
     expect(await runRevoke(['--subject', 'bob', '--before', '1700000000', '--admin', `${admin.url}/`], subject.out, env)).toBe(0);
-    const bob = (iat: number) => ({ issuer: 'okta', jti: undefined, subject: 'bob', iat });
+    const bob = (iat: number) => ({ issuer: OKTA, jti: undefined, subject: 'bob', iat });
     expect([admin.store.revocations.isRevoked(bob(1_700_000_000)), admin.store.revocations.isRevoked(bob(1_700_000_001))]).toEqual([true, false]);
   });
 
@@ -219,7 +224,7 @@ describe('authgate revoke', () => {
     const code = await runRevoke(['--subject', 'bob', '--admin', admin.url], out, { AUTHGATE_ADMIN_TOKEN: 'wrong' });
     expect(code).toBe(1);
     expect(lines.stderr).toContain('answered 401: A valid admin token is required');
-    expect(admin.store.revocations.isRevoked({ issuer: 'okta', jti: undefined, subject: 'bob', iat: undefined })).toBe(false);
+    expect(admin.store.revocations.isRevoked({ issuer: OKTA, jti: undefined, subject: 'bob', iat: undefined })).toBe(false);
   });
 
   it('fails with 1 when the admin API cannot be reached', async () => {

@@ -1,12 +1,12 @@
 import { Errors, InvalidTokenDescription } from '../../http/responses.js';
 import type { Identity } from '../../identity/identity.js';
-import type { RevocationStore } from '../../store/types.js';
+import type { RevocationStore, RevocationSubject } from '../../store/types.js';
 import type { ErrorRenderer, RequestContext, Step } from '../kinds.js';
 import { PASS, refusal, type Trace, type Verdict } from '../verdict.js';
 
 /** The key a revocation is found by: issuer + jti, else issuer + subject + iat. */
-export function revocationKey(identity: Identity): { issuer: string; jti: string | undefined; subject: string | undefined; iat: number | undefined } {
-  return { issuer: identity.issuer.name, jti: identity.jti, subject: identity.subject, iat: identity.iat };
+export function revocationKey(identity: Identity): RevocationSubject {
+  return { issuer: identity.issuer.issuer, jti: identity.jti, subject: identity.subject, iat: identity.iat };
 }
 
 /**
