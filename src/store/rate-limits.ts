@@ -47,7 +47,7 @@ export function createRateLimitStore(
   rateLimits: ReadonlyMap<string, RateLimitConfig>,
   prefix: string,
   redis: Redis | Cluster | undefined,
-  deps: Pick<StoreDeps, 'logger' | 'metrics'>,
+  deps: RateLimitDeps,
 ): RateLimitStore {
   if (redis !== undefined) defineLeaseCommand(redis);
   const limits = new RateLimits(prefix, redis, deps);
@@ -55,14 +55,22 @@ export function createRateLimitStore(
   return limits;
 }
 
+interface RateLimitDeps extends Pick<StoreDeps, 'logger' | 'metrics'> {
+  /** Told of every Redis command that failed (the in-memory limiter answered instead). */
+  readonly onStoreError?: (error: Error) => void;
+}
+
 class RateLimits implements RateLimitStore {
   private limiters = new Map<string, LimiterEntry>();
+  private readonly onStoreError: (error: Error) => void;
 
   constructor(
     private readonly prefix: string,
     private readonly redis: Redis | Cluster | undefined,
-    private readonly deps: Pick<StoreDeps, 'logger' | 'metrics'>,
-  ) {}
+    private readonly deps: RateLimitDeps,
+  ) {
+    this.onStoreError = deps.onStoreError ?? (() => deps.metrics.storeErrors.inc());
+  }
 
   update(next: ReadonlyMap<string, RateLimitConfig>): void {
     // Entries the new config dropped stay: requests in flight on the previous config may still consume them.
@@ -95,8 +103,8 @@ class RateLimits implements RateLimitStore {
       this.redis === undefined
         ? viaLimiter(memory, shape.points)
         : config.mode === 'leased'
-          ? leasedConsume(this.redis, parts, () => this.deps.metrics.storeErrors.inc())
-          : exactConsume(this.redis, parts);
+          ? leasedConsume(this.redis, parts, this.onStoreError)
+          : exactConsume(this.redis, parts, this.onStoreError);
     return { consume, shape, config };
   }
 
@@ -117,7 +125,7 @@ interface LimiterParts {
   readonly memory: BoundedRateLimiterMemory;
 }
 
-function leasedConsume(redis: Redis | Cluster, parts: LimiterParts, onStoreError: () => void): LimiterEntry['consume'] {
+function leasedConsume(redis: Redis | Cluster, parts: LimiterParts, onStoreError: (error: Error) => void): LimiterEntry['consume'] {
   const { keyPrefix, shape, maxKeys, memory } = parts;
   const leased = new LeasedLimiter({
     client: redis,
@@ -131,7 +139,11 @@ function leasedConsume(redis: Redis | Cluster, parts: LimiterParts, onStoreError
   return (key) => leased.consume(key);
 }
 
-function exactConsume(redis: Redis | Cluster, parts: LimiterParts): LimiterEntry['consume'] {
+/**
+ * One Redis round trip per request; when it fails, the in-memory limiter answers (rate-limiter-flexible's own
+ * insurance limiter would too, but silently: a Redis that hangs must show in the metrics and the store's health).
+ */
+function exactConsume(redis: Redis | Cluster, parts: LimiterParts, onStoreError: (error: Error) => void): LimiterEntry['consume'] {
   const { keyPrefix, shape, maxKeys, memory } = parts;
   const limiter = new RateLimiterRedis({
     points: shape.points,
@@ -140,10 +152,14 @@ function exactConsume(redis: Redis | Cluster, parts: LimiterParts): LimiterEntry
     storeClient: redis,
     rejectIfRedisNotReady: true,
     inMemoryBlockOnConsumed: shape.points + 1,
-    insuranceLimiter: memory,
   });
   boundInMemoryBlocks(limiter, maxKeys);
-  return viaLimiter(limiter, shape.points);
+  const viaRedis = viaLimiter(limiter, shape.points);
+  const viaMemory = viaLimiter(memory, shape.points);
+  return (key) => viaRedis(key).catch((error: unknown) => {
+    onStoreError(error as Error);
+    return viaMemory(key);
+  });
 }
 
 function sameLimiter(current: LimiterEntry, config: RateLimitConfig): boolean {

@@ -13,10 +13,12 @@ export function createRedisStore(
 ): Store {
   const revocations = new RedisRevocations(config, prefix, deps);
   const { link } = revocations;
+  // A command that fails (a Redis that hangs fails no connection) counts, and degrades the store until a resync works.
+  const onStoreError = (error: Error): void => link.failed(error);
   return {
     revocations,
-    rateLimits: createRateLimitStore(rateLimits, prefix, link.commands, deps),
-    replay: new RedisReplayStore(link.commands, prefix, () => deps.metrics.storeErrors.inc()),
+    rateLimits: createRateLimitStore(rateLimits, prefix, link.commands, { ...deps, onStoreError }),
+    replay: new RedisReplayStore(link.commands, prefix, onStoreError),
     health: () => link.health(),
     ready: () => link.ready,
     close: () => revocations.close(),

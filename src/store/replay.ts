@@ -60,14 +60,14 @@ export class RedisReplayStore implements ReplayStore {
     private readonly redis: Pick<RedisClient, 'set'>,
     /** The store's key prefix (`store.prefix`). */
     private readonly prefix: string,
-    private readonly onError: () => void = () => undefined,
+    private readonly onError: (error: Error) => void = () => undefined,
   ) {}
 
   async claim(id: string, ttlMs: number): Promise<boolean> {
     try {
       return (await this.redis.set(`${this.prefix}${id}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
     } catch (error) {
-      this.onError();
+      this.onError(error as Error);
       throw error;
     }
   }

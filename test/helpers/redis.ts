@@ -117,12 +117,16 @@ export interface TcpProxy {
   /** Drops every connection and refuses new ones until `restore`, like a network partition. */
   cut(): void;
   restore(): void;
+  /** Keeps every connection open but passes nothing on until `flow`, like a Redis that hangs. */
+  stall(): void;
+  flow(): void;
   close(): Promise<void>;
 }
 
 /** A loopback TCP relay to `targetPort` that a test can cut, to disconnect one client while Redis stays up. */
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
+  const clients = new Set<Socket>();
   let open = true;
   const track = (socket: Socket): void => {
     sockets.add(socket);
@@ -137,6 +141,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     }
     const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
     track(upstream);
+    clients.add(client);
+    client.once('close', () => clients.delete(client));
     client.pipe(upstream).pipe(client);
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
@@ -153,6 +159,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     },
     restore() {
       open = true;
+    },
+    stall() {
+      for (const client of clients) client.pause();
+    },
+    flow() {
+      for (const client of clients) client.resume();
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -233,6 +233,24 @@ describe('Redis store, connection lost', () => {
     expect(cutOff.store.revocations.isRevoked(token({ issuer: 'okta', subject: 'mallory' }))).toBe(true);
   });
 
+  it('a Redis that hangs (every connection up): a command that times out is counted and degrades the store until a resync works', async () => {
+    const hung = await instance(freshPrefix(), `redis://127.0.0.1:${proxy.port}`);
+    expect(hung.store.health()).toEqual({ status: 'ok' });
+    const errorsBefore = await storeErrors(hung.metrics);
+    proxy.stall();
+    try {
+      // The exact-mode limit: the in-memory limiter answers once the command has timed out.
+      expect(await hung.store.rateLimits.consume('login', '203.0.113.7')).toMatchObject({ allowed: true, limit: 3 });
+      expect(hung.store.health().status).toBe('degraded');
+      expect(await storeErrors(hung.metrics)).toBeGreaterThan(errorsBefore);
+      await expect(hung.store.revocations.revokeJti('while-hung', nowS() + HOUR, 'auth0')).rejects.toThrow(/until Redis is back/);
+      expect(hung.logs.filter((line) => line.msg.startsWith('store: Redis unreachable'))).toHaveLength(1);
+    } finally {
+      proxy.flow();
+    }
+    await vi.waitFor(() => expect(hung.store.health()).toEqual({ status: 'ok' }), within(5000));
+  });
+
   it('an instance that starts cut off is not synced until its first resync has loaded the revocations', async () => {
     const prefix = freshPrefix();
     const other = await instance(prefix);
@@ -262,7 +280,8 @@ describe('Redis store, connection lost', () => {
       broken.mockRestore();
       proxy.restore();
     }
-    expect(await storeErrors(cutOff.metrics)).toBe(errorsBefore + 1);
+    // Two failures: the Redis command (Redis is gone), then the in-memory limiter that answers for it.
+    expect(await storeErrors(cutOff.metrics)).toBe(errorsBefore + 2);
     const warning = cutOff.logs.find((line) => line.level === 40 && line.msg.includes('rate limiter failed'));
     expect(warning?.err?.message).toBe('fallback limiter broke');
   });
