@@ -1,7 +1,7 @@
 import type { ErrorRenderer, RequestContext, Step } from '../chain/kinds.js';
 import { answered, refusal, PASS, type Verdict } from '../chain/verdict.js';
 import { Errors, InvalidTokenDescription } from '../http/responses.js';
-import { hostOfUrl } from '../http/url.js';
+import { hostOfUrl, originOfUrl } from '../http/url.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../observability/log.js';
 import type { RevocationStore } from '../store/types.js';
@@ -11,16 +11,17 @@ const STORE_UNAVAILABLE = refusal('endpoint', Errors.storeUnavailable, 'store_un
 const LOGGED_OUT = answered(204, Object.freeze({ 'cache-control': 'no-store' }));
 
 /**
- * A browser sends the token cookie with any site's form post: a cookie logout must come from this origin (no
- * `Origin`, the gateway's own host, or an origin the CORS config allows).
+ * A browser sends the token cookie with any site's form post: a cookie logout must come from this origin, by its
+ * `Origin` or, without one, its `Referer` (the gateway's own host, or an origin the CORS config allows). A request
+ * with neither is no browser's cross-site post.
  */
 export function sameOriginStep(corsOrigins: readonly string[]): Step {
   return {
     stage: 'endpoint',
     run(ctx) {
       if (ctx.credential?.source.kind !== 'cookie') return PASS;
-      const origin = ctx.headers.origin;
-      if (origin === undefined || hostOfUrl(origin) === ctx.host || corsOrigins.includes(origin)) return PASS;
+      const from = ctx.headers.origin ?? ctx.headers.referer;
+      if (from === undefined || hostOfUrl(from) === ctx.host || corsOrigins.includes(originOfUrl(from))) return PASS;
       return CROSS_SITE;
     },
   };

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { originOfUrl } from '../http/url.js';
 
 /**
  * Which requests come from a person's browser, and which unsafe requests a session may carry. Pure functions of
@@ -56,15 +57,7 @@ export function passesCsrfCheck(method: string, headers: IncomingHttpHeaders, tr
   if (origin !== undefined) return trustedOrigins.has(origin);
   const referer = headers.referer;
   if (referer === undefined) return false;
-  return trustedOrigins.has(originOf(referer));
-}
-
-function originOf(url: string): string {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return 'null';
-  }
+  return trustedOrigins.has(originOfUrl(referer));
 }
 
 /** The origins an unsafe session request may come from: the gateway's and the CORS ones (never `*`). */

@@ -104,13 +104,12 @@ describe('logout', () => {
 });
 
 describe('logout with a token cookie', () => {
-  it('is refused from another site (403), and the token keeps working', async () => {
-    const token = await sign('cookie-cross-site');
-    const res = await rawRequest(gw.port, {
-      method: 'POST',
-      target: '/_authgate/logout',
-      headers: [tokenCookie(token), ['Origin', 'https://evil.example']],
-    });
+  it.each([
+    ['its Origin', ['Origin', 'https://evil.example']],
+    ['its Referer, without an Origin', ['Referer', 'https://evil.example/page']],
+  ] as const)('is refused when %s names another site (403), and the token keeps working', async (_case, from) => {
+    const token = await sign(`cookie-cross-site-${from[0]}`);
+    const res = await rawRequest(gw.port, { method: 'POST', target: '/_authgate/logout', headers: [tokenCookie(token), [...from]] });
     await expectRefused(gw, upstream, res, crossSiteLogout, [token]);
     expect((await rawRequest(gw.port, { target: '/api/x', headers: [bearer(token)] })).status).toBe(200);
     expect(upstream.seen.map((r) => r.url)).toEqual(['/api/x']);
