@@ -19,6 +19,7 @@ import { buildInputs, compileInputs, explainExpression } from '../mechanisms/aut
 import { createStore } from '../store/index.js';
 import { explainLogin, type LoginExplanation } from './explain-login.js';
 import { configFile, parse, UsageError, type Io } from './io.js';
+import { upstreamBasePath } from '../proxy/forwarder.js';
 
 /** Stands in for the token when --claims skips verification; the dry-run verifier never reads it. */
 const DRY_RUN_TOKEN = 'claims-dry-run';
@@ -196,8 +197,8 @@ function reportOf(
     status: verdict.ok ? null : verdict.error.status,
     error: verdict.ok ? null : verdict.error.code,
     reason: verdict.ok ? null : verdict.reason,
-    upstream: verdict.ok ? { name: ctx.plan?.upstream ?? '-', path: `${ctx.path}${ctx.query}` } : null,
-    upstreamHeaders: verdict.ok ? headerLines(ctx.upstreamHeaders ?? {}) : {},
+    upstream: verdict.ok ? { name: ctx.plan?.upstream ?? '-', path: upstreamPath(config, ctx.plan?.upstream, `${ctx.path}${ctx.query}`) } : null,
+    upstreamHeaders: verdict.ok ? headerLines(ctx.upstreamHeaders ?? {}, config.identity.assertion?.header.toLowerCase()) : {},
     login: login ?? null,
   };
 }
@@ -211,14 +212,31 @@ function expressionLine(route: RouteConfig, identity: Identity, ctx: Context, co
   return [{ rule: 'expr', ...explainExpression(rule, built.input) }];
 }
 
-function headerLines(headers: OutgoingHttpHeaders): Record<string, string> {
+/** The path the upstream is asked for: its URL's own path first. */
+function upstreamPath(config: GatewayConfig, upstream: string | undefined, pathAndQuery: string): string {
+  const url = upstream === undefined ? undefined : config.upstreams.get(upstream)?.url;
+  return (url === undefined ? '' : upstreamBasePath(url)) + pathAndQuery;
+}
+
+function headerLines(headers: OutgoingHttpHeaders, assertionHeader: string | undefined): Record<string, string> {
   const lines: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     // A fresh id per request: not something the upstream would see as shown here.
     if (name === 'x-request-id' || value === undefined) continue;
-    lines[name] = Array.isArray(value) ? value.join(', ') : String(value);
+    const text = Array.isArray(value) ? value.join(', ') : String(value);
+    lines[name] = name === assertionHeader ? unsignedAssertion(text) : text;
   }
   return lines;
+}
+
+/**
+ * What the assertion says, without its signature: explain signs with the real key (for any `--claims` given), and
+ * a pasted printout must not be an assertion an upstream would accept.
+ */
+function unsignedAssertion(jws: string): string {
+  const [header, payload] = jws.split('.');
+  const decode = (part: string | undefined): string => Buffer.from(part ?? '', 'base64url').toString('utf8');
+  return `${decode(header)}.${decode(payload)} (signed; signature left out)`;
 }
 
 function renderText(report: ExplainReport): string {

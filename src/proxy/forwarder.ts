@@ -9,6 +9,11 @@ import { connectionListed, HOP_BY_HOP } from '../http/hop-by-hop.js';
 import type { Metrics } from '../observability/metrics.js';
 import { watchBodyRate } from './body-rate.js';
 import { classifyUpstreamError, type Abandoned, type ForwardFailure, type UpstreamFailure } from './failures.js';
+
+/** The path an upstream URL puts before every forwarded path: `http://app/base/` forwards `/x` to `/base/x`. */
+export function upstreamBasePath(url: URL): string {
+  return url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+}
 import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
 
 export type { Abandoned, ForwardFailure, UpstreamFailure };
@@ -58,7 +63,7 @@ class UpstreamConnections {
     const url = config.url;
     const https = url.protocol === 'https:';
     this.origin = url.origin;
-    this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+    this.basePath = upstreamBasePath(url);
     this.servername = https ? (config.tls?.serverName ?? url.hostname) : undefined;
     this.pool = new Pool(url.origin, {
       // Without max_connections unbounded: one connection per concurrent request, kept alive. With it, requests

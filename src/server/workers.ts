@@ -96,7 +96,7 @@ class Primary {
       this.exitWhenAllStopped();
       return;
     }
-    this.logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+    this.logger.error({ workerPid: worker.process.pid, code, signal }, 'worker exited; starting another');
     setTimeout(() => {
       if (!this.draining) this.fork();
     }, RESTART_DELAY_MS).unref();

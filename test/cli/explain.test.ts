@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,5 +213,38 @@ routes:
   it('a route without sign-in has no sign-in section', async () => {
     const { out } = await explainLogin('--json', 'GET', '/api/x');
     expect(JSON.parse(out) as { login: unknown }).toMatchObject({ status: 401, login: null });
+  });
+});
+
+describe('authgate explain with identity.assertion and an upstream URL with a path', () => {
+  let configFile: string;
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'authgate-explain-assertion-'));
+    configFile = join(dir, 'gateway.yaml');
+    await writeFile(join(dir, 'assertion.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    await writeFile(configFile, `
+version: 1
+issuers:
+  legacy: { issuer: https://legacy.example.com, secret: ${SECRET}, audiences: [api] }
+upstreams:
+  api: { url: "http://127.0.0.1:3000/base/" }
+identity:
+  headers: { X-User-Id: subject }
+  assertion: { keys: [{ file: assertion.pem }] }
+routes:
+  - { name: api, match: { path: /** }, upstream: api }
+`);
+  });
+
+  it('shows what the assertion says without a signature anyone could use, and the path the upstream is asked for', async () => {
+    const stdout = new PassThrough();
+    let out = '';
+    stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await main(['explain', '-c', configFile, '--claims', '{"sub":"mallory"}', 'GET', '/orders/7'], { stdout, stderr: new PassThrough() });
+    expect(code).toBe(0);
+    expect(out).toContain('result: forwarded to upstream api as /base/orders/7');
+    const line = /x-authgate-assertion: (.*)/.exec(out)?.[1] ?? '';
+    expect(line).toMatch(/^\{"alg":"ES256",.*\}\.\{.*"sub":"mallory".*\} \(signed; signature left out\)$/);
+    expect(line).not.toMatch(/[\w-]{20,}\.[\w-]{20,}\.[\w-]{20,}/);
   });
 });
