@@ -5,6 +5,7 @@ import type { AdminConfig } from '../config/types.js';
 import { Errors, sendError, writeJson } from '../http/responses.js';
 import type { Logger } from '../observability/log.js';
 import { adminRequestHandler } from './endpoints.js';
+import { readBody, REVOCATION_TOO_LARGE } from './revocations.js';
 import { closeServer, listen } from '../lib/listen.js';
 import type { AdminServer } from './server.js';
 
@@ -23,8 +24,8 @@ const WORKER_TIMEOUT_MS = 2_000;
 /**
  * The public admin listener of a `workers` > 1 gateway, in the primary process. `/metrics` aggregates every
  * worker's registry (prom-client over node:cluster IPC); `/readyz` is ready only when every expected worker is
- * up and ready; the revocation API is relayed to one worker's private admin listener (revocations reach the
- * other workers through the shared store, which is why workers > 1 wants Redis, as replicas do).
+ * up and ready; a revocation is relayed to every worker's private admin listener (each holds it at once, also
+ * with Redis down or without Redis), a lookup to one.
  */
 export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminDeps): Promise<AdminServer> {
   const aggregator = new AggregatorRegistry();
@@ -34,7 +35,7 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
       collectMetrics: () => aggregator.clusterMetrics(),
       metricsContentType: aggregator.contentType,
       readyz: (_req, res) => void readiness(deps).then(({ ready, body }) => writeJson(res, ready ? 200 : 503, body)),
-      revocations: (req, res) => relay(req, res, deps),
+      revocations: (req, res) => (req.method === 'POST' ? void toEveryWorker(req, res, deps) : relay(req, res, deps)),
       // Every worker loads the same key files: any one of them publishes the same keys.
       jwks: (req, res) => relay(req, res, deps),
     }),
@@ -85,4 +86,48 @@ function relay(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps
     sendError(res, Errors.workerUnreachable, randomUUID());
   });
   req.pipe(upstream);
+}
+
+interface WorkerAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/** Headers of a worker's answer that describe its connection to the primary, not the answer. */
+const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date']);
+
+/**
+ * A revocation goes to every worker, so that none keeps admitting the token while the store is down (or absent).
+ * The client hears the first worker's answer, or the first failure if any worker failed: a 201 means every worker
+ * holds the revocation.
+ */
+async function toEveryWorker(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps): Promise<void> {
+  const urls = deps.workerAdminUrls();
+  if (urls.length === 0) return sendError(res, Errors.noWorker, randomUUID());
+  const body = await readBody(req);
+  if (body === 'too_large') {
+    res.setHeader('connection', 'close');
+    return sendError(res, REVOCATION_TOO_LARGE, randomUUID());
+  }
+  const answers = await Promise.all(urls.map((url) => askWorker(url, req, body, deps.logger)));
+  if (answers.includes(undefined)) return sendError(res, Errors.workerUnreachable, randomUUID());
+  const answer = (answers.find((each) => each !== undefined && each.status >= 300) ?? answers[0]) as WorkerAnswer;
+  res.writeHead(answer.status, answer.headers).end(answer.body);
+}
+
+/** The worker's answer to the same request; undefined when it gave none in time. */
+async function askWorker(url: string, req: IncomingMessage, body: string, logger: Logger): Promise<WorkerAnswer | undefined> {
+  const headers = { 'content-type': 'application/json', ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) };
+  try {
+    const answer = await fetch(`${url}${req.url ?? '/'}`, { method: 'POST', headers, body, signal: AbortSignal.timeout(WORKER_TIMEOUT_MS) });
+    const relayed: Record<string, string> = {};
+    answer.headers.forEach((value, name) => {
+      if (!CONNECTION_HEADERS.has(name)) relayed[name] = value;
+    });
+    return { status: answer.status, headers: relayed, body: await answer.text() };
+  } catch (err) {
+    logger.warn({ err }, 'relaying a revocation to a worker failed');
+    return undefined;
+  }
 }

@@ -9,6 +9,7 @@ import type { Store } from '../store/types.js';
 
 /** Revocation requests are a few hundred bytes; anything near this is not one. */
 export const MAX_BODY_BYTES = 16 * 1024;
+export const REVOCATION_TOO_LARGE: GatewayError = { status: 413, code: 'payload_too_large', description: 'The body is larger than 16 KiB' };
 const MAX_ID_LENGTH = 1024;
 const JTI_PATH_PREFIX = '/revocations/jti/';
 
@@ -25,7 +26,7 @@ const Refusals = {
     description: 'Expected {"jti", "exp", "issuer"?} or {"subject", "issuer"?, "before"?}',
   },
   badPath: { status: 400, code: 'invalid_request', description: 'The token identifier in the path is invalid' },
-  tooLarge: { status: 413, code: 'payload_too_large', description: 'The body is larger than 16 KiB' },
+  tooLarge: REVOCATION_TOO_LARGE,
 } as const satisfies Record<string, GatewayError>;
 
 function allowing(methods: readonly string[]): { methods: readonly string[]; refusal: GatewayError } {
@@ -202,7 +203,7 @@ function sha256(text: string): Buffer {
 }
 
 /** The body as text, or 'too_large' as soon as it passes MAX_BODY_BYTES (the rest is not read). */
-function readBody(req: IncomingMessage): Promise<string | 'too_large'> {
+export function readBody(req: IncomingMessage): Promise<string | 'too_large'> {
   const declared = Number(req.headers['content-length']);
   if (declared > MAX_BODY_BYTES) return Promise.resolve('too_large');
   return new Promise((resolve, reject) => {

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.js';
+import { startRedis } from '../helpers/redis.js';
+import { signRaw } from '../helpers/tokens.js';
 import { startAuthgate, type AuthgateProcess } from './process.js';
 
 /** SPEC §12: `server.workers` > 1 — workers share the port, the primary restarts them and aggregates metrics. */
@@ -19,9 +21,9 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-function get(url: string): Promise<number> {
+function get(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false }, (res) => {
+    const req = request(url, { agent: false, headers }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
@@ -115,4 +117,46 @@ it('writes every access line of two busy workers whole to the stdout they share'
   const accessLines = running.logs.filter((line) => line.msg === 'request');
   expect(accessLines).toHaveLength(total);
   expect(running.unparsed).toEqual([]);
+});
+
+it('holds a revocation made through the primary on every worker, with Redis down', async () => {
+  const secret = 'workers-test-secret-0123456789-abcdefghij';
+  const adminToken = 'workers-test-admin-token-0123456789';
+  const redis = await startRedis();
+  const file = join(await mkdtemp(join(tmpdir(), 'authgate-workers-')), 'gateway.yaml');
+  await writeFile(file, `
+version: 1
+server: { listen: 127.0.0.1:0, workers: 2, shutdown_grace: 1s }
+admin: { listen: 127.0.0.1:0, token: ${adminToken} }
+store: { redis: ${redis.url} }
+issuers:
+  local: { issuer: https://local.test, secret: ${secret}, algorithms: [HS256], audiences: [api] }
+upstreams:
+  api: { url: ${upstream.url} }
+routes:
+  - { name: api, match: { path: /api/** }, upstream: api }
+`);
+  const running = await startAuthgate(file);
+  gw = running;
+  try {
+    const adminUrl = String((await running.waitForLog((line) => line.msg === 'authgate primary started')).admin);
+    await expect.poll(async () => (await fetch(`${adminUrl}/readyz`)).status, { timeout: 10_000 }).toBe(200);
+    const url = String(running.logs.find((line) => line.msg === 'authgate listening')?.url);
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'https://local.test', aud: 'api', sub: 'alice', jti: 'revoked-on-every-worker', iat: now, exp: now + 600 };
+    const withToken = { authorization: `Bearer ${signRaw('HS256', secret, { alg: 'HS256', typ: 'JWT' }, claims)}` };
+    const requests = (n: number): Promise<number[]> => Promise.all(Array.from({ length: n }, () => get(`${url}/api/x`, withToken)));
+    expect(await requests(10)).toEqual(Array(10).fill(200));
+    await redis.stop();
+    const revoked = await fetch(`${adminUrl}/revocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ jti: claims.jti, exp: claims.exp }),
+    });
+    // Not in the shared store: each worker holds it in its own mirror, and writes it back once Redis returns.
+    expect(revoked.status).toBe(503);
+    expect(await requests(20)).toEqual(Array(20).fill(401));
+  } finally {
+    await redis.close();
+  }
 });
