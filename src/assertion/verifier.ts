@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 
-export const ASSERTION_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'];
+const ASSERTION_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'];
 export const DEFAULT_ASSERTION_HEADER = 'x-authgate-assertion';
 
 export interface AssertionVerifierOptions {

@@ -109,7 +109,7 @@ function preflightPlan(head: Head, ctx: RequestContext): (Plan & { readonly pref
 }
 
 /** The method a CORS preflight announces (Fetch standard), upper-cased; undefined when it is no preflight. */
-export function preflightMethod(method: string, headers: IncomingHttpHeaders): string | undefined {
+function preflightMethod(method: string, headers: IncomingHttpHeaders): string | undefined {
   if (method !== 'OPTIONS' || typeof headers.origin !== 'string') return undefined;
   const requested = headers['access-control-request-method'];
   return typeof requested === 'string' && requested !== '' ? requested.toUpperCase() : undefined;

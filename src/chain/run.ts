@@ -6,7 +6,7 @@ import { isThenable, PASS, passes, type Trace, type Verdict } from './verdict.js
  * Walks `steps` from `from` and stops at the first refusal or answer. Synchronous until a step returns a promise,
  * so a plan whose steps never wait (a public route) costs no promise at all.
  */
-export function run(steps: readonly Step[], ctx: RequestContext, trace: Trace | undefined, from = 0): Verdict | Promise<Verdict> {
+function run(steps: readonly Step[], ctx: RequestContext, trace: Trace | undefined, from = 0): Verdict | Promise<Verdict> {
   for (let index = from; index < steps.length; index++) {
     const verdict = (steps[index] as Step).run(ctx, trace);
     if (isThenable(verdict)) return verdict.then((settled) => (passes(settled) ? run(steps, ctx, trace, index + 1) : settled));

@@ -26,7 +26,7 @@ const DRY_RUN_TOKEN = 'claims-dry-run';
 /** The lifetime given to a dry-run identity whose claims carry no `exp`. */
 const DRY_RUN_LIFETIME_S = 3600;
 /** Exit code of a request the gateway would refuse (0: forwarded, 1: config error, 2: usage error). */
-export const EXIT_DENIED = 3;
+const EXIT_DENIED = 3;
 
 export const EXPLAIN_USAGE = `usage: authgate explain [-c FILE] [--token JWT [--dpop PROOF] | --claims JSON] [-H 'Name: value']... [--json] METHOD URL
 

@@ -15,7 +15,7 @@ export interface DpopConfig {
   readonly nonceSecret: Secret | undefined;
 }
 
-export const DPOP_MODES = ['allowed', 'required'] as const;
+const DPOP_MODES = ['allowed', 'required'] as const;
 /** HMAC-SHA-256 keys shorter than the hash add nothing but guessability. */
 const MIN_NONCE_SECRET_BYTES = 32;
 

@@ -29,7 +29,7 @@ export interface IntrospectionCacheConfig {
   readonly maxEntries: number;
 }
 
-export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
+const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
 const INTROSPECTION_KEYS = ['endpoint', 'client_id', 'client_secret', 'auth', 'private_key_file', 'algorithm', 'cache', 'jwt', 'max_concurrent'];
 /** Enough for an identity provider's usual latency at thousands of new tokens a second. */
 const DEFAULT_MAX_CONCURRENT = 64;

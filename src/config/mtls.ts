@@ -9,7 +9,7 @@ export interface ClientCertificateConfig {
   readonly caFile: string;
 }
 
-export const CLIENT_AUTH_MODES = ['optional', 'require'] as const;
+const CLIENT_AUTH_MODES = ['optional', 'require'] as const;
 
 /** Undefined when `client_auth` is absent (no client certificates asked for) or invalid. */
 export function readClientCertificates(r: Reader, modeSlot: Slot, caSlot: Slot, baseDir: string): ClientCertificateConfig | undefined {

@@ -328,13 +328,13 @@ function afterPrefix(text: string, prefix: string): string | undefined {
 }
 
 /** About 0.4 KB a key (more for keys near 200 characters): some 45 MB per limit at most. */
-export const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000;
+const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000;
 
 /**
  * Below this many points per window a limit defaults to `exact`: a lease there would be a point or two, saving
  * little, while every point matters (5 logins a minute).
  */
-export const LEASED_DEFAULT_MIN_LIMIT = 100;
+const LEASED_DEFAULT_MIN_LIMIT = 100;
 
 export function readRateLimits(r: Reader, slot: Slot): Named<RateLimitConfig> {
   return r.named(slot, (name, entry) => {

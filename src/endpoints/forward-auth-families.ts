@@ -146,7 +146,7 @@ const SLASH = 0x2f;
 const QUESTION = 0x3f;
 
 /** Whether the path of `target` has a segment that is empty (but for a trailing one), `.` or `..`, escaped or not. */
-export function hasDotOrEmptySegment(target: string): boolean {
+function hasDotOrEmptySegment(target: string): boolean {
   const query = target.indexOf('?');
   const segments = (query < 0 ? target : target.slice(0, query)).split('/');
   for (let index = 1; index < segments.length; index++) {

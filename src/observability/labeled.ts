@@ -78,7 +78,7 @@ abstract class Cells<C> {
   }
 }
 
-export class CounterCell {
+class CounterCell {
   value = 0;
   constructor(readonly labels: Labels) {}
 
@@ -109,7 +109,7 @@ export class LabeledCounter extends Cells<CounterCell> {
   }
 }
 
-export class HistogramCell {
+class HistogramCell {
   /** Observations per bucket, not cumulative; the last slot counts those above every bound. */
   readonly counts: Float64Array;
   sum = 0;

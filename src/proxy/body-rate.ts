@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
  * fires for a body trickled a byte at a time, and such a body holds the upstream connection it streams to for as
  * long as the client likes (slow POST); at this floor a client pays for every connection it holds.
  */
-export const MIN_BODY_BYTES_PER_SECOND = 240;
+const MIN_BODY_BYTES_PER_SECOND = 240;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**

@@ -7,7 +7,7 @@ import type { RateLimitDecision } from './types.js';
  * A lease is this fraction of the limit (at least one point): with a limit of 1000 a window, an instance asks
  * Redis once per 50 requests of a key, and holds at most 75 points (see {@link LeasedLimiter}).
  */
-export const LEASE_DIVISOR = 20;
+const LEASE_DIVISOR = 20;
 
 export function leaseSize(points: number): number {
   return Math.max(1, Math.floor(points / LEASE_DIVISOR));
@@ -18,7 +18,7 @@ export function leaseSize(points: number): number {
  * before Redis has granted points for them, so no request waits for the round trip that starts the window: 10
  * requests with a limit of 1000.
  */
-export const TRUST_DIVISOR = 100;
+const TRUST_DIVISOR = 100;
 
 export function trustSize(points: number): number {
   return Math.max(1, Math.floor(points / TRUST_DIVISOR));
@@ -29,9 +29,9 @@ export function trustSize(points: number): number {
  * one call to Redis: one script call for many keys costs a fraction of one call per key. A refill, or a request
  * that has to wait, sends the batch as soon as the current turn of the event loop is done.
  */
-export const BATCH_DELAY_MS = 5;
+const BATCH_DELAY_MS = 5;
 /** Keys per script call: bounds how long one call holds Redis. */
-export const MAX_KEYS_PER_CALL = 100;
+const MAX_KEYS_PER_CALL = 100;
 
 /**
  * For each key KEYS[i]: counts ARGV[3 + i] points already admitted on trust, then takes up to ARGV[2] more of the

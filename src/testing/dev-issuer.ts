@@ -88,7 +88,7 @@ async function signingMaterial(algorithm: DevAlgorithm, kid: string | undefined)
  * Seconds from a number of seconds or a duration text (`-1h` for a token that expired an hour ago); throws on
  * anything else so a typo never mints a token that lives forever.
  */
-export function ttlSeconds(ttl: number | string): number {
+function ttlSeconds(ttl: number | string): number {
   if (typeof ttl === 'number') return ttl;
   const sign = ttl.startsWith('-') ? -1 : 1;
   const ms = parseDuration(sign < 0 ? ttl.slice(1) : ttl);

@@ -93,7 +93,7 @@ beforeAll(async () => {
   store = createStore({ redis: undefined, prefix: 'chain:' }, config.rateLimits, { logger, metrics });
   runtime = buildRuntime(config, { logger, metrics, store });
   await Promise.all([startRuntime(runtime), store.ready()]);
-  await store.revocations.revokeJti('revoked-jti', Math.floor(Date.now() / 1000) + 600, 'legacy');
+  await store.revocations.revokeJti('revoked-jti', Math.floor(Date.now() / 1000) + 600, ISSUER);
 });
 afterAll(async () => {
   if (runtime) closeRuntime(runtime);

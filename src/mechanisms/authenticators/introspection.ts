@@ -56,7 +56,7 @@ interface Introspecting {
  * mine only for an issuer that introspects its JWTs too, and only when its `iss` names that issuer, so no other
  * issuer's token is ever sent to this identity provider.
  */
-export class IntrospectionMechanism implements Compiled<Authenticator> {
+class IntrospectionMechanism implements Compiled<Authenticator> {
   private readonly byName = new Map<string, Introspecting>();
 
   constructor(

@@ -18,7 +18,7 @@ import {
  * the DPoP one, each with the error, so a client reads its answer under the scheme it used. `algs` names the proof
  * algorithms the route's issuers accept. Built once per route: nothing is formatted per request.
  */
-export function dpopErrors(route: RouteDpop): ErrorRenderer {
+function dpopErrors(route: RouteDpop): ErrorRenderer {
   const dpop = `DPoP algs="${route.algorithms.join(' ')}"`;
   const beside = (bearer: GatewayError, params: string): GatewayError => {
     const challenge = dpop + params;
