@@ -5,6 +5,9 @@ import type { Metrics } from '../observability/metrics.js';
 import { connect, reconnectDelayMs, shutDown, type RedisClient } from './connect.js';
 import type { StoreHealth } from './types.js';
 
+/** A command failure is followed by at most one probe of the link in this long. */
+const PROBE_INTERVAL_MS = 1000;
+
 /** What the link asks of the state that rides on it. */
 export interface LinkListener {
   /**
@@ -31,6 +34,8 @@ export class RedisLink {
   private closing = false;
   private recovery: NodeJS.Timeout | undefined;
   private recoveryAttempt = 0;
+  private probing = false;
+  private lastProbeMs = Number.NEGATIVE_INFINITY;
   private settleReady: () => void = () => {};
 
   constructor(
@@ -44,7 +49,8 @@ export class RedisLink {
     this.commands = commands;
     this.closeSubscriber = closeSubscriber;
     commands.on('error', (error: Error) => this.failed(error));
-    commands.on('node error', (error: Error) => this.failed(error));
+    // One Cluster node failing says nothing of the rest: a probe of the revocation set's slot decides.
+    commands.on('node error', () => this.commandFailed());
     // The error that came with the drop says more than the drop itself, so it is kept.
     commands.on('close', () => this.state.status !== 'degraded' && this.down(new Error('connection to Redis lost')));
     commands.on('ready', () => listener.resync());
@@ -76,7 +82,27 @@ export class RedisLink {
     this.settleReady();
   }
 
-  /** A command or a resync failed: counted, and the link is degraded until a resync succeeds. */
+  /**
+   * A command failed while the connections stayed up (a Redis that hangs, a Cluster node that is gone): counted,
+   * and the link probed on the revocation set's own key, at most once a second. Only a failed probe degrades it:
+   * a node whose slots hold some rate-limit keys says nothing of the revocations, and must not flap readiness.
+   */
+  commandFailed(): void {
+    this.deps.metrics.storeErrors.inc();
+    const now = Date.now();
+    if (this.state.status !== 'ok' || this.probing || now - this.lastProbeMs < PROBE_INTERVAL_MS) return;
+    this.probing = true;
+    this.lastProbeMs = now;
+    this.commands
+      .exists(this.channel)
+      .then(
+        () => undefined,
+        (error: Error) => this.failed(error),
+      )
+      .finally(() => (this.probing = false));
+  }
+
+  /** A connection, a probe or a resync failed: counted, and the link is degraded until a resync succeeds. */
   failed(error: Error): void {
     this.deps.metrics.storeErrors.inc();
     this.down(error);

@@ -93,7 +93,7 @@ export class RedisRevocations implements RevocationStore {
     try {
       await execute(this.link.commands.multi().zadd(this.key, entry.expiresAt, member).publish(this.key, member));
     } catch (error) {
-      this.link.failed(error as Error);
+      this.link.commandFailed();
       throw new Error(`revocation holds on this instance only until Redis is back: ${(error as Error).message}`);
     }
   }

@@ -13,8 +13,8 @@ export function createRedisStore(
 ): Store {
   const revocations = new RedisRevocations(config, prefix, deps);
   const { link } = revocations;
-  // A command that fails (a Redis that hangs fails no connection) counts, and degrades the store until a resync works.
-  const onStoreError = (error: Error): void => link.failed(error);
+  // A command that fails (a Redis that hangs fails no connection) counts, and has the link probed.
+  const onStoreError = (): void => link.commandFailed();
   return {
     revocations,
     rateLimits: createRateLimitStore(rateLimits, prefix, link.commands, { ...deps, onStoreError }),

@@ -97,6 +97,8 @@ export interface RedisClusterTopology {
   primaryOf(key: string): Promise<number>;
   /** SIGKILLs the primary holding `key`; resolves with its port once its replica has taken over and the cluster is ok. */
   killPrimaryOf(key: string): Promise<{ killed: number; promoted: number }>;
+  /** The primary of some slot, other than the primaries of `keys` and the nodes in `spare`. */
+  anotherPrimary(keys: readonly string[], spare: readonly number[]): Promise<number>;
   /** Calls per command served by the live nodes since they started. */
   commandCalls(): Promise<Record<string, number>>;
   /** Ports of the live nodes on which a client named `name` holds a subscription. */
@@ -150,6 +152,13 @@ export async function startRedisCluster(): Promise<RedisClusterTopology> {
       });
       await waitForCluster(live());
       return { killed, promoted };
+    },
+    async anotherPrimary(keys, spare) {
+      const taken = new Set([...(await Promise.all(keys.map(primaryOf))), ...spare]);
+      const slots = await ask(live()[0] as number, DATA_PASSWORD, (client) => client.cluster('SLOTS'));
+      const other = slots.map(([, , primary]) => primary?.[1]).find((port) => port !== undefined && !taken.has(port));
+      if (other === undefined) throw new Error('every primary holds one of the keys or is spared');
+      return other;
     },
     commandCalls: () => commandCalls(live(), ask),
     async subscribedNodes(name) {

@@ -23,7 +23,7 @@ const SESSION_COMMANDS = [
  * back-channel logout hold on both within a second; a due refresh runs once; the gauge counts the whole store; and a
  * session request an instance holds costs no Redis command. One pair of gateways serves every case of the file.
  */
-export function sharedSessionsSuite(name: string, topology: () => TopologyUnderTest, options: { subscriberNodeFails?: boolean } = {}): void {
+export function sharedSessionsSuite(name: string, topology: () => TopologyUnderTest, options: { clusterNodesFail?: boolean } = {}): void {
   describe(`browser sessions on two gateways on ${name}`, () => {
     let upstream: RecordingUpstream;
     let gateways: SessionGateways;
@@ -115,7 +115,7 @@ export function sharedSessionsSuite(name: string, topology: () => TopologyUnderT
     });
 
     // On a Cluster the announcements' subscription sits on one node of many, which can fail without the rest.
-    if (options.subscriberNodeFails) {
+    if (options.clusterNodesFail) {
       it('the node carrying the announcements fails: both gateways subscribe elsewhere, and a sign-out still holds on both within 1 s', async () => {
         const { a, b } = gateways;
         const cookie = await gateways.signIn('bob');

@@ -21,6 +21,8 @@ export interface TopologyUnderTest {
   failover(key: string): Promise<string>;
   /** On a Cluster, where a subscription can sit on any node: fails the gateways' subscriber node, then revives it. */
   failSubscriberNode?(): Promise<string>;
+  /** On a Cluster: fails a primary that holds neither `key` nor a subscription, then revives it. */
+  failUnrelatedPrimary?(key: string): Promise<string>;
   /** Calls per command the data nodes served so far (`INFO commandstats`), replicas included. */
   commandCalls(): Promise<Record<string, number>>;
   close(): Promise<void>;
@@ -37,7 +39,7 @@ const FOLLOW_DEADLINE_MS = 30_000;
  * Two gateways on one topology: revocations and limits shared, the leased limit's bound, browser sessions, and a
  * failover under load. The failover runs last: the topology is started once per file and stays failed over.
  */
-export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnderTest>, options: { subscriberNodeFails?: boolean } = {}): void {
+export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnderTest>, options: { clusterNodesFail?: boolean } = {}): void {
   describe(`two gateways on ${name}`, () => {
     let idp: Idp;
     let upstream: RecordingUpstream;
@@ -127,8 +129,9 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
       }
     });
 
-    // On a Cluster a subscription sits on one node of many, which can fail without a failover of the primary.
-    if (options.subscriberNodeFails) {
+    // On a Cluster a subscription sits on one node of many, and a primary can hold neither it nor the revocation
+    // set: either can fail without a failover of the revocation set's primary.
+    if (options.clusterNodesFail) {
       it('the node carrying the subscriptions fails: both gateways subscribe elsewhere, resync, and keep receiving revocations', async () => {
         const { a, b } = await pair();
         expect(topology.failSubscriberNode).toBeDefined();
@@ -138,6 +141,23 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
         await waitUntil('a revocation through B', async () => (await adminRevoke(b, { jti: viaB.jti, exp: viaB.exp })).status === 201, FOLLOW_DEADLINE_MS);
         await expectRevokedWithin(b, viaA.token, PROPAGATION_DEADLINE_MS);
         await expectRevokedWithin(a, viaB.token, PROPAGATION_DEADLINE_MS);
+      }, FAILOVER_TEST_TIMEOUT_MS);
+
+      it('a primary without the revocation set fails under load: no 5xx, and each gateway reports one outage at most, not one per reconnect', async () => {
+        const { a, b, prefix } = await pair();
+        expect(topology.failUnrelatedPrimary).toBeDefined();
+        const load = startLoad(upstream, [a, b], () => tokenFor().token);
+        await waitUntil('load before the failure', async () => load.total() >= LOAD_SAMPLE);
+        console.info(`${name}: ${await topology.failUnrelatedPrimary?.(`${prefix}revocations`)}`);
+        const atRevival = load.total();
+        await waitUntil('load after the revival', async () => load.total() >= atRevival + LOAD_SAMPLE);
+        const figures = await load.stop();
+        expect(figures.statuses).toEqual({ 200: figures.total });
+        // The client stalls while it refreshes its slot map, which a probe may see; the node's retries are not outages.
+        for (const gateway of [a, b]) {
+          expect(gateway.logs.filter((line) => line.includes('store: Redis unreachable')).length).toBeLessThanOrEqual(1);
+          await waitUntil('the store to be ok again', async () => (await readiness(gateway)).status === 200, FOLLOW_DEADLINE_MS);
+        }
       }, FAILOVER_TEST_TIMEOUT_MS);
     }
 
@@ -207,7 +227,8 @@ export function sharedStoreSuite(name: string, start: () => Promise<TopologyUnde
       const figures = await load.stop();
       const seenReadiness = readyz.stop();
 
-      console.info(`${name} failover (${what}):`, { ...figures, promotedMs: Math.round(promotedMs), firstWriteMs: firstWriteMs.map(Math.round), readyMs: Math.round(readyMs), readiness: seenReadiness });
+      const outages = [a, b].map((gateway) => gateway.logs.filter((line) => line.includes('store: Redis unreachable')).length);
+      console.info(`${name} failover (${what}):`, { ...figures, promotedMs: Math.round(promotedMs), firstWriteMs: firstWriteMs.map(Math.round), readyMs: Math.round(readyMs), readiness: seenReadiness, outages });
       expect(figures.fiveHundreds).toEqual([]);
       expect(figures.statuses).toEqual({ 200: figures.total });
       for (const gateway of [a, b]) {

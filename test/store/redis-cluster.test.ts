@@ -17,7 +17,13 @@ sharedStoreSuite('cluster', async () => {
       await cluster.revive(port);
       return `node ${port}, holding the subscriptions, killed and revived`;
     },
+    async failUnrelatedPrimary(key) {
+      const port = await cluster.anotherPrimary([key], await cluster.subscribedNodes('authgate'));
+      await cluster.killNode(port);
+      await cluster.revive(port);
+      return `primary ${port}, holding neither the revocation set nor a subscription, killed and revived`;
+    },
     commandCalls: () => cluster.commandCalls(),
     close: () => cluster.close(),
   };
-}, { subscriberNodeFails: true });
+}, { clusterNodesFail: true });
