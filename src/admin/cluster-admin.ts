@@ -35,7 +35,7 @@ export async function startClusterAdmin(config: AdminConfig, deps: ClusterAdminD
       collectMetrics: () => aggregator.clusterMetrics(),
       metricsContentType: aggregator.contentType,
       readyz: (_req, res) => void readiness(deps).then(({ ready, body }) => writeJson(res, ready ? 200 : 503, body)),
-      revocations: (req, res) => (req.method === 'POST' ? void toEveryWorker(req, res, deps) : relay(req, res, deps)),
+      revocations: (req, res) => (req.method === 'POST' ? toEveryWorker(req, res, deps) : relay(req, res, deps)),
       // Every worker loads the same key files: any one of them publishes the same keys.
       jwks: (req, res) => relay(req, res, deps),
     }),
@@ -102,7 +102,15 @@ const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encodi
  * The client hears the first worker's answer, or the first failure if any worker failed: a 201 means every worker
  * holds the revocation.
  */
-async function toEveryWorker(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps): Promise<void> {
+function toEveryWorker(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps): void {
+  // A client that resets mid-body rejects the read: that request is over, the primary must go on.
+  fanOut(req, res, deps).catch((err: unknown) => {
+    deps.logger.warn({ err }, 'a revocation request to the admin listener failed');
+    if (!res.headersSent && !res.destroyed) sendError(res, Errors.malformedRequest, randomUUID());
+  });
+}
+
+async function fanOut(req: IncomingMessage, res: ServerResponse, deps: ClusterAdminDeps): Promise<void> {
   const urls = deps.workerAdminUrls();
   if (urls.length === 0) return sendError(res, Errors.noWorker, randomUUID());
   const body = await readBody(req);

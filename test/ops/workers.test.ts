@@ -1,5 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -147,6 +149,14 @@ routes:
     const withToken = { authorization: `Bearer ${signRaw('HS256', secret, { alg: 'HS256', typ: 'JWT' }, claims)}` };
     const requests = (n: number): Promise<number[]> => Promise.all(Array.from({ length: n }, () => get(`${url}/api/x`, withToken)));
     expect(await requests(10)).toEqual(Array(10).fill(200));
+    // A client that resets the connection in the middle of a revocation's body ends that request, not the primary.
+    const admin = new URL(adminUrl);
+    const cut = connect(Number(admin.port), admin.hostname);
+    await once(cut, 'connect');
+    cut.write(`POST /revocations HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jti":`);
+    cut.resetAndDestroy();
+    await once(cut, 'close');
+    expect((await fetch(`${adminUrl}/readyz`)).status).toBe(200);
     await redis.stop();
     const revoked = await fetch(`${adminUrl}/revocations`, {
       method: 'POST',
