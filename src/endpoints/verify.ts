@@ -66,9 +66,11 @@ function answer(verdict: Verdict, original: RequestContext, deps: VerifyDeps): V
   if (original.identity) deps.identityHeaders.write(original.identity, headers, original);
   const assertion = deps.assertionHeader && original.upstreamHeaders?.[deps.assertionHeader];
   if (assertion) headers[deps.assertionHeader as string] = assertion;
-  // A browser session's access token (`identity.forward_token`): the request the proxy forwards carries none.
-  const authorization = original.upstreamHeaders?.authorization;
-  if (authorization !== undefined && authorization !== original.headers.authorization) headers.authorization = authorization;
+  // With `identity.forward_token` the upstream gets a token: the client's own, or a browser session's access token,
+  // which the request the proxy forwards does not carry. Always set, since a proxy that copies the header from
+  // this answer removes it when the answer lacks it.
+  const authorization = deps.identity.forwardToken ? original.upstreamHeaders?.authorization : undefined;
+  if (authorization !== undefined) headers.authorization = authorization;
   const cookie = original.headers.cookie;
   if (cookie !== undefined) headers.cookie = upstreamCookie(cookie, deps.headerPolicy, deps.identity.forwardToken);
   if (deps.family === 'envoy') {

@@ -122,7 +122,7 @@ describe('a login route refusing a browser navigation', () => {
 });
 
 describe('forward-auth with a browser session and identity.forward_token', () => {
-  it("answers 200 with the session's access token as Authorization, for the proxy to set on the request it forwards", async () => {
+  it("answers 200 with the Authorization the upstream gets (the session's access token, or the client's own), for the proxy to set", async () => {
     const cookie = await signInThroughGateway(gw.port, provider, 'alice');
     const proxied = await rawRequest(gw.port, { target: '/app/reports', headers: [['Cookie', cookie]] });
     expect(proxied.status).toBe(200);
@@ -131,5 +131,10 @@ describe('forward-auth with a browser session and identity.forward_token', () =>
     const check = await forwardAuthCheck('/app/reports', [['Cookie', `${cookie}; theme=dark`]]);
     expect(check.status).toBe(200);
     expect({ authorization: check.headers.authorization, cookie: check.headers.cookie }).toEqual({ authorization: accessToken, cookie: 'theme=dark' });
+    // A client's own bearer token comes back too: a proxy that copies the header drops it from an answer without it.
+    const now = Math.floor(Date.now() / 1000);
+    const bearer = `Bearer ${provider.sign({ iss: provider.issuer, aud: provider.clientId, sub: 'carol', roles: ['staff'], iat: now, exp: now + 300 })}`;
+    const bearerCheck = await forwardAuthCheck('/app/reports', [['Authorization', bearer]]);
+    expect({ status: bearerCheck.status, authorization: bearerCheck.headers.authorization }).toEqual({ status: 200, authorization: bearer });
   });
 });
