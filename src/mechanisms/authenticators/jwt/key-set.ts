@@ -225,16 +225,22 @@ function sourceOf(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys]);
 }
 
+interface KeyVersionState {
+  generation: number;
+  usableUntilMs: number;
+}
+
 export function keySetIdentity(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys, [...issuer.algorithms].sort(), issuer.jwksCache]);
 }
 
 export class IssuerKeySet {
   readonly identity: string;
-  /** Bumped whenever the usable keys change, so verified-token cache entries made with older keys lapse. */
-  generation = 0;
-  /** Epoch ms until which the current keys may be used (fresh or stale); 0 = no usable keys. */
-  usableUntilMs = 0;
+  /**
+   * Shared by the key sets of one source across reloads: verified tokens cached under any of them lapse when the
+   * keys change in the newest, however many reloads ago they were verified.
+   */
+  private version: KeyVersionState = { generation: 0, usableUntilMs: 0 };
 
   private index: KeyIndex = new Map();
   private fingerprint = '';
@@ -249,8 +255,6 @@ export class IssuerKeySet {
   private jwksUri: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private owners = 1;
-  /** The set of the config before a reload, when it read the same source: its keys serve until this one loaded. */
-  private predecessor: IssuerKeySet | undefined;
 
   /**
    * `predecessor`: the key set this one replaces at a reload (other cache settings or algorithms, or a key file to
@@ -269,11 +273,20 @@ export class IssuerKeySet {
   }
 
   private inherit(predecessor: IssuerKeySet): void {
-    this.predecessor = predecessor;
+    this.version = predecessor.version;
     this.index = predecessor.index;
     this.fingerprint = predecessor.fingerprint;
-    this.usableUntilMs = predecessor.usableUntilMs;
     this.lastSuccessMs = predecessor.lastSuccessMs;
+  }
+
+  /** Bumped whenever the usable keys change, so verified-token cache entries made with older keys lapse. */
+  get generation(): number {
+    return this.version.generation;
+  }
+
+  /** Epoch ms until which the current keys may be used (fresh or stale); 0 = no usable keys. */
+  get usableUntilMs(): number {
+    return this.version.usableUntilMs;
   }
 
   /** First load. Resolves when it settled, whether it worked or not (never rejects). */
@@ -361,14 +374,11 @@ export class IssuerKeySet {
         if (this.fingerprint !== '') logger.info({ issuer: name }, 'issuer keys changed');
         this.index = index;
         this.fingerprint = fingerprint;
-        this.generation++;
-        // Tokens the keys before the reload verified lapse with those keys (a key removed from a file, say).
-        if (this.predecessor !== undefined) this.predecessor.generation++;
+        this.version.generation++;
       }
-      this.predecessor = undefined;
       this.lastSuccessMs = loadedAt;
       this.freshUntilMs = loadedAt + freshMs;
-      this.usableUntilMs = loadedAt + Math.max(freshMs, jwksCache.staleIfErrorMs);
+      this.version.usableUntilMs = loadedAt + Math.max(freshMs, jwksCache.staleIfErrorMs);
       this.lastError = undefined;
       this.consecutiveFailures = 0;
       metrics.jwksRefresh.inc({ issuer: name, result: 'ok' });

@@ -327,7 +327,7 @@ describe('JWKS lifecycle', () => {
     expect(reloaded.issuerStatus().get('idp')?.state).toBe('stale');
   });
 
-  it('a reload reads a key file again: a key taken out of it verifies nothing more, cached tokens included', async () => {
+  it('a reload reads a key file again: a key taken out of it verifies nothing more, tokens cached reloads ago included', async () => {
     const idp = await startIdp({ keys: ['rsa', 'ec'] });
     cleanups.push(() => idp.close());
     const dir = await mkdtemp(join(tmpdir(), 'authgate-jwks-'));
@@ -341,9 +341,17 @@ describe('JWKS lifecycle', () => {
     await auth.start();
     const cached = idp.sign({}, { key: 'ec' });
     expect((await auth.verify(cached, undefined)).ok).toBe(true);
-    // The EC key is compromised: the operator takes it out of the file and reloads an unchanged config.
+    // A reload that changes nothing: the token stays verified, no burst of verifications.
+    const unchanged = new Authenticator(new Map([['idp', config]]), deps, auth);
+    cleanups.push(() => unchanged.close());
+    await unchanged.start();
+    auth.close();
+    expect(await counter(deps.metrics.tokenCache, { result: 'hit' })).toBe(0);
+    expect((await unchanged.verify(cached, undefined)).ok).toBe(true);
+    expect(await counter(deps.metrics.tokenCache, { result: 'hit' })).toBe(1);
+    // The EC key is compromised: the operator takes it out of the file and reloads an unchanged config again.
     await writeFile(path, JSON.stringify({ keys: [idp.key('rsa').jwk] }));
-    const reloaded = new Authenticator(new Map([['idp', config]]), deps, auth);
+    const reloaded = new Authenticator(new Map([['idp', config]]), deps, unchanged);
     cleanups.push(() => reloaded.close());
     await reloaded.start();
     expectDenied(await reloaded.verify(cached, undefined), 'unknown_kid');
