@@ -295,8 +295,8 @@ describe('a flood of distinct tokens (a loopback endpoint that holds its answers
     const logBefore = logText.length;
     const heldTwo = new Promise<void>((resolve) => (whenHeld = { count: 2, resolve }));
     const admitted = ['t1', 't2', 't3', 't4'].map((token) => introspector.introspect(token));
-    // The fifth distinct token is refused without a request and without waiting.
-    expect(introspector.introspect('t5')).toEqual({ ok: false, reason: 'unavailable' });
+    // Distinct tokens past those are refused without a request and without waiting.
+    for (const token of ['t5', 't6', 't7']) expect(introspector.introspect(token)).toEqual({ ok: false, reason: 'unavailable' });
     // The same token as one under way joins it instead.
     expect(introspector.introspect('t1')).toBe(admitted[0]);
     await heldTwo;
@@ -306,10 +306,19 @@ describe('a flood of distinct tokens (a loopback endpoint that holds its answers
     const results = await Promise.all(admitted);
     expect(results.map((result) => result.ok)).toEqual([true, true, true, true]);
     expect(mostInFlight).toBe(2);
-    expect(await count('introspectionCache', 'shed')).toBe(1);
+    expect(await count('introspectionCache', 'shed')).toBe(3);
     expect(await count('introspectionCache', 'miss')).toBe(4);
-    expect(logText.slice(logBefore).match(/introspection endpoint busy/g)).toHaveLength(1);
     // Drained: a new token is asked about again.
-    expect((await introspector.introspect('t6')).ok).toBe(true);
+    expect((await introspector.introspect('t8')).ok).toBe(true);
+    // A second flood within the minute: refused the same, and no second warning.
+    holding = true;
+    const heldAgain = new Promise<void>((resolve) => (whenHeld = { count: 2, resolve }));
+    const second = ['t9', 't10', 't11', 't12'].map((token) => introspector.introspect(token));
+    expect(introspector.introspect('t13')).toEqual({ ok: false, reason: 'unavailable' });
+    await heldAgain;
+    holding = false;
+    for (const answer of held.splice(0)) answer();
+    await Promise.all(second);
+    expect(logText.slice(logBefore).match(/introspection endpoint busy/g)).toHaveLength(1);
   });
 });

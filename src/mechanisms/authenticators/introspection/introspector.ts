@@ -31,6 +31,7 @@ export interface IntrospectorDeps {
 const UNAVAILABLE: Introspection = Object.freeze({ ok: false, reason: 'unavailable' });
 /** Introspection results do not depend on local keys: one version that never changes or runs out. */
 const NO_KEYS: KeyVersion = Object.freeze({ generation: 0, usableUntilMs: Infinity });
+const SHED_WARNING_INTERVAL_MS = 60_000;
 /** The cache is bounded in entries: each entry counts 1 against a budget of `max_entries`. */
 const ENTRY_COST = 1;
 
@@ -40,7 +41,8 @@ export class Introspector {
   private readonly pending = new Map<string, Promise<Introspection>>();
   /** Distinct tokens are distinct requests: a flood of made-up ones must not become a flood at the provider. */
   private readonly bulkhead: Bulkhead;
-  private shedding = false;
+  private shedSinceWarning = 0;
+  private lastShedWarningMs = Number.NEGATIVE_INFINITY;
   private endpoint: Promise<string> | undefined;
   private reachable = true;
   private readonly counted;
@@ -80,19 +82,25 @@ export class Introspector {
     const admitted = this.bulkhead.run(() => this.ask(token, digest));
     if (admitted === undefined) return this.shed();
     this.counted.miss.inc();
-    this.shedding = false;
     const asked = admitted.finally(() => this.pending.delete(digest));
     this.pending.set(digest, asked);
     return asked;
   }
 
-  /** Too many introspections under way and waiting: this token is not asked about, and is unavailable for now. */
+  /**
+   * Too many introspections under way and waiting: this token is not asked about, and is unavailable for now. A
+   * warning a minute at most, with how many were refused since the last: a flood must not flood the log too.
+   */
   private shed(): Introspection {
     this.counted.shed.inc();
-    if (!this.shedding) {
-      this.deps.logger.warn({ issuer: this.issuer.name, maxConcurrent: this.config.maxConcurrent }, 'introspection endpoint busy; uncached tokens refused until requests drain');
+    this.shedSinceWarning += 1;
+    const now = this.deps.nowMs();
+    if (now - this.lastShedWarningMs >= SHED_WARNING_INTERVAL_MS) {
+      const { name } = this.issuer;
+      this.deps.logger.warn({ issuer: name, maxConcurrent: this.config.maxConcurrent, refused: this.shedSinceWarning }, 'introspection endpoint busy; uncached tokens refused until requests drain');
+      this.lastShedWarningMs = now;
+      this.shedSinceWarning = 0;
     }
-    this.shedding = true;
     return UNAVAILABLE;
   }
 
