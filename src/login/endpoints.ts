@@ -41,19 +41,15 @@ const FLOW_STARTS_PER_MINUTE = 600;
 /** Addresses counted at once; past this the oldest count is dropped (store/memory-limiter.ts). */
 const FLOW_START_ADDRESSES = 10_000;
 /**
- * Sign-ins one instance starts a minute, whatever the addresses: what it adds to a shared store is then bounded
- * (some 20,000 records over their ten minutes) even against many addresses, so a flood of sign-ins cannot push
- * a Redis at its memory limit into evicting sessions or revocations.
+ * Sign-ins one process starts a minute, whatever the addresses, with records kept the full ten minutes. Past this
+ * (a flood from many addresses) new records are kept one minute: what a flood adds to a shared store is then
+ * what a minute of it brings, and nobody is refused (a person who takes longer at the provider starts again).
  */
-const FLOW_STARTS_PER_INSTANCE_MINUTE = 2_000;
+const FLOW_STARTS_PER_PROCESS_MINUTE = 2_000;
+const FLOODED_PRE_LOGIN_TTL_MS = 60_000;
 
 const TOO_MANY_SIGN_INS: LoginAnswer = page(
   errorPage({ status: 429, title: 'Too many sign-ins', message: 'Too many sign-ins were started from your network. Please try again in a minute.' }),
-  [],
-  { 'retry-after': '60' },
-);
-const SIGN_IN_BUSY: LoginAnswer = page(
-  errorPage({ status: 503, title: 'Sign-in is busy', message: 'Too many sign-ins are under way. Please try again in a minute.' }),
   [],
   { 'retry-after': '60' },
 );
@@ -62,7 +58,7 @@ export class BrowserSignIn {
   private readonly readSession: CookieReader;
   private readonly flowStarts = new BoundedCounters(FLOW_START_ADDRESSES);
   /** Apart from the addresses' counters, so that many addresses cannot evict it. */
-  private readonly instanceFlowStarts = new BoundedCounters(1);
+  private readonly processFlowStarts = new BoundedCounters(1);
 
   constructor(private readonly s: BrowserSignInSettings) {
     this.readSession = cookieReader(s.jar.sessionName);
@@ -152,12 +148,13 @@ export class BrowserSignIn {
 
   private async startFlow(provider: string, returnTo: string, clientIp: string): Promise<LoginAnswer> {
     if (this.flowStarts.incrby(rateLimitAddress(clientIp), 1, 60).consumedPoints > FLOW_STARTS_PER_MINUTE) return TOO_MANY_SIGN_INS;
-    if (this.instanceFlowStarts.incrby('all', 1, 60).consumedPoints > FLOW_STARTS_PER_INSTANCE_MINUTE) return SIGN_IN_BUSY;
+    const flooded = this.processFlowStarts.incrby('all', 1, 60).consumedPoints > FLOW_STARTS_PER_PROCESS_MINUTE;
+    const ttlMs = flooded ? FLOODED_PRE_LOGIN_TTL_MS : PRE_LOGIN_TTL_MS;
     const rp = this.s.providers.get(provider) as RelyingParty;
     const { url, preLogin } = await rp.begin(returnTo);
     const flow = randomId();
-    await this.s.store.savePreLogin(flow, preLogin);
-    return redirect(url.href, [this.s.jar.issue(this.s.jar.flowCookieName(preLogin.state), flow, PRE_LOGIN_TTL_MS / 1000)]);
+    await this.s.store.savePreLogin(flow, preLogin, ttlMs);
+    return redirect(url.href, [this.s.jar.issue(this.s.jar.flowCookieName(preLogin.state), flow, ttlMs / 1000)]);
   }
 
   private verified(read: CookieReader, name: string, headersDistinct: NodeJS.Dict<string[]>): string | undefined {

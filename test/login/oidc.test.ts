@@ -7,6 +7,7 @@ import { verifyLogoutToken, BACKCHANNEL_LOGOUT_EVENT, type LogoutTokenExpectatio
 import { randomId } from '../../src/login/cookies.js';
 import { RelyingParty } from '../../src/login/oidc.js';
 import { MemorySessionStore } from '../../src/login/sessions/memory.js';
+import { PRE_LOGIN_TTL_MS } from '../../src/login/sessions/types.js';
 import { generateIdpKey } from '../helpers/idp.js';
 import { startOidcProvider, type TestProvider } from '../helpers/oidc-login-provider.js';
 import { authorize, issuerOf, relyingParty, releaseKeySets, signaturesOf, signedInSession } from '../helpers/relying-party.js';
@@ -93,12 +94,12 @@ describe('callback', () => {
     const store = new MemorySessionStore({ idleMs: 60_000, absoluteMs: 120_000 }, () => now);
     const { query, preLogin } = await authorize(provider, rp);
     const flow = randomId();
-    await store.savePreLogin(flow, preLogin);
+    await store.savePreLogin(flow, preLogin, PRE_LOGIN_TTL_MS);
     expect(await rp.complete(query, await store.takePreLogin(flow))).toMatchObject({ ok: true });
     expect(await rp.complete(query, await store.takePreLogin(flow))).toMatchObject({ ok: false, reason: 'no_flow' });
 
     const late = await authorize(provider, rp);
-    await store.savePreLogin(flow, late.preLogin);
+    await store.savePreLogin(flow, late.preLogin, PRE_LOGIN_TTL_MS);
     now += 10 * 60_000;
     expect(await rp.complete(late.query, await store.takePreLogin(flow))).toMatchObject({ ok: false, reason: 'no_flow' });
   });

@@ -75,7 +75,7 @@ describe.each([
     const store = await makeStore(new Clock());
     const record = preLogin();
     const flow = randomId();
-    await store.savePreLogin(flow, record);
+    await store.savePreLogin(flow, record, PRE_LOGIN_TTL_MS);
     expect(await store.takePreLogin(randomId())).toBeUndefined();
     const taken = await Promise.all([store.takePreLogin(flow), store.takePreLogin(flow)]);
     expect(taken.filter((r) => r !== undefined)).toEqual([record]);
@@ -212,7 +212,7 @@ describe('memory session store', () => {
     const clock = new Clock();
     const store = new MemorySessionStore(TIMEOUTS, clock.now);
     const flow = randomId();
-    await store.savePreLogin(flow, preLogin());
+    await store.savePreLogin(flow, preLogin(), PRE_LOGIN_TTL_MS);
     clock.ms += PRE_LOGIN_TTL_MS;
     expect(await store.takePreLogin(flow)).toBeUndefined();
   });
@@ -220,7 +220,7 @@ describe('memory session store', () => {
   it('holds a bounded number of sign-ins under way: anyone may start one, so the oldest goes first', async () => {
     const store = new MemorySessionStore(TIMEOUTS, new Clock().now, 3);
     const flows = [randomId(), randomId(), randomId(), randomId()];
-    for (const flow of flows) await store.savePreLogin(flow, preLogin());
+    for (const flow of flows) await store.savePreLogin(flow, preLogin(), PRE_LOGIN_TTL_MS);
     expect(await store.takePreLogin(flows[0] as string)).toBeUndefined();
     for (const flow of flows.slice(1)) expect(await store.takePreLogin(flow)).toBeDefined();
   });
@@ -237,7 +237,7 @@ describe('redis session store across instances', () => {
   it('keeps pre-login records for 10 minutes in Redis', async () => {
     const store = await redisStore(new Clock(), 'ttl:');
     const flow = randomId();
-    await store.savePreLogin(flow, preLogin());
+    await store.savePreLogin(flow, preLogin(), PRE_LOGIN_TTL_MS);
     const probe = new Redis(redis.url);
     const ttl = await probe.pttl(`ttl:login-flow:${flow}`);
     expect(ttl).toBeGreaterThan(PRE_LOGIN_TTL_MS - 5_000);

@@ -1,7 +1,7 @@
 import { PRUNE_INTERVAL_MS } from '../../store/memory.js';
 import { SessionEnds } from './local-copies.js';
 import {
-  MAX_PRE_LOGINS, PRE_LOGIN_TTL_MS, isLive, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
+  MAX_PRE_LOGINS, isLive, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
   type SessionStore, type SessionTimeouts, type SessionTokens,
 } from './types.js';
 
@@ -28,11 +28,11 @@ export class MemorySessionStore implements SessionStore {
     this.touchIntervalMs = touchIntervalMs(timeouts);
   }
 
-  async savePreLogin(flowId: string, record: PreLogin): Promise<void> {
+  async savePreLogin(flowId: string, record: PreLogin, ttlMs: number): Promise<void> {
     this.prune();
     // A Map iterates in insertion order: its first key is the oldest flow.
     if (this.preLogins.size >= this.maxPreLogins) this.preLogins.delete(this.preLogins.keys().next().value as string);
-    this.preLogins.set(flowId, { value: record, expiresAt: this.now() + PRE_LOGIN_TTL_MS });
+    this.preLogins.set(flowId, { value: record, expiresAt: this.now() + ttlMs });
   }
 
   async takePreLogin(flowId: string): Promise<PreLogin | undefined> {

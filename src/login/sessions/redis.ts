@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { execute, shutDown, type Connections, type RedisClient } from '../../store/connect.js';
 import { LocalCopies } from './local-copies.js';
 import {
-  PRE_LOGIN_TTL_MS, isLive, remainingMs, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
+  isLive, remainingMs, touchIntervalMs, type PreLogin, type RefreshLock, type Session, type SessionEndListener,
   type SessionStore, type SessionTimeouts, type SessionTokens,
 } from './types.js';
 
@@ -89,8 +89,8 @@ export class RedisSessionStore implements SessionStore {
     this.redis.on('node error', this.onError);
   }
 
-  async savePreLogin(flowId: string, record: PreLogin): Promise<void> {
-    await this.redis.set(this.flowKey(flowId), JSON.stringify(record), 'PX', PRE_LOGIN_TTL_MS);
+  async savePreLogin(flowId: string, record: PreLogin, ttlMs: number): Promise<void> {
+    await this.redis.set(this.flowKey(flowId), JSON.stringify(record), 'PX', ttlMs);
   }
 
   async takePreLogin(flowId: string): Promise<PreLogin | undefined> {

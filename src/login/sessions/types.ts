@@ -53,7 +53,8 @@ export interface RefreshLock {
 export type SessionEndListener = (id: string) => void;
 
 export interface SessionStore {
-  savePreLogin(flowId: string, record: PreLogin): Promise<void>;
+  /** Kept for `ttlMs` (PRE_LOGIN_TTL_MS, or less while sign-ins flood in). */
+  savePreLogin(flowId: string, record: PreLogin, ttlMs: number): Promise<void>;
   /** The record, removed in the same step (GETDEL): a second callback with the same flow finds nothing. */
   takePreLogin(flowId: string): Promise<PreLogin | undefined>;
   create(session: Session): Promise<void>;
