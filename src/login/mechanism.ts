@@ -290,7 +290,8 @@ export class LoginService implements Compiled<Authenticator> {
       return unavailable as LoginAnswer;
     }
     // A sign-in starts by writing its pre-login record: the store down is a page saying to retry, never a 500.
-    return this.signIn.redirectToSignIn(ready, returnTo, clientIp).catch((err: unknown) => this.storeFailed(err, returnTo, SIGN_IN_UNAVAILABLE));
+    const path = returnTo.split('?', 1)[0] as string;
+    return this.signIn.redirectToSignIn(ready, returnTo, clientIp).catch((err: unknown) => this.storeFailed(err, path, SIGN_IN_UNAVAILABLE));
   }
 }
 

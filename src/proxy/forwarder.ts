@@ -9,12 +9,12 @@ import { connectionListed, HOP_BY_HOP } from '../http/hop-by-hop.js';
 import type { Metrics } from '../observability/metrics.js';
 import { watchBodyRate } from './body-rate.js';
 import { classifyUpstreamError, type Abandoned, type ForwardFailure, type UpstreamFailure } from './failures.js';
+import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
 
 /** The path an upstream URL puts before every forwarded path: `http://app/base/` forwards `/x` to `/base/x`. */
 export function upstreamBasePath(url: URL): string {
   return url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
 }
-import { forwardUpgrade, type UpgradeCallbacks, type UpgradeTarget } from './websocket.js';
 
 export type { Abandoned, ForwardFailure, UpstreamFailure };
 /**

@@ -71,19 +71,21 @@ function foldedName(name: string): string {
  * `a=1;access_token=t` keeps `a=1`.
  */
 function withoutQueryParameters(query: string, folded: readonly string[]): string {
-  const isWatched = (part: string): boolean => {
-    const name = decodeQueryComponent(part.split('=', 1)[0] as string);
-    return name !== undefined && folded.includes(foldedName(name));
-  };
   const kept: string[] = [];
   scanQuery(query, (start, _equals, end) => {
     const parts = query.slice(start, end).split(';');
-    const keptParts = parts.filter((part) => !isWatched(part));
+    const keptParts = parts.filter((part) => !namesOneOf(part, folded));
     if (keptParts.length === parts.length) kept.push(query.slice(start, end));
     else if (keptParts.some((part) => part !== '')) kept.push(keptParts.join(';'));
     return true;
   });
   return kept.length > 0 ? `?${kept.join('&')}` : '';
+}
+
+/** Whether the pair `part` is named, once decoded and folded, one of `folded`. */
+function namesOneOf(part: string, folded: readonly string[]): boolean {
+  const name = decodeQueryComponent(part.split('=', 1)[0] as string);
+  return name !== undefined && folded.includes(foldedName(name));
 }
 
 /** Whether a raw query may hold parameter `name` in some spelling: a cheap test before any scanning. */
