@@ -93,7 +93,8 @@ export class RedisRevocations implements RevocationStore {
     try {
       await execute(this.link.commands.multi().zadd(this.key, entry.expiresAt, member).publish(this.key, member));
     } catch (error) {
-      this.link.commandFailed();
+      // The revocation set's own write: degraded, so the recovery resync writes the entry back once Redis takes it.
+      this.link.failed(error as Error);
       throw new Error(`revocation holds on this instance only until Redis is back: ${(error as Error).message}`);
     }
   }

@@ -252,6 +252,20 @@ describe('Redis store, connection lost', () => {
     await vi.waitFor(() => expect(hung.store.health()).toEqual({ status: 'ok' }), within(5000));
   });
 
+  it('a revocation Redis refuses to write (out of memory, reads still fine) degrades the store, and is written back once Redis takes writes', async () => {
+    const prefix = freshPrefix();
+    const [refused, other] = [await instance(prefix), await instance(prefix)];
+    const raw = rawClient();
+    await raw.config('SET', 'maxmemory', '1');
+    try {
+      await expect(refused.store.revocations.revokeJti('refused-write', nowS() + HOUR, 'auth0')).rejects.toThrow(/until Redis is back/);
+      expect(refused.store.health().status).toBe('degraded');
+    } finally {
+      await raw.config('SET', 'maxmemory', '0');
+    }
+    await vi.waitFor(() => expect(other.store.revocations.isJtiRevoked('refused-write')).toBe(true), within(5000));
+  });
+
   it('an instance that starts cut off is not synced until its first resync has loaded the revocations', async () => {
     const prefix = freshPrefix();
     const other = await instance(prefix);

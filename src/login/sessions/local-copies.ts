@@ -54,8 +54,8 @@ export class LocalCopies {
 
   /** Keeps `session` unless an invalidation happened since `epoch` (when the read that produced it began). */
   put(session: Session, epoch = this.invalidations): void {
-    this.unconfirmed.delete(session.id);
     if (epoch !== this.invalidations) return;
+    this.unconfirmed.delete(session.id);
     this.entries.delete(session.id);
     this.entries.set(session.id, session);
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as string);

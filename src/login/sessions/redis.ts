@@ -124,12 +124,10 @@ export class RedisSessionStore implements SessionStore {
     try {
       session = await this.read(id);
     } catch (error) {
-      // The subscription was remade while commands still fail (a failover under way): the copy held before stands,
-      // and is held again so the next requests wait on nothing. An end announced in the gap is then caught by the
-      // next touch that finds the session gone, as an announcement lost on a Cluster is.
+      // The subscription was remade while commands still fail (a failover under way): the copy held before stands
+      // in, and the store is asked again at the next request, so an end announced in the gap holds once it answers.
       const unconfirmed = this.copies.unconfirmedCopy(id);
       if (unconfirmed === undefined) throw error;
-      this.copies.put(unconfirmed, epoch);
       return unconfirmed;
     }
     if (session === undefined) this.copies.gone(id);

@@ -97,7 +97,8 @@ export class Introspector {
     const now = this.deps.nowMs();
     if (now - this.lastShedWarningMs >= SHED_WARNING_INTERVAL_MS) {
       const { name } = this.issuer;
-      this.deps.logger.warn({ issuer: name, maxConcurrent: this.config.maxConcurrent, refused: this.shedSinceWarning }, 'introspection endpoint busy; uncached tokens refused until requests drain');
+      const refusedSinceLastWarning = this.shedSinceWarning;
+      this.deps.logger.warn({ issuer: name, maxConcurrent: this.config.maxConcurrent, refusedSinceLastWarning }, 'introspection endpoint busy; uncached tokens refused until requests drain');
       this.lastShedWarningMs = now;
       this.shedSinceWarning = 0;
     }
