@@ -225,7 +225,10 @@ function sourceOf(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys]);
 }
 
-interface KeyVersionState {
+/** The keys of one source and their version, shared by that source's key sets across reloads. */
+interface SharedKeys {
+  index: KeyIndex;
+  fingerprint: string;
   generation: number;
   usableUntilMs: number;
 }
@@ -237,13 +240,11 @@ export function keySetIdentity(issuer: KeyedIssuer): string {
 export class IssuerKeySet {
   readonly identity: string;
   /**
-   * Shared by the key sets of one source across reloads: verified tokens cached under any of them lapse when the
-   * keys change in the newest, however many reloads ago they were verified.
+   * Shared by the key sets of one source across reloads: once the newest loads changed keys, the runtimes still
+   * finishing their requests use them too, and verified tokens cached under any of them lapse.
    */
-  private version: KeyVersionState = { generation: 0, usableUntilMs: 0 };
+  private keys: SharedKeys = { index: new Map(), fingerprint: '', generation: 0, usableUntilMs: 0 };
 
-  private index: KeyIndex = new Map();
-  private fingerprint = '';
   private readonly ignoresKid: boolean;
   private lastAttemptMs = Number.NEGATIVE_INFINITY;
   private lastSuccessMs: number | undefined;
@@ -273,20 +274,18 @@ export class IssuerKeySet {
   }
 
   private inherit(predecessor: IssuerKeySet): void {
-    this.version = predecessor.version;
-    this.index = predecessor.index;
-    this.fingerprint = predecessor.fingerprint;
+    this.keys = predecessor.keys;
     this.lastSuccessMs = predecessor.lastSuccessMs;
   }
 
   /** Bumped whenever the usable keys change, so verified-token cache entries made with older keys lapse. */
   get generation(): number {
-    return this.version.generation;
+    return this.keys.generation;
   }
 
   /** Epoch ms until which the current keys may be used (fresh or stale); 0 = no usable keys. */
   get usableUntilMs(): number {
-    return this.version.usableUntilMs;
+    return this.keys.usableUntilMs;
   }
 
   /** First load. Resolves when it settled, whether it worked or not (never rejects). */
@@ -309,18 +308,18 @@ export class IssuerKeySet {
 
   /** The kids of the keys held for `alg` (for explaining an unknown kid). */
   kids(alg: string): string[] {
-    return [...(this.index.get(alg)?.byKid.keys() ?? [])];
+    return [...(this.keys.index.get(alg)?.byKid.keys() ?? [])];
   }
 
   /** The allowed algorithms some loaded key can verify. */
   algorithmsWithKeys(): string[] {
-    return this.issuer.algorithms.filter((alg) => (this.index.get(alg)?.all.keys.length ?? 0) > 0);
+    return this.issuer.algorithms.filter((alg) => (this.keys.index.get(alg)?.all.keys.length ?? 0) > 0);
   }
 
   /** Candidate keys for `alg` and `kid`, best first. A secret issuer ignores `kid`. */
   lookup(alg: string, kid: string | undefined, nowMs: number): KeyLookup {
     if (nowMs >= this.usableUntilMs) return UNAVAILABLE;
-    const entry = this.index.get(alg);
+    const entry = this.keys.index.get(alg);
     if (entry === undefined) return UNKNOWN_KID;
     if (kid === undefined || this.ignoresKid) return entry.all.keys.length > 0 ? entry.all : UNKNOWN_KID;
     return entry.byKid.get(kid) ?? UNKNOWN_KID;
@@ -370,15 +369,16 @@ export class IssuerKeySet {
         this.issuer.keys.kind === 'secret'
           ? Number.POSITIVE_INFINITY
           : Math.min(jwksCache.maxAgeMs, maxAgeMs ?? Number.POSITIVE_INFINITY);
-      if (fingerprint !== this.fingerprint) {
-        if (this.fingerprint !== '') logger.info({ issuer: name }, 'issuer keys changed');
-        this.index = index;
-        this.fingerprint = fingerprint;
-        this.version.generation++;
+      const keys = this.keys;
+      if (fingerprint !== keys.fingerprint) {
+        if (keys.fingerprint !== '') logger.info({ issuer: name }, 'issuer keys changed');
+        keys.index = index;
+        keys.fingerprint = fingerprint;
+        keys.generation++;
       }
       this.lastSuccessMs = loadedAt;
       this.freshUntilMs = loadedAt + freshMs;
-      this.version.usableUntilMs = loadedAt + Math.max(freshMs, jwksCache.staleIfErrorMs);
+      keys.usableUntilMs = loadedAt + Math.max(freshMs, jwksCache.staleIfErrorMs);
       this.lastError = undefined;
       this.consecutiveFailures = 0;
       metrics.jwksRefresh.inc({ issuer: name, result: 'ok' });

@@ -354,6 +354,8 @@ describe('JWKS lifecycle', () => {
     const reloaded = new Authenticator(new Map([['idp', config]]), deps, unchanged);
     cleanups.push(() => reloaded.close());
     await reloaded.start();
+    // The runtime before the reload, still finishing its requests, verifies with the keys just read too.
+    expectDenied(await unchanged.verify(idp.sign({}, { key: 'ec' }), undefined), 'unknown_kid');
     expectDenied(await reloaded.verify(cached, undefined), 'unknown_kid');
     expectDenied(await reloaded.verify(idp.sign({}, { key: 'ec' }), undefined), 'unknown_kid');
     expect((await reloaded.verify(idp.sign({}, { key: 'rsa' }), undefined)).ok).toBe(true);
