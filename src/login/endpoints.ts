@@ -65,7 +65,9 @@ export class BrowserSignIn {
   }
 
   /** A navigation on a login route without a session: straight to the one provider, or to the chooser. */
-  async redirectToSignIn(providers: readonly string[], returnTo: string, clientIp: string): Promise<LoginAnswer> {
+  async redirectToSignIn(providers: readonly string[], target: string, clientIp: string): Promise<LoginAnswer> {
+    // The page asked for, checked like any `rd`: at most 2 KiB (a record anyone can make the store hold), this origin.
+    const returnTo = safeReturnTo(target, this.s.redirects);
     const [only] = providers;
     if (providers.length === 1 && only !== undefined) return this.startFlow(only, returnTo, clientIp);
     return redirect(chooserLocation(this.s.reservedPrefix, providers, returnTo), []);

@@ -139,6 +139,12 @@ describe('callback', () => {
     expect(signIn.sessionId(cookieHeader(set))).toEqual(expect.any(String));
   });
 
+  it('a page asked for with a target over 2 KiB (which the store would hold for anyone) returns to / instead', async () => {
+    const signIn = endpoints();
+    const { query, cookies } = await throughProvider(signIn, `/app/${'x'.repeat(4000)}`);
+    expect(await signIn.callback(query, cookieHeader(cookies))).toMatchObject({ status: 302, headers: { location: '/' } });
+  });
+
   it('two tabs signing in at once both succeed, each with its own flow cookie', async () => {
     const signIn = endpoints();
     const first = await throughProvider(signIn, '/one');
