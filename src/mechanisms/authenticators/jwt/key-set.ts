@@ -220,9 +220,13 @@ export function isKeyed(issuer: IssuerConfig): issuer is KeyedIssuer {
   return issuer.keys !== undefined;
 }
 
-/** Where an issuer's keys come from: two key sets with the same source hold the same keys. */
+/** Where an issuer's keys come from: two key sets with the same source read the same key documents. */
 function sourceOf(issuer: KeyedIssuer): string {
   return JSON.stringify([issuer.issuer, issuer.keys]);
+}
+
+function algorithmsOf(issuer: KeyedIssuer): string {
+  return [...issuer.algorithms].sort().join(',');
 }
 
 /** The keys of one source and their version, shared by that source's key sets across reloads. */
@@ -273,8 +277,13 @@ export class IssuerKeySet {
     if (predecessor !== undefined && sourceOf(predecessor.issuer) === sourceOf(issuer)) this.inherit(predecessor);
   }
 
+  /**
+   * With the same algorithms the two sets read the same keys, so they share them: the runtime still finishing its
+   * requests sees what this one loads (a key removed from a file, at once). With other algorithms the keys each
+   * accepts differ, so this one starts from a copy and neither writes the other's.
+   */
   private inherit(predecessor: IssuerKeySet): void {
-    this.keys = predecessor.keys;
+    this.keys = algorithmsOf(predecessor.issuer) === algorithmsOf(this.issuer) ? predecessor.keys : { ...predecessor.keys };
     this.lastSuccessMs = predecessor.lastSuccessMs;
   }
 
@@ -363,7 +372,10 @@ export class IssuerKeySet {
     this.lastAttemptMs = now();
     clearTimeout(this.timer);
     try {
-      const { index, fingerprint, maxAgeMs } = await this.fetchKeys();
+      const fetched = await this.fetchKeys();
+      const { index, maxAgeMs } = fetched;
+      // The algorithms too: the same keys read for another list index differently (an added RS512 for an RSA key).
+      const fingerprint = `${algorithmsOf(this.issuer)}\n${fetched.fingerprint}`;
       const loadedAt = now();
       const freshMs =
         this.issuer.keys.kind === 'secret'

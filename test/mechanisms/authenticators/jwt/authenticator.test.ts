@@ -327,6 +327,35 @@ describe('JWKS lifecycle', () => {
     expect(reloaded.issuerStatus().get('idp')?.state).toBe('stale');
   });
 
+  it('a reload that adds an algorithm: the runtime before it, refetching for an unknown kid, leaves the new keys alone', async () => {
+    const refetchAtWill = { maxAgeMs: 600_000, minRefetchIntervalMs: 0, staleIfErrorMs: 86_400_000 };
+    const { idp, auth } = await harness({ idp: { keys: ['rsa', 'ec'] }, issuer: { algorithms: ['RS256'], jwksCache: refetchAtWill } });
+    const deps = { logger: createLogger('silent'), metrics: new Metrics() };
+    const reloaded = new Authenticator(new Map([['idp', issuerConfigFor(idp, { algorithms: ['RS256', 'ES256'] })]]), deps, auth);
+    cleanups.push(() => reloaded.close());
+    await reloaded.start();
+    expect((await reloaded.verify(idp.sign({}, { key: 'ec' }), undefined)).ok).toBe(true);
+    // Anyone can make the old runtime refetch: a token naming a kid it does not know, no valid signature needed.
+    expectDenied(await auth.verify(idp.sign({}, { key: 'rsa', kid: 'made-up' }), undefined), 'unknown_kid');
+    expect((await reloaded.verify(idp.sign({ jti: 'after-the-refetch' }, { key: 'ec' }), undefined)).ok).toBe(true);
+  });
+
+  it('a reload that adds an algorithm the keys held already fit makes it usable (a shared secret, HS384 beside HS256)', async () => {
+    const secret = 'a-shared-secret-of-at-least-48-bytes-for-hs384!!';
+    const issuer = { issuer: 'https://hs.test/', audience: 'https://api.test', jwksUri: '' };
+    const deps = { logger: createLogger('silent'), metrics: new Metrics() };
+    const before = new Authenticator(new Map([['hs', issuerConfigFor(issuer, { keys: { kind: 'secret', secret }, algorithms: ['HS256'] })]]), deps);
+    cleanups.push(() => before.close());
+    await before.start();
+    const after = new Authenticator(new Map([['hs', issuerConfigFor(issuer, { keys: { kind: 'secret', secret }, algorithms: ['HS256', 'HS384'] })]]), deps, before);
+    cleanups.push(() => after.close());
+    await after.start();
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'https://hs.test/', aud: 'https://api.test', sub: 'svc', iat: now, exp: now + 60 };
+    expect((await after.verify(signRaw('HS384', secret, { alg: 'HS384', typ: 'JWT' }, claims), undefined)).ok).toBe(true);
+    expect((await before.verify(signRaw('HS256', secret, { alg: 'HS256', typ: 'JWT' }, claims), undefined)).ok).toBe(true);
+  });
+
   it('a reload reads a key file again: a key taken out of it verifies nothing more, tokens cached reloads ago included', async () => {
     const idp = await startIdp({ keys: ['rsa', 'ec'] });
     cleanups.push(() => idp.close());
