@@ -229,7 +229,7 @@ function algorithmsOf(issuer: KeyedIssuer): string {
   return [...issuer.algorithms].sort().join(',');
 }
 
-/** The keys of one source and their version, shared by that source's key sets across reloads. */
+/** The keys of one source and their version, shared across reloads by that source's sets with the same algorithms. */
 interface SharedKeys {
   index: KeyIndex;
   fingerprint: string;
@@ -244,8 +244,8 @@ export function keySetIdentity(issuer: KeyedIssuer): string {
 export class IssuerKeySet {
   readonly identity: string;
   /**
-   * Shared by the key sets of one source across reloads: once the newest loads changed keys, the runtimes still
-   * finishing their requests use them too, and verified tokens cached under any of them lapse.
+   * Shared by the key sets of one source and the same algorithms across reloads: once the newest loads changed
+   * keys, the runtimes still finishing their requests use them too, and tokens cached under any of them lapse.
    */
   private keys: SharedKeys = { index: new Map(), fingerprint: '', generation: 0, usableUntilMs: 0 };
 
