@@ -165,7 +165,9 @@ routes:
     });
     // Not in the shared store: each worker holds it in its own mirror, and writes it back once Redis returns.
     expect(revoked.status).toBe(503);
+    const forwardedBefore = upstream.seen.length;
     expect(await requests(20)).toEqual(Array(20).fill(401));
+    expect(upstream.seen.length).toBe(forwardedBefore);
   } finally {
     await redis.close();
   }
